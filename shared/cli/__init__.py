@@ -1,0 +1,1 @@
+"""The ``hubspot-sync`` console script (click). Entry point: ``shared.cli.main:main``."""

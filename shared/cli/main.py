@@ -1,0 +1,55 @@
+"""The ``hubspot-sync`` command group.
+
+Subcommands live in their own modules and are imported only when invoked, so
+``hubspot-sync db upgrade`` does not pay for the emulator or the Google clients.
+To add one, write a click command in ``shared/cli/<name>.py`` and list it below.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from shared.errors import ConfigurationError
+
+# command name -> "module:attribute"
+COMMANDS: dict[str, str] = {
+    "db": "shared.cli.db:db",
+}
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, _, attribute = target.partition(":")
+        command = getattr(importlib.import_module(module_name), attribute)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=_LazyGroup)
+@click.version_option(package_name="warp-hubspot-sync")
+def cli() -> None:
+    """Keep WARP customers and HubSpot companies and contacts in step."""
+
+
+def main() -> None:
+    """Run the CLI; configuration errors print one clear line and exit 2."""
+    try:
+        cli(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except ConfigurationError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)

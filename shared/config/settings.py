@@ -1,0 +1,203 @@
+"""Every environment variable the service reads, in one pydantic-settings class.
+
+A wrong or missing value fails at start with a :class:`ConfigurationError`
+that names the environment variable, never the Python field. Secrets are
+``SecretStr`` so they never appear in a repr, a log line or an error.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.errors import ConfigurationError
+
+DEFAULT_HUBSPOT_BASE_URL = "https://api.hubapi.com"
+
+
+class Settings(BaseSettings):
+    """The service configuration. Field ``foo_bar`` is read from ``FOO_BAR``."""
+
+    model_config = SettingsConfigDict(
+        case_sensitive=False,
+        extra="ignore",
+        validate_default=True,
+        hide_input_in_errors=True,
+    )
+
+    # --- database -------------------------------------------------------------------
+    database_url: str | None = Field(
+        None, description="postgresql:// URL; wins over Cloud SQL and the embedded database"
+    )
+    instance_connection_name: str | None = Field(
+        None, description="Cloud SQL instance as project:region:instance"
+    )
+    db_user: str | None = Field(None, description="Cloud SQL user (IAM: SA email without suffix)")
+    db_name: str | None = Field(None, description="Cloud SQL database name")
+    db_password: SecretStr | None = Field(None, description="Cloud SQL password (not with IAM)")
+    db_iam_auth: bool = Field(False, description="Cloud SQL automatic IAM database auth")
+    db_ip_type: Literal["public", "private", "psc"] = Field(
+        "public", description="Cloud SQL IP type the connector uses"
+    )
+    db_pool_size: int = Field(4, ge=1, le=50, description="connections kept per process")
+    db_connect_timeout_seconds: float = Field(10.0, gt=0, le=120)
+    embedded_db_dir: str | None = Field(
+        None, description="data folder of the embedded PostgreSQL (default: per-user cache)"
+    )
+
+    # --- HubSpot ----------------------------------------------------------------------
+    hubspot_access_token: SecretStr | None = Field(None, description="private app / OAuth token")
+    hubspot_base_url: str = Field(DEFAULT_HUBSPOT_BASE_URL, description="HubSpot API base URL")
+    hubspot_client_secret: SecretStr | None = Field(
+        None, description="app client secret; key of webhook signatures"
+    )
+    hubspot_app_id: int | None = Field(None, ge=1, description="our HubSpot app id (echo filter)")
+    hubspot_connect_timeout_seconds: float = Field(5.0, gt=0, le=60)
+    hubspot_read_timeout_seconds: float = Field(20.0, gt=0, le=300)
+    hubspot_rate_limit: int = Field(
+        90, ge=1, description="requests per window we allow ourselves (90 % of 100 per 10 s)"
+    )
+    hubspot_rate_window_ms: int = Field(10_000, ge=100)
+    hubspot_search_rate_per_second: float = Field(4.0, gt=0)
+    hubspot_daily_budget: int = Field(
+        237_500, ge=1, description="daily request budget, below HubSpot's daily cap"
+    )
+
+    # --- webhooks ---------------------------------------------------------------------
+    webhook_public_url: str | None = Field(
+        None, description="public base URL HubSpot calls; signed URI = this + path + query"
+    )
+    webhook_accept_v1: bool = Field(False, description="accept v1 signatures when v3 is absent")
+    webhook_max_body_bytes: int = Field(1_048_576, ge=1024)
+    webhook_time_budget_seconds: float = Field(
+        3.0, gt=0, description="inline processing budget before handing a batch to a task"
+    )
+
+    # --- management API ---------------------------------------------------------------
+    sync_api_token: SecretStr | None = Field(None, description="bearer token for sync_api")
+    metrics_token: SecretStr | None = Field(
+        None, description="bearer token for /metrics (none: /metrics is open)"
+    )
+
+    # --- Google Cloud -----------------------------------------------------------------
+    gcp_project: str | None = Field(None, description="project id (trace ids, Cloud Tasks)")
+    gcp_region: str | None = Field(None, description="region of the Cloud Tasks queue")
+    tasks_queue: str | None = Field(None, description="Cloud Tasks queue; unset: in-process")
+    tasks_service_account: str | None = Field(None, description="SA whose OIDC token tasks carry")
+    retry_worker_url: str | None = Field(None, description="URL Cloud Tasks calls")
+    oidc_audience: str | None = Field(
+        None, description="expected audience of Google-signed tokens on internal functions"
+    )
+    oidc_allowed_emails: str | None = Field(
+        None, description="comma-separated service accounts allowed to call internal functions"
+    )
+    pubsub_topic: str | None = Field(None, description="WARP's customer-changes topic (publisher)")
+
+    # --- retries and batching ---------------------------------------------------------
+    retry_base_seconds: float = Field(2.0, gt=0)
+    retry_cap_seconds: float = Field(600.0, gt=0)
+    retry_max_attempts: int = Field(8, ge=1, le=100)
+    coalesce_delay_seconds: float = Field(2.0, ge=0)
+    deleted_customer_status: str = Field(
+        "CLOSED", description="warp_status given to the company of a deleted customer"
+    )
+
+    # --- security and logs ------------------------------------------------------------
+    encryption_key: SecretStr | None = Field(
+        None, description="base64 AES-256 key for sensitive values in the sync log"
+    )
+    encryption_key_id: str = Field("k1", description="id stored beside ciphertexts (rotation)")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("postgresql", "postgres"):
+            raise ValueError("must be a postgresql:// URL")
+        if not parts.hostname and "host=" not in (parts.query or ""):
+            raise ValueError("must name a host")
+        return value
+
+    @field_validator("hubspot_base_url", "webhook_public_url", "retry_worker_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http(s) URL with a host")
+        return value.rstrip("/")
+
+    @field_validator("instance_connection_name")
+    @classmethod
+    def _instance_name(cls, value: str | None) -> str | None:
+        if value and value.count(":") != 2:
+            raise ValueError("must be project:region:instance")
+        return value or None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.instance_connection_name and not self.database_url:
+            missing = [n for n in ("db_user", "db_name") if not getattr(self, n)]
+            if missing:
+                raise ValueError(
+                    "INSTANCE_CONNECTION_NAME needs " + " and ".join(m.upper() for m in missing)
+                )
+            if not self.db_iam_auth and self.db_password is None:
+                raise ValueError("INSTANCE_CONNECTION_NAME needs DB_PASSWORD or DB_IAM_AUTH=true")
+        if self.tasks_queue and not (self.gcp_project and self.gcp_region and self.retry_worker_url):
+            raise ValueError("TASKS_QUEUE needs GCP_PROJECT, GCP_REGION and RETRY_WORKER_URL")
+        if self.retry_cap_seconds < self.retry_base_seconds:
+            raise ValueError("RETRY_CAP_SECONDS must not be below RETRY_BASE_SECONDS")
+        return self
+
+    @property
+    def database_mode(self) -> Literal["url", "cloudsql", "embedded"]:
+        """Which of the three ways to connect these settings select."""
+        if self.database_url:
+            return "url"
+        if self.instance_connection_name:
+            return "cloudsql"
+        return "embedded"
+
+    @property
+    def allowed_oidc_emails(self) -> frozenset[str]:
+        """The service accounts ``OIDC_ALLOWED_EMAILS`` names."""
+        raw = self.oidc_allowed_emails or ""
+        return frozenset(e.strip() for e in raw.split(",") if e.strip())
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment (plus explicit overrides) or fail naming each bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ConfigurationError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ()) if p != "__root__"]
+        name = loc[0].upper() if loc else ""
+        message = err.get("msg", "invalid").removeprefix("Value error, ")
+        problems.append(f"{name}: {message}" if name else message)
+    return "invalid configuration: " + "; ".join(problems)
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once (functions reuse them across invocations)."""
+    return load_settings()
+
+
+def reset_settings() -> None:
+    """Forget the cached settings so the next ``get_settings()`` reads the environment again."""
+    get_settings.cache_clear()

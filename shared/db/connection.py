@@ -1,0 +1,304 @@
+"""PostgreSQL connections with pg8000: three ways to connect, one small pool.
+
+The way is chosen by settings (``Settings.database_mode``):
+
+- ``url``: ``DATABASE_URL`` (TCP, or a Unix socket folder given as ``?host=/dir``);
+- ``cloudsql``: cloud-sql-python-connector, imported only on this path because it is
+  the heaviest import in the package, with lazy certificate refresh (no background
+  work while the CPU is throttled between requests), password or IAM auth;
+- ``embedded``: a ``pgserver`` PostgreSQL with its data in a per-user cache folder,
+  for the demo and the tests on a machine with no database.
+
+Connections are kept per process and reused across invocations; a connection
+that failed at the network level is discarded and the next transaction opens a
+new one. Cloud Functions serve one request per instance, so the pool rarely
+holds more than one connection there; locally functions-framework runs threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import pg8000.dbapi
+import pg8000.exceptions
+
+from shared.config.settings import Settings
+from shared.errors import ConfigurationError, DatabaseUnavailableError
+
+log = logging.getLogger("warp_hubspot_sync.db")
+
+Row = dict[str, Any]
+Connector = Callable[[], pg8000.dbapi.Connection]
+
+# Errors that mean the connection itself is gone, as opposed to an SQL error.
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    pg8000.exceptions.InterfaceError,
+    ConnectionError,
+    OSError,
+    EOFError,
+)
+# SQLSTATE classes that mean the server ended or refused the session: 08 connection
+# exception, 57P01..57P03 admin shutdown / crash shutdown / cannot connect now.
+_DISCONNECT_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+
+
+def _is_disconnect(exc: BaseException) -> bool:
+    if isinstance(exc, _CONNECTION_ERRORS):
+        return True
+    if isinstance(exc, pg8000.exceptions.DatabaseError) and exc.args:
+        info = exc.args[0]
+        code = info.get("C", "") if isinstance(info, dict) else ""
+        return any(code.startswith(prefix) for prefix in _DISCONNECT_SQLSTATES)
+    return False
+
+
+class Session:
+    """One transaction on one connection. Parameters are named: ``:customer_id``."""
+
+    def __init__(self, connection: pg8000.dbapi.Connection) -> None:
+        self._connection = connection
+
+    def fetch(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+        """Run ``sql`` and return every row as a dict keyed by column name."""
+        cursor = self._cursor(sql, params)
+        if cursor.description is None:
+            return []
+        names = [col[0] for col in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def fetch_one(self, sql: str, params: Mapping[str, Any] | None = None) -> Row | None:
+        """Run ``sql`` and return its first row, or None."""
+        rows = self.fetch(sql, params)
+        return rows[0] if rows else None
+
+    def fetch_value(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
+        """Run ``sql`` and return the first column of its first row, or None."""
+        row = self.fetch_one(sql, params)
+        return next(iter(row.values())) if row else None
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> int:
+        """Run a statement and return the number of rows it touched."""
+        return int(self._cursor(sql, params).rowcount)
+
+    def execute_many(self, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Run one statement for each parameter mapping in ``rows``."""
+        if rows:
+            cursor = self._connection.cursor()
+            cursor.paramstyle = "named"
+            cursor.executemany(sql, [dict(r) for r in rows])
+
+    def _cursor(self, sql: str, params: Mapping[str, Any] | None) -> Any:
+        cursor = self._connection.cursor()
+        cursor.paramstyle = "named"
+        if params:
+            cursor.execute(sql, dict(params))
+        else:
+            cursor.execute(sql)
+        return cursor
+
+
+class Database:
+    """A process-wide pool of pg8000 connections with transactions as context managers."""
+
+    def __init__(self, connect: Connector, *, pool_size: int = 4, description: str = "") -> None:
+        self._connect = connect
+        self._idle: queue.LifoQueue[pg8000.dbapi.Connection] = queue.LifoQueue()
+        self._slots = threading.BoundedSemaphore(pool_size)
+        self.description = description
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """Open a transaction; commit when the block ends, roll back if it raises.
+
+        A dropped connection raises :class:`DatabaseUnavailableError` (retryable)
+        and the connection is discarded, so the next transaction reconnects.
+        """
+        self._slots.acquire()
+        connection: pg8000.dbapi.Connection | None = None
+        try:
+            connection = self._checkout()
+            try:
+                yield Session(connection)
+                connection.commit()
+            except BaseException as exc:
+                if _is_disconnect(exc):
+                    self._discard(connection)
+                    connection = None
+                    raise DatabaseUnavailableError(f"database connection lost: {exc}") from exc
+                try:
+                    connection.rollback()
+                except Exception as rollback_exc:  # the connection is unusable now
+                    if not _is_disconnect(rollback_exc):
+                        raise
+                    self._discard(connection)
+                    connection = None
+                raise
+        finally:
+            if connection is not None:
+                self._idle.put(connection)
+            self._slots.release()
+
+    def close(self) -> None:
+        """Close every idle connection (the pool stays usable and reconnects on demand)."""
+        while True:
+            try:
+                self._discard(self._idle.get_nowait())
+            except queue.Empty:
+                return
+
+    def _checkout(self) -> pg8000.dbapi.Connection:
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            pass
+        try:
+            return self._connect()
+        except Exception as exc:
+            raise DatabaseUnavailableError(
+                f"cannot connect to the database ({self.description}): {exc}"
+            ) from exc
+
+    @staticmethod
+    def _discard(connection: pg8000.dbapi.Connection) -> None:
+        with contextlib.suppress(Exception):
+            connection.close()
+
+
+# --- the three ways to connect ---------------------------------------------------------
+
+
+def url_connector(url: str, *, timeout: float = 10.0) -> Connector:
+    """A connector for a ``postgresql://user:pass@host:port/db`` URL.
+
+    A ``host`` query parameter naming a folder selects a Unix socket, the form
+    libpq and pgserver use: ``postgresql://postgres:@/postgres?host=/tmp/dir``.
+    """
+    parts = urlsplit(url)
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    kwargs: dict[str, Any] = {
+        "user": unquote(parts.username or query.get("user", "postgres")),
+        "database": unquote(parts.path.lstrip("/")) or None,
+        "timeout": timeout,
+        "application_name": "warp-hubspot-sync",
+    }
+    if parts.password:
+        kwargs["password"] = unquote(parts.password)
+    socket_dir = query.get("host")
+    if socket_dir and socket_dir.startswith("/"):
+        kwargs["unix_sock"] = str(Path(socket_dir) / f".s.PGSQL.{parts.port or 5432}")
+    else:
+        kwargs["host"] = parts.hostname or socket_dir or "localhost"
+        kwargs["port"] = parts.port or 5432
+    if query.get("sslmode") in ("require", "verify-ca", "verify-full"):
+        import ssl
+
+        kwargs["ssl_context"] = ssl.create_default_context()
+
+    def connect() -> pg8000.dbapi.Connection:
+        return pg8000.dbapi.connect(**kwargs)
+
+    return connect
+
+
+_cloudsql_connector: Any = None
+_cloudsql_lock = threading.Lock()
+
+
+def cloudsql_connector(settings: Settings) -> Connector:
+    """A connector through cloud-sql-python-connector, built once per process."""
+
+    def connect() -> pg8000.dbapi.Connection:
+        global _cloudsql_connector
+        with _cloudsql_lock:
+            if _cloudsql_connector is None:
+                # Imported here: it costs 0.6-1.1 s, which only Cloud SQL deployments pay.
+                from google.cloud.sql.connector import Connector, RefreshStrategy
+
+                _cloudsql_connector = Connector(refresh_strategy=RefreshStrategy.LAZY)
+        kwargs: dict[str, Any] = {
+            "user": settings.db_user,
+            "db": settings.db_name,
+            "ip_type": settings.db_ip_type,
+            "enable_iam_auth": settings.db_iam_auth,
+        }
+        if settings.db_password is not None and not settings.db_iam_auth:
+            kwargs["password"] = settings.db_password.get_secret_value()
+        return _cloudsql_connector.connect(settings.instance_connection_name, "pg8000", **kwargs)
+
+    return connect
+
+
+def embedded_database_url(data_dir: str | None = None) -> str:
+    """Start (or join) the embedded PostgreSQL and return its URL.
+
+    The server outlives this process only while other processes use it: pgserver
+    stops it when the last one exits. Its data lives in the per-user cache folder.
+    """
+    try:
+        import pgserver
+    except ImportError as exc:  # deployments install without the `local` extra
+        raise ConfigurationError(
+            "no DATABASE_URL or INSTANCE_CONNECTION_NAME is set and the embedded "
+            "PostgreSQL is not installed (pip install 'warp-hubspot-sync[local]')"
+        ) from exc
+    import platformdirs
+
+    folder = Path(data_dir or Path(platformdirs.user_cache_dir("warp-hubspot-sync")) / "pgdata")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    server = pgserver.get_server(folder, cleanup_mode="stop")
+    log.info(
+        "embedded PostgreSQL ready",
+        extra={"fields": {"data_dir": str(folder), "ms": int((time.monotonic() - started) * 1000)}},
+    )
+    return str(server.get_uri())
+
+
+def database_from_settings(settings: Settings) -> Database:
+    """Build the pool the settings select (see the module docstring)."""
+    mode = settings.database_mode
+    timeout = settings.db_connect_timeout_seconds
+    if mode == "url":
+        assert settings.database_url is not None
+        connect = url_connector(settings.database_url, timeout=timeout)
+        description = "DATABASE_URL"
+    elif mode == "cloudsql":
+        connect = cloudsql_connector(settings)
+        description = f"Cloud SQL {settings.instance_connection_name}"
+    else:
+        connect = url_connector(embedded_database_url(settings.embedded_db_dir), timeout=timeout)
+        description = "embedded PostgreSQL"
+    return Database(connect, pool_size=settings.db_pool_size, description=description)
+
+
+_database: Database | None = None
+_database_lock = threading.Lock()
+
+
+def get_database() -> Database:
+    """The process-wide database, built on first use from ``get_settings()``."""
+    global _database
+    if _database is None:
+        from shared.config import get_settings
+
+        with _database_lock:
+            if _database is None:
+                _database = database_from_settings(get_settings())
+    return _database
+
+
+def set_database(database: Database | None) -> None:
+    """Replace the process-wide database (tests, the demo's in-process stack)."""
+    global _database
+    with _database_lock:
+        if _database is not None and _database is not database:
+            _database.close()
+        _database = database

@@ -1,0 +1,1 @@
+"""SQL migration files (``NNNN_description.sql``), read by ``shared.db.migrate``."""

@@ -1,0 +1,24 @@
+"""The exception hierarchy every part of the package raises.
+
+Each failure is either *retryable* (the work is queued and tried again later)
+or *permanent* (recorded as FAILED and left for a person). Callers decide what
+to do from :attr:`SyncError.retryable` alone, never from the concrete class.
+"""
+
+from __future__ import annotations
+
+
+class SyncError(Exception):
+    """Base class. ``retryable`` tells the caller whether trying again can help."""
+
+    retryable: bool = False
+
+
+class ConfigurationError(SyncError):
+    """A setting or a mapping configuration is missing or invalid."""
+
+
+class DatabaseUnavailableError(SyncError):
+    """The database connection failed or dropped; the work can be retried."""
+
+    retryable = True
