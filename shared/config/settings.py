@@ -89,11 +89,18 @@ class Settings(BaseSettings):
     tasks_queue: str | None = Field(None, description="Cloud Tasks queue; unset: in-process")
     tasks_service_account: str | None = Field(None, description="SA whose OIDC token tasks carry")
     retry_worker_url: str | None = Field(None, description="URL Cloud Tasks calls")
+    cloud_tasks_emulator_host: str | None = Field(
+        None, description="host:port of gcloud-tasks-emulator (tests, local runs)"
+    )
     oidc_audience: str | None = Field(
         None, description="expected audience of Google-signed tokens on internal functions"
     )
     oidc_allowed_emails: str | None = Field(
         None, description="comma-separated service accounts allowed to call internal functions"
+    )
+    google_certs_url: str = Field(
+        "https://www.googleapis.com/oauth2/v1/certs",
+        description="where Google's token-signing certificates are fetched",
     )
     pubsub_topic: str | None = Field(None, description="WARP's customer-changes topic (publisher)")
 
@@ -152,7 +159,9 @@ class Settings(BaseSettings):
                 )
             if not self.db_iam_auth and self.db_password is None:
                 raise ValueError("INSTANCE_CONNECTION_NAME needs DB_PASSWORD or DB_IAM_AUTH=true")
-        if self.tasks_queue and not (self.gcp_project and self.gcp_region and self.retry_worker_url):
+        if self.tasks_queue and not (
+            self.gcp_project and self.gcp_region and self.retry_worker_url
+        ):
             raise ValueError("TASKS_QUEUE needs GCP_PROJECT, GCP_REGION and RETRY_WORKER_URL")
         if self.retry_cap_seconds < self.retry_base_seconds:
             raise ValueError("RETRY_CAP_SECONDS must not be below RETRY_BASE_SECONDS")

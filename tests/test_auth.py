@@ -1,0 +1,73 @@
+"""Bearer tokens and Google-signed identity tokens (against a local issuer)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from shared.auth import Forbidden, OidcVerifier, Unauthenticated, check_bearer
+from tests.helpers.oidc_issuer import OidcIssuer
+
+AUDIENCE = "https://retry-worker-abc.a.run.app"
+CALLER = "tasks@proj.iam.gserviceaccount.com"
+
+
+@pytest.fixture(scope="module")
+def issuer() -> Iterator[OidcIssuer]:
+    server = OidcIssuer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def verifier(issuer: OidcIssuer) -> OidcVerifier:
+    return OidcVerifier(
+        audience=AUDIENCE, allowed_emails=frozenset({CALLER}), certs_url=issuer.certs_url
+    )
+
+
+def _auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_valid_token_accepted(issuer: OidcIssuer, verifier: OidcVerifier) -> None:
+    claims = verifier.verify(_auth(issuer.token(audience=AUDIENCE, email=CALLER)))
+    assert claims["email"] == CALLER
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"audience": "https://elsewhere"}, Unauthenticated),
+        ({"issuer": "https://evil.example"}, Unauthenticated),
+        ({"lifetime": -120}, Unauthenticated),
+        ({"email": "someone@else.iam.gserviceaccount.com"}, Forbidden),
+        ({"email_verified": False}, Forbidden),
+    ],
+)
+def test_bad_tokens_refused(
+    issuer: OidcIssuer, verifier: OidcVerifier, kwargs: dict[str, object], error: type
+) -> None:
+    claims: dict[str, object] = {"audience": AUDIENCE, "email": CALLER, **kwargs}
+    with pytest.raises(error):
+        verifier.verify(_auth(issuer.token(**claims)))  # type: ignore[arg-type]
+
+
+def test_tampered_and_missing_tokens(issuer: OidcIssuer, verifier: OidcVerifier) -> None:
+    token = issuer.token(audience=AUDIENCE, email=CALLER)
+    head, body, sig = token.split(".")
+    with pytest.raises(Unauthenticated):
+        verifier.verify(_auth(f"{head}.{body}.{sig[:-4]}AAAA"))
+    with pytest.raises(Unauthenticated):
+        verifier.verify({})
+
+
+def test_bearer_constant_time_check() -> None:
+    check_bearer({"Authorization": "Bearer s3cret"}, "s3cret")
+    with pytest.raises(Unauthenticated):
+        check_bearer({}, "s3cret")
+    with pytest.raises(Unauthenticated):
+        check_bearer({"Authorization": "Basic s3cret"}, "s3cret")
+    with pytest.raises(Forbidden):
+        check_bearer({"authorization": "Bearer nope"}, "s3cret")
