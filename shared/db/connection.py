@@ -35,6 +35,11 @@ from shared.errors import ConfigurationError, DatabaseUnavailableError
 
 log = logging.getLogger("warp_hubspot_sync.db")
 
+# pg8000's cursors read the module-level paramstyle on every execute and ignore a
+# cursor's own attribute, so named parameters (``:customer_id``) are set here, once
+# for the process. Nothing else in the package talks to pg8000 directly.
+pg8000.dbapi.paramstyle = "named"
+
 Row = dict[str, Any]
 Connector = Callable[[], pg8000.dbapi.Connection]
 
@@ -92,12 +97,10 @@ class Session:
         """Run one statement for each parameter mapping in ``rows``."""
         if rows:
             cursor = self._connection.cursor()
-            cursor.paramstyle = "named"
             cursor.executemany(sql, [dict(r) for r in rows])
 
     def _cursor(self, sql: str, params: Mapping[str, Any] | None) -> Any:
         cursor = self._connection.cursor()
-        cursor.paramstyle = "named"
         if params:
             cursor.execute(sql, dict(params))
         else:
