@@ -1,0 +1,1 @@
+"""HubSpot: the API client, webhook signatures and the local HubSpot emulator."""

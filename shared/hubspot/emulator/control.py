@@ -1,0 +1,144 @@
+"""The ``/_emulator/`` control API: what a test or demo does "in HubSpot" over HTTP.
+
+Not authenticated and not rate limited; it exists only in the emulator.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import TYPE_CHECKING, Any
+
+from shared.hubspot.emulator.errors import ApiError, validation
+from shared.hubspot.emulator.properties import canonical_type
+from shared.hubspot.emulator.server import Answer, error_answer
+
+if TYPE_CHECKING:
+    from shared.hubspot.emulator.emulator import Emulator
+
+_WEBHOOK_SETTINGS = {
+    "url": "url",
+    "clientSecret": "client_secret",
+    "appId": "app_id",
+    "shuffle": "shuffle",
+    "duplicateRate": "duplicate_rate",
+    "retry4xx": "retry_4xx",
+    "retryBaseMs": "retry_base_ms",
+    "maxRetries": "max_retries",
+    "batchSize": "batch_size",
+    "subscriptions": "subscriptions",
+}
+_LIMIT_SETTINGS = {
+    "rateLimit": "rate_limit",
+    "windowMs": "window_ms",
+    "dailyLimit": "daily_limit",
+    "searchRatePerSecond": "search_rate_per_second",
+}
+
+
+class ControlApi:
+    """Routes ``/_emulator/...`` requests to the emulator's Python API."""
+
+    def __init__(self, emulator: Emulator) -> None:
+        self.emu = emulator
+
+    def handle(self, method: str, path: str, raw: bytes) -> Answer:
+        """Serve one control request."""
+        try:
+            body = json.loads(raw) if raw else {}
+            if not isinstance(body, dict):
+                raise validation("control bodies are JSON objects")
+            status, result = self._route(method, path.removeprefix("/_emulator").rstrip("/"), body)
+        except ApiError as exc:
+            return error_answer(exc)
+        except (ValueError, TypeError, KeyError) as exc:
+            return error_answer(validation(f"bad control request: {exc}"))
+        return Answer(status, result)
+
+    def _route(self, method: str, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        emu = self.emu
+        user = int(body.get("userId", 1))
+        if (method, path) == ("POST", "/reset"):
+            emu.reset()
+            return 200, {"reset": True}
+        if (method, path) == ("GET", "/stats"):
+            return 200, emu.stats()
+        if path == "/faults":
+            if method == "POST":
+                emu.set_faults(
+                    rate=body.get("rate"),
+                    kinds=body.get("kinds"),
+                    latency_ms=body.get("latencyMs"),
+                    hold_ms=body.get("holdMs"),
+                    outage=body.get("outage"),
+                    seed=body.get("seed"),
+                )
+            return 200, emu.stats()["faults"]
+        if path == "/limits":
+            if method == "POST":
+                for key, attr in _LIMIT_SETTINGS.items():
+                    if key in body:
+                        setattr(emu.limits, attr, int(body[key]))
+            return 200, {k: getattr(emu.limits, a) for k, a in _LIMIT_SETTINGS.items()}
+        if path == "/webhooks" and method == "POST":
+            settings = {attr: body[key] for key, attr in _WEBHOOK_SETTINGS.items() if key in body}
+            if "subscriptions" in settings and settings["subscriptions"] is not None:
+                settings["subscriptions"] = set(settings["subscriptions"])
+            emu.webhooks.configure(**settings)
+            return 200, emu.webhooks.stats()
+        if path == "/webhooks" and method == "GET":
+            return 200, emu.webhooks.stats()
+        action = re.fullmatch(r"/webhooks/(pause|resume|flush)", path)
+        if action and method == "POST":
+            getattr(emu.webhooks, action.group(1))()
+            return 200, emu.webhooks.stats()
+        found = re.fullmatch(r"/(records|ui|merge|properties)/([\w-]+)(?:/(\d+))?", path)
+        if not found:
+            raise ApiError(404, "OBJECT_NOT_FOUND", f"No control route for {method} {path}")
+        kind, object_type, object_id = found.group(1), _type(found.group(2)), found.group(3)
+        if kind == "records" and method == "POST":
+            records = body.get("records") or [{"properties": body.get("properties", {})}]
+            return 201, {"ids": emu.seed(object_type, [r.get("properties", {}) for r in records])}
+        if kind == "records" and method == "GET" and object_id:
+            return 200, emu.snapshot(object_type, object_id)
+        if kind == "ui" and method == "POST" and object_id:
+            return 200, {
+                "changed": emu.ui_change(
+                    object_type, object_id, body.get("properties", {}), user_id=user
+                )
+            }
+        if kind == "ui" and method == "POST":
+            return 201, {"id": emu.ui_create(object_type, body.get("properties", {}), user_id=user)}
+        if kind == "ui" and method == "DELETE" and object_id:
+            emu.ui_delete(object_type, object_id, user_id=user)
+            return 200, {"deleted": object_id}
+        if kind == "merge" and method == "POST":
+            primary = emu.merge(
+                object_type,
+                str(body["primaryObjectId"]),
+                str(body["objectIdToMerge"]),
+                user_id=user,
+            )
+            return 200, {"id": primary}
+        if kind == "properties" and method == "POST":
+            return 201, emu.define_property(object_type, **_property_args(body))
+        raise ApiError(404, "OBJECT_NOT_FOUND", f"No control route for {method} {path}")
+
+
+def _type(name: str) -> str:
+    object_type = canonical_type(name)
+    if object_type is None:
+        raise validation(f"unknown object type {name!r}")
+    return object_type
+
+
+def _property_args(body: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": body["name"],
+        "type": body.get("type", "string"),
+        "field_type": body.get("fieldType"),
+        "label": body.get("label"),
+        "options": body.get("options"),
+        "unique": bool(body.get("hasUniqueValue", False)),
+        "group": body.get("groupName"),
+    }

@@ -1,0 +1,322 @@
+"""``Emulator``: wires store, API, limits, faults, webhooks and the HTTP server together,
+and offers the Python helpers tests use to act "in HubSpot" (UI edits, merges, seeding).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections import Counter
+from types import TracebackType
+from typing import Any
+
+from shared.hubspot.emulator.api import CrmApi
+from shared.hubspot.emulator.control import ControlApi
+from shared.hubspot.emulator.errors import ApiError, not_found
+from shared.hubspot.emulator.faults import DEFAULT_KINDS, FaultInjector
+from shared.hubspot.emulator.properties import PropertyRegistry
+from shared.hubspot.emulator.ratelimit import RateLimiter
+from shared.hubspot.emulator.render import now_iso, render_record
+from shared.hubspot.emulator.server import CrmPipeline, EmulatorHTTPServer
+from shared.hubspot.emulator.store import Record, Source, Store
+from shared.hubspot.emulator.webhooks import WebhookDispatcher
+
+DEFAULT_APP_ID = 1_234_567
+DEFAULT_PORTAL_ID = 49_547_190
+_FIELD_TYPES = {
+    "string": "text",
+    "number": "number",
+    "date": "date",
+    "datetime": "date",
+    "enumeration": "select",
+    "bool": "booleancheckbox",
+}
+
+
+class Emulator:
+    """A local HubSpot: CRM v3 over real HTTP, HubSpot's limits and errors, signed webhooks."""
+
+    def __init__(
+        self,
+        port: int = 0,
+        *,
+        host: str = "127.0.0.1",
+        rate_limit: int = 100,
+        window_ms: int = 10_000,
+        daily_limit: int = 250_000,
+        search_rate_per_second: int = 5,
+        webhook_url: str | None = None,
+        client_secret: str | None = None,
+        app_id: int | None = None,
+        portal_id: int = DEFAULT_PORTAL_ID,
+        access_token: str = "emulator-token",
+        fault_rate: float = 0.0,
+        fault_kinds: tuple[str, ...] = DEFAULT_KINDS,
+        latency_ms: int = 0,
+        timeout_hold_ms: int = 2_000,
+        seed: int | None = None,
+        webhook_retry_base_ms: int = 1_000,
+        webhook_max_retries: int = 10,
+        webhook_retry_4xx: bool = True,
+        webhook_concurrency: int = 2,
+        webhook_timeout_s: float = 5.0,
+        webhook_shuffle: bool = False,
+        webhook_duplicate_rate: float = 0.0,
+    ) -> None:
+        self.host, self.port = host, port
+        self.app_id = DEFAULT_APP_ID if app_id is None else int(app_id)
+        self.portal_id = portal_id
+        self.access_tokens = {access_token}
+        self.properties = PropertyRegistry()
+        self.webhooks = WebhookDispatcher(
+            url=webhook_url,
+            client_secret=client_secret,
+            app_id=self.app_id,
+            portal_id=portal_id,
+            retry_base_ms=webhook_retry_base_ms,
+            max_retries=webhook_max_retries,
+            retry_4xx=webhook_retry_4xx,
+            concurrency=webhook_concurrency,
+            timeout_s=webhook_timeout_s,
+            shuffle=webhook_shuffle,
+            duplicate_rate=webhook_duplicate_rate,
+            seed=seed,
+        )
+        self._muted = False
+        self.state = Store(self.properties, self._on_changes)
+        self.limits = RateLimiter(rate_limit, window_ms, daily_limit, search_rate_per_second)
+        self.faults = FaultInjector(fault_rate, fault_kinds, latency_ms, timeout_hold_ms, seed)
+        self.api = CrmApi(self.state, self.properties, random.Random(seed))
+        self.pipeline = CrmPipeline(self)
+        self.control = ControlApi(self)
+        self._counts_lock = threading.Lock()
+        self.calls: Counter[str] = Counter()
+        self.rate_limited: Counter[str] = Counter()
+        self._server: EmulatorHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def start(self) -> Emulator:
+        """Serve on ``host:port`` (port 0: any free port) in background threads."""
+        self._server = EmulatorHTTPServer((self.host, self.port), self)
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="emulator-http", daemon=True
+        )
+        self._thread.start()
+        self.webhooks.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and delivering."""
+        self.webhooks.stop()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:PORT`` (use as the client's HubSpot base URL)."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def api_source(self) -> Source:
+        """Who writes through the API with the access token: our app."""
+        return Source("INTEGRATION", str(self.app_id))
+
+    def reset(self) -> None:
+        """Empty records, custom properties, counters, limits and the webhook queue."""
+        with self.state.lock:
+            self.state.reset()
+            self.properties.reset()
+        self.limits.reset()
+        self.webhooks.clear()
+        with self._counts_lock:
+            self.calls.clear()
+            self.rate_limited.clear()
+
+    # -- acting "in HubSpot" -------------------------------------------------------
+
+    def define_property(
+        self,
+        object_type: str,
+        name: str,
+        type: str = "string",
+        *,
+        field_type: str | None = None,
+        label: str | None = None,
+        options: list[str] | list[dict[str, Any]] | None = None,
+        unique: bool = False,
+        group: str | None = None,
+    ) -> dict[str, Any]:
+        """Create a custom property (idempotent: an existing one is returned unchanged)."""
+        existing = self.properties.get(object_type, name)
+        if existing is not None:
+            return existing.to_json()
+        opts = [o if isinstance(o, dict) else {"label": o, "value": o} for o in options or []]
+        body = {
+            "name": name,
+            "label": label or name,
+            "type": type,
+            "fieldType": field_type or _FIELD_TYPES.get(type, "text"),
+            "groupName": group
+            or ("companyinformation" if object_type == "companies" else "contactinformation"),
+            "options": opts,
+            "hasUniqueValue": unique,
+        }
+        return self.properties.create(object_type, body, now_iso()).to_json()
+
+    def seed(self, object_type: str, records: list[dict[str, Any]] | dict[str, Any]) -> list[str]:
+        """Create records silently (an import before the test starts: no webhooks); their ids."""
+        items = [records] if isinstance(records, dict) else records
+        with self.state.lock:
+            self._muted = True
+            try:
+                values = [self.properties.normalize(object_type, p) for p in items]
+                return [
+                    str(self.state.create(object_type, v, Source("IMPORT", "seed")).id)
+                    for v in values
+                ]
+            finally:
+                self._muted = False
+
+    def ui_create(self, object_type: str, properties: dict[str, Any], *, user_id: int = 1) -> str:
+        """A user creates a record in the HubSpot UI (webhooks with CRM_UI)."""
+        values = self.properties.normalize(object_type, properties)
+        return str(self.state.create(object_type, values, _ui(user_id)).id)
+
+    def ui_change(
+        self,
+        object_type: str,
+        object_id: str | int,
+        properties: dict[str, Any],
+        *,
+        user_id: int = 1,
+    ) -> list[str]:
+        """A user edits a record in the HubSpot UI; the names that changed."""
+        values = self.properties.normalize(object_type, properties)
+        with self.state.lock:
+            return self.state.update(self._record(object_type, object_id), values, _ui(user_id))
+
+    def ui_delete(self, object_type: str, object_id: str | int, *, user_id: int = 1) -> None:
+        """A user deletes (archives) a record in the HubSpot UI."""
+        with self.state.lock:
+            self.state.archive(self._record(object_type, object_id), _ui(user_id))
+
+    def merge(
+        self, object_type: str, primary_id: str | int, merged_id: str | int, *, user_id: int = 1
+    ) -> str:
+        """A user merges ``merged_id`` into ``primary_id`` in the UI; the surviving id."""
+        with self.state.lock:
+            primary, merged = (
+                self._record(object_type, primary_id),
+                self._record(object_type, merged_id),
+            )
+            if primary.id == merged.id:
+                raise ApiError(400, "VALIDATION_ERROR", "cannot merge a record into itself")
+            return str(self.state.merge(primary, merged, _ui(user_id)).id)
+
+    def associate(
+        self,
+        from_type: str,
+        from_id: str | int,
+        to_type: str,
+        to_id: str | int,
+        *,
+        user_id: int = 1,
+    ) -> None:
+        """A user associates two records (default association, both directions)."""
+        with self.state.lock:
+            self.state.associate(
+                self._record(from_type, from_id), self._record(to_type, to_id), _ui(user_id)
+            )
+
+    def values(self, object_type: str, object_id: str | int) -> dict[str, str]:
+        """A live record's current property values (a copy)."""
+        with self.state.lock:
+            return dict(self._record(object_type, object_id).values)
+
+    def snapshot(self, object_type: str, object_id: str | int) -> dict[str, Any]:
+        """A record (live or archived) as JSON with every property and its history."""
+        with self.state.lock:
+            record = self.state.records[object_type].get(int(object_id))
+            if record is None:
+                raise not_found(str(object_id))
+            return render_record(
+                record, properties=list(record.values), with_history=list(record.history)
+            )
+
+    # -- faults, counters ------------------------------------------------------------
+
+    def set_faults(
+        self,
+        *,
+        rate: float | None = None,
+        kinds: list[str] | None = None,
+        latency_ms: int | None = None,
+        hold_ms: int | None = None,
+        outage: bool | None = None,
+        seed: int | None = None,
+    ) -> None:
+        """Change fault injection; None leaves a setting as it is."""
+        self.faults.configure(rate=rate, kinds=kinds, seed=seed)
+        if latency_ms is not None:
+            self.faults.latency_ms = int(latency_ms)
+        if hold_ms is not None:
+            self.faults.hold_ms = int(hold_ms)
+        if outage is not None:
+            self.faults.outage = bool(outage)
+
+    def count_call(self, key: str) -> None:
+        """Record one CRM call, e.g. ``POST /crm/v3/objects/companies/batch/update``."""
+        with self._counts_lock:
+            self.calls[key] += 1
+
+    def count_rate_limited(self, key: str) -> None:
+        """Record one 429 from the rate limiter."""
+        with self._counts_lock:
+            self.rate_limited[key] += 1
+
+    def stats(self) -> dict[str, Any]:
+        """Call counts per endpoint, 429 counts, faults injected, webhook counters."""
+        with self._counts_lock:
+            calls, limited = dict(self.calls), dict(self.rate_limited)
+        return {
+            "calls": calls,
+            "totalCalls": sum(calls.values()),
+            "rateLimited": limited,
+            "faults": {
+                "rate": self.faults.rate,
+                "kinds": list(self.faults.kinds),
+                "latencyMs": self.faults.latency_ms,
+                "holdMs": self.faults.hold_ms,
+                "outage": self.faults.outage,
+                "injected": dict(self.faults.injected),
+            },
+            "webhooks": self.webhooks.stats(),
+        }
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _on_changes(self, changes: list[dict[str, Any]]) -> None:
+        if not self._muted:
+            self.webhooks.enqueue(changes)
+
+    def _record(self, object_type: str, object_id: str | int) -> Record:
+        key = str(object_id)
+        record = self.state.get(object_type, int(key)) if key.isdigit() else None
+        if record is None:
+            raise not_found(key)
+        return record
+
+
+def _ui(user_id: int) -> Source:
+    return Source("CRM_UI", f"userId:{user_id}")
