@@ -17,6 +17,7 @@ from shared.errors import ConfigurationError
 # command name -> "module:attribute"
 COMMANDS: dict[str, str] = {
     "db": "shared.cli.db:db",
+    "emulator": "shared.cli.emulator:emulator",
 }
 
 
