@@ -1,0 +1,210 @@
+"""``accounts.customers``: WARP's customer rows, read and written by column.
+
+A customer is linked to HubSpot through ``external_ids`` (``hubspot_company_id``
+and ``hubspot_contact_id``); both are looked up through expression indexes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from shared.db.connection import Row, Session
+from shared.db.repositories._json import check_columns, to_json
+
+TABLE = "accounts.customers"
+
+# Columns the sync may write. id, ban and the timestamps are WARP's to set.
+WRITABLE_COLUMNS = frozenset(
+    {
+        "company_name",
+        "legal_name",
+        "status",
+        "customer_type",
+        "contact",
+        "address",
+        "credit_limit",
+        "current_balance",
+        "prepaid_balance",
+        "payment_terms",
+        "billing_cycle",
+        "currency",
+        "kyc_data",
+        "business_info",
+        "external_ids",
+        "custom_fields",
+        "hubspot_sync_enabled",
+        "updated_by",
+    }
+)
+JSONB_COLUMNS = frozenset(
+    {"contact", "address", "kyc_data", "business_info", "external_ids", "custom_fields"}
+)
+# insert() also accepts the business key and the creator.
+_INSERT_COLUMNS = WRITABLE_COLUMNS | {"ban", "created_by"}
+
+
+def _value_sql(column: str) -> str:
+    return f"CAST(:{column} AS jsonb)" if column in JSONB_COLUMNS else f":{column}"
+
+
+def _params(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: to_json(v) if k in JSONB_COLUMNS else v for k, v in values.items()}
+
+
+def get(tx: Session, customer_id: str, *, lock: bool = False) -> Row | None:
+    """The customer with this id, or None; ``lock`` takes a row lock until commit."""
+    suffix = " FOR UPDATE" if lock else ""
+    return tx.fetch_one(
+        f"SELECT * FROM {TABLE} WHERE id = CAST(:id AS uuid){suffix}", {"id": str(customer_id)}
+    )
+
+
+def get_many(tx: Session, customer_ids: Sequence[str]) -> list[Row]:
+    """The customers with these ids (missing ids are skipped), ordered by id."""
+    if not customer_ids:
+        return []
+    return tx.fetch(
+        f"SELECT * FROM {TABLE} WHERE id = ANY(CAST(:ids AS uuid[])) ORDER BY id",
+        {"ids": [str(i) for i in customer_ids]},
+    )
+
+
+def insert(tx: Session, values: Mapping[str, Any]) -> Row:
+    """Create a customer from ``values`` (``ban``, ``company_name``, ``customer_type`` at least)."""
+    columns = check_columns(values, _INSERT_COLUMNS, TABLE)
+    sql = (
+        f"INSERT INTO {TABLE} ({', '.join(columns)}) "
+        f"VALUES ({', '.join(_value_sql(c) for c in columns)}) RETURNING *"
+    )
+    row = tx.fetch_one(sql, _params(values))
+    assert row is not None
+    return row
+
+
+def find_by_company_id(tx: Session, company_id: str) -> Row | None:
+    """The customer linked to this HubSpot company (the oldest, should two claim it)."""
+    return tx.fetch_one(
+        f"SELECT * FROM {TABLE} WHERE external_ids ->> 'hubspot_company_id' = :company_id "
+        "ORDER BY created_at, id LIMIT 1",
+        {"company_id": str(company_id)},
+    )
+
+
+def find_by_contact_id(tx: Session, contact_id: str) -> Row | None:
+    """The customer whose primary contact is this HubSpot contact."""
+    return tx.fetch_one(
+        f"SELECT * FROM {TABLE} WHERE external_ids ->> 'hubspot_contact_id' = :contact_id "
+        "ORDER BY created_at, id LIMIT 1",
+        {"contact_id": str(contact_id)},
+    )
+
+
+def find_by_domain(tx: Session, domain: str) -> list[Row]:
+    """Customers whose contact email is at ``domain`` (case-insensitive)."""
+    return tx.fetch(
+        f"SELECT * FROM {TABLE} "
+        "WHERE lower(split_part(contact ->> 'email', '@', 2)) = lower(:domain) "
+        "ORDER BY created_at, id",
+        {"domain": domain},
+    )
+
+
+def find_by_name(tx: Session, company_name: str) -> list[Row]:
+    """Customers with exactly this company name, ignoring case."""
+    return tx.fetch(
+        f"SELECT * FROM {TABLE} WHERE lower(company_name) = lower(:name) ORDER BY created_at, id",
+        {"name": company_name},
+    )
+
+
+def page_linked(
+    tx: Session, after_id: str | None, limit: int, *, sync_enabled_only: bool = True
+) -> list[Row]:
+    """One keyset page of customers linked to a company, ordered by id, after ``after_id``."""
+    return _page(tx, after_id, limit, linked=True, sync_enabled_only=sync_enabled_only)
+
+
+def page_unlinked(
+    tx: Session, after_id: str | None, limit: int, *, sync_enabled_only: bool = True
+) -> list[Row]:
+    """One keyset page of customers with no company link, ordered by id."""
+    return _page(tx, after_id, limit, linked=False, sync_enabled_only=sync_enabled_only)
+
+
+def _page(
+    tx: Session, after_id: str | None, limit: int, *, linked: bool, sync_enabled_only: bool
+) -> list[Row]:
+    link = "COALESCE(external_ids ->> 'hubspot_company_id', '') <> ''"
+    conditions = [link if linked else f"NOT ({link})"]
+    if sync_enabled_only:
+        conditions.append("hubspot_sync_enabled IS NOT FALSE")
+    if after_id is not None:
+        conditions.append("id > CAST(:after_id AS uuid)")
+    params: dict[str, Any] = {"limit": limit}
+    if after_id is not None:
+        params["after_id"] = str(after_id)
+    return tx.fetch(
+        f"SELECT * FROM {TABLE} WHERE {' AND '.join(conditions)} ORDER BY id LIMIT :limit", params
+    )
+
+
+def set_company_link(tx: Session, customer_id: str, company_id: str | None) -> Row | None:
+    """Record ``external_ids.hubspot_company_id`` (None removes it); other keys are kept."""
+    return _set_external_id(tx, customer_id, "hubspot_company_id", company_id)
+
+
+def set_contact_link(tx: Session, customer_id: str, contact_id: str | None) -> Row | None:
+    """Record ``external_ids.hubspot_contact_id`` (None removes it); other keys are kept."""
+    return _set_external_id(tx, customer_id, "hubspot_contact_id", contact_id)
+
+
+def _set_external_id(tx: Session, customer_id: str, key: str, value: str | None) -> Row | None:
+    return tx.fetch_one(
+        f"UPDATE {TABLE} SET external_ids = CASE WHEN CAST(:value AS text) IS NULL "
+        "THEN COALESCE(external_ids, '{}'::jsonb) - CAST(:key AS text) "
+        "ELSE COALESCE(external_ids, '{}'::jsonb) "
+        "|| jsonb_build_object(CAST(:key AS text), CAST(:value AS text)) END "
+        "WHERE id = CAST(:id AS uuid) RETURNING *",
+        {"id": str(customer_id), "key": key, "value": None if value is None else str(value)},
+    )
+
+
+def update_columns(
+    tx: Session, customer_id: str, values: Mapping[str, Any], *, touch: bool = True
+) -> Row | None:
+    """Set the given columns (checked against :data:`WRITABLE_COLUMNS`); return the row.
+
+    ``touch`` also sets ``updated_at`` to now. None when the customer does not exist.
+    """
+    columns = check_columns(values, WRITABLE_COLUMNS, TABLE)
+    if not columns:
+        return get(tx, customer_id)
+    assignments = [f"{c} = {_value_sql(c)}" for c in columns]
+    if touch:
+        assignments.append("updated_at = NOW()")
+    params = _params(values)
+    params["id"] = str(customer_id)
+    return tx.fetch_one(
+        f"UPDATE {TABLE} SET {', '.join(assignments)} WHERE id = CAST(:id AS uuid) RETURNING *",
+        params,
+    )
+
+
+def mark_synced_to(tx: Session, customer_id: str, at: datetime | None = None) -> None:
+    """Stamp ``last_synced_to_hubspot`` (now unless ``at`` is given)."""
+    _stamp(tx, customer_id, "last_synced_to_hubspot", at)
+
+
+def mark_synced_from(tx: Session, customer_id: str, at: datetime | None = None) -> None:
+    """Stamp ``last_synced_from_hubspot`` (now unless ``at`` is given)."""
+    _stamp(tx, customer_id, "last_synced_from_hubspot", at)
+
+
+def _stamp(tx: Session, customer_id: str, column: str, at: datetime | None) -> None:
+    tx.execute(
+        f"UPDATE {TABLE} SET {column} = COALESCE(CAST(:at AS timestamptz), NOW()) "
+        "WHERE id = CAST(:id AS uuid)",
+        {"id": str(customer_id), "at": at},
+    )

@@ -1,0 +1,139 @@
+"""``accounts.hubspot_field_state``: per customer and field, the last value that crossed.
+
+A row is keyed by ``(entity_type, entity_id, field_name)``; ``entity_id`` is the
+customer's id for company and contact fields alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from shared.db.connection import Row, Session
+from shared.db.repositories._json import check_columns, to_json
+
+TABLE = "accounts.hubspot_field_state"
+
+# Writable columns and their SQL types, for jsonb_to_recordset.
+COLUMN_TYPES: dict[str, str] = {
+    "entity_type": "varchar",
+    "entity_id": "uuid",
+    "hubspot_object_id": "varchar",
+    "field_name": "varchar",
+    "field_path": "varchar",
+    "warp_value": "jsonb",
+    "hubspot_value": "jsonb",
+    "last_synced_at": "timestamptz",
+    "last_synced_direction": "varchar",
+    "last_modified_at_warp": "timestamptz",
+    "last_modified_at_hubspot": "timestamptz",
+    "sync_direction": "varchar",
+    "conflict_resolution": "varchar",
+    "is_in_conflict": "boolean",
+    "conflict_detected_at": "timestamptz",
+    "conflict_resolved_at": "timestamptz",
+}
+_KEY = ("entity_type", "entity_id", "field_name")
+# A new row cannot be written without these (hubspot_object_id is NOT NULL in WARP's table).
+REQUIRED = frozenset({*_KEY, "hubspot_object_id"})
+
+
+def get(tx: Session, entity_type: str, entity_id: str, field_name: str) -> Row | None:
+    """The state of one field, or None when it never crossed."""
+    return tx.fetch_one(
+        f"SELECT * FROM {TABLE} WHERE entity_type = :entity_type "
+        "AND entity_id = CAST(:entity_id AS uuid) AND field_name = :field_name",
+        {"entity_type": entity_type, "entity_id": str(entity_id), "field_name": field_name},
+    )
+
+
+def get_for_entity(
+    tx: Session, entity_type: str | None, entity_id: str, *, lock: bool = False
+) -> list[Row]:
+    """Every field state of a customer (of one entity type, or all with None), by field name.
+
+    ``lock`` takes row locks until commit, so two writers of one customer's fields
+    take turns instead of overwriting each other's state.
+    """
+    params: dict[str, Any] = {"entity_id": str(entity_id)}
+    condition = ""
+    if entity_type is not None:
+        condition = " AND entity_type = :entity_type"
+        params["entity_type"] = entity_type
+    suffix = " FOR UPDATE" if lock else ""
+    return tx.fetch(
+        f"SELECT * FROM {TABLE} WHERE entity_id = CAST(:entity_id AS uuid){condition} "
+        f"ORDER BY entity_type, field_name{suffix}",
+        params,
+    )
+
+
+def get_for_entities(tx: Session, entity_ids: Sequence[str]) -> list[Row]:
+    """Every field state of these customers (a reconciliation batch)."""
+    if not entity_ids:
+        return []
+    return tx.fetch(
+        f"SELECT * FROM {TABLE} WHERE entity_id = ANY(CAST(:ids AS uuid[])) "
+        "ORDER BY entity_id, entity_type, field_name",
+        {"ids": [str(i) for i in entity_ids]},
+    )
+
+
+def upsert(tx: Session, state: Mapping[str, Any]) -> Row:
+    """Insert or update one field's state; only the keys given are written."""
+    return upsert_many(tx, [state])[0]
+
+
+def upsert_many(tx: Session, states: Sequence[Mapping[str, Any]]) -> list[Row]:
+    """Insert or update many field states, one statement per set of keys given.
+
+    Each mapping needs :data:`REQUIRED` keys; other columns are written only where
+    present, so a caller can update ``hubspot_value`` without touching the rest.
+    JSONB values are any JSON-able value; None stores SQL NULL. Rows are written in
+    key order, so concurrent batches lock rows in the same order and cannot deadlock.
+    """
+    groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
+    seen: set[tuple[str, str, str]] = set()
+    for state in states:
+        columns = tuple(sorted(check_columns(state, frozenset(COLUMN_TYPES), TABLE)))
+        missing = REQUIRED - set(columns)
+        if missing:
+            raise ValueError(f"field state needs {', '.join(sorted(missing))}")
+        key = (str(state["entity_type"]), str(state["entity_id"]), str(state["field_name"]))
+        if key in seen:
+            raise ValueError(f"field state {key} appears twice in one batch")
+        seen.add(key)
+        groups.setdefault(columns, []).append(state)
+    written: list[Row] = []
+    for columns, rows in groups.items():
+        rows = sorted(rows, key=lambda r: tuple(str(r[k]) for k in _KEY))
+        record = ", ".join(f"{c} {COLUMN_TYPES[c]}" for c in columns)
+        updates = [f"{c} = EXCLUDED.{c}" for c in columns if c not in _KEY]
+        updates.append("updated_at = NOW()")
+        sql = (
+            f"INSERT INTO {TABLE} ({', '.join(columns)}) "
+            f"SELECT {', '.join(columns)} FROM jsonb_to_recordset(CAST(:rows AS jsonb)) "
+            f"AS r({record}) "
+            f"ON CONFLICT ({', '.join(_KEY)}) DO UPDATE SET {', '.join(updates)} RETURNING *"
+        )
+        written.extend(tx.fetch(sql, {"rows": to_json([dict(r) for r in rows])}))
+    return written
+
+
+def open_conflicts(tx: Session, entity_id: str | None = None, *, limit: int = 100) -> list[Row]:
+    """Fields waiting for a person (``is_in_conflict``), oldest first; one customer's or all."""
+    params: dict[str, Any] = {"limit": limit}
+    condition = ""
+    if entity_id is not None:
+        condition = " AND entity_id = CAST(:entity_id AS uuid)"
+        params["entity_id"] = str(entity_id)
+    return tx.fetch(
+        f"SELECT * FROM {TABLE} WHERE is_in_conflict = TRUE{condition} "
+        "ORDER BY conflict_detected_at NULLS LAST, id LIMIT :limit",
+        params,
+    )
+
+
+def count_open_conflicts(tx: Session) -> int:
+    """How many fields are in conflict now (for metrics)."""
+    return int(tx.fetch_value(f"SELECT count(*) FROM {TABLE} WHERE is_in_conflict = TRUE"))
