@@ -1,0 +1,218 @@
+"""Per-field sync decisions: which side to write, or none, or a conflict (pure).
+
+Values are compared in the field's canonical HubSpot form, so "1500.00" in WARP
+and "1500" in HubSpot are the same value. A side *changed* when its value differs
+from the value recorded for it when the field last crossed (``FieldState``).
+
+- equal values: nothing to do;
+- direction ``NONE``: nothing; one-way fields: the authoritative side wins;
+- ``BIDIRECTIONAL``: if only one side changed it is written to the other (the
+  unchanged side may just hold the echo of our own last write). If both changed,
+  there is no state yet, or neither changed yet they differ (a mapping edit),
+  the conflict rule decides: ``WARP_WINS``, ``HUBSPOT_WINS``, ``LATEST_WINS``
+  (later ``modified_at`` wins, unknown is oldest, a tie goes to WARP because WARP
+  is the system of record) or ``MANUAL`` (a CONFLICT, nothing written; it stays
+  one while ``is_in_conflict`` until someone resolves it or the sides agree);
+- ``unless_blank``: a blank winner never overwrites a filled value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from shared.mapping import ConflictRule, Direction, FieldMapping
+
+
+class Action(StrEnum):
+    """What to do with one field."""
+
+    WRITE_HUBSPOT = "WRITE_HUBSPOT"
+    WRITE_WARP = "WRITE_WARP"
+    NOTHING = "NOTHING"
+    CONFLICT = "CONFLICT"
+
+
+class Side(StrEnum):
+    """One of the two systems."""
+
+    WARP = "warp"
+    HUBSPOT = "hubspot"
+
+
+@dataclass(frozen=True)
+class SideValue:
+    """A field's current value on one side and when it was last modified there."""
+
+    value: Any
+    modified_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class FieldState:
+    """What was recorded when the field last crossed (a ``hubspot_field_state`` row).
+
+    ``warp_value`` is in WARP's representation, ``hubspot_value`` a HubSpot string.
+    """
+
+    warp_value: Any
+    hubspot_value: str | None
+    last_synced_at: datetime | None
+    last_synced_direction: Direction | None
+    last_modified_at_warp: datetime | None
+    last_modified_at_hubspot: datetime | None
+    is_in_conflict: bool = False
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome: the action, the value to write (HubSpot string or WARP value), why, who won."""
+
+    action: Action
+    value: Any = None
+    reason: str = ""
+    winner: Side | None = None
+
+
+_NAME = {Side.WARP: "WARP", Side.HUBSPOT: "HubSpot"}
+
+
+def _later(a: datetime | None, b: datetime | None) -> bool:
+    """a is strictly later than b; None is older than any time, naive times are UTC."""
+    if a is None:
+        return False
+    if b is None:
+        return True
+    return a.replace(tzinfo=a.tzinfo or UTC) > b.replace(tzinfo=b.tzinfo or UTC)
+
+
+def _forms(mapping: FieldMapping, warp_value: Any, hubspot_value: str | None) -> tuple[str, str]:
+    return (
+        mapping.canonical_hubspot(mapping.to_hubspot(warp_value)),
+        mapping.canonical_hubspot(hubspot_value),
+    )
+
+
+def _write(
+    mapping: FieldMapping, winner: Side, warp: SideValue, hubspot: SideValue, why: str
+) -> Decision:
+    warp_form, hub_form = _forms(mapping, warp.value, hubspot.value)
+    if mapping.unless_blank and (warp_form if winner is Side.WARP else hub_form) == "":
+        loser = Side.HUBSPOT if winner is Side.WARP else Side.WARP
+        return Decision(
+            Action.NOTHING,
+            reason=f"{why}; unless_blank: blank {_NAME[winner]} value "
+            f"does not overwrite {_NAME[loser]}'s",
+        )
+    if winner is Side.WARP:
+        return Decision(Action.WRITE_HUBSPOT, mapping.to_hubspot(warp.value), why, Side.WARP)
+    return Decision(
+        Action.WRITE_WARP, mapping.to_warp(hubspot.value, warp.value), why, Side.HUBSPOT
+    )
+
+
+def _echo(state: FieldState | None, toward: Side, unchanged: bool) -> str:
+    """A note when a side still holds what we last wrote there, else ""."""
+    wrote = Direction.WARP_TO_HUBSPOT if toward is Side.HUBSPOT else Direction.HUBSPOT_TO_WARP
+    if state is not None and unchanged and state.last_synced_direction is wrote:
+        return f"{_NAME[toward]} value is the echo of our last write"
+    return ""
+
+
+def decide(
+    mapping: FieldMapping, state: FieldState | None, warp: SideValue, hubspot: SideValue
+) -> Decision:
+    """The decision for one field given its recorded state and both current values."""
+    warp_form, hub_form = _forms(mapping, warp.value, hubspot.value)
+    warp_changed = hub_changed = True
+    if state is not None:
+        old_warp, old_hub = _forms(mapping, state.warp_value, state.hubspot_value)
+        warp_changed, hub_changed = warp_form != old_warp, hub_form != old_hub
+
+    if warp_form == hub_form:
+        echo = _echo(state, Side.HUBSPOT, not hub_changed) or _echo(
+            state, Side.WARP, not warp_changed
+        )
+        return Decision(Action.NOTHING, reason=f"in sync: {echo}" if echo else "in sync")
+    if mapping.direction is Direction.NONE:
+        return Decision(Action.NOTHING, reason="not synced (direction NONE)")
+    if mapping.direction is Direction.WARP_TO_HUBSPOT:
+        return _write(mapping, Side.WARP, warp, hubspot, "WARP is authoritative (WARP_TO_HUBSPOT)")
+    if mapping.direction is Direction.HUBSPOT_TO_WARP:
+        return _write(
+            mapping, Side.HUBSPOT, warp, hubspot, "HubSpot is authoritative (HUBSPOT_TO_WARP)"
+        )
+
+    if state is not None and state.is_in_conflict and mapping.rule is ConflictRule.MANUAL:
+        return Decision(Action.CONFLICT, reason="unresolved manual conflict")
+    if warp_changed != hub_changed:
+        winner = Side.WARP if warp_changed else Side.HUBSPOT
+        other = Side.HUBSPOT if warp_changed else Side.WARP
+        echo = _echo(state, other, unchanged=True)
+        why = f"changed in {_NAME[winner]}" + (f" ({echo})" if echo else "")
+        return _write(mapping, winner, warp, hubspot, why)
+
+    if state is None:
+        why = "no sync state yet, values differ"
+    elif warp_changed:
+        why = "both sides changed since last sync"
+    else:
+        why = "values differ though neither changed since last sync"
+    if mapping.rule is ConflictRule.WARP_WINS:
+        return _write(mapping, Side.WARP, warp, hubspot, f"{why}; WARP_WINS")
+    if mapping.rule is ConflictRule.HUBSPOT_WINS:
+        return _write(mapping, Side.HUBSPOT, warp, hubspot, f"{why}; HUBSPOT_WINS")
+    if mapping.rule is ConflictRule.LATEST_WINS:
+        if _later(hubspot.modified_at, warp.modified_at):
+            return _write(
+                mapping, Side.HUBSPOT, warp, hubspot, f"{why}; LATEST_WINS: HubSpot is newer"
+            )
+        return _write(
+            mapping, Side.WARP, warp, hubspot, f"{why}; LATEST_WINS: WARP is newer or tied"
+        )
+    return Decision(Action.CONFLICT, reason=f"{why}; MANUAL: waiting for resolve-conflict")
+
+
+def state_after(
+    decision: Decision,
+    mapping: FieldMapping,
+    warp: SideValue,
+    hubspot: SideValue,
+    now: datetime,
+    previous: FieldState | None = None,
+) -> FieldState:
+    """The field state to record once ``decision`` has been applied at ``now``.
+
+    ``previous`` is the state the decision was made from: a CONFLICT keeps its
+    values (both sides still count as changed since then) and a NOTHING for
+    differing values (direction NONE, ``unless_blank``) keeps it whole.
+    """
+    if decision.action is Action.WRITE_HUBSPOT:
+        return FieldState(
+            warp.value, decision.value, now, Direction.WARP_TO_HUBSPOT, warp.modified_at, now
+        )
+    if decision.action is Action.WRITE_WARP:
+        return FieldState(
+            decision.value, hubspot.value, now, Direction.HUBSPOT_TO_WARP, now, hubspot.modified_at
+        )
+    if decision.action is Action.CONFLICT:
+        base = previous or FieldState(None, None, None, None, None, None)
+        return replace(
+            base,
+            is_in_conflict=True,
+            last_modified_at_warp=warp.modified_at,
+            last_modified_at_hubspot=hubspot.modified_at,
+        )
+    warp_form, hub_form = _forms(mapping, warp.value, hubspot.value)
+    if warp_form != hub_form and previous is not None:
+        return previous
+    return FieldState(
+        warp.value,
+        hubspot.value,
+        now,
+        previous.last_synced_direction if previous else None,
+        warp.modified_at,
+        hubspot.modified_at,
+    )
