@@ -18,6 +18,7 @@ from shared.errors import ConfigurationError
 COMMANDS: dict[str, str] = {
     "db": "shared.cli.db:db",
     "emulator": "shared.cli.emulator:emulator",
+    "hubspot": "shared.cli.hubspot:hubspot",
 }
 
 

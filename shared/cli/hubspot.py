@@ -1,0 +1,56 @@
+"""``hubspot-sync hubspot``: set up WARP's custom properties; check the connection."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from shared.hubspot.client import get_hubspot_client
+from shared.hubspot.errors import HubSpotError
+
+
+@click.group()
+def hubspot() -> None:
+    """HubSpot account commands (HUBSPOT_ACCESS_TOKEN, HUBSPOT_BASE_URL)."""
+
+
+@hubspot.command("setup-properties")
+def setup_properties_command() -> None:
+    """Create the `warp` group and WARP's company properties; existing ones are left alone."""
+    from shared.hubspot.properties import setup_properties
+
+    try:
+        report = setup_properties(get_hubspot_client())
+    except HubSpotError as exc:
+        raise click.ClickException(f"HubSpot refused the setup: {exc}") from exc
+    click.echo(f"group warp: {'created' if report.group_created else 'exists'}")
+    for name in report.created:
+        click.echo(f"created  {name}")
+    for name in report.existing:
+        click.echo(f"exists   {name} (left unchanged)")
+    for name, problems in report.differences.items():
+        for problem in problems:
+            click.echo(f"warning  {name}: {problem}", err=True)
+
+
+@hubspot.command("check")
+def check_command() -> None:
+    """Call HubSpot once and print reachability and the rate-limit headers."""
+    client = get_hubspot_client()
+    started = time.monotonic()
+    try:
+        client.companies.list_page(limit=1)
+    except HubSpotError as exc:
+        raise click.ClickException(f"HubSpot is not usable: {exc}") from exc
+    elapsed_ms = (time.monotonic() - started) * 1000
+    click.echo(f"HubSpot reachable, token accepted ({elapsed_ms:.0f} ms)")
+    status = client.last_rate_limit
+    if status is None:
+        click.echo("no X-HubSpot-RateLimit-* headers in the answer")
+        return
+    click.echo(f"burst: {status.remaining}/{status.max} left per {status.interval_ms} ms")
+    if status.daily is not None:
+        click.echo(f"daily: {status.daily_remaining}/{status.daily} left")
+    else:
+        click.echo("daily: not reported (HubSpot omits it for OAuth tokens)")

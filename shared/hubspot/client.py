@@ -1,0 +1,768 @@
+"""The HubSpot CRM client: companies, contacts, associations, properties.
+
+One :class:`httpx.Client` (a connection pool) per process, Bearer auth, explicit
+connect and read timeouts. Every request first draws on the shared rate limiter
+(:mod:`shared.hubspot.ratelimit`), so all instances together stay inside the
+app's budget; each answer's rate-limit headers are fed back to it.
+
+Failures become :mod:`shared.hubspot.errors` classes. Short transient failures
+are retried here a few times with jittered exponential backoff, within a small
+total wait (``max_retry_wait``, 5 s by default); a 429 pauses the bucket for
+every instance and waits for it when the wait fits ``max_rate_wait`` (the
+ten-second window); anything longer is raised, retryable, with ``retry_after``
+for the caller to hand to Cloud Tasks. Requests that may have been applied
+(a create whose answer timed out or came back 5xx) are not resent: sending a
+create twice makes two records. Connection failures before sending, 423 and
+429 are always safe to repeat.
+
+Batch results are matched to inputs by id, unique property value or
+``objectWriteTraceId``, never by position: HubSpot's ``results`` are not in
+input order (hubspot-api.md §3.3). Per-record failures of a 207 are returned
+beside the successes (:class:`BatchResult`), not raised.
+
+Neither the token nor property values are logged. httpx logs each request URL
+at INFO, and a GET by ``idProperty=email`` carries an address in its path, so
+the client quietens the ``httpx`` logger unless someone configured it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from shared.config.settings import Settings
+from shared.db.connection import Database
+from shared.errors import ConfigurationError
+from shared.hubspot.errors import (
+    POLICY_DAILY,
+    POLICY_SECONDLY,
+    ConnectionFailed,
+    HubSpotError,
+    Locked,
+    RateLimited,
+    Timeout,
+)
+from shared.hubspot.models import (
+    OBJECT_TYPES,
+    Association,
+    BatchResult,
+    HubSpotObject,
+    ObjectType,
+    Properties,
+    RateLimitStatus,
+    SearchPage,
+    next_after,
+)
+from shared.hubspot.ratelimit import Bucket, RateLimiter, SharedRateLimiter
+
+log = logging.getLogger("warp_hubspot_sync.hubspot")
+
+BATCH_SIZE = 100  # HubSpot's maximum records per batch call (§3.2)
+LIST_PAGE_SIZE = 100
+LIST_PAGE_SIZE_WITH_HISTORY = 50  # the official client's page size with propertiesWithHistory
+SEARCH_PAGE_MAX = 200
+SEARCH_RESULT_CAP = 10_000  # paging a search past 10,000 results is a 400 (§3.4)
+DAILY_429_PAUSE_SECONDS = 900.0  # HubSpot's reset hour is the account's midnight: probe each 15 min
+
+# Default association types, per HubSpot's v4 "default" association (unlabeled).
+_SINGULAR = {"companies": "company", "contacts": "contact"}
+
+
+def _backoff(attempt: int, *, base: float = 0.2, cap: float = 2.0) -> float:
+    """Full-jitter exponential backoff for retry number ``attempt`` (0-based)."""
+    return random.uniform(0.0, min(cap, base * 2**attempt))
+
+
+class HubSpotClient:
+    """A HubSpot CRM API client sharing one rate budget with every other instance."""
+
+    def __init__(
+        self,
+        base_url: str,
+        access_token: str,
+        *,
+        limiter: RateLimiter,
+        timeout: tuple[float, float] = (5.0, 20.0),
+        max_transient_retries: int = 3,
+        max_retry_wait: float = 5.0,
+        max_rate_wait: float = 11.0,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not access_token:
+            raise ConfigurationError("HUBSPOT_ACCESS_TOKEN is empty")
+        connect, read = timeout
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers={
+                "Authorization": f"Bearer {access_token}",
+                "Accept": "application/json",
+                "User-Agent": "warp-hubspot-sync",
+            },
+            timeout=httpx.Timeout(connect=connect, read=read, write=read, pool=connect),
+            transport=transport,
+        )
+        self._limiter = limiter
+        self.max_transient_retries = max_transient_retries
+        self.max_retry_wait = max_retry_wait
+        self.max_rate_wait = max_rate_wait
+        self._sleep = sleep
+        self.last_rate_limit: RateLimitStatus | None = None
+        httpx_log = logging.getLogger("httpx")
+        if httpx_log.level == logging.NOTSET:
+            httpx_log.setLevel(logging.WARNING)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, database: Database) -> HubSpotClient:
+        """A client for the configured HubSpot (or emulator) with the shared limiter."""
+        if settings.hubspot_access_token is None:
+            raise ConfigurationError(
+                "HUBSPOT_ACCESS_TOKEN is not set (locally the emulator serves HubSpot's API:"
+                " hubspot-sync emulator)"
+            )
+        return cls(
+            settings.hubspot_base_url,
+            settings.hubspot_access_token.get_secret_value(),
+            limiter=SharedRateLimiter.from_settings(settings, database),
+            timeout=(
+                settings.hubspot_connect_timeout_seconds,
+                settings.hubspot_read_timeout_seconds,
+            ),
+        )
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> HubSpotClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- objects ------------------------------------------------------------------------
+
+    def objects(self, object_type: ObjectType) -> ObjectsApi:
+        """Operations on ``companies`` or ``contacts``."""
+        if object_type not in OBJECT_TYPES:
+            raise ValueError(f"unsupported object type {object_type!r}")
+        return ObjectsApi(self, object_type)
+
+    @property
+    def companies(self) -> ObjectsApi:
+        """Operations on companies."""
+        return self.objects("companies")
+
+    @property
+    def contacts(self) -> ObjectsApi:
+        """Operations on contacts."""
+        return self.objects("contacts")
+
+    # --- associations -------------------------------------------------------------------
+
+    def associate(
+        self, from_type: ObjectType, from_id: str, to_type: ObjectType, to_id: str
+    ) -> None:
+        """Link two records with HubSpot's default (unlabeled) association; idempotent."""
+        self.request(
+            "PUT",
+            f"/crm/v4/objects/{from_type}/{from_id}/associations/default/{to_type}/{to_id}",
+            op=f"{from_type}.associate",
+        )
+
+    def associations(
+        self, from_type: ObjectType, from_id: str, to_type: ObjectType
+    ) -> list[Association]:
+        """Every ``to_type`` record associated with ``from_id`` (v4, all pages)."""
+        found: list[Association] = []
+        after: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": 500}
+            if after:
+                params["after"] = after
+            data = self.request(
+                "GET",
+                f"/crm/v4/objects/{from_type}/{from_id}/associations/{to_type}",
+                params=params,
+                op=f"{from_type}.associations",
+            ).json()
+            found.extend(Association.from_json(r) for r in data.get("results") or [])
+            after = next_after(data)
+            if after is None:
+                return found
+
+    # --- properties (schema) ------------------------------------------------------------
+
+    def list_properties(self, object_type: ObjectType) -> list[dict[str, Any]]:
+        """Every property definition of ``object_type``."""
+        data = self.request("GET", f"/crm/v3/properties/{object_type}", op="properties.list").json()
+        return list(data.get("results") or [])
+
+    def create_property(self, object_type: ObjectType, definition: Mapping[str, Any]) -> None:
+        """Create one property (a 409 means it exists: :class:`Conflict`)."""
+        self.request(
+            "POST",
+            f"/crm/v3/properties/{object_type}",
+            json=dict(definition),
+            op="properties.create",
+            idempotent=False,
+        )
+
+    def list_property_groups(self, object_type: ObjectType) -> list[dict[str, Any]]:
+        """Every property group of ``object_type``."""
+        path = f"/crm/v3/properties/{object_type}/groups"
+        return list(self.request("GET", path, op="groups.list").json().get("results") or [])
+
+    def create_property_group(self, object_type: ObjectType, group: Mapping[str, Any]) -> None:
+        """Create one property group."""
+        self.request(
+            "POST",
+            f"/crm/v3/properties/{object_type}/groups",
+            json=dict(group),
+            op="groups.create",
+            idempotent=False,
+        )
+
+    # --- transport ----------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        op: str,
+        bucket: Bucket = Bucket.BURST,
+        idempotent: bool = True,
+    ) -> httpx.Response:
+        """Send one API call through the limiter, with bounded retries; raise on failure.
+
+        ``op`` names the operation in logs (never the path: it can hold an email).
+        ``idempotent=False`` stops retries after anything that may have been applied.
+        """
+        attempt = 0
+        retry_waited = 0.0
+        while True:
+            self._limiter.acquire(bucket, max_wait=self.max_rate_wait)
+            response, error, maybe_applied = self._attempt(method, path, params, json, bucket)
+            if error is None:
+                assert response is not None
+                return response
+            if isinstance(error, RateLimited):
+                self._pause_for(error, bucket)
+            if attempt >= self.max_transient_retries or not error.retryable:
+                raise error
+            if maybe_applied and not idempotent:
+                raise error
+            delay = self._delay(error, attempt)
+            if delay is None or retry_waited + delay > self._budget_for(error):
+                raise error
+            log.warning(
+                "HubSpot call failed; retrying",
+                extra={
+                    "fields": {
+                        "op": op,
+                        "attempt": attempt + 1,
+                        "delay_s": round(delay, 3),
+                        **error.as_dict(),
+                    }
+                },
+            )
+            if delay > 0:
+                self._sleep(delay)
+            retry_waited += delay
+            attempt += 1
+
+    def _attempt(
+        self, method: str, path: str, params: Mapping[str, Any] | None, json: Any, bucket: Bucket
+    ) -> tuple[httpx.Response | None, HubSpotError | None, bool]:
+        """One HTTP exchange: (response, error, whether the request may have been applied)."""
+        try:
+            response = self._http.request(method, path, params=params, json=json)
+        except httpx.ConnectTimeout as exc:
+            return None, Timeout(f"HubSpot connect timeout: {type(exc).__name__}"), False
+        except httpx.TimeoutException as exc:
+            return None, Timeout(f"HubSpot did not answer in time: {type(exc).__name__}"), True
+        except httpx.ConnectError as exc:
+            return None, ConnectionFailed(f"cannot connect to HubSpot: {type(exc).__name__}"), False
+        except httpx.TransportError as exc:
+            error = ConnectionFailed(f"connection to HubSpot broke: {type(exc).__name__}")
+            return None, error, True
+        if bucket is Bucket.BURST:
+            self._observe(response)
+        if response.status_code < 300:
+            return response, None, False
+        # 423 and 429 are refusals before anything was written; other errors may not be.
+        return response, _error_from(response), response.status_code not in (423, 429)
+
+    def _observe(self, response: httpx.Response) -> None:
+        status = RateLimitStatus.from_headers(response.headers)
+        if status.remaining is not None:
+            self.last_rate_limit = status
+            self._limiter.observe(status)
+
+    def _pause_for(self, error: RateLimited, bucket: Bucket) -> None:
+        """Pause the bucket the 429 names for every instance; set ``error.retry_after``."""
+        if error.policy == POLICY_DAILY:
+            seconds = error.retry_after or DAILY_429_PAUSE_SECONDS
+            self._limiter.pause_daily(seconds, POLICY_DAILY)
+            error.retry_after = seconds
+            return
+        if bucket is Bucket.SEARCH or error.policy == POLICY_SECONDLY:
+            seconds = error.retry_after or 1.0
+            self._limiter.pause(Bucket.SEARCH, seconds, error.policy or POLICY_SECONDLY)
+        else:
+            interval = self.last_rate_limit.interval_ms if self.last_rate_limit else None
+            seconds = error.retry_after or (interval or 10_000) / 1000
+            self._limiter.pause(Bucket.BURST, seconds, error.policy or "429")
+        error.retry_after = seconds
+
+    def _delay(self, error: HubSpotError, attempt: int) -> float | None:
+        """Seconds to wait before the next attempt (None: do not retry here)."""
+        if isinstance(error, RateLimited):
+            if error.policy == POLICY_DAILY:
+                return None
+            return 0.0  # the limiter's pause does the waiting, for every instance
+        if error.retry_after is not None:
+            return error.retry_after
+        if isinstance(error, Locked):
+            return 2.0 + _backoff(attempt)  # HubSpot asks for at least 2 s
+        return _backoff(attempt)
+
+    def _budget_for(self, error: HubSpotError) -> float:
+        # 429 waits happen in the limiter (bounded by max_rate_wait); the rest here.
+        if isinstance(error, RateLimited):
+            return float("inf") if (error.retry_after or 0) <= self.max_rate_wait else 0.0
+        return self.max_retry_wait
+
+
+def _error_from(response: httpx.Response) -> HubSpotError:
+    try:
+        body: Any = response.json()
+    except ValueError:
+        body = response.text[:200]
+    retry_after: float | None = None
+    raw = response.headers.get("retry-after")
+    if raw:
+        try:
+            retry_after = max(0.0, float(raw))
+        except ValueError:
+            retry_after = None  # an HTTP date; HubSpot documents seconds only
+    return HubSpotError.from_response(
+        response.status_code,
+        body,
+        correlation_id=response.headers.get("x-hubspot-correlation-id"),
+        retry_after=retry_after,
+    )
+
+
+def _csv(values: Iterable[str]) -> str | None:
+    joined = ",".join(values)
+    return joined or None
+
+
+def _chunks(items: Sequence[Any], size: int = BATCH_SIZE) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class ObjectsApi:
+    """CRM v3 operations on one object type (``client.companies``, ``client.contacts``)."""
+
+    def __init__(self, client: HubSpotClient, object_type: ObjectType) -> None:
+        self._client = client
+        self.object_type = object_type
+        self._path = f"/crm/v3/objects/{object_type}"
+
+    # --- single records ---------------------------------------------------------------
+
+    def get(
+        self,
+        object_id: str,
+        *,
+        properties: Sequence[str] = (),
+        properties_with_history: Sequence[str] = (),
+        associations: Sequence[ObjectType] = (),
+        id_property: str | None = None,
+        archived: bool = False,
+    ) -> HubSpotObject:
+        """One record by id (or by a unique property's value with ``id_property``)."""
+        params = {
+            "properties": _csv(properties),
+            "propertiesWithHistory": _csv(properties_with_history),
+            "associations": _csv(associations),
+            "idProperty": id_property,
+            "archived": "true" if archived else None,
+        }
+        response = self._client.request(
+            "GET",
+            f"{self._path}/{object_id}",
+            params={k: v for k, v in params.items() if v is not None},
+            op=f"{self.object_type}.get",
+        )
+        return HubSpotObject.from_json(response.json())
+
+    def create(
+        self,
+        properties: Properties,
+        *,
+        associate_with: Sequence[tuple[ObjectType, str]] = (),
+    ) -> HubSpotObject:
+        """Create one record, optionally associated (default type) with existing records."""
+        body: dict[str, Any] = {"properties": dict(properties)}
+        if associate_with:
+            body["associations"] = [
+                {
+                    "to": {"id": to_id},
+                    "types": [
+                        {
+                            "associationCategory": "HUBSPOT_DEFINED",
+                            "associationTypeId": default_association_type(self.object_type, kind),
+                        }
+                    ],
+                }
+                for kind, to_id in associate_with
+            ]
+        response = self._client.request(
+            "POST", self._path, json=body, op=f"{self.object_type}.create", idempotent=False
+        )
+        return HubSpotObject.from_json(response.json())
+
+    def update(
+        self, object_id: str, properties: Properties, *, id_property: str | None = None
+    ) -> HubSpotObject:
+        """Overwrite some properties of one record (``""`` clears a value)."""
+        response = self._client.request(
+            "PATCH",
+            f"{self._path}/{object_id}",
+            params={"idProperty": id_property} if id_property else None,
+            json={"properties": dict(properties)},
+            op=f"{self.object_type}.update",
+        )
+        return HubSpotObject.from_json(response.json())
+
+    def archive(self, object_id: str) -> None:
+        """Archive (soft-delete) one record; HubSpot keeps it restorable for 90 days."""
+        self._client.request(
+            "DELETE", f"{self._path}/{object_id}", op=f"{self.object_type}.archive"
+        )
+
+    # --- batches ----------------------------------------------------------------------
+
+    def batch_read(
+        self,
+        ids: Iterable[str],
+        *,
+        properties: Sequence[str] = (),
+        properties_with_history: Sequence[str] = (),
+        id_property: str | None = None,
+    ) -> BatchResult:
+        """Read many records, 100 per call; keyed by id (or by ``id_property`` value)."""
+        keys = list(dict.fromkeys(str(i) for i in ids))
+        outcome = BatchResult()
+        for chunk in _chunks(keys):
+            body: dict[str, Any] = {
+                "inputs": [{"id": key} for key in chunk],
+                "properties": list(properties),
+                "propertiesWithHistory": list(properties_with_history),
+            }
+            if id_property:
+                body["idProperty"] = id_property
+            outcome.merge(
+                self._batch("read", body, chunk, lambda r: _key_of(r, id_property), idempotent=True)
+            )
+        return outcome
+
+    def batch_create(self, items: Mapping[str, Properties]) -> BatchResult:
+        """Create many records, 100 per call, keyed by the caller's keys.
+
+        Each key is sent as the input's ``objectWriteTraceId``, which both matches
+        results to inputs and makes HubSpot answer 207 per record instead of
+        failing the whole batch for one bad input.
+        """
+        outcome = BatchResult()
+        for chunk in _chunks(list(items)):
+            body = {
+                "inputs": [
+                    {"properties": dict(items[key]), "objectWriteTraceId": key} for key in chunk
+                ]
+            }
+            outcome.merge(
+                self._batch(
+                    "create", body, chunk, lambda r: r.object_write_trace_id, idempotent=False
+                )
+            )
+        return outcome
+
+    def batch_update(
+        self, items: Mapping[str, Properties], *, id_property: str | None = None
+    ) -> BatchResult:
+        """Update many records, 100 per call; ``items`` maps id (or unique value) to values."""
+        outcome = BatchResult()
+        for chunk in _chunks(list(items)):
+            inputs = []
+            for key in chunk:
+                entry: dict[str, Any] = {
+                    "id": key,
+                    "properties": dict(items[key]),
+                    "objectWriteTraceId": key,
+                }
+                if id_property:
+                    entry["idProperty"] = id_property
+                inputs.append(entry)
+            outcome.merge(
+                self._batch(
+                    "update",
+                    {"inputs": inputs},
+                    chunk,
+                    lambda r: r.object_write_trace_id or _key_of(r, id_property),
+                    idempotent=True,
+                )
+            )
+        return outcome
+
+    def batch_upsert(self, items: Mapping[str, Properties], *, id_property: str) -> BatchResult:
+        """Create or update by a unique property, 100 per call; results carry ``new``."""
+        outcome = BatchResult()
+        for chunk in _chunks(list(items)):
+            inputs = [
+                {
+                    "id": key,
+                    "idProperty": id_property,
+                    "properties": dict(items[key]),
+                    "objectWriteTraceId": key,
+                }
+                for key in chunk
+            ]
+            outcome.merge(
+                self._batch(
+                    "upsert",
+                    {"inputs": inputs},
+                    chunk,
+                    lambda r: r.object_write_trace_id or _key_of(r, id_property),
+                    idempotent=True,
+                )
+            )
+        return outcome
+
+    def _batch(
+        self,
+        action: str,
+        body: Mapping[str, Any],
+        keys: Sequence[str],
+        key_of: Callable[[HubSpotObject], str | None],
+        *,
+        idempotent: bool,
+    ) -> BatchResult:
+        response = self._client.request(
+            "POST",
+            f"{self._path}/batch/{action}",
+            json=body,
+            op=f"{self.object_type}.batch_{action}",
+            idempotent=idempotent,
+        )
+        data = response.json()
+        outcome = BatchResult(
+            errors=[HubSpotError.from_batch_error(e) for e in data.get("errors") or []]
+        )
+        wanted = set(keys)
+        unmatched = 0
+        for raw in data.get("results") or []:
+            record = HubSpotObject.from_json(raw)
+            key = key_of(record)
+            if key in wanted:
+                outcome.results[key] = record
+            else:
+                unmatched += 1
+        missing = wanted - outcome.results.keys() - outcome.failed_keys()
+        if missing or unmatched:
+            outcome.errors.append(
+                HubSpotError(
+                    f"{len(missing)} input(s) got neither a result nor an error"
+                    f" and {unmatched} result(s) matched no input",
+                    status=response.status_code,
+                    category="UNMATCHED_BATCH_RESULT",
+                    context={"keys": sorted(missing)},
+                )
+            )
+        return outcome
+
+    # --- listing and search -----------------------------------------------------------
+
+    def list_page(
+        self,
+        *,
+        properties: Sequence[str] = (),
+        properties_with_history: Sequence[str] = (),
+        limit: int = LIST_PAGE_SIZE,
+        after: str | None = None,
+        archived: bool = False,
+    ) -> tuple[list[HubSpotObject], str | None]:
+        """One page of the list endpoint: (records, next ``after`` or None)."""
+        params = {
+            "limit": limit,
+            "after": after,
+            "properties": _csv(properties),
+            "propertiesWithHistory": _csv(properties_with_history),
+            "archived": "true" if archived else None,
+        }
+        data = self._client.request(
+            "GET",
+            self._path,
+            params={k: v for k, v in params.items() if v is not None},
+            op=f"{self.object_type}.list",
+        ).json()
+        return [HubSpotObject.from_json(r) for r in data.get("results") or []], next_after(data)
+
+    def iterate(
+        self,
+        *,
+        properties: Sequence[str] = (),
+        properties_with_history: Sequence[str] = (),
+        archived: bool = False,
+    ) -> Iterator[HubSpotObject]:
+        """Every record, page after page (50 a page with history, else 100)."""
+        limit = LIST_PAGE_SIZE_WITH_HISTORY if properties_with_history else LIST_PAGE_SIZE
+        after: str | None = None
+        while True:
+            records, after = self.list_page(
+                properties=properties,
+                properties_with_history=properties_with_history,
+                limit=limit,
+                after=after,
+                archived=archived,
+            )
+            yield from records
+            if after is None:
+                return
+
+    def search(
+        self,
+        filter_groups: Sequence[Mapping[str, Any]] = (),
+        *,
+        sort: tuple[str, str] | None = None,
+        properties: Sequence[str] = (),
+        limit: int = 100,
+        after: str | None = None,
+        query: str | None = None,
+    ) -> SearchPage:
+        """One search page. ``sort`` is (property, ``ASCENDING``|``DESCENDING``): one only."""
+        if not 1 <= limit <= SEARCH_PAGE_MAX:
+            raise ValueError(f"search limit must be 1..{SEARCH_PAGE_MAX}")
+        body: dict[str, Any] = {
+            "filterGroups": [dict(g) for g in filter_groups],
+            "properties": list(properties),
+            "limit": limit,
+        }
+        if sort:
+            body["sorts"] = [{"propertyName": sort[0], "direction": sort[1]}]
+        if after:
+            body["after"] = after
+        if query:
+            body["query"] = query
+        response = self._client.request(
+            "POST",
+            f"{self._path}/search",
+            json=body,
+            op=f"{self.object_type}.search",
+            bucket=Bucket.SEARCH,
+        )
+        return SearchPage.from_json(response.json())
+
+    def search_all(
+        self,
+        filter_groups: Sequence[Mapping[str, Any]] = (),
+        *,
+        properties: Sequence[str] = (),
+        page_size: int = SEARCH_PAGE_MAX,
+    ) -> Iterator[HubSpotObject]:
+        """Every match, past the 10,000-result cap, in ascending ``hs_object_id`` order.
+
+        Pages by ``after`` within a window and, before the window reaches 10,000
+        results, starts a new one with ``hs_object_id > last id`` added to every
+        filter group. Each group then holds one more filter, so a query already at
+        HubSpot's filter limits is refused (400) rather than silently cut short.
+        """
+        last_id: str | None = None
+        while True:
+            groups = _after_id(filter_groups, last_id)
+            after: str | None = None
+            while True:
+                page = self.search(
+                    groups,
+                    sort=("hs_object_id", "ASCENDING"),
+                    properties=properties,
+                    limit=page_size,
+                    after=after,
+                )
+                for record in page.results:
+                    last_id = record.id
+                    yield record
+                if page.after is None or not page.results:
+                    return
+                after = page.after
+                if int(after) + page_size > SEARCH_RESULT_CAP:
+                    break  # next window: continue after last_id
+
+
+def _after_id(
+    filter_groups: Sequence[Mapping[str, Any]], last_id: str | None
+) -> list[dict[str, Any]]:
+    groups = [dict(g) for g in filter_groups]
+    if last_id is None:
+        return groups
+    bound = {"propertyName": "hs_object_id", "operator": "GT", "value": last_id}
+    if not groups:
+        return [{"filters": [bound]}]
+    return [{**g, "filters": [*g.get("filters", []), bound]} for g in groups]
+
+
+def _key_of(record: HubSpotObject, id_property: str | None) -> str | None:
+    if id_property:
+        value = record.properties.get(id_property)
+        return str(value) if value is not None else None
+    return record.id
+
+
+def default_association_type(from_type: ObjectType, to_type: ObjectType) -> int:
+    """HubSpot's unlabeled association type id from ``from_type`` to ``to_type``."""
+    ids = {("contacts", "companies"): 279, ("companies", "contacts"): 280}
+    try:
+        return ids[(from_type, to_type)]
+    except KeyError:
+        raise ValueError(
+            f"no default association from {_SINGULAR[from_type]} to {_SINGULAR[to_type]}"
+        ) from None
+
+
+_client: HubSpotClient | None = None
+_client_lock = threading.Lock()
+
+
+def get_hubspot_client() -> HubSpotClient:
+    """The process-wide client (one connection pool), built on first use from settings."""
+    global _client
+    if _client is None:
+        from shared.config import get_settings
+        from shared.db import get_database
+
+        with _client_lock:
+            if _client is None:
+                _client = HubSpotClient.from_settings(get_settings(), get_database())
+    return _client
+
+
+def set_hubspot_client(client: HubSpotClient | None) -> None:
+    """Replace the process-wide client (tests, the demo's in-process stack)."""
+    global _client
+    with _client_lock:
+        if _client is not None and _client is not client:
+            _client.close()
+        _client = client
