@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 from shared.hubspot.emulator.errors import ApiError, not_found, validation
 from shared.hubspot.emulator.properties import SINGULAR, PropertyRegistry, canonical_type
@@ -113,7 +114,7 @@ class CrmApi:
             if route.method == method:
                 found = route.regex.match(path)
                 if found:
-                    return route, found.groupdict()
+                    return route, {k: unquote(v) for k, v in found.groupdict().items()}
         return None
 
     # -- single objects ----------------------------------------------------------

@@ -55,7 +55,7 @@ class PropertyDef:
     options: list[dict[str, Any]] = field(default_factory=list)
     has_unique_value: bool = False
     hubspot_defined: bool = False
-    created_at: str = ""
+    created_at: str = "2019-08-06T02:41:08.029Z"  # HubSpot-defined properties predate any portal
 
     def to_json(self) -> dict[str, Any]:
         """The ``Property`` JSON shape."""

@@ -1,0 +1,367 @@
+"""The emulator speaks HubSpot's wire format: the official SDK drives it and its models deserialise
+every answer (requests, shapes, status codes and error bodies)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime
+
+import httpx
+import pytest
+from hubspot import HubSpot
+from hubspot.crm.associations.v4.exceptions import ApiException as AssociationsApiException
+from hubspot.crm.companies import (
+    BatchInputSimplePublicObjectBatchInput,
+    BatchInputSimplePublicObjectBatchInputForCreate,
+    BatchReadInputSimplePublicObjectId,
+    Filter,
+    FilterGroup,
+    PublicMergeInput,
+    PublicObjectSearchRequest,
+    SimplePublicObjectBatchInput,
+    SimplePublicObjectBatchInputForCreate,
+    SimplePublicObjectId,
+    SimplePublicObjectInput,
+    SimplePublicObjectInputForCreate,
+)
+from hubspot.crm.companies.exceptions import ApiException
+from hubspot.crm.contacts import (
+    BatchInputSimplePublicObjectBatchInputUpsert,
+    SimplePublicObjectBatchInputUpsert,
+)
+from hubspot.crm.contacts import SimplePublicObjectInputForCreate as ContactCreate
+from hubspot.crm.contacts.exceptions import ApiException as ContactsApiException
+from hubspot.crm.properties import PropertyCreate, PropertyGroupCreate
+
+from shared.hubspot.emulator import Emulator
+
+pytestmark = pytest.mark.integration
+APP_ID = 424242
+TOKEN = "pat-na1-test-token"
+
+
+@pytest.fixture(scope="module")
+def emu() -> Iterator[Emulator]:
+    with Emulator(
+        app_id=APP_ID, access_token=TOKEN, rate_limit=100_000, search_rate_per_second=1000
+    ) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def fresh(emu: Emulator) -> Emulator:
+    emu.reset()
+    return emu
+
+
+@pytest.fixture
+def client(emu: Emulator) -> HubSpot:
+    return HubSpot(access_token=TOKEN, host=emu.url)
+
+
+def _body(exc: Exception) -> dict:
+    body = json.loads(exc.body)  # type: ignore[attr-defined]
+    assert isinstance(body, dict)
+    return body
+
+
+def test_create_and_get_with_history(fresh: Emulator, client: HubSpot) -> None:
+    created = client.crm.companies.basic_api.create(
+        SimplePublicObjectInputForCreate(properties={"name": "Acme", "domain": "acme.example"})
+    )
+    assert created.id.isdigit()
+    assert isinstance(created.created_at, datetime) and created.created_at == created.updated_at
+    assert created.properties["hs_object_id"] == created.id
+    assert {"createdate", "hs_lastmodifieddate"} <= set(created.properties)
+
+    fresh.ui_change("companies", created.id, {"name": "Acme Ltd"}, user_id=7)
+    got = client.crm.companies.basic_api.get_by_id(
+        created.id, properties=["name", "domain", "phone"], properties_with_history=["name"]
+    )
+    assert got.properties["name"] == "Acme Ltd" and got.properties["phone"] is None
+    history = got.properties_with_history["name"]
+    assert [h.value for h in history] == ["Acme Ltd", "Acme"]  # newest first
+    assert (history[0].source_type, history[0].source_id) == ("CRM_UI", "userId:7")
+    assert (history[1].source_type, history[1].source_id) == ("INTEGRATION", str(APP_ID))
+    assert got.updated_at > got.created_at
+    assert got.properties["hs_lastmodifieddate"].endswith("Z")
+
+
+def test_contacts_default_properties(fresh: Emulator, client: HubSpot) -> None:
+    contact = client.crm.contacts.basic_api.create(
+        ContactCreate(properties={"email": "a@b.example", "firstname": "A"})
+    )
+    got = client.crm.contacts.basic_api.get_by_id(contact.id)
+    assert set(got.properties) == {
+        "firstname",
+        "lastname",
+        "email",
+        "createdate",
+        "lastmodifieddate",
+        "hs_object_id",
+    }
+    by_email = client.crm.contacts.basic_api.get_by_id("A@B.example", id_property="email")
+    assert by_email.id == contact.id
+
+
+def test_list_paging_visits_every_record_once(fresh: Emulator, client: HubSpot) -> None:
+    ids = fresh.seed("companies", [{"name": f"c{i}"} for i in range(25)])
+    page = client.crm.companies.basic_api.get_page(limit=10, properties=["name"])
+    assert len(page.results) == 10 and page.paging.next.after
+    everything = client.crm.companies.get_all(properties=["name"])
+    assert sorted(r.id for r in everything) == sorted(ids)
+
+
+def test_update_and_archive(fresh: Emulator, client: HubSpot) -> None:
+    [company_id] = fresh.seed("companies", [{"name": "Old"}])
+    updated = client.crm.companies.basic_api.update(
+        company_id, SimplePublicObjectInput(properties={"name": "New"})
+    )
+    assert updated.properties["name"] == "New"
+    client.crm.companies.basic_api.archive(company_id)
+    with pytest.raises(ApiException) as caught:
+        client.crm.companies.basic_api.get_by_id(company_id)
+    assert caught.value.status == 404
+    assert _body(caught.value)["message"] == "Object not found.  objectId are usually numeric."
+    archived = client.crm.companies.basic_api.get_by_id(company_id, archived=True)
+    assert archived.archived is True and archived.archived_at is not None
+
+
+def test_batch_read_update_create_and_207(fresh: Emulator, client: HubSpot) -> None:
+    ids = fresh.seed("companies", [{"name": f"n{i}"} for i in range(5)])
+    read = client.crm.companies.batch_api.read(
+        BatchReadInputSimplePublicObjectId(
+            inputs=[SimplePublicObjectId(id=i) for i in [*ids, "99999"]],
+            properties=["name"],
+            properties_with_history=[],
+        )
+    )
+    assert sorted(r.id for r in read.results) == sorted(ids)
+    assert read.num_errors == 1
+    assert read.errors[0].category == "OBJECT_NOT_FOUND" and read.errors[0].context["ids"] == [
+        "99999"
+    ]
+
+    updated = client.crm.companies.batch_api.update(
+        BatchInputSimplePublicObjectBatchInput(
+            inputs=[
+                SimplePublicObjectBatchInput(
+                    id=i, properties={"name": f"u{i}"}, object_write_trace_id=f"t{i}"
+                )
+                for i in ids
+            ]
+        )
+    )
+    assert {r.id: r.properties["name"] for r in updated.results} == {i: f"u{i}" for i in ids}
+    assert {r.object_write_trace_id for r in updated.results} == {f"t{i}" for i in ids}
+
+    created = client.crm.companies.batch_api.create(
+        BatchInputSimplePublicObjectBatchInputForCreate(
+            inputs=[
+                SimplePublicObjectBatchInputForCreate(properties={"name": f"b{n}"})
+                for n in range(100)
+            ]
+        )
+    )
+    names = [r.properties["name"] for r in created.results]
+    assert sorted(names) == sorted(f"b{n}" for n in range(100))
+    assert names != [f"b{n}" for n in range(100)]  # like HubSpot, not index-aligned
+
+
+def test_batch_validation_whole_400_or_traced_207(fresh: Emulator, client: HubSpot) -> None:
+    inputs = [
+        SimplePublicObjectBatchInputForCreate(properties={"name": "ok"}),
+        SimplePublicObjectBatchInputForCreate(properties={"nope": "x"}),
+    ]
+    with pytest.raises(ApiException) as caught:
+        client.crm.companies.batch_api.create(
+            BatchInputSimplePublicObjectBatchInputForCreate(inputs=inputs)
+        )
+    assert caught.value.status == 400 and _body(caught.value)["category"] == "VALIDATION_ERROR"
+    assert fresh.state.live("companies") == []  # nothing written
+
+    for n, item in enumerate(inputs):
+        item.object_write_trace_id = f"trace{n}"
+    partial = client.crm.companies.batch_api.create(
+        BatchInputSimplePublicObjectBatchInputForCreate(inputs=inputs)
+    )
+    assert [r.properties["name"] for r in partial.results] == ["ok"]
+    assert partial.errors[0].context["objectWriteTraceId"] == ["trace1"]
+    assert "PROPERTY_DOESNT_EXIST" in partial.errors[0].message
+
+
+def test_search_filters_sort_and_paging(fresh: Emulator, client: HubSpot) -> None:
+    fresh.seed("companies", [{"name": f"Co {i}", "annualrevenue": str(i * 10), "city": "Berlin" if i % 2 else ""}
+                             for i in range(30)])  # fmt: skip
+    request = PublicObjectSearchRequest(
+        filter_groups=[
+            FilterGroup(filters=[
+                Filter(property_name="annualrevenue", operator="GTE", value="100"),
+                Filter(property_name="city", operator="HAS_PROPERTY"),
+            ])
+        ],
+        sorts=[{"propertyName": "annualrevenue", "direction": "DESCENDING"}],
+        properties=["name", "annualrevenue"],
+        limit=5,
+    )  # fmt: skip
+    seen = []
+    first = client.crm.companies.search_api.do_search(request)
+    assert first.total == 10  # 11..29 odd
+    page = first
+    while True:
+        seen += [int(r.properties["annualrevenue"]) for r in page.results]
+        if not page.paging:
+            break
+        request.after = page.paging.next.after
+        page = client.crm.companies.search_api.do_search(request)
+    assert seen == [290, 270, 250, 230, 210, 190, 170, 150, 130, 110]
+
+
+def test_search_on_last_modified_with_epoch_ms(fresh: Emulator, client: HubSpot) -> None:
+    old = fresh.seed("companies", [{"name": "old"}])[0]
+    cutoff = fresh.state.now_ms() + 1
+    while fresh.state.now_ms() < cutoff:  # the next write lands strictly after the cutoff
+        pass
+    fresh.ui_change("companies", old, {"name": "touched"})
+    fresh.seed("companies", [{"name": "new"}])
+    found = client.crm.companies.search_api.do_search(
+        PublicObjectSearchRequest(
+            filter_groups=[
+                FilterGroup(
+                    filters=[
+                        Filter(
+                            property_name="hs_lastmodifieddate", operator="GTE", value=str(cutoff)
+                        )
+                    ]
+                )
+            ],  # fmt: skip
+            sorts=["hs_lastmodifieddate"],
+            properties=["name"],
+        )
+    )
+    assert [r.properties["name"] for r in found.results] == ["touched", "new"]
+
+
+def test_search_limits(fresh: Emulator, client: HubSpot) -> None:
+    def search(**kw: object) -> int:
+        try:
+            client.crm.companies.search_api.do_search(PublicObjectSearchRequest(**kw))
+        except ApiException as exc:
+            assert _body(exc)["category"] == "VALIDATION_ERROR"
+            return int(exc.status)
+        return 200
+
+    f = Filter(property_name="name", operator="HAS_PROPERTY")
+    assert search(filter_groups=[FilterGroup(filters=[f] * 6)] * 3) == 200
+    assert search(filter_groups=[FilterGroup(filters=[f] * 7)]) == 400
+    assert search(filter_groups=[FilterGroup(filters=[f])] * 6) == 400
+    assert search(filter_groups=[FilterGroup(filters=[f] * 6)] * 4) == 400  # 24 > 18
+    assert search(limit=201) == 400
+    assert search(after="9999") == 200
+    assert search(after="10000") == 400  # the 10,000-result cap
+
+
+def test_errors_surface_as_api_exceptions(fresh: Emulator, emu: Emulator) -> None:
+    bad = HubSpot(access_token="wrong", host=emu.url)
+    with pytest.raises(ApiException) as caught:
+        bad.crm.companies.basic_api.get_page()
+    assert (
+        caught.value.status == 401 and _body(caught.value)["category"] == "INVALID_AUTHENTICATION"
+    )
+    assert caught.value.headers["X-HubSpot-Correlation-Id"] == _body(caught.value)["correlationId"]
+
+    client = HubSpot(access_token=TOKEN, host=emu.url)
+    with pytest.raises(ApiException) as caught:
+        client.crm.companies.basic_api.create(
+            SimplePublicObjectInputForCreate(properties={"warp_ban": "1"})
+        )
+    body = _body(caught.value)
+    assert caught.value.status == 400 and body["category"] == "VALIDATION_ERROR"
+    assert body["errors"][0]["code"] == "PROPERTY_DOESNT_EXIST"
+
+    first = client.crm.contacts.basic_api.create(
+        ContactCreate(properties={"email": "dup@x.example"})
+    )
+    with pytest.raises(ContactsApiException) as dup:
+        client.crm.contacts.basic_api.create(ContactCreate(properties={"email": "DUP@x.example"}))
+    assert dup.value.status == 409
+    assert _body(dup.value) | {"correlationId": ""} == {
+        "status": "error", "message": f"Contact already exists. Existing ID: {first.id}",
+        "correlationId": "", "category": "CONFLICT",
+    }  # fmt: skip
+
+
+def test_custom_properties_via_the_properties_api(fresh: Emulator, client: HubSpot) -> None:
+    client.crm.properties.groups_api.create(
+        "companies", PropertyGroupCreate(name="warp", label="WARP")
+    )
+    client.crm.properties.core_api.create(
+        "companies",
+        PropertyCreate(
+            name="warp_status",
+            label="Status",
+            type="enumeration",
+            field_type="select",
+            group_name="warp",
+            options=[{"label": "Active", "value": "ACTIVE", "displayOrder": 1, "hidden": False}],
+        ),  # fmt: skip
+    )
+    names = {p.name for p in client.crm.properties.core_api.get_all("companies").results}
+    assert {"warp_status", "name", "domain", "hs_object_id"} <= names
+    created = client.crm.companies.basic_api.create(
+        SimplePublicObjectInputForCreate(properties={"warp_status": "ACTIVE"})
+    )
+    assert fresh.values("companies", created.id)["warp_status"] == "ACTIVE"
+    with pytest.raises(ApiException) as caught:
+        client.crm.companies.basic_api.create(
+            SimplePublicObjectInputForCreate(properties={"warp_status": "nope"})
+        )
+    assert _body(caught.value)["errors"][0]["code"] == "INVALID_OPTION"
+
+
+def test_upsert_merge_and_associations(fresh: Emulator, client: HubSpot) -> None:
+    upsert = BatchInputSimplePublicObjectBatchInputUpsert(
+        inputs=[
+            SimplePublicObjectBatchInputUpsert(
+                id="p@x.example", id_property="email", properties={"firstname": "P"}
+            )
+        ]
+    )
+    first = client.crm.contacts.batch_api.upsert(upsert)
+    second = client.crm.contacts.batch_api.upsert(upsert)
+    assert first.results[0].new is True and second.results[0].new is False
+    assert first.results[0].id == second.results[0].id
+
+    a, b = fresh.seed("companies", [{"name": "A"}, {"name": "B", "city": "Oslo"}])
+    merged = client.crm.companies.basic_api.merge(
+        PublicMergeInput(primary_object_id=a, object_id_to_merge=b)
+    )
+    assert merged.id == a and fresh.values("companies", a)["city"] == "Oslo"
+    assert (
+        client.crm.companies.basic_api.get_by_id(b).id == a
+    )  # the merged id resolves to the survivor
+
+    contact_id = first.results[0].id
+    client.crm.associations.v4.basic_api.create_default("companies", a, "contacts", contact_id)
+    page = client.crm.associations.v4.basic_api.get_page("contacts", contact_id, "companies")
+    assert [str(r.to_object_id) for r in page.results] == [a]
+    assert page.results[0].association_types[0].type_id == 279
+    with pytest.raises(AssociationsApiException):
+        client.crm.associations.v4.basic_api.create_default("companies", a, "contacts", "12345")
+    got = client.crm.companies.basic_api.get_by_id(a, associations=["contacts"])
+    assert got.associations["contacts"].results[0].id == contact_id
+
+
+def test_query_parameters_comma_separated_or_repeated(fresh: Emulator) -> None:
+    [company_id] = fresh.seed("companies", [{"name": "Q", "city": "Rome", "phone": "1"}])
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    url = f"{fresh.url}/crm/v3/objects/companies/{company_id}"
+    comma = httpx.get(
+        f"{url}?properties=name,city&propertiesWithHistory=name,phone", headers=headers
+    ).json()
+    repeated = httpx.get(f"{url}?properties=name&properties=city&propertiesWithHistory=name"
+                         "&propertiesWithHistory=phone", headers=headers).json()  # fmt: skip
+    assert comma == repeated
+    assert {"name", "city"} <= set(comma["properties"]) and "phone" not in comma["properties"]
+    assert set(comma["propertiesWithHistory"]) == {"name", "phone"}
