@@ -192,19 +192,26 @@ def test_batch_validation_whole_400_or_traced_207(fresh: Emulator, client: HubSp
 
 
 def test_search_filters_sort_and_paging(fresh: Emulator, client: HubSpot) -> None:
-    fresh.seed("companies", [{"name": f"Co {i}", "annualrevenue": str(i * 10), "city": "Berlin" if i % 2 else ""}
-                             for i in range(30)])  # fmt: skip
+    fresh.seed(
+        "companies",
+        [
+            {"name": f"Co {i}", "annualrevenue": str(i * 10), "city": "Berlin" if i % 2 else ""}
+            for i in range(30)
+        ],
+    )
     request = PublicObjectSearchRequest(
         filter_groups=[
-            FilterGroup(filters=[
-                Filter(property_name="annualrevenue", operator="GTE", value="100"),
-                Filter(property_name="city", operator="HAS_PROPERTY"),
-            ])
+            FilterGroup(
+                filters=[
+                    Filter(property_name="annualrevenue", operator="GTE", value="100"),
+                    Filter(property_name="city", operator="HAS_PROPERTY"),
+                ]
+            )
         ],
         sorts=[{"propertyName": "annualrevenue", "direction": "DESCENDING"}],
         properties=["name", "annualrevenue"],
         limit=5,
-    )  # fmt: skip
+    )
     seen = []
     first = client.crm.companies.search_api.do_search(request)
     assert first.total == 10  # 11..29 odd
@@ -235,7 +242,7 @@ def test_search_on_last_modified_with_epoch_ms(fresh: Emulator, client: HubSpot)
                         )
                     ]
                 )
-            ],  # fmt: skip
+            ],
             sorts=["hs_lastmodifieddate"],
             properties=["name"],
         )
@@ -287,9 +294,11 @@ def test_errors_surface_as_api_exceptions(fresh: Emulator, emu: Emulator) -> Non
         client.crm.contacts.basic_api.create(ContactCreate(properties={"email": "DUP@x.example"}))
     assert dup.value.status == 409
     assert _body(dup.value) | {"correlationId": ""} == {
-        "status": "error", "message": f"Contact already exists. Existing ID: {first.id}",
-        "correlationId": "", "category": "CONFLICT",
-    }  # fmt: skip
+        "status": "error",
+        "message": f"Contact already exists. Existing ID: {first.id}",
+        "correlationId": "",
+        "category": "CONFLICT",
+    }
 
 
 def test_custom_properties_via_the_properties_api(fresh: Emulator, client: HubSpot) -> None:
@@ -305,7 +314,7 @@ def test_custom_properties_via_the_properties_api(fresh: Emulator, client: HubSp
             field_type="select",
             group_name="warp",
             options=[{"label": "Active", "value": "ACTIVE", "displayOrder": 1, "hidden": False}],
-        ),  # fmt: skip
+        ),
     )
     names = {p.name for p in client.crm.properties.core_api.get_all("companies").results}
     assert {"warp_status", "name", "domain", "hs_object_id"} <= names
@@ -360,8 +369,11 @@ def test_query_parameters_comma_separated_or_repeated(fresh: Emulator) -> None:
     comma = httpx.get(
         f"{url}?properties=name,city&propertiesWithHistory=name,phone", headers=headers
     ).json()
-    repeated = httpx.get(f"{url}?properties=name&properties=city&propertiesWithHistory=name"
-                         "&propertiesWithHistory=phone", headers=headers).json()  # fmt: skip
+    repeated = httpx.get(
+        f"{url}?properties=name&properties=city&propertiesWithHistory=name"
+        "&propertiesWithHistory=phone",
+        headers=headers,
+    ).json()
     assert comma == repeated
     assert {"name", "city"} <= set(comma["properties"]) and "phone" not in comma["properties"]
     assert set(comma["propertiesWithHistory"]) == {"name", "phone"}
