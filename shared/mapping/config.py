@@ -66,8 +66,10 @@ DEFAULT_CUSTOMER_SYNC: dict[str, dict[str, Any]] = {
 
 # The customer's primary contact as a HubSpot contact. The full name is one WARP
 # value and two HubSpot properties: one field per half, joined on the way back.
+# Field names are unique across both configurations (the API resolves conflicts
+# by field name), hence contact_email_address beside WARP's contact_email.
 DEFAULT_CONTACT_SYNC: dict[str, dict[str, Any]] = {
-    "first_name": {
+    "contact_firstname": {
         "entity_type": "contact",
         "hubspot_property": "firstname",
         "warp_field": "contact.name",
@@ -76,7 +78,7 @@ DEFAULT_CONTACT_SYNC: dict[str, dict[str, Any]] = {
         "conflict_resolution": "LATEST_WINS",
         "transform": "first_name",
     },
-    "last_name": {
+    "contact_lastname": {
         "entity_type": "contact",
         "hubspot_property": "lastname",
         "warp_field": "contact.name",
@@ -85,7 +87,7 @@ DEFAULT_CONTACT_SYNC: dict[str, dict[str, Any]] = {
         "conflict_resolution": "LATEST_WINS",
         "transform": "last_name",
     },
-    "email": {
+    "contact_email_address": {
         "entity_type": "contact",
         "hubspot_property": "email",
         "warp_field": "contact.email",
@@ -93,7 +95,7 @@ DEFAULT_CONTACT_SYNC: dict[str, dict[str, Any]] = {
         "sync_direction": "BIDIRECTIONAL",
         "conflict_resolution": "LATEST_WINS",
     },
-    "phone": {
+    "contact_phone": {
         "entity_type": "contact",
         "hubspot_property": "phone",
         "warp_field": "contact.phone",

@@ -54,6 +54,7 @@ class HubSpotType(StrEnum):
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS_PER_DAY = 86_400_000
 _EPOCH_MS = re.compile(r"-?\d+")
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 # Money arithmetic must be exact: a result that would need rounding is an error.
 _EXACT = Context(prec=60, traps=[Inexact, InvalidOperation])
 _CENT = Decimal("0.01")
@@ -140,11 +141,11 @@ def to_date(value: object) -> date:
     """``value`` as a date; epoch ms and date-times must be midnight UTC, as HubSpot requires."""
     if isinstance(value, date) and not isinstance(value, datetime):
         return value
-    if isinstance(value, str) and len(value.strip()) == 10:
+    if isinstance(value, str) and _ISO_DATE.fullmatch(value.strip()):
         try:
             return date.fromisoformat(value.strip())
         except ValueError:
-            raise MappingError("value is not a YYYY-MM-DD date") from None
+            raise MappingError("value is not a valid YYYY-MM-DD date") from None
     moment = to_datetime(value)
     if moment.time() != datetime.min.time():
         raise MappingError("a date property takes midnight UTC only")
@@ -154,7 +155,7 @@ def to_date(value: object) -> date:
 def format_datetime(value: object) -> str:
     """ISO 8601 in UTC with milliseconds, HubSpot's own output form."""
     moment = to_datetime(value)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S") + f".{moment.microsecond // 1000:03d}Z"
+    return moment.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 # -- formats ---------------------------------------------------------------------------
