@@ -65,7 +65,9 @@ BEGIN
     ) THEN
         ALTER TABLE accounts.hubspot_sync_queue
             ADD CONSTRAINT hubspot_sync_queue_entity_required
-            CHECK (entity_id IS NOT NULL OR kind IN ('inbound_batch', 'reconcile'));
+            -- COALESCE: with kind NULL the IN is NULL, which a CHECK would let pass.
+            CHECK (entity_id IS NOT NULL
+                   OR COALESCE(kind IN ('inbound_batch', 'reconcile'), FALSE));
     END IF;
 END $$;
 CREATE INDEX IF NOT EXISTS idx_sync_queue_kind_status
