@@ -65,7 +65,7 @@ class WebhookSink:
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}{path}"
 
     def __enter__(self) -> WebhookSink:
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
         return self
 
     def __exit__(self, *exc: object) -> None:

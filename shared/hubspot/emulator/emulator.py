@@ -102,7 +102,7 @@ class Emulator:
         self._server = EmulatorHTTPServer((self.host, self.port), self)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="emulator-http", daemon=True
+            target=self._server.serve_forever, args=(0.05,), name="emulator-http", daemon=True
         )
         self._thread.start()
         self.webhooks.start()

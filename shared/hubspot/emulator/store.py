@@ -227,14 +227,14 @@ class Store:
         """Default (unlabeled) association both ways; returns the links as (from, to, type id)."""
         with self.lock:
             now = self.now_ms()
-            links = []
-            changes = []
-            for x, y in ((a, b), (b, a)):
-                type_id = ASSOCIATION_TYPE_IDS[(x.object_type, y.object_type)]
-                if type_id not in self._assoc.get((x.object_type, x.id), {}).get(
-                    (y.object_type, y.id), set()
-                ):
-                    changes.append(
+            type_id = ASSOCIATION_TYPE_IDS[(a.object_type, b.object_type)]
+            existing = self._assoc.get((a.object_type, a.id), {}).get((b.object_type, b.id), set())
+            pairs = ((a, b), (b, a))
+            if type_id not in existing:
+                self._link(a.object_type, a.id, b.object_type, b.id, {type_id})
+                # HubSpot sends one associationChange per direction.
+                self._emit(
+                    [
                         self._change(
                             x,
                             "associationChange",
@@ -246,11 +246,10 @@ class Store:
                             associationRemoved=False,
                             isPrimaryAssociation=False,
                         )
-                    )
-                self._link(x.object_type, x.id, y.object_type, y.id, {type_id})
-                links.append((x, y, type_id))
-            self._emit(changes)
-            return links
+                        for x, y in pairs
+                    ]
+                )
+            return [(x, y, ASSOCIATION_TYPE_IDS[(x.object_type, y.object_type)]) for x, y in pairs]
 
     # -- internals -------------------------------------------------------------
 
