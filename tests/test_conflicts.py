@@ -1,0 +1,275 @@
+"""Per-field decisions: every rule and direction by example, the invariants as properties."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from shared.conflicts import Action, FieldState, Side, SideValue, decide, state_after
+from shared.mapping import ConflictRule, Direction, EntityType, FieldMapping
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+EARLY, LATE = T0 + timedelta(hours=1), T0 + timedelta(hours=2)
+
+
+def mapping(
+    direction: Direction = Direction.BIDIRECTIONAL,
+    rule: ConflictRule = ConflictRule.LATEST_WINS,
+    *,
+    unless_blank: bool = False,
+    kind: str = "text",
+) -> FieldMapping:
+    column, path, transform, args = {
+        "text": ("company_name", (), None, {}),
+        "cents": ("credit_limit", (), "multiply_by_100", {}),
+        "enum": ("status", (), "enum_map", {"map": {"ACTIVE": "active", "CLOSED": "closed"}}),
+        "last_name": ("contact", ("name",), "last_name", {}),
+    }[kind]
+    return FieldMapping(
+        name="f",
+        entity_type=EntityType.CUSTOMER,
+        hubspot_property="p",
+        warp_column=column,
+        warp_path=path,
+        direction=direction,
+        rule=rule,
+        transform=transform,
+        transform_args=args,
+        unless_blank=unless_blank,
+    )
+
+
+def synced(warp: Any, hubspot: str | None, direction: Direction | None = None) -> FieldState:
+    return FieldState(warp, hubspot, T0, direction, T0, T0)
+
+
+def test_equal_values_are_in_sync() -> None:
+    cents = mapping(kind="cents")
+    decision = decide(cents, None, SideValue(Decimal("15.00")), SideValue("1500"))
+    assert (decision.action, decision.reason) == (Action.NOTHING, "in sync")
+    assert decide(mapping(), None, SideValue(None), SideValue("")).action is Action.NOTHING
+
+
+def test_echo_of_our_own_write_is_recognised() -> None:
+    state = synced("Acme", "Acme", Direction.WARP_TO_HUBSPOT)
+    echo = decide(mapping(), state, SideValue("Acme"), SideValue("Acme"))
+    assert echo.action is Action.NOTHING and "echo" in echo.reason
+    # WARP moved on while HubSpot still holds what we wrote: WARP changed, not a conflict.
+    moved = decide(mapping(), state, SideValue("Acme Ltd"), SideValue("Acme"))
+    assert moved.action is Action.WRITE_HUBSPOT and moved.value == "Acme Ltd"
+    assert "echo" in moved.reason
+
+
+def test_direction_none_does_nothing() -> None:
+    decision = decide(mapping(Direction.NONE), None, SideValue("a"), SideValue("b"))
+    assert decision.action is Action.NOTHING and "NONE" in decision.reason
+
+
+@pytest.mark.parametrize("rule", list(ConflictRule))
+def test_one_way_fields_follow_their_authoritative_side(rule: ConflictRule) -> None:
+    both_changed = synced("old", "old")
+    out = decide(
+        mapping(Direction.WARP_TO_HUBSPOT, rule), both_changed, SideValue("w"), SideValue("h", LATE)
+    )
+    assert (out.action, out.value, out.winner) == (Action.WRITE_HUBSPOT, "w", Side.WARP)
+    inbound = decide(
+        mapping(Direction.HUBSPOT_TO_WARP, rule), both_changed, SideValue("w", LATE), SideValue("h")
+    )
+    assert (inbound.action, inbound.value, inbound.winner) == (Action.WRITE_WARP, "h", Side.HUBSPOT)
+
+
+@pytest.mark.parametrize("rule", list(ConflictRule))
+def test_one_sided_change_is_written_across_whatever_the_rule(rule: ConflictRule) -> None:
+    state = synced("old", "old")
+    warp_side = decide(mapping(rule=rule), state, SideValue("new"), SideValue("old"))
+    assert (warp_side.action, warp_side.value, warp_side.reason) == (
+        Action.WRITE_HUBSPOT,
+        "new",
+        "changed in WARP",
+    )
+    hub_side = decide(mapping(rule=rule), state, SideValue("old"), SideValue("new"))
+    assert (hub_side.action, hub_side.value) == (Action.WRITE_WARP, "new")
+
+
+@pytest.mark.parametrize(
+    ("rule", "warp_at", "hub_at", "action", "winner"),
+    [
+        (ConflictRule.WARP_WINS, EARLY, LATE, Action.WRITE_HUBSPOT, Side.WARP),
+        (ConflictRule.HUBSPOT_WINS, LATE, EARLY, Action.WRITE_WARP, Side.HUBSPOT),
+        (ConflictRule.LATEST_WINS, EARLY, LATE, Action.WRITE_WARP, Side.HUBSPOT),
+        (ConflictRule.LATEST_WINS, LATE, EARLY, Action.WRITE_HUBSPOT, Side.WARP),
+        (ConflictRule.LATEST_WINS, LATE, LATE, Action.WRITE_HUBSPOT, Side.WARP),  # tie: WARP
+        (ConflictRule.LATEST_WINS, None, EARLY, Action.WRITE_WARP, Side.HUBSPOT),  # None oldest
+        (ConflictRule.LATEST_WINS, EARLY, None, Action.WRITE_HUBSPOT, Side.WARP),
+        (ConflictRule.LATEST_WINS, None, None, Action.WRITE_HUBSPOT, Side.WARP),
+        (ConflictRule.MANUAL, EARLY, LATE, Action.CONFLICT, None),
+    ],
+)
+def test_both_changed_is_resolved_by_the_rule(
+    rule: ConflictRule,
+    warp_at: datetime | None,
+    hub_at: datetime | None,
+    action: Action,
+    winner: Side | None,
+) -> None:
+    state = synced("old", "old")
+    decision = decide(mapping(rule=rule), state, SideValue("w", warp_at), SideValue("h", hub_at))
+    assert (decision.action, decision.winner) == (action, winner)
+    assert "both sides changed" in decision.reason and rule in decision.reason
+    # Without any state the same rule decides.
+    assert (
+        decide(mapping(rule=rule), None, SideValue("w", warp_at), SideValue("h", hub_at)).action
+        is action
+    )
+
+
+def test_latest_wins_compares_naive_times_as_utc() -> None:
+    naive_late = datetime(2024, 1, 1, 2)
+    decision = decide(mapping(), None, SideValue("w", EARLY), SideValue("h", naive_late))
+    assert decision.winner is Side.HUBSPOT
+
+
+def test_values_differ_though_neither_changed_uses_the_rule() -> None:
+    # e.g. a transform was added to the mapping after the field last crossed
+    state = synced(Decimal("15.00"), "15")
+    decision = decide(
+        mapping(rule=ConflictRule.WARP_WINS, kind="cents"),
+        state,
+        SideValue(Decimal("15.00")),
+        SideValue("15"),
+    )
+    assert (decision.action, decision.value) == (Action.WRITE_HUBSPOT, "1500")
+    assert "neither changed" in decision.reason
+
+
+def test_unless_blank_keeps_filled_values() -> None:
+    keep = mapping(rule=ConflictRule.WARP_WINS, unless_blank=True)
+    blank_warp = decide(keep, synced("x", "x"), SideValue(None), SideValue("x"))
+    assert blank_warp.action is Action.NOTHING and "unless_blank" in blank_warp.reason
+    blank_hub = decide(keep, synced("x", "x"), SideValue("x"), SideValue(""))
+    assert blank_hub.action is Action.NOTHING
+    one_way = mapping(Direction.WARP_TO_HUBSPOT, unless_blank=True)
+    assert decide(one_way, None, SideValue(""), SideValue("filled")).action is Action.NOTHING
+    # A filled value still overwrites a blank one.
+    assert decide(keep, None, SideValue("w"), SideValue(None)).action is Action.WRITE_HUBSPOT
+
+
+def test_manual_conflict_stays_until_resolved_or_sides_agree() -> None:
+    manual = mapping(rule=ConflictRule.MANUAL)
+    first = decide(manual, synced("old", "old"), SideValue("w"), SideValue("h"))
+    assert first.action is Action.CONFLICT
+    state = state_after(
+        first, manual, SideValue("w"), SideValue("h"), LATE, previous=synced("old", "old")
+    )
+    assert state.is_in_conflict and state.warp_value == "old"
+    # HubSpot changes again; WARP does not: still a conflict, not a one-sided change.
+    again = decide(manual, state, SideValue("w"), SideValue("h2"))
+    assert again.action is Action.CONFLICT and "unresolved" in again.reason
+    agreed = decide(manual, state, SideValue("same"), SideValue("same"))
+    assert agreed.action is Action.NOTHING
+    cleared = state_after(
+        agreed, manual, SideValue("same"), SideValue("same"), LATE, previous=state
+    )
+    assert not cleared.is_in_conflict and cleared.warp_value == "same"
+
+
+def test_write_warp_value_keeps_the_rest_of_a_name() -> None:
+    last = mapping(kind="last_name")
+    decision = decide(last, synced("Jane Doe", "Doe"), SideValue("Jane Doe"), SideValue("Roe"))
+    assert (decision.action, decision.value) == (Action.WRITE_WARP, "Jane Roe")
+
+
+def test_state_after_records_what_crossed() -> None:
+    m = mapping()
+    warp, hub = SideValue("w", EARLY), SideValue("h", LATE)
+    out = decide(m, synced("old", "h"), warp, hub)
+    state = state_after(out, m, warp, hub, LATE)
+    assert state == FieldState("w", "w", LATE, Direction.WARP_TO_HUBSPOT, EARLY, LATE)
+    inbound = decide(m, synced("w", "old"), warp, hub)
+    state = state_after(inbound, m, warp, hub, LATE)
+    assert state == FieldState("h", "h", LATE, Direction.HUBSPOT_TO_WARP, LATE, LATE)
+
+
+# -- properties ------------------------------------------------------------------------
+
+KINDS: dict[str, st.SearchStrategy[Any]] = {
+    "text": st.one_of(st.none(), st.text(max_size=8)),
+    "cents": st.one_of(st.none(), st.decimals(min_value=-1000, max_value=1000, places=2)),
+    "enum": st.sampled_from([None, "ACTIVE", "CLOSED"]),
+    # Two-word names: a blank or one-word name cannot hold a last name alone (documented).
+    "last_name": st.tuples(
+        st.sampled_from(["Ann", "Bo"]), st.sampled_from(["Lee", "Roe", "Ng"])
+    ).map(" ".join),
+}
+times = st.one_of(st.none(), st.datetimes(timezones=st.just(UTC)))
+
+
+@st.composite
+def scenarios(
+    draw: st.DrawFn, rule: ConflictRule | None = None, direction: Direction | None = None
+) -> tuple[FieldMapping, FieldState | None, SideValue, SideValue]:
+    kind = draw(st.sampled_from(sorted(KINDS)))
+    m = mapping(
+        direction or draw(st.sampled_from(list(Direction))),
+        rule or draw(st.sampled_from(list(ConflictRule))),
+        unless_blank=draw(st.booleans()),
+        kind=kind,
+    )
+    values = KINDS[kind]
+    # HubSpot values are what WARP values look like in HubSpot, so both sides share a domain.
+    warp = SideValue(draw(values), draw(times))
+    hubspot = SideValue(m.to_hubspot(draw(values)), draw(times))
+    state = None
+    if draw(st.booleans()):
+        state = FieldState(
+            draw(values),
+            m.to_hubspot(draw(values)),
+            draw(times),
+            draw(st.sampled_from([None, Direction.WARP_TO_HUBSPOT, Direction.HUBSPOT_TO_WARP])),
+            draw(times),
+            draw(times),
+            draw(st.booleans()),
+        )
+    return m, state, warp, hubspot
+
+
+@given(scenarios())
+def test_never_writes_toward_a_forbidden_side(scenario: tuple) -> None:
+    m, state, warp, hubspot = scenario
+    decision = decide(m, state, warp, hubspot)
+    if decision.action is Action.WRITE_HUBSPOT:
+        assert m.direction.allows_outbound
+    if decision.action is Action.WRITE_WARP:
+        assert m.direction.allows_inbound
+
+
+@given(scenarios(ConflictRule.MANUAL, Direction.BIDIRECTIONAL))
+def test_manual_never_writes_when_both_sides_changed(scenario: tuple) -> None:
+    m, state, warp, hubspot = scenario
+    if state is not None:
+        assume(
+            m.canonical_hubspot(m.to_hubspot(state.warp_value))
+            != m.canonical_hubspot(m.to_hubspot(warp.value))
+        )
+        assume(m.canonical_hubspot(state.hubspot_value) != m.canonical_hubspot(hubspot.value))
+    assert decide(m, state, warp, hubspot).action in (Action.CONFLICT, Action.NOTHING)
+
+
+@given(scenarios(), st.datetimes(timezones=st.just(UTC)))
+def test_deciding_again_after_applying_a_decision_does_nothing(
+    scenario: tuple, now: datetime
+) -> None:
+    m, state, warp, hubspot = scenario
+    decision = decide(m, state, warp, hubspot)
+    assume(decision.action is not Action.CONFLICT)
+    if decision.action is Action.WRITE_HUBSPOT:
+        hubspot = SideValue(decision.value, now)
+    elif decision.action is Action.WRITE_WARP:
+        warp = SideValue(decision.value, now)
+    new_state = state_after(decision, m, warp, hubspot, now, previous=state)
+    assert decide(m, new_state, warp, hubspot).action is Action.NOTHING
