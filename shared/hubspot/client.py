@@ -262,7 +262,7 @@ class HubSpotClient:
             if maybe_applied and not idempotent:
                 raise error
             delay = self._delay(error, attempt)
-            if delay is None or retry_waited + delay > self._budget_for(error):
+            if delay is None or retry_waited + delay > self.max_retry_wait:
                 raise error
             log.warning(
                 "HubSpot call failed; retrying",
@@ -325,9 +325,9 @@ class HubSpotClient:
         error.retry_after = seconds
 
     def _delay(self, error: HubSpotError, attempt: int) -> float | None:
-        """Seconds to wait before the next attempt (None: do not retry here)."""
+        """Seconds to wait before the next attempt (None: raise for the caller to retry)."""
         if isinstance(error, RateLimited):
-            if error.policy == POLICY_DAILY:
+            if error.policy == POLICY_DAILY or (error.retry_after or 0) > self.max_rate_wait:
                 return None
             return 0.0  # the limiter's pause does the waiting, for every instance
         if error.retry_after is not None:
@@ -335,12 +335,6 @@ class HubSpotClient:
         if isinstance(error, Locked):
             return 2.0 + _backoff(attempt)  # HubSpot asks for at least 2 s
         return _backoff(attempt)
-
-    def _budget_for(self, error: HubSpotError) -> float:
-        # 429 waits happen in the limiter (bounded by max_rate_wait); the rest here.
-        if isinstance(error, RateLimited):
-            return float("inf") if (error.retry_after or 0) <= self.max_rate_wait else 0.0
-        return self.max_retry_wait
 
 
 def _error_from(response: httpx.Response) -> HubSpotError:

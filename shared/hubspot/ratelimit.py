@@ -84,11 +84,12 @@ class RateLimiter(Protocol):
 
 @dataclass(frozen=True)
 class Grant:
-    """One acquire attempt: granted, or how long to wait before the next attempt."""
+    """One acquire attempt: granted (at the database's time ``at``), or how long to wait."""
 
     granted: bool
     wait_seconds: float
     paused: bool = False
+    at: datetime | None = None
 
 
 # (No array slices: pg8000's named paramstyle would read ``[1:95]`` as a parameter.)
@@ -315,7 +316,7 @@ class SharedRateLimiter:
             else:
                 resets_at = daily_reset_time(row["slot"], list(row["counts"]), row["budget"])
             raise DailyBudgetExhausted(resets_at, used=sum(row["counts"]), budget=row["budget"])
-        return Grant(True, 0.0)
+        return Grant(True, 0.0, at=now)
 
     def acquire(self, bucket: Bucket, *, max_wait: float | None = None) -> float:
         """Wait (at most ``max_wait`` seconds in all) for a grant; return the seconds waited.
