@@ -1,6 +1,7 @@
 -- The global mapping rows the sync reads (WARP's JSON format). Kept identical to
 -- shared/mapping/config.py DEFAULT_CUSTOMER_SYNC / DEFAULT_CONTACT_SYNC; a test
--- compares the two.
+-- compares the two. Field names are unique across both rows (the API resolves a
+-- conflict by field name), hence contact_email_address beside WARP's contact_email.
 
 -- WARP publishes default_customer_sync with contact_email mapping the contact's
 -- email address onto the company's `domain`, BIDIRECTIONAL and untransformed: an
@@ -53,20 +54,22 @@ VALUES (
     'default_contact_sync',
     TRUE,
     '{
-      "contact_firstname": {"entity_type": "contact", "hubspot_property": "firstname",
-                            "warp_field": "contact.name",
-                            "sync_direction": "BIDIRECTIONAL", "conflict_resolution": "LATEST_WINS",
-                            "transform": "first_name"},
-      "contact_lastname":  {"entity_type": "contact", "hubspot_property": "lastname",
-                            "warp_field": "contact.name",
-                            "sync_direction": "BIDIRECTIONAL", "conflict_resolution": "LATEST_WINS",
-                            "transform": "last_name"},
-      "contact_email":     {"entity_type": "contact", "hubspot_property": "email",
-                            "warp_field": "contact.email", "warp_field_path": "contact->>''email''",
-                            "sync_direction": "BIDIRECTIONAL", "conflict_resolution": "LATEST_WINS"},
-      "contact_phone":     {"entity_type": "contact", "hubspot_property": "phone",
-                            "warp_field": "contact.phone", "warp_field_path": "contact->>''phone''",
-                            "sync_direction": "BIDIRECTIONAL", "conflict_resolution": "LATEST_WINS"}
+      "contact_firstname":     {"entity_type": "contact", "hubspot_property": "firstname",
+                                "warp_field": "contact.name", "warp_field_path": "contact->>''name''",
+                                "sync_direction": "BIDIRECTIONAL",
+                                "conflict_resolution": "LATEST_WINS", "transform": "first_name"},
+      "contact_lastname":      {"entity_type": "contact", "hubspot_property": "lastname",
+                                "warp_field": "contact.name", "warp_field_path": "contact->>''name''",
+                                "sync_direction": "BIDIRECTIONAL",
+                                "conflict_resolution": "LATEST_WINS", "transform": "last_name"},
+      "contact_email_address": {"entity_type": "contact", "hubspot_property": "email",
+                                "warp_field": "contact.email", "warp_field_path": "contact->>''email''",
+                                "sync_direction": "BIDIRECTIONAL",
+                                "conflict_resolution": "LATEST_WINS"},
+      "contact_phone":         {"entity_type": "contact", "hubspot_property": "phone",
+                                "warp_field": "contact.phone", "warp_field_path": "contact->>''phone''",
+                                "sync_direction": "BIDIRECTIONAL",
+                                "conflict_resolution": "LATEST_WINS"}
     }'::jsonb,
     'warp-hubspot-sync'
 )
