@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "db": "shared.cli.db:db",
     "emulator": "shared.cli.emulator:emulator",
     "hubspot": "shared.cli.hubspot:hubspot",
+    "package": "shared.cli.package:package",
 }
 
 
