@@ -219,12 +219,11 @@ def daily_reset_time(slot: int, counts: list[int], budget: int) -> datetime:
     ``slot`` (quarter hours since the epoch). Slot ``i`` leaves the rolling day at
     the start of slot ``slot + i + 1``.
     """
-    remaining = sum(counts)
-    for index, count in enumerate(counts):
-        remaining -= count
-        if remaining < budget:
-            return datetime.fromtimestamp((slot + index + 1) * SLOT_SECONDS, UTC)
-    return datetime.fromtimestamp((slot + 1) * SLOT_SECONDS, UTC)
+    remaining, dropped = sum(counts), 0
+    while remaining >= budget:  # terminates: with every slot dropped, 0 < budget
+        remaining -= counts[dropped]
+        dropped += 1
+    return datetime.fromtimestamp((slot + dropped) * SLOT_SECONDS, UTC)
 
 
 class SharedRateLimiter:
