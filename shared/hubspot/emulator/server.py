@@ -177,6 +177,10 @@ def _fault_answer(kind: str, search: bool, headers: dict[str, str]) -> Answer:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # One buffered write per answer, sent without Nagle: separate small header and body
+    # writes would each wait for the client's delayed ACK (~40 ms per call).
+    disable_nagle_algorithm = True
+    wbufsize = 64 * 1024
     server: EmulatorHTTPServer
 
     def do_GET(self) -> None:
