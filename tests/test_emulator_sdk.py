@@ -4,6 +4,7 @@ every answer (requests, shapes, status codes and error bodies)."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import datetime
 
@@ -377,3 +378,32 @@ def test_query_parameters_comma_separated_or_repeated(fresh: Emulator) -> None:
     assert comma == repeated
     assert {"name", "city"} <= set(comma["properties"]) and "phone" not in comma["properties"]
     assert set(comma["propertiesWithHistory"]) == {"name", "phone"}
+
+
+def test_search_index_lags_writes_when_asked(fresh: Emulator, client: HubSpot) -> None:
+    def names(value: str) -> list[str]:
+        found = client.crm.companies.search_api.do_search(
+            PublicObjectSearchRequest(
+                filter_groups=[
+                    FilterGroup(filters=[Filter(property_name="name", operator="EQ", value=value)])
+                ],
+                properties=["name"],
+            )
+        )
+        return [r.properties["name"] for r in found.results]
+
+    settings = httpx.post(f"{fresh.url}/_emulator/settings", json={"searchDelayMs": 300})
+    assert settings.json()["searchDelayMs"] == 300
+    try:
+        [company] = fresh.seed("companies", [{"name": "lagging"}])
+        assert names("lagging") == []  # not indexed yet
+        deadline = time.monotonic() + 5
+        while not names("lagging"):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        fresh.ui_change("companies", company, {"name": "renamed"})
+        assert (
+            names("lagging") == ["lagging"] and names("renamed") == []
+        )  # the old version is still indexed
+    finally:
+        fresh.state.search_delay_ms = 0

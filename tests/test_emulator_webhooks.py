@@ -265,3 +265,16 @@ def test_signed_uri_is_the_configured_url_with_its_query(sink: WebhookSink) -> N
         assert body[0]["subscriptionType"] == "company.creation"
     finally:
         emu.stop()
+
+
+def test_identical_writes_can_be_made_to_fire(sink: WebhookSink) -> None:
+    emu = _emulator(sink, identical_writes_fire=True)
+    try:
+        [company] = emu.seed("companies", [{"name": "Same"}])
+        _api(emu, "PATCH", f"/crm/v3/objects/companies/{company}", {"properties": {"name": "Same"}})
+        assert emu.webhooks.wait_idle(10)
+        [event] = sink.events()
+        assert (event["propertyName"], event["propertyValue"]) == ("name", "Same")
+        assert len(emu.snapshot("companies", company)["propertiesWithHistory"]["name"]) == 2
+    finally:
+        emu.stop()

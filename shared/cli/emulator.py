@@ -17,11 +17,11 @@ import click
 @click.option("--webhook-url", default=None, help="Where to POST webhook batches.")
 @click.option("--client-secret", default=None, help="App client secret that signs webhooks.")
 @click.option("--app-id", default=None, type=int, help="Our app id (sourceId of our own writes).")
-@click.option("--fault-rate", default=0.0, show_default=True, help="Fraction of CRM calls that fail.")
+@click.option("--fault-rate", default=0.0, show_default=True, help="Share of CRM calls that fail.")
 @click.option("--latency-ms", default=0, show_default=True, help="Added to every CRM call.")
 @click.option("--seed", default=None, type=int, help="Seed for faults and ordering.")
 @click.option("--access-token", default="emulator-token", show_default=True, help="Accepted token.")
-@click.option("--retry-base-ms", default=1_000, show_default=True, help="Webhook retry backoff base.")
+@click.option("--retry-base-ms", default=1_000, show_default=True, help="Webhook retry base delay.")
 def emulator(
     host: str,
     port: int,

@@ -316,7 +316,7 @@ class CrmApi:
             page = run_search(
                 call.object_type,
                 body,
-                self.store.live(call.object_type),
+                self.store.searchable(call.object_type),
                 lambda n: self.properties.get(call.object_type, n),
             )
             results = [

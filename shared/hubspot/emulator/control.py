@@ -80,6 +80,15 @@ class ControlApi:
                     if key in body:
                         setattr(emu.limits, attr, int(body[key]))
             return 200, {k: getattr(emu.limits, a) for k, a in _LIMIT_SETTINGS.items()}
+        if path == "/settings" and method == "POST":
+            if "searchDelayMs" in body:
+                emu.state.search_delay_ms = int(body["searchDelayMs"])
+            if "identicalWritesFire" in body:
+                emu.state.identical_writes_fire = bool(body["identicalWritesFire"])
+            return 200, {
+                "searchDelayMs": emu.state.search_delay_ms,
+                "identicalWritesFire": emu.state.identical_writes_fire,
+            }
         if path == "/webhooks" and method == "POST":
             settings = {attr: body[key] for key, attr in _WEBHOOK_SETTINGS.items() if key in body}
             if "subscriptions" in settings and settings["subscriptions"] is not None:

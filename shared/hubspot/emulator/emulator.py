@@ -62,6 +62,8 @@ class Emulator:
         webhook_timeout_s: float = 5.0,
         webhook_shuffle: bool = False,
         webhook_duplicate_rate: float = 0.0,
+        search_delay_ms: int = 0,
+        identical_writes_fire: bool = False,
     ) -> None:
         self.host, self.port = host, port
         self.app_id = DEFAULT_APP_ID if app_id is None else int(app_id)
@@ -84,6 +86,8 @@ class Emulator:
         )
         self._muted = False
         self.state = Store(self.properties, self._on_changes)
+        self.state.search_delay_ms = search_delay_ms
+        self.state.identical_writes_fire = identical_writes_fire
         self.limits = RateLimiter(rate_limit, window_ms, daily_limit, search_rate_per_second)
         self.faults = FaultInjector(fault_rate, fault_kinds, latency_ms, timeout_hold_ms, seed)
         self.api = CrmApi(self.state, self.properties, random.Random(seed))

@@ -59,6 +59,8 @@ class Record:
     history: dict[str, list[HistoryEntry]] = field(default_factory=dict)  # oldest first
     archived: bool = False
     archived_ms: int | None = None
+    # (visible from ms, values, updated ms): what search sees while its index lags.
+    indexed: list[tuple[int, dict[str, str], int]] = field(default_factory=list)
 
 
 Change = dict[str, Any]
@@ -70,6 +72,11 @@ class Store:
 
     def __init__(self, properties: PropertyRegistry, listener: Listener | None = None) -> None:
         self.lock = threading.RLock()
+        # HubSpot's search index trails writes by "a few moments"; 0 makes it immediate.
+        self.search_delay_ms = 0
+        # Whether writing a property's current value again records history and fires a
+        # propertyChange (UNCONFIRMED in HubSpot; off by default, switchable for tests).
+        self.identical_writes_fire = False
         self.properties = properties
         self.listener = listener
         self._last_ms = 0
@@ -111,6 +118,22 @@ class Store:
         """Every non-archived record, in id order."""
         with self.lock:
             return [r for r in self.records[object_type].values() if not r.archived]
+
+    def searchable(self, object_type: str) -> list[Record]:
+        """Live records as the lagging search index sees them (``search_delay_ms``)."""
+        with self.lock:
+            if not self.search_delay_ms:
+                return self.live(object_type)
+            now = self.now_ms()
+            out = []
+            for record in self.live(object_type):
+                visible = [i for i, snap in enumerate(record.indexed) if snap[0] <= now]
+                if not visible:
+                    continue  # created too recently to be indexed
+                del record.indexed[: visible[-1]]  # older snapshots can never be seen again
+                _, values, updated = record.indexed[0]
+                out.append(Record(object_type, record.id, record.created_ms, updated, values))
+            return out
 
     def page(
         self, object_type: str, *, archived: bool, after: int, limit: int
@@ -165,7 +188,11 @@ class Store:
         """Write ``values``; returns the names whose value changed (no-ops leave no trace)."""
         with self.lock:
             self._check_unique(record.object_type, values, record.id)
-            changed = [k for k, v in values.items() if record.values.get(k, "") != v]
+            changed = [
+                k
+                for k, v in values.items()
+                if self.identical_writes_fire or record.values.get(k, "") != v
+            ]
             if not changed:
                 return []
             now = self.now_ms()
@@ -265,6 +292,8 @@ class Store:
         name = LAST_MODIFIED[record.object_type]
         record.values[name] = iso_ms(now)
         record.history.setdefault(name, []).append(HistoryEntry(iso_ms(now), now, source))
+        if self.search_delay_ms:
+            record.indexed.append((now + self.search_delay_ms, dict(record.values), now))
 
     def _check_unique(self, object_type: str, values: dict[str, str], own_id: int | None) -> None:
         for name in self.properties.unique_names(object_type):
