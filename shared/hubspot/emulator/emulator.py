@@ -34,7 +34,18 @@ _FIELD_TYPES = {
 
 
 class Emulator:
-    """A local HubSpot: CRM v3 over real HTTP, HubSpot's limits and errors, signed webhooks."""
+    """A local HubSpot: CRM v3 over real HTTP, HubSpot's limits and errors, signed webhooks.
+
+    ``Emulator(port=0, ...).start()`` (or ``with Emulator(...) as emu``) serves on
+    ``emu.url``. Writes made with ``access_token`` are our app's (history and webhooks
+    say ``INTEGRATION`` / ``str(app_id)``); ``ui_change``, ``ui_create``, ``ui_delete``,
+    ``merge`` and ``associate`` act as a HubSpot user (``CRM_UI`` / ``userId:N``);
+    ``seed`` imports records silently. ``emu.webhooks`` delivers to ``webhook_url``
+    (``wait_idle``, ``pause``, ``flush``, counters), ``emu.faults`` and ``set_faults``
+    inject failures, ``emu.limits`` enforces the rate limits, ``stats()`` counts calls.
+    ``search_delay_ms`` makes search lag writes like HubSpot's index;
+    ``identical_writes_fire`` makes writing an unchanged value fire a propertyChange.
+    """
 
     def __init__(
         self,
@@ -66,14 +77,13 @@ class Emulator:
         identical_writes_fire: bool = False,
     ) -> None:
         self.host, self.port = host, port
-        self.app_id = DEFAULT_APP_ID if app_id is None else int(app_id)
         self.portal_id = portal_id
         self.access_tokens = {access_token}
         self.properties = PropertyRegistry()
         self.webhooks = WebhookDispatcher(
             url=webhook_url,
             client_secret=client_secret,
-            app_id=self.app_id,
+            app_id=DEFAULT_APP_ID if app_id is None else int(app_id),
             portal_id=portal_id,
             retry_base_ms=webhook_retry_base_ms,
             max_retries=webhook_max_retries,
@@ -132,17 +142,27 @@ class Emulator:
         return f"http://{self.host}:{self.port}"
 
     @property
+    def app_id(self) -> int:
+        """Our app's id: events carry it, and our API writes have it as ``sourceId``."""
+        return int(self.webhooks.app_id)
+
+    @property
     def api_source(self) -> Source:
         """Who writes through the API with the access token: our app."""
         return Source("INTEGRATION", str(self.app_id))
 
     def reset(self) -> None:
-        """Empty records, custom properties, counters, limits and the webhook queue."""
+        """Empty records, custom properties, counters, limits, the outage and the webhook queue.
+
+        The fault rate and kinds stay as configured: they describe the scenario, not state.
+        """
         with self.state.lock:
             self.state.reset()
             self.properties.reset()
         self.limits.reset()
         self.webhooks.clear()
+        self.faults.outage = False
+        self.faults.injected.clear()
         with self._counts_lock:
             self.calls.clear()
             self.rate_limited.clear()
