@@ -8,9 +8,11 @@ own freshly created database, so modules never see each other's rows.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pg8000.dbapi
@@ -66,10 +68,9 @@ def create_database(postgres_server_url: str) -> Iterator[Callable[[str], str]]:
     try:
         conn.autocommit = True
         for name in created:
-            try:
+            # Best effort: a leftover test database harms nothing.
+            with contextlib.suppress(pg8000.dbapi.DatabaseError):
                 conn.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            except pg8000.dbapi.DatabaseError:
-                pass  # best effort: a leftover test database harms nothing
     finally:
         conn.close()
 
@@ -92,3 +93,77 @@ def database(database_url: str) -> Iterator[Database]:
     yield db
     set_database(None)
     db.close()
+
+
+# --- the HubSpot emulator and the engine -------------------------------------------------
+
+TEST_APP_ID = 424242
+TEST_CLIENT_SECRET = "test-client-secret-0000"
+TEST_ACCESS_TOKEN = "emulator-token"
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[Any]:
+    """A HubSpot emulator on a free port (the ``engine`` fixture defines WARP's properties).
+
+    Its webhooks go nowhere until a test sets ``emulator.webhooks`` up; the rate
+    limit is high so tests about other things never meet it.
+    """
+    from shared.hubspot.emulator import Emulator
+
+    emu = Emulator(
+        rate_limit=10_000,
+        app_id=TEST_APP_ID,
+        client_secret=TEST_CLIENT_SECRET,
+        access_token=TEST_ACCESS_TOKEN,
+        seed=7,
+        webhook_retry_base_ms=10,
+    ).start()
+    yield emu
+    emu.stop()
+
+
+def engine_settings(database_url: str, hubspot_url: str, **overrides: Any) -> Any:
+    """Settings for an engine on this database and HubSpot (the emulator)."""
+    from shared.config.settings import load_settings
+
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "hubspot_base_url": hubspot_url,
+        "hubspot_access_token": TEST_ACCESS_TOKEN,
+        "hubspot_client_secret": TEST_CLIENT_SECRET,
+        "hubspot_app_id": TEST_APP_ID,
+        "hubspot_rate_limit": 5_000,
+        "retry_base_seconds": 0.01,
+        "retry_cap_seconds": 0.05,
+        "coalesce_delay_seconds": 0.05,
+    }
+    values.update(overrides)
+    return load_settings(**values)
+
+
+@pytest.fixture(scope="module")
+def engine(database: Database, database_url: str, emulator: Any) -> Iterator[Any]:
+    """An engine wired to the module's database, the emulator and an in-process task runner.
+
+    Also installed as the process-wide engine, so code that calls ``get_engine()``
+    (function adapters served in-process) uses the same parts.
+    """
+    from shared.engine import Engine, set_engine
+    from shared.hubspot.client import HubSpotClient, set_hubspot_client
+    from shared.hubspot.properties import setup_properties
+    from shared.tasks import InProcessDispatcher, set_dispatcher
+
+    settings = engine_settings(database_url, emulator.url)
+    client = HubSpotClient.from_settings(settings, database)
+    setup_properties(client)  # WARP's custom company properties, through the real API
+    dispatcher = InProcessDispatcher(base=0.01, cap=0.05, max_attempts=settings.retry_max_attempts)
+    built = Engine(settings=settings, database=database, hubspot=client, dispatcher=dispatcher)
+    set_hubspot_client(client)
+    set_dispatcher(dispatcher)
+    set_engine(built)
+    yield built
+    set_engine(None)
+    set_dispatcher(None)
+    set_hubspot_client(None)
+    client.close()

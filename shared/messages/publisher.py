@@ -20,7 +20,7 @@ def publish_change(change: ChangeMessage, *, project: str, topic: str, timeout: 
     global _publisher
     with _lock:
         if _publisher is None:
-            from google.cloud import pubsub_v1
+            from google.cloud import pubsub_v1  # type: ignore[attr-defined]
 
             _publisher = pubsub_v1.PublisherClient()
     topic_path = _publisher.topic_path(project, topic)

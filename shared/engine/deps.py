@@ -1,0 +1,88 @@
+"""What the engine works with, gathered in one place so every flow gets the same parts.
+
+Function adapters, the CLI and the tests all call engine functions with an
+:class:`Engine`; ``get_engine()`` builds the process-wide one lazily from
+settings (database pool, HubSpot client, task dispatcher, mapping cache), so a
+warm function instance reuses them across invocations.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from shared.config.settings import Settings
+from shared.db import Database
+from shared.db.repositories import sync_config
+from shared.mapping import EntityType, MappingProvider, MappingSet
+from shared.tasks.dispatch import Dispatcher
+
+if TYPE_CHECKING:
+    from shared.hubspot.client import HubSpotClient
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Engine:
+    """The parts a sync flow needs. Build with :func:`get_engine` or directly in tests."""
+
+    settings: Settings
+    database: Database
+    hubspot: HubSpotClient
+    dispatcher: Dispatcher
+    mappings: MappingProvider = field(init=False)
+    clock: Callable[[], datetime] = _utcnow
+
+    def __post_init__(self) -> None:
+        self.mappings = MappingProvider(self._load_config_rows)
+
+    def mapping_for(self, customer_id: str | UUID | None, entity_type: EntityType) -> MappingSet:
+        """The fields in force for one customer (global config merged with its own)."""
+        key = UUID(str(customer_id)) if customer_id is not None else None
+        return self.mappings.for_customer(key, entity_type)
+
+    def now(self) -> datetime:
+        """The engine's clock (tests and the demo may move it)."""
+        return self.clock()
+
+    def _load_config_rows(self, customer_id: UUID | None) -> list[Mapping[str, Any]]:
+        with self.database.transaction() as tx:
+            return list(sync_config.load_rows(tx, str(customer_id) if customer_id else None))
+
+
+_engine: Engine | None = None
+_lock = threading.Lock()
+
+
+def get_engine() -> Engine:
+    """The process-wide engine, built on first use from the environment."""
+    global _engine
+    if _engine is None:
+        from shared.config import get_settings
+        from shared.db import get_database
+        from shared.hubspot.client import get_hubspot_client
+        from shared.tasks import get_dispatcher
+
+        with _lock:
+            if _engine is None:
+                _engine = Engine(
+                    settings=get_settings(),
+                    database=get_database(),
+                    hubspot=get_hubspot_client(),
+                    dispatcher=get_dispatcher(),
+                )
+    return _engine
+
+
+def set_engine(engine: Engine | None) -> None:
+    """Replace the process-wide engine (tests, the demo's in-process stack)."""
+    global _engine
+    with _lock:
+        _engine = engine

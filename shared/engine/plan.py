@@ -1,0 +1,220 @@
+"""Planning one record's sync (pure): both sides in, the writes and new field states out.
+
+Every flow (outbound messages, inbound webhooks, reconciliation, the API's
+"sync now") builds a :class:`WarpSnapshot` and a :class:`HubSpotSnapshot`, loads
+the field states, and calls :func:`plan_sync`. The plan says what to write to
+HubSpot (property strings), what to write to WARP (whole column values, JSONB
+documents merged key by key) and the state to record per field. A flow passes
+the actions it may carry out (``allowed``); a decision outside them is reported
+as skipped with the reason, so nothing is silently dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from shared.conflicts import Action, Decision, FieldState, SideValue, decide, state_after
+from shared.mapping import FieldMapping, MappingError, MappingSet
+
+ALL_ACTIONS = frozenset(Action)
+_WRITES = (Action.WRITE_HUBSPOT, Action.WRITE_WARP)
+
+
+@dataclass(frozen=True)
+class WarpSnapshot:
+    """A ``accounts.customers`` row and when its values last changed.
+
+    ``modified_at`` is the best time known for the fields being synced: the change
+    message's ``occurred_at`` in outbound flows, else the row's ``updated_at``.
+    ``field_times`` overrides it per field where a more precise time is known.
+    """
+
+    row: Mapping[str, Any]
+    modified_at: datetime | None
+    field_times: Mapping[str, datetime] = field(default_factory=dict)
+
+    def side(self, mapping: FieldMapping, row: Mapping[str, Any] | None = None) -> SideValue:
+        """The field's current value and time (from ``row`` when given: a working copy)."""
+        value = mapping.read_warp(self.row if row is None else row)
+        return SideValue(value, self.field_times.get(mapping.name, self.modified_at))
+
+
+@dataclass(frozen=True)
+class HubSpotSnapshot:
+    """A HubSpot record's property strings and, where known, when each last changed.
+
+    Per-property times come from ``propertiesWithHistory`` (newest entry) or a
+    webhook's ``occurredAt``; ``modified_at`` (``hs_lastmodifieddate``) stands in
+    for properties without one.
+    """
+
+    object_id: str
+    values: Mapping[str, str | None]
+    property_times: Mapping[str, datetime] = field(default_factory=dict)
+    modified_at: datetime | None = None
+
+    def side(self, mapping: FieldMapping) -> SideValue:
+        """The property's value and time for ``mapping``."""
+        prop = mapping.hubspot_property
+        return SideValue(self.values.get(prop), self.property_times.get(prop, self.modified_at))
+
+    def has(self, mapping: FieldMapping) -> bool:
+        """Whether the snapshot carries the property at all (a webhook carries one)."""
+        return mapping.hubspot_property in self.values
+
+
+@dataclass(frozen=True)
+class FieldResult:
+    """What happened to one field: the decision, and whether this flow carried it out."""
+
+    field: str
+    hubspot_property: str
+    decision: Decision
+    warp_before: Any
+    hubspot_before: str | None
+    applied: bool
+    note: str = ""
+
+    @property
+    def action(self) -> Action:
+        return self.decision.action
+
+
+@dataclass
+class Plan:
+    """The writes and states that bring one record in step."""
+
+    object_id: str
+    results: list[FieldResult] = field(default_factory=list)
+    hubspot_updates: dict[str, str] = field(default_factory=dict)
+    warp_updates: dict[str, Any] = field(default_factory=dict)
+    states: dict[str, FieldState] = field(default_factory=dict)
+
+    @property
+    def changed(self) -> list[FieldResult]:
+        """Fields written to either side."""
+        return [
+            r
+            for r in self.results
+            if r.applied and r.action in (Action.WRITE_HUBSPOT, Action.WRITE_WARP)
+        ]
+
+    @property
+    def conflicts(self) -> list[FieldResult]:
+        """Fields held for manual resolution."""
+        return [r for r in self.results if r.action is Action.CONFLICT]
+
+    @property
+    def skipped(self) -> list[FieldResult]:
+        """Fields this flow decided not to write, with their reasons."""
+        return [r for r in self.results if not r.applied]
+
+    @property
+    def is_noop(self) -> bool:
+        return not self.hubspot_updates and not self.warp_updates
+
+
+def plan_sync(
+    mappings: MappingSet,
+    warp: WarpSnapshot,
+    hubspot: HubSpotSnapshot,
+    states: Mapping[str, FieldState],
+    *,
+    now: datetime,
+    fields: Collection[str] | None = None,
+    allowed: Collection[Action] = ALL_ACTIONS,
+) -> Plan:
+    """Decide every mapped field (or just ``fields``) and collect the writes.
+
+    Fields whose HubSpot property the snapshot does not carry are left out: a
+    webhook speaks for one property, and "absent" is not "blank". WARP writes are
+    applied to a working copy of the row one after the other, so two fields that
+    share a JSONB column (or a name split into first and last) compose.
+    """
+    plan = Plan(object_id=hubspot.object_id)
+    working = dict(warp.row)
+    for mapping in mappings.active():
+        if fields is not None and mapping.name not in fields:
+            continue
+        if not hubspot.has(mapping):
+            continue
+        warp_side = warp.side(mapping)
+        hub_side = hubspot.side(mapping)
+        previous = states.get(mapping.name)
+        try:
+            decision = decide(mapping, previous, warp_side, hub_side)
+        except MappingError as exc:
+            decision = Decision(Action.NOTHING, reason=f"cannot map value: {exc}")
+            plan.results.append(
+                FieldResult(
+                    mapping.name,
+                    mapping.hubspot_property,
+                    decision,
+                    warp_side.value,
+                    hub_side.value,
+                    applied=False,
+                    note=decision.reason,
+                )
+            )
+            continue
+        if decision.action in _WRITES and decision.action not in allowed:
+            plan.results.append(
+                FieldResult(
+                    mapping.name,
+                    mapping.hubspot_property,
+                    decision,
+                    warp_side.value,
+                    hub_side.value,
+                    applied=False,
+                    note=_not_here(decision.action),
+                )
+            )
+            continue
+        if decision.action is Action.WRITE_HUBSPOT:
+            plan.hubspot_updates[mapping.hubspot_property] = decision.value
+        elif decision.action is Action.WRITE_WARP:
+            # Recompute against the working copy: an earlier field may have changed it.
+            value = mapping.to_warp(hub_side.value, mapping.read_warp(working))
+            column, column_value = mapping.write_warp(working, value)
+            working[column] = column_value
+            plan.warp_updates[column] = column_value
+            decision = Decision(decision.action, value, decision.reason, decision.winner)
+        plan.results.append(
+            FieldResult(
+                mapping.name,
+                mapping.hubspot_property,
+                decision,
+                warp_side.value,
+                hub_side.value,
+                applied=True,
+            )
+        )
+        if decision.action is Action.NOTHING and _unchanged(mapping, previous, warp_side, hub_side):
+            continue  # in sync and already recorded so: no state write
+        plan.states[mapping.name] = state_after(
+            decision, mapping, warp_side, hub_side, now, previous
+        )
+    return plan
+
+
+def _unchanged(
+    mapping: FieldMapping, previous: FieldState | None, warp: SideValue, hubspot: SideValue
+) -> bool:
+    """Both values equal what the state recorded (and the state is not a conflict)."""
+    if previous is None or previous.is_in_conflict:
+        return False
+    form = mapping.canonical_hubspot
+    return form(mapping.to_hubspot(previous.warp_value)) == form(
+        mapping.to_hubspot(warp.value)
+    ) and form(previous.hubspot_value) == form(hubspot.value)
+
+
+def _not_here(action: Action) -> str:
+    if action is Action.WRITE_HUBSPOT:
+        return "WARP holds the newer value; outbound sync carries it to HubSpot"
+    if action is Action.WRITE_WARP:
+        return "HubSpot holds the newer value; inbound sync carries it to WARP"
+    return f"{action} not carried out by this flow"

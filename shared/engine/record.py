@@ -1,0 +1,179 @@
+"""Recording a carried-out plan: WARP's columns, field states, the sync log, sync stamps.
+
+Everything here runs inside the caller's transaction, so a plan's WARP writes and
+the state that says they happened commit together or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from shared.conflicts import Action, FieldState
+from shared.db import Row, Session
+from shared.db.repositories import customers, field_state, sync_log
+from shared.engine.plan import FieldResult, Plan
+from shared.mapping import Direction, EntityType, MappingSet
+
+
+def states_by_field(rows: Iterable[Row]) -> dict[str, FieldState]:
+    """``hubspot_field_state`` rows as :class:`FieldState` keyed by field name."""
+    states = {}
+    for row in rows:
+        direction = row.get("last_synced_direction")
+        states[row["field_name"]] = FieldState(
+            warp_value=row.get("warp_value"),
+            hubspot_value=row.get("hubspot_value"),
+            last_synced_at=row.get("last_synced_at"),
+            last_synced_direction=Direction(direction) if direction else None,
+            last_modified_at_warp=row.get("last_modified_at_warp"),
+            last_modified_at_hubspot=row.get("last_modified_at_hubspot"),
+            is_in_conflict=bool(row.get("is_in_conflict")),
+        )
+    return states
+
+
+def load_states(tx: Session, entity_type: EntityType, customer_id: str) -> dict[str, FieldState]:
+    """One customer's field states for one entity type.
+
+    Call it after ``sync.lock_customers``: the advisory lock is what makes two
+    invocations on one customer take turns and decide from each other's state.
+    """
+    return states_by_field(field_state.get_for_entity(tx, entity_type.value, customer_id))
+
+
+def state_rows(
+    plan: Plan,
+    mappings: MappingSet,
+    *,
+    entity_type: EntityType,
+    customer_id: str,
+    previous: Mapping[str, FieldState],
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """The ``hubspot_field_state`` rows to upsert for ``plan``."""
+    rows = []
+    for name, state in plan.states.items():
+        mapping = mappings.fields[name]
+        before = previous.get(name)
+        row: dict[str, Any] = {
+            "entity_type": entity_type.value,
+            "entity_id": customer_id,
+            "hubspot_object_id": plan.object_id,
+            "field_name": name,
+            "field_path": mapping.warp_field,
+            "warp_value": state.warp_value,
+            "hubspot_value": state.hubspot_value,
+            "last_synced_at": state.last_synced_at,
+            "last_synced_direction": (
+                state.last_synced_direction.value if state.last_synced_direction else None
+            ),
+            "last_modified_at_warp": state.last_modified_at_warp,
+            "last_modified_at_hubspot": state.last_modified_at_hubspot,
+            "sync_direction": mapping.direction.value,
+            "conflict_resolution": mapping.rule.value,
+            "is_in_conflict": state.is_in_conflict,
+        }
+        if state.is_in_conflict and not (before and before.is_in_conflict):
+            row["conflict_detected_at"] = now
+        if before and before.is_in_conflict and not state.is_in_conflict:
+            row["conflict_resolved_at"] = now
+        rows.append(row)
+    return rows
+
+
+def field_changes(results: Iterable[FieldResult]) -> dict[str, dict[str, Any]]:
+    """The sync log's ``{field: {old, new, source}}`` for the fields that were written."""
+    changes: dict[str, dict[str, Any]] = {}
+    for result in results:
+        if not result.applied:
+            continue
+        if result.action is Action.WRITE_HUBSPOT:
+            changes[result.field] = {
+                "old": result.hubspot_before,
+                "new": result.decision.value,
+                "source": "warp",
+            }
+        elif result.action is Action.WRITE_WARP:
+            changes[result.field] = {
+                "old": result.warp_before,
+                "new": result.decision.value,
+                "source": "hubspot",
+            }
+    return changes
+
+
+def log_direction(plan: Plan) -> str:
+    """WARP's direction value for a log row: which way values moved."""
+    if plan.hubspot_updates and not plan.warp_updates:
+        return Direction.WARP_TO_HUBSPOT.value
+    if plan.warp_updates and not plan.hubspot_updates:
+        return Direction.HUBSPOT_TO_WARP.value
+    return Direction.BIDIRECTIONAL.value
+
+
+def commit_plan(
+    tx: Session,
+    plan: Plan,
+    mappings: MappingSet,
+    *,
+    entity_type: EntityType,
+    customer_id: str,
+    previous: Mapping[str, FieldState],
+    now: datetime,
+    operation: str = "UPDATE",
+    triggered_by: str,
+    triggered_by_user: str | None = None,
+    started_at: datetime | None = None,
+    record_noop: bool = False,
+) -> str | None:
+    """Write WARP's columns, the field states and one sync-log row; return the log id.
+
+    HubSpot must already hold ``plan.hubspot_updates`` when this runs (the caller
+    wrote them), so the recorded state never claims a value HubSpot does not have.
+    A plan that changed nothing, held no conflict and skipped nothing writes no log
+    row unless ``record_noop`` (reconciliation wants one per record checked).
+    """
+    if plan.warp_updates:
+        customers.update_columns(tx, customer_id, plan.warp_updates)
+        customers.mark_synced_from(tx, customer_id, now)
+    if plan.hubspot_updates:
+        customers.mark_synced_to(tx, customer_id, now)
+    rows = state_rows(
+        plan,
+        mappings,
+        entity_type=entity_type,
+        customer_id=customer_id,
+        previous=previous,
+        now=now,
+    )
+    if rows:
+        field_state.upsert_many(tx, rows)
+    if plan.is_noop and not plan.conflicts and not plan.skipped and not record_noop:
+        return None
+    skipped = {r.field: r.note or r.decision.reason for r in plan.skipped}
+    changes: dict[str, Any] = field_changes(plan.results)
+    for result in plan.conflicts:
+        changes[result.field] = {
+            "warp": result.warp_before,
+            "hubspot": result.hubspot_before,
+            "conflict": result.decision.reason,
+        }
+    if skipped:
+        changes["_skipped"] = skipped
+    return sync_log.record(
+        tx,
+        entity_type=entity_type.value,
+        entity_id=customer_id,
+        hubspot_object_id=plan.object_id,
+        operation=operation,
+        direction=log_direction(plan),
+        status="CONFLICT" if plan.conflicts else "SUCCESS",
+        fields_synced=[r.field for r in plan.changed],
+        field_changes=changes,
+        started_at=started_at,
+        completed_at=now,
+        triggered_by=triggered_by,
+        triggered_by_user=triggered_by_user,
+    )

@@ -1,0 +1,74 @@
+"""Turning what each side returned into the snapshots :func:`plan_sync` compares."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from shared.engine.plan import HubSpotSnapshot, WarpSnapshot
+from shared.hubspot.models import HubSpotObject, parse_datetime
+from shared.mapping import ConflictRule, EntityType, MappingSet
+
+# HubSpot's last-modified property differs by object type (hubspot-api.md §3.3).
+LAST_MODIFIED_PROPERTY = {
+    EntityType.CUSTOMER: "hs_lastmodifieddate",
+    EntityType.CONTACT: "lastmodifieddate",
+}
+
+
+def read_properties(mappings: MappingSet, entity_type: EntityType) -> list[str]:
+    """Every property a sync of these fields reads, plus the last-modified one."""
+    return sorted({*mappings.hubspot_properties(), LAST_MODIFIED_PROPERTY[entity_type]})
+
+
+def history_properties(mappings: MappingSet) -> list[str]:
+    """Properties whose per-property change time a decision may need (LATEST_WINS).
+
+    Asking for history costs response size, so only these get it; the others
+    fall back to the record's last-modified time.
+    """
+    return sorted(
+        {m.hubspot_property for m in mappings.active() if m.rule is ConflictRule.LATEST_WINS}
+    )
+
+
+def hubspot_snapshot(record: HubSpotObject, entity_type: EntityType) -> HubSpotSnapshot:
+    """A snapshot of a record read with properties (and history where requested)."""
+    times: dict[str, datetime] = {}
+    for name in record.properties_with_history:
+        latest = record.latest_change(name)
+        if latest is not None and latest.timestamp is not None:
+            times[name] = latest.timestamp
+    modified = parse_datetime(record.properties.get(LAST_MODIFIED_PROPERTY[entity_type]))
+    return HubSpotSnapshot(
+        object_id=record.id,
+        values=dict(record.properties),
+        property_times=times,
+        modified_at=modified or record.updated_at,
+    )
+
+
+def warp_snapshot(
+    row: Mapping[str, Any],
+    *,
+    modified_at: datetime | None = None,
+    field_times: Mapping[str, datetime] | None = None,
+) -> WarpSnapshot:
+    """A snapshot of a customers row; the time defaults to the row's ``updated_at``."""
+    return WarpSnapshot(
+        row=row, modified_at=modified_at or row.get("updated_at"), field_times=field_times or {}
+    )
+
+
+def linked_id(row: Mapping[str, Any], entity_type: EntityType) -> str | None:
+    """The HubSpot id a customer row is linked to for ``entity_type``, if any."""
+    external = row.get("external_ids") or {}
+    key = "hubspot_company_id" if entity_type is EntityType.CUSTOMER else "hubspot_contact_id"
+    value = external.get(key) if isinstance(external, Mapping) else None
+    return str(value) if value else None
+
+
+def ids_to_read(rows: Iterable[Mapping[str, Any]], entity_type: EntityType) -> list[str]:
+    """The linked HubSpot ids of these rows, for one batch read."""
+    return [i for i in (linked_id(r, entity_type) for r in rows) if i]

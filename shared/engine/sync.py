@@ -1,0 +1,270 @@
+"""Syncing linked customers with HubSpot in batches: the step every flow shares.
+
+For up to 100 customers at a time: lock them (so two invocations take turns on a
+customer), load rows and field states, batch-read their companies and contacts
+with what the conflict rules need, plan every field, batch-write HubSpot, then
+record WARP's writes, states and the sync log in the same transaction. A record
+HubSpot refused (a 207 error) is reported for that customer alone; a failure of
+a whole call (429 after the client's own retries, 5xx, timeout) raises, so the
+caller retries the batch: the plans are recomputed from fresh reads, and what
+already reached HubSpot then compares equal, so a retry never writes twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from shared.conflicts import Action, FieldState
+from shared.db import Row, Session
+from shared.db.repositories import customers, field_state
+from shared.engine.deps import Engine
+from shared.engine.plan import ALL_ACTIONS, Plan, plan_sync
+from shared.engine.record import commit_plan, states_by_field
+from shared.engine.snapshots import (
+    history_properties,
+    hubspot_snapshot,
+    ids_to_read,
+    linked_id,
+    read_properties,
+    warp_snapshot,
+)
+from shared.errors import SyncError
+from shared.hubspot.models import BatchResult
+from shared.mapping import EntityType, MappingSet
+
+log = logging.getLogger("warp_hubspot_sync.engine")
+
+BATCH = 100
+ENTITIES = (EntityType.CUSTOMER, EntityType.CONTACT)
+OBJECT_TYPE = {EntityType.CUSTOMER: "companies", EntityType.CONTACT: "contacts"}
+
+TO_HUBSPOT = frozenset({Action.WRITE_HUBSPOT})
+FROM_HUBSPOT = frozenset({Action.WRITE_WARP})
+BOTH_WAYS = ALL_ACTIONS
+
+Status = Literal["synced", "in_sync", "conflict", "not_linked", "missing", "failed", "not_found"]
+
+
+@dataclass
+class CustomerSync:
+    """The outcome for one customer: a plan per entity, and what stopped it if anything."""
+
+    customer_id: str
+    plans: dict[EntityType, Plan] = field(default_factory=dict)
+    missing: list[EntityType] = field(default_factory=list)
+    error: SyncError | None = None
+    log_ids: list[str] = field(default_factory=list)
+    found: bool = True
+
+    @property
+    def status(self) -> Status:
+        """One word for reports and API answers."""
+        if not self.found:
+            return "not_found"
+        if self.error is not None:
+            return "failed"
+        if any(p.conflicts for p in self.plans.values()):
+            return "conflict"
+        if any(p.changed for p in self.plans.values()):
+            return "synced"
+        if self.missing:
+            return "missing"
+        if not self.plans:
+            return "not_linked"
+        return "in_sync"
+
+
+def lock_customers(tx: Session, customer_ids: Iterable[str]) -> None:
+    """Take a transaction-level advisory lock per customer, in one sorted order.
+
+    Every flow that writes a customer's fields takes these first, so concurrent
+    invocations never interleave on one customer and never deadlock.
+    """
+    ids = sorted({str(i) for i in customer_ids})
+    if ids:
+        tx.fetch_value(
+            "SELECT count(pg_advisory_xact_lock(k)) FROM ("
+            " SELECT hashtextextended(i, 8410) AS k FROM unnest(CAST(:ids AS text[])) AS i"
+            " ORDER BY 1) AS ordered",
+            {"ids": ids},
+        )
+
+
+def sync_customers(
+    engine: Engine,
+    customer_ids: Sequence[str],
+    *,
+    allowed: Collection[Action] = BOTH_WAYS,
+    triggered_by: str,
+    triggered_by_user: str | None = None,
+    fields: Mapping[str, Collection[str]] | None = None,
+    warp_times: Mapping[str, datetime] | None = None,
+    operation: str = "UPDATE",
+    dry_run: bool = False,
+    record_noop: bool = False,
+) -> list[CustomerSync]:
+    """Bring these linked customers in step with HubSpot, 100 at a time.
+
+    ``fields`` limits a customer to some fields (an outbound message's
+    ``changed_fields``); ``warp_times`` gives WARP's modification time per customer
+    (a message's ``occurred_at``). ``dry_run`` plans and reports but writes nothing.
+    """
+    results: list[CustomerSync] = []
+    unique = list(dict.fromkeys(str(i) for i in customer_ids))
+    for start in range(0, len(unique), BATCH):
+        chunk = unique[start : start + BATCH]
+        results.extend(
+            _sync_chunk(
+                engine,
+                chunk,
+                allowed=frozenset(allowed),
+                triggered_by=triggered_by,
+                triggered_by_user=triggered_by_user,
+                fields=fields or {},
+                warp_times=warp_times or {},
+                operation=operation,
+                dry_run=dry_run,
+                record_noop=record_noop,
+            )
+        )
+    return results
+
+
+def _sync_chunk(
+    engine: Engine,
+    chunk: list[str],
+    *,
+    allowed: frozenset[Action],
+    triggered_by: str,
+    triggered_by_user: str | None,
+    fields: Mapping[str, Collection[str]],
+    warp_times: Mapping[str, datetime],
+    operation: str,
+    dry_run: bool,
+    record_noop: bool,
+) -> list[CustomerSync]:
+    started = engine.now()
+    with engine.database.transaction() as tx:
+        lock_customers(tx, chunk)
+        rows = {str(r["id"]): r for r in customers.get_many(tx, chunk)}
+        state_rows: dict[tuple[str, str], list[Row]] = {}
+        for row in field_state.get_for_entities(tx, list(rows)):
+            state_rows.setdefault((str(row["entity_id"]), row["entity_type"]), []).append(row)
+        outcome = {cid: CustomerSync(cid, found=cid in rows) for cid in chunk}
+        mappings = {(cid, et): engine.mapping_for(cid, et) for cid in rows for et in ENTITIES}
+        records = {et: _read(engine, et, list(rows.values()), mappings) for et in ENTITIES}
+
+        plans: dict[tuple[str, EntityType], tuple[Plan, dict[str, FieldState]]] = {}
+        now = engine.now()
+        for cid, row in rows.items():
+            for et in ENTITIES:
+                object_id = linked_id(row, et)
+                if object_id is None:
+                    continue
+                record = records[et].results.get(object_id)
+                if record is None or record.archived:
+                    outcome[cid].missing.append(et)
+                    continue
+                previous = states_by_field(state_rows.get((cid, et.value), []))
+                plan = plan_sync(
+                    mappings[(cid, et)],
+                    warp_snapshot(row, modified_at=warp_times.get(cid)),
+                    hubspot_snapshot(record, et),
+                    previous,
+                    now=now,
+                    fields=fields.get(cid),
+                    allowed=allowed,
+                )
+                outcome[cid].plans[et] = plan
+                plans[(cid, et)] = (plan, previous)
+
+        if dry_run:
+            tx.execute("SELECT 1")  # keep the transaction valid; nothing is written
+            return list(outcome.values())
+
+        failed = _write_hubspot(engine, plans, outcome)
+        for (cid, et), (plan, previous) in plans.items():
+            if cid in failed:
+                continue
+            log_id = commit_plan(
+                tx,
+                plan,
+                mappings[(cid, et)],
+                entity_type=et,
+                customer_id=cid,
+                previous=previous,
+                now=now,
+                operation=operation,
+                triggered_by=triggered_by,
+                triggered_by_user=triggered_by_user,
+                started_at=started,
+                record_noop=record_noop,
+            )
+            if log_id:
+                outcome[cid].log_ids.append(log_id)
+    return list(outcome.values())
+
+
+def _read(
+    engine: Engine,
+    entity_type: EntityType,
+    rows: list[Row],
+    mappings: Mapping[tuple[str, EntityType], MappingSet],
+) -> BatchResult:
+    ids = ids_to_read(rows, entity_type)
+    if not ids:
+        return BatchResult()
+    properties: set[str] = set()
+    history: set[str] = set()
+    for (_, et), mapping in mappings.items():
+        if et is entity_type:
+            properties.update(read_properties(mapping, entity_type))
+            history.update(history_properties(mapping))
+    api = engine.hubspot.objects(OBJECT_TYPE[entity_type])  # type: ignore[arg-type]
+    return api.batch_read(
+        ids, properties=sorted(properties), properties_with_history=sorted(history)
+    )
+
+
+def _write_hubspot(
+    engine: Engine,
+    plans: Mapping[tuple[str, EntityType], tuple[Plan, Any]],
+    outcome: Mapping[str, CustomerSync],
+) -> set[str]:
+    """Batch-update HubSpot; return the customers whose record HubSpot refused."""
+    failed: set[str] = set()
+    for et in ENTITIES:
+        updates = {
+            plan.object_id: plan.hubspot_updates
+            for (cid, e), (plan, _) in plans.items()
+            if e is et and plan.hubspot_updates
+        }
+        if not updates:
+            continue
+        by_object = {plan.object_id: cid for (cid, e), (plan, _) in plans.items() if e is et}
+        api = engine.hubspot.objects(OBJECT_TYPE[et])  # type: ignore[arg-type]
+        result = api.batch_update(updates)
+        refused = result.failed_keys() | (set(updates) - set(result.results))
+        for object_id in refused:
+            cid = by_object.get(object_id)
+            if cid is None:
+                continue
+            failed.add(cid)
+            error = next(
+                (e for e in result.errors if object_id in _keys(e)),
+                SyncError(f"HubSpot did not confirm the update of {OBJECT_TYPE[et]} {object_id}"),
+            )
+            outcome[cid].error = error
+    return failed
+
+
+def _keys(error: Any) -> set[str]:
+    context = getattr(error, "context", None) or {}
+    keys: set[str] = set()
+    for name in ("ids", "id", "objectWriteTraceId", "keys"):
+        keys.update(str(v) for v in context.get(name) or [])
+    return keys

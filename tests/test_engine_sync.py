@@ -1,0 +1,123 @@
+"""The batch sync core against a real database and the HubSpot emulator over HTTP."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from shared.db.repositories import customers, field_state, sync_log
+from shared.engine import Engine
+from shared.engine.sync import BOTH_WAYS, FROM_HUBSPOT, TO_HUBSPOT, sync_customers
+
+pytestmark = pytest.mark.integration
+
+READ = "POST /crm/v3/objects/companies/batch/read"
+UPDATE = "POST /crm/v3/objects/companies/batch/update"
+
+
+def _customer(engine: Engine, emulator: Any, **company: str) -> tuple[str, str]:
+    """A WARP customer linked to a seeded company holding ``company`` properties."""
+    ban = f"B-{uuid.uuid4().hex[:8]}"
+    values = {
+        "name": "Acme Telecom",
+        "domain": "acme.example",
+        "warp_ban": ban,
+        "warp_status": "ACTIVE",
+        "warp_credit_limit": "5000",
+        **company,
+    }
+    (company_id,) = emulator.seed("companies", [values])
+    with engine.database.transaction() as tx:
+        row = customers.insert(
+            tx,
+            {
+                "ban": ban,
+                "company_name": "Acme Telecom",
+                "customer_type": "POSTPAID",
+                "status": "ACTIVE",
+                "credit_limit": Decimal("5000.00"),
+                "contact": {"name": "Jane Doe", "email": "jane@acme.example", "phone": "+1 555"},
+                "external_ids": {"hubspot_company_id": company_id},
+            },
+        )
+    return str(row["id"]), company_id
+
+
+def test_in_sync_customer_writes_nothing(engine: Engine, emulator: Any) -> None:
+    customer_id, _company_id = _customer(engine, emulator)
+    before = dict(emulator.stats()["calls"])
+    (result,) = sync_customers(engine, [customer_id], triggered_by="test")
+    assert result.status == "in_sync"
+    calls = emulator.stats()["calls"]
+    assert calls.get(UPDATE, 0) == before.get(UPDATE, 0)
+
+
+def test_drift_repaired_per_rule(engine: Engine, emulator: Any) -> None:
+    # warp_status is WARP_WINS, warp_credit_limit HUBSPOT_WINS; no state yet: rules decide.
+    customer_id, company_id = _customer(
+        engine, emulator, warp_status="SUSPENDED", warp_credit_limit="7500"
+    )
+    (result,) = sync_customers(engine, [customer_id], allowed=BOTH_WAYS, triggered_by="test")
+    assert result.status == "synced", result
+    assert emulator.values("companies", company_id)["warp_status"] == "ACTIVE"
+    with engine.database.transaction() as tx:
+        row = customers.get(tx, customer_id)
+        assert row is not None and row["credit_limit"] == Decimal("7500.00")
+        states = {
+            s["field_name"]: s for s in field_state.get_for_entity(tx, "customer", customer_id)
+        }
+        logs = sync_log.list_for_customer(tx, customer_id)
+    assert states["status"]["hubspot_value"] == "ACTIVE"
+    assert states["credit_limit"]["last_synced_direction"] == "HUBSPOT_TO_WARP"
+    assert logs and logs[0]["direction"] == "BIDIRECTIONAL"
+    # Syncing again finds nothing to do: the recorded state matches both sides.
+    (again,) = sync_customers(engine, [customer_id], triggered_by="test")
+    assert again.status == "in_sync"
+
+
+def test_allowed_actions_limit_the_flow(engine: Engine, emulator: Any) -> None:
+    customer_id, company_id = _customer(
+        engine, emulator, warp_status="TRIAL", warp_credit_limit="9000"
+    )
+    (out,) = sync_customers(engine, [customer_id], allowed=TO_HUBSPOT, triggered_by="test")
+    assert emulator.values("companies", company_id)["warp_status"] == "ACTIVE"
+    skipped = {r.field: r.note for p in out.plans.values() for r in p.skipped}
+    assert "credit_limit" in skipped and "inbound" in skipped["credit_limit"]
+    with engine.database.transaction() as tx:
+        assert customers.get(tx, customer_id)["credit_limit"] == Decimal("5000.00")  # type: ignore[index]
+    sync_customers(engine, [customer_id], allowed=FROM_HUBSPOT, triggered_by="test")
+    with engine.database.transaction() as tx:
+        assert customers.get(tx, customer_id)["credit_limit"] == Decimal("9000.00")  # type: ignore[index]
+
+
+def test_dry_run_writes_nowhere(engine: Engine, emulator: Any) -> None:
+    customer_id, company_id = _customer(engine, emulator, warp_status="CLOSED")
+    (out,) = sync_customers(engine, [customer_id], triggered_by="test", dry_run=True)
+    assert [r.field for p in out.plans.values() for r in p.changed] == ["status"]
+    assert emulator.values("companies", company_id)["warp_status"] == "CLOSED"
+    with engine.database.transaction() as tx:
+        assert field_state.get_for_entity(tx, "customer", customer_id) == []
+
+
+def test_missing_company_and_unknown_customer(engine: Engine, emulator: Any) -> None:
+    customer_id, company_id = _customer(engine, emulator)
+    emulator.ui_delete("companies", company_id)
+    unknown = str(uuid.uuid4())
+    results = {
+        r.customer_id: r for r in sync_customers(engine, [customer_id, unknown], triggered_by="t")
+    }
+    assert results[customer_id].status == "missing"
+    assert results[unknown].status == "not_found"
+
+
+def test_many_customers_use_one_read_and_one_write(engine: Engine, emulator: Any) -> None:
+    ids = [_customer(engine, emulator, warp_status="TRIAL")[0] for _ in range(30)]
+    before = dict(emulator.stats()["calls"])
+    results = sync_customers(engine, ids, triggered_by="test")
+    assert {r.status for r in results} == {"synced"}
+    after = emulator.stats()["calls"]
+    assert after[READ] - before.get(READ, 0) == 1
+    assert after[UPDATE] - before.get(UPDATE, 0) == 1
