@@ -74,6 +74,9 @@ class Decision:
     value: Any = None
     reason: str = ""
     winner: Side | None = None
+    # The rule that settled a conflict (both sides changed, or no state and they differ);
+    # None when only one side changed. Metrics count conflicts by field and rule.
+    resolved_by: ConflictRule | None = None
 
 
 _NAME = {Side.WARP: "WARP", Side.HUBSPOT: "HubSpot"}
@@ -96,7 +99,12 @@ def _forms(mapping: FieldMapping, warp_value: Any, hubspot_value: str | None) ->
 
 
 def _write(
-    mapping: FieldMapping, winner: Side, warp: SideValue, hubspot: SideValue, why: str
+    mapping: FieldMapping,
+    winner: Side,
+    warp: SideValue,
+    hubspot: SideValue,
+    why: str,
+    resolved_by: ConflictRule | None = None,
 ) -> Decision:
     warp_form, hub_form = _forms(mapping, warp.value, hubspot.value)
     if mapping.unless_blank and (warp_form if winner is Side.WARP else hub_form) == "":
@@ -105,12 +113,13 @@ def _write(
             Action.NOTHING,
             reason=f"{why}; unless_blank: blank {_NAME[winner]} value "
             f"does not overwrite {_NAME[loser]}'s",
+            resolved_by=resolved_by,
         )
     if winner is Side.WARP:
-        return Decision(Action.WRITE_HUBSPOT, mapping.to_hubspot(warp.value), why, Side.WARP)
-    return Decision(
-        Action.WRITE_WARP, mapping.to_warp(hubspot.value, warp.value), why, Side.HUBSPOT
-    )
+        value = mapping.to_hubspot(warp.value)
+        return Decision(Action.WRITE_HUBSPOT, value, why, Side.WARP, resolved_by)
+    value = mapping.to_warp(hubspot.value, warp.value)
+    return Decision(Action.WRITE_WARP, value, why, Side.HUBSPOT, resolved_by)
 
 
 def _echo(state: FieldState | None, toward: Side, unchanged: bool) -> str:
@@ -146,7 +155,9 @@ def decide(
         )
 
     if state is not None and state.is_in_conflict and mapping.rule is ConflictRule.MANUAL:
-        return Decision(Action.CONFLICT, reason="unresolved manual conflict")
+        return Decision(
+            Action.CONFLICT, reason="unresolved manual conflict", resolved_by=ConflictRule.MANUAL
+        )
     if warp_changed != hub_changed:
         winner = Side.WARP if warp_changed else Side.HUBSPOT
         other = Side.HUBSPOT if warp_changed else Side.WARP
@@ -160,19 +171,22 @@ def decide(
         why = "both sides changed since last sync"
     else:
         why = "values differ though neither changed since last sync"
-    if mapping.rule is ConflictRule.WARP_WINS:
-        return _write(mapping, Side.WARP, warp, hubspot, f"{why}; WARP_WINS")
-    if mapping.rule is ConflictRule.HUBSPOT_WINS:
-        return _write(mapping, Side.HUBSPOT, warp, hubspot, f"{why}; HUBSPOT_WINS")
-    if mapping.rule is ConflictRule.LATEST_WINS:
+    rule = mapping.rule
+    if rule is ConflictRule.WARP_WINS:
+        return _write(mapping, Side.WARP, warp, hubspot, f"{why}; WARP_WINS", rule)
+    if rule is ConflictRule.HUBSPOT_WINS:
+        return _write(mapping, Side.HUBSPOT, warp, hubspot, f"{why}; HUBSPOT_WINS", rule)
+    if rule is ConflictRule.LATEST_WINS:
         if _later(hubspot.modified_at, warp.modified_at):
-            return _write(
-                mapping, Side.HUBSPOT, warp, hubspot, f"{why}; LATEST_WINS: HubSpot is newer"
-            )
-        return _write(
-            mapping, Side.WARP, warp, hubspot, f"{why}; LATEST_WINS: WARP is newer or tied"
-        )
-    return Decision(Action.CONFLICT, reason=f"{why}; MANUAL: waiting for resolve-conflict")
+            why = f"{why}; LATEST_WINS: HubSpot is newer"
+            return _write(mapping, Side.HUBSPOT, warp, hubspot, why, rule)
+        why = f"{why}; LATEST_WINS: WARP is newer or tied"
+        return _write(mapping, Side.WARP, warp, hubspot, why, rule)
+    return Decision(
+        Action.CONFLICT,
+        reason=f"{why}; MANUAL: waiting for resolve-conflict",
+        resolved_by=ConflictRule.MANUAL,
+    )
 
 
 def state_after(

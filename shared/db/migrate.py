@@ -73,7 +73,11 @@ def upgrade(database: Database) -> list[Migration]:
             tx.execute(
                 "INSERT INTO accounts.hubspot_sync_migrations (version, name, checksum) "
                 "VALUES (:version, :name, :checksum)",
-                {"version": migration.version, "name": migration.name, "checksum": migration.checksum},
+                {
+                    "version": migration.version,
+                    "name": migration.name,
+                    "checksum": migration.checksum,
+                },
             )
             applied_now.append(migration)
     return applied_now
@@ -82,7 +86,9 @@ def upgrade(database: Database) -> list[Migration]:
 def applied_versions(database: Database) -> list[int]:
     """Versions recorded as applied (empty when the ledger does not exist yet)."""
     with database.transaction() as tx:
-        exists = tx.fetch_value("SELECT to_regclass('accounts.hubspot_sync_migrations') IS NOT NULL")
+        exists = tx.fetch_value(
+            "SELECT to_regclass('accounts.hubspot_sync_migrations') IS NOT NULL"
+        )
         if not exists:
             return []
         rows = tx.fetch("SELECT version FROM accounts.hubspot_sync_migrations ORDER BY version")

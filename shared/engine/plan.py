@@ -12,7 +12,7 @@ as skipped with the reason, so nothing is silently dropped.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -181,7 +181,7 @@ def plan_sync(
             column, column_value = mapping.write_warp(working, value)
             working[column] = column_value
             plan.warp_updates[column] = column_value
-            decision = Decision(decision.action, value, decision.reason, decision.winner)
+            decision = replace(decision, value=value)
         plan.results.append(
             FieldResult(
                 mapping.name,

@@ -15,6 +15,7 @@ from shared.db import Row, Session
 from shared.db.repositories import customers, field_state, sync_log
 from shared.engine.plan import FieldResult, Plan
 from shared.mapping import Direction, EntityType, MappingSet
+from shared.observability import Conflict, log_operation
 
 
 def states_by_field(rows: Iterable[Row]) -> dict[str, FieldState]:
@@ -102,6 +103,45 @@ def field_changes(results: Iterable[FieldResult]) -> dict[str, dict[str, Any]]:
                 "source": "hubspot",
             }
     return changes
+
+
+def log_plan(
+    plan: Plan,
+    *,
+    entity_type: EntityType,
+    customer_id: str,
+    operation: str,
+    duration_ms: float,
+    error: BaseException | None = None,
+    **extra: Any,
+) -> None:
+    """Emit the one ``sync_operation`` log line (and its conflict lines) for a plan."""
+    if error is not None:
+        outcome = "failed"
+    elif plan.conflicts:
+        outcome = "conflict"
+    elif plan.changed:
+        outcome = "success"
+    else:
+        outcome = "skipped"
+    conflicts = [
+        Conflict(r.field, r.decision.resolved_by.value)
+        for r in plan.results
+        if r.decision.resolved_by is not None and (r.applied or r.action is Action.CONFLICT)
+    ]
+    log_operation(
+        entity_type=entity_type.value,
+        direction=log_direction(plan),
+        operation=operation,
+        entity_id=customer_id,
+        outcome=outcome,
+        duration_ms=duration_ms,
+        fields=[r.field for r in plan.changed],
+        conflicts=conflicts,
+        error=error,
+        hubspot_object_id=plan.object_id,
+        **extra,
+    )
 
 
 def log_direction(plan: Plan) -> str:

@@ -23,7 +23,7 @@ from shared.db import Row, Session
 from shared.db.repositories import customers, field_state
 from shared.engine.deps import Engine
 from shared.engine.plan import ALL_ACTIONS, Plan, plan_sync
-from shared.engine.record import commit_plan, states_by_field
+from shared.engine.record import commit_plan, log_plan, states_by_field
 from shared.engine.snapshots import (
     history_properties,
     hubspot_snapshot,
@@ -206,6 +206,17 @@ def _sync_chunk(
             )
             if log_id:
                 outcome[cid].log_ids.append(log_id)
+    elapsed_ms = (engine.now() - started).total_seconds() * 1000
+    for (cid, et), (plan, _) in plans.items():
+        log_plan(
+            plan,
+            entity_type=et,
+            customer_id=cid,
+            operation=operation,
+            duration_ms=elapsed_ms,
+            error=outcome[cid].error,
+            triggered_by=triggered_by,
+        )
     return list(outcome.values())
 
 
