@@ -34,8 +34,13 @@ from hubspot.crm.contacts import (
 from hubspot.crm.contacts import SimplePublicObjectInputForCreate as ContactCreate
 from hubspot.crm.contacts.exceptions import ApiException as ContactsApiException
 from hubspot.crm.properties import PropertyCreate, PropertyGroupCreate
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shared.hubspot.emulator import Emulator
+from shared.hubspot.emulator.properties import PropertyRegistry
+from shared.hubspot.emulator.search import run_search
+from shared.hubspot.emulator.store import Source, Store
 
 pytestmark = pytest.mark.integration
 APP_ID = 424242
@@ -407,3 +412,62 @@ def test_search_index_lags_writes_when_asked(fresh: Emulator, client: HubSpot) -
         )  # the old version is still indexed
     finally:
         fresh.state.search_delay_ms = 0
+
+
+def test_chunked_request_bodies_are_read(fresh: Emulator) -> None:
+    def body() -> Iterator[bytes]:
+        yield b'{"properties": {"name": '
+        yield b'"chunked"}}'
+
+    answer = httpx.post(
+        f"{fresh.url}/crm/v3/objects/companies",
+        content=body(),
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
+    assert answer.status_code == 201 and answer.json()["properties"]["name"] == "chunked"
+
+
+revenues = st.lists(st.one_of(st.none(), st.integers(0, 50)), min_size=1, max_size=40)
+
+
+@settings(max_examples=40, deadline=None)
+@given(values=revenues, low=st.integers(0, 50), span=st.integers(0, 20), limit=st.integers(1, 7))
+def test_search_matches_a_plain_python_oracle(
+    values: list[int | None], low: int, span: int, limit: int
+) -> None:
+    registry = PropertyRegistry()
+    store = Store(registry)
+    for value in values:
+        store.create(
+            "companies",
+            {"annualrevenue": "" if value is None else str(value)},
+            Source("IMPORT", "t"),
+        )
+    lookup = lambda name: registry.get("companies", name)  # noqa: E731
+    body: dict = {
+        "filterGroups": [
+            {
+                "filters": [
+                    {
+                        "propertyName": "annualrevenue",
+                        "operator": "BETWEEN",
+                        "value": str(low),
+                        "highValue": str(low + span),
+                    }
+                ]
+            },
+            {"filters": [{"propertyName": "annualrevenue", "operator": "NOT_HAS_PROPERTY"}]},
+        ],
+        "sorts": [{"propertyName": "annualrevenue", "direction": "ASCENDING"}],
+        "limit": limit,
+    }
+    seen: list[str] = []
+    while True:
+        page = run_search("companies", body, store.live("companies"), lookup)
+        seen += [r.values["annualrevenue"] for r in page.results]
+        if page.next_after is None:
+            break
+        body["after"] = page.next_after
+    inside = sorted(v for v in values if v is not None and low <= v <= low + span)
+    assert seen == [str(v) for v in inside] + [""] * values.count(None)  # unset sorts last
+    assert page.total == len(seen)

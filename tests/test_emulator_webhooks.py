@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -278,3 +279,31 @@ def test_identical_writes_can_be_made_to_fire(sink: WebhookSink) -> None:
         assert len(emu.snapshot("companies", company)["propertiesWithHistory"]["name"]) == 2
     finally:
         emu.stop()
+
+
+def test_concurrent_writers_each_change_fires_once(emu: Emulator, sink: WebhookSink) -> None:
+    ids = emu.seed("companies", [{"name": f"w{i}"} for i in range(8)])
+    statuses: list[int] = []  # 8 x 10 PATCHes stay under the default 100 calls per 10 s
+
+    def writer(company: str) -> None:
+        with httpx.Client(headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+            for n in range(10):
+                body = {"properties": {"city": f"c{n}"}}
+                path = f"/crm/v3/objects/companies/{company}"
+                statuses.append(client.patch(emu.url + path, json=body).status_code)
+                emu.ui_change("companies", company, {"phone": str(n)})
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [200] * 80
+    assert emu.webhooks.wait_idle(10)
+    events = sink.events()
+    assert len(events) == len({e["eventId"] for e in events}) == 8 * 20
+    for company in ids:
+        history = emu.snapshot("companies", company)["propertiesWithHistory"]
+        assert [h["value"] for h in history["city"]] == [f"c{n}" for n in reversed(range(10))]
+        stamps = [h["timestamp"] for h in history["hs_lastmodifieddate"]]
+        assert stamps == sorted(stamps, reverse=True)

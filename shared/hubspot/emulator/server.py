@@ -191,11 +191,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         parts = urlsplit(self.path)
         query = parse_qs(parts.query, keep_blank_values=True)
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
+        raw = self._read_body()
+        if raw is None:
+            self.close_connection = True
             self._write(error_answer(ApiError(413, "VALIDATION_ERROR", "Request body too large")))
             return
-        raw = self.rfile.read(length) if length else b""
         emu = self.server.emulator
         try:
             if parts.path.startswith("/_emulator/"):
@@ -211,6 +211,25 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         self._write(answer)
+
+    def _read_body(self) -> bytes | None:
+        """The request body (Content-Length or chunked); None when over ``MAX_BODY``."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks = []
+            total = 0
+            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                total += size
+                if total > MAX_BODY:
+                    return None
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()  # the CRLF after each chunk
+            while self.rfile.readline().strip():  # trailers, up to the blank line
+                pass
+            return b"".join(chunks)
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            return None
+        return self.rfile.read(length) if length else b""
 
     def _write(self, answer: Answer) -> None:
         self.send_response(answer.status)
