@@ -85,41 +85,17 @@ class PropertyDef:
         }
 
 
+_DEFAULT_TEXT = {
+    "companies": "name domain website phone address address2 city state zip country industry "
+    "description type",
+    "contacts": "firstname lastname email phone mobilephone company jobtitle address city state "
+    "zip country website",
+}
+
+
 def _defaults(object_type: str) -> list[PropertyDef]:
     group = "companyinformation" if object_type == "companies" else "contactinformation"
-    text = (
-        [
-            "name",
-            "domain",
-            "website",
-            "phone",
-            "address",
-            "address2",
-            "city",
-            "state",
-            "zip",
-            "country",
-            "industry",
-            "description",
-            "type",
-        ]
-        if object_type == "companies"
-        else [
-            "firstname",
-            "lastname",
-            "email",
-            "phone",
-            "mobilephone",
-            "company",
-            "jobtitle",
-            "address",
-            "city",
-            "state",
-            "zip",
-            "country",
-            "website",
-        ]
-    )
+    text = _DEFAULT_TEXT[object_type].split()
     props = [PropertyDef(n, n.title(), group_name=group, hubspot_defined=True) for n in text]
     numbers = ["annualrevenue", "numberofemployees"] if object_type == "companies" else []
     props += [PropertyDef(n, n, "number", "number", group, hubspot_defined=True) for n in numbers]
