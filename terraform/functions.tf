@@ -117,6 +117,7 @@ locals {
     RETRY_BASE_SECONDS             = tostring(var.retry_base_seconds)
     RETRY_CAP_SECONDS              = tostring(var.retry_cap_seconds)
     RETRY_MAX_ATTEMPTS             = tostring(var.retry_max_attempts)
+    ENCRYPTION_KEY_ID              = var.encryption_key_id
   }
 
   # What only one function reads.

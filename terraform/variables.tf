@@ -156,7 +156,7 @@ variable "max_instances" {
   description = "max_instance_count per function. Their sum times db_pool_size must fit in db_max_connections - db_reserved_connections (checked at plan)."
   type        = map(number)
   default = {
-    webhook_receiver = 8
+    webhook_receiver = 10 # HubSpot's default maxConcurrentRequests: one instance per in-flight delivery
     outbound_sync    = 6
     retry_worker     = 5
     reconciler       = 1
@@ -265,6 +265,12 @@ variable "failure_alert_threshold" {
   description = "Alert when more sync operations than this fail within 10 minutes."
   type        = number
   default     = 20
+}
+
+variable "encryption_key_id" {
+  description = "ENCRYPTION_KEY_ID stored beside each ciphertext in the sync log; change it together with a new ENCRYPTION_KEY version (docs/deploy.md, rotation)."
+  type        = string
+  default     = "k1"
 }
 
 variable "log_level" {
