@@ -48,8 +48,11 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
+import pg8000.dbapi
+
 from shared.config.settings import Settings
 from shared.db.connection import Database, Row
+from shared.errors import ConfigurationError
 from shared.hubspot.errors import DailyBudgetExhausted, RateLimited
 from shared.hubspot.models import RateLimitStatus
 
@@ -283,13 +286,23 @@ class SharedRateLimiter:
 
     def ensure(self) -> None:
         """Create this key's rows, or update their limits to this process's settings."""
-        with self._db.transaction() as tx:
-            for name, max_requests, window_ms in self._windows.values():
+        try:
+            with self._db.transaction() as tx:
+                for name, max_requests, window_ms in self._windows.values():
+                    tx.execute(
+                        _ENSURE_WINDOW_SQL,
+                        {"name": name, "max_requests": max_requests, "window_ms": window_ms},
+                    )
                 tx.execute(
-                    _ENSURE_WINDOW_SQL,
-                    {"name": name, "max_requests": max_requests, "window_ms": window_ms},
+                    _ENSURE_DAILY_SQL, {"name": self._daily_name, "budget": self.daily_budget}
                 )
-            tx.execute(_ENSURE_DAILY_SQL, {"name": self._daily_name, "budget": self.daily_budget})
+        except pg8000.dbapi.DatabaseError as exc:
+            info = exc.args[0] if exc.args else None
+            if isinstance(info, dict) and info.get("C") == "42P01":  # undefined table
+                raise ConfigurationError(
+                    "the rate limiter tables are missing: run `hubspot-sync db upgrade`"
+                ) from exc
+            raise
         self._ensured = True
 
     def try_acquire(self, bucket: Bucket) -> Grant:
