@@ -141,12 +141,14 @@ def test_everything_the_schema_accepts_the_consumer_accepts(message: dict[str, A
 
 
 def test_a_model_dump_is_valid_against_the_schema() -> None:
-    message = ChangeMessage(
-        entity_type="customer",
-        entity_id=uuid.uuid4(),
-        operation="UPDATE",  # type: ignore[arg-type]
-        changed_fields=["company_name"],
-        occurred_at=datetime(2026, 3, 1, 9, 0, tzinfo=UTC),
-        trigger_source="api",
+    message = ChangeMessage.model_validate(
+        {
+            "entity_type": "customer",
+            "entity_id": uuid.uuid4(),
+            "operation": "UPDATE",
+            "changed_fields": ["company_name"],
+            "occurred_at": datetime(2026, 3, 1, 9, 0, tzinfo=UTC),
+            "trigger_source": "api",
+        }
     )
     assert VALIDATOR.is_valid(json.loads(message.model_dump_json()))
