@@ -1,0 +1,111 @@
+"""Serving a Cloud Function over real HTTP in tests, the way functions-framework serves it.
+
+``serve_function(name)`` runs ``functions_framework.create_app`` on a werkzeug
+server thread in this process: the handler then uses the process-wide engine the
+test fixtures installed. ``FunctionProcess`` runs the real ``functions-framework``
+command in a subprocess with its own environment, for tests of a function exactly
+as deployed (its own process, settings read from the environment).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import functions_framework
+from werkzeug.serving import make_server
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def source_of(name: str) -> str:
+    """The adapter file of function ``name``."""
+    return str(ROOT / "functions" / name / "main.py")
+
+
+@contextlib.contextmanager
+def serve_function(name: str) -> Iterator[str]:
+    """Serve function ``name`` in-process; yield its base URL."""
+    app = functions_framework.create_app(name, source_of(name))
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name=f"fn-{name}", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class FunctionProcess:
+    """``functions-framework --target NAME`` in a subprocess with ``env`` added."""
+
+    def __init__(self, name: str, env: Mapping[str, str], *, port: int | None = None) -> None:
+        self.name = name
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        full_env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
+        self._process = subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("functions-framework")),
+                "--source",
+                source_of(name),
+                "--target",
+                name,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            env=full_env,
+            cwd=str(ROOT),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        self._wait_ready(timeout=30)
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                output = self._process.stdout.read().decode() if self._process.stdout else ""
+                raise RuntimeError(f"{self.name} exited at start:\n{output}")
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2),
+            ):
+                return
+            time.sleep(0.05)  # polling a port that is not open yet; not a timing assumption
+        raise TimeoutError(f"{self.name} did not listen on {self.port} within {timeout}s")
+
+    def output(self) -> str:
+        """Everything the process printed (only after close)."""
+        return self._process.stdout.read().decode() if self._process.stdout else ""
+
+    def close(self) -> None:
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+    def __enter__(self) -> FunctionProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
