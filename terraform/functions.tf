@@ -85,7 +85,9 @@ locals {
     outbound_sync = [google_service_account.pubsub_push.email]
     retry_worker  = [google_service_account.tasks.email]
     reconciler    = [google_service_account.scheduler.email]
-    sync_api      = [for m in var.api_invokers : trimprefix(m, "serviceAccount:") if startswith(m, "serviceAccount:")]
+    # Groups cannot be checked in code (ID tokens carry no group claim): their members
+    # call with SYNC_API_TOKEN instead (docs/deploy.md, step 7).
+    sync_api = [for m in var.api_invokers : split(":", m)[1] if startswith(m, "serviceAccount:") || startswith(m, "user:")]
   }
   invoker_members = {
     webhook_receiver = ["allUsers"] # HubSpot cannot send Google tokens; the v3 signature is checked in code
@@ -191,7 +193,7 @@ resource "google_project_iam_member" "cloudsql_client" {
 }
 
 resource "google_project_iam_member" "cloudsql_instance_user" {
-  for_each = var.db_iam_auth ? google_service_account.function : {}
+  for_each = { for name, sa in google_service_account.function : name => sa if var.db_iam_auth }
 
   project = var.project_id
   role    = "roles/cloudsql.instanceUser"
@@ -199,7 +201,7 @@ resource "google_project_iam_member" "cloudsql_instance_user" {
 }
 
 resource "google_sql_user" "function" {
-  for_each = var.db_iam_auth && var.db_create_iam_users ? google_service_account.function : {}
+  for_each = { for name, sa in google_service_account.function : name => sa if var.db_iam_auth && var.db_create_iam_users }
 
   project  = split(":", var.db_instance_connection_name)[0]
   instance = split(":", var.db_instance_connection_name)[2]

@@ -28,7 +28,7 @@ variable "package_dir" {
 }
 
 variable "build_service_account" {
-  description = "Service account email Cloud Build uses to build the functions (null: the project default)."
+  description = "Service account Cloud Build uses to build the functions, as projects/PROJECT/serviceAccounts/EMAIL (null: the project default)."
   type        = string
   default     = null
 }
