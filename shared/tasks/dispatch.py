@@ -188,7 +188,9 @@ class CloudTasksDispatcher:
         if s.tasks_service_account:
             http_request["oidc_token"] = {
                 "service_account_email": s.tasks_service_account,
-                "audience": s.oidc_audience or s.retry_worker_url,
+                # The worker checks its own URL as audience; OIDC_AUDIENCE is the
+                # *calling* function's own audience, so it must not be used here.
+                "audience": s.retry_worker_url,
             }
         cloud_task: dict[str, Any] = {"http_request": http_request}
         if task.name:
