@@ -71,15 +71,24 @@ def test_burst_limit_counts_down_then_429s_with_policy(http: httpx.Client) -> No
         assert stats["calls"]["GET /crm/v3/objects/companies"] == 5
 
 
-def test_window_rolls_and_daily_limit(http: httpx.Client) -> None:
-    with Emulator(rate_limit=2, window_ms=200, daily_limit=4) as emu:
+def test_window_rolls(http: httpx.Client) -> None:
+    with Emulator(rate_limit=2, window_ms=200) as emu:
         url = f"{emu.url}/crm/v3/objects/contacts"
         assert [http.get(url).status_code for _ in range(3)] == [200, 200, 429]
         _wait_for(lambda: http.get(url).status_code == 200)  # the window rolled on
-        statuses = [http.get(url) for _ in range(3)]
-        daily = [a for a in statuses if a.status_code == 429 and a.json()["policyName"] == "DAILY"]
-        assert daily and daily[0].json()["message"] == "You have reached your daily limit."
-        assert daily[0].headers["X-HubSpot-RateLimit-Daily-Remaining"] == "0"
+
+
+def test_daily_limit(http: httpx.Client) -> None:
+    # A burst limit far above the calls made, so only the daily limit can answer 429
+    # however slowly the machine runs the calls.
+    with Emulator(rate_limit=1_000, daily_limit=4) as emu:
+        url = f"{emu.url}/crm/v3/objects/contacts"
+        answers = [http.get(url) for _ in range(5)]
+        assert [a.status_code for a in answers] == [200, 200, 200, 200, 429]
+        daily = answers[-1]
+        assert daily.json()["policyName"] == "DAILY"
+        assert daily.json()["message"] == "You have reached your daily limit."
+        assert daily.headers["X-HubSpot-RateLimit-Daily-Remaining"] == "0"
 
 
 def test_search_secondly_limit(http: httpx.Client) -> None:
