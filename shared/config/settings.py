@@ -118,6 +118,13 @@ class Settings(BaseSettings):
         None, description="base64 AES-256 key for sensitive values in the sync log"
     )
     encryption_key_id: str = Field("k1", description="id stored beside ciphertexts (rotation)")
+    encryption_old_keys: SecretStr | None = Field(
+        None, description="id:base64,... older keys still used to open sealed values"
+    )
+    sensitive_columns: str = Field(
+        "contact,credit_limit,current_balance,prepaid_balance",
+        description="WARP columns whose values are sealed in the sync log",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("database_url")
