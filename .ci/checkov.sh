@@ -10,7 +10,7 @@ VENV=.venv-checkov
 if [ ! -x "$VENV/bin/checkov" ]; then
     echo "== creating $VENV (pip install checkov)"
     python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check checkov
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "checkov==3.3.30"
 fi
 
 echo "== checkov on terraform/ ($("$VENV/bin/checkov" --version))"
