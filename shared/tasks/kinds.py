@@ -1,0 +1,13 @@
+"""Every kind of deferred work and the handler that runs it.
+
+Imported by the retry worker and by every module that submits tasks, so a
+handler is known wherever its work may run. One ``register`` line per kind;
+each flow adds only its own lines.
+"""
+
+from shared.tasks.registry import register
+
+# Outbound sync: the coalesced flush of customers marked dirty by change messages.
+register("outbound_flush", "shared.outbound.flush:run_flush_task")
+# A hubspot_sync_queue row to run again (its ``kind`` column picks the runner).
+register("queue_item", "shared.retry.worker:run_queue_task")
