@@ -6,7 +6,8 @@ the state that says they happened commit together or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +17,7 @@ from shared.db.repositories import customers, field_state, sync_log
 from shared.engine.plan import FieldResult, Plan
 from shared.mapping import Direction, EntityType, MappingSet
 from shared.observability import Conflict, log_operation
+from shared.sealing import Sealer, get_sealer
 
 
 def states_by_field(rows: Iterable[Row]) -> dict[str, FieldState]:
@@ -153,6 +155,17 @@ def log_direction(plan: Plan) -> str:
     return Direction.BIDIRECTIONAL.value
 
 
+@dataclass(frozen=True)
+class PlanCommit:
+    """One carried-out plan to record: whose it is and the states it was decided from."""
+
+    plan: Plan
+    mappings: MappingSet
+    entity_type: EntityType
+    customer_id: str
+    previous: Mapping[str, FieldState]
+
+
 def commit_plan(
     tx: Session,
     plan: Plan,
@@ -167,6 +180,7 @@ def commit_plan(
     triggered_by_user: str | None = None,
     started_at: datetime | None = None,
     record_noop: bool = False,
+    sealer: Sealer | None = None,
 ) -> str | None:
     """Write WARP's columns, the field states and one sync-log row; return the log id.
 
@@ -174,22 +188,92 @@ def commit_plan(
     wrote them), so the recorded state never claims a value HubSpot does not have.
     A plan that changed nothing, held no conflict and skipped nothing writes no log
     row unless ``record_noop`` (reconciliation wants one per record checked).
+    Values of sensitive fields are sealed before they reach the log (``shared.sealing``).
     """
-    if plan.warp_updates:
-        customers.update_columns(tx, customer_id, plan.warp_updates)
-        customers.mark_synced_from(tx, customer_id, now)
-    if plan.hubspot_updates:
-        customers.mark_synced_to(tx, customer_id, now)
-    rows = state_rows(
-        plan,
-        mappings,
-        entity_type=entity_type,
-        customer_id=customer_id,
-        previous=previous,
+    (log_id,) = commit_plans(
+        tx,
+        [PlanCommit(plan, mappings, entity_type, customer_id, previous)],
         now=now,
+        operation=operation,
+        triggered_by=triggered_by,
+        triggered_by_user=triggered_by_user,
+        started_at=started_at,
+        record_noop=record_noop,
+        sealer=sealer,
     )
+    return log_id
+
+
+def commit_plans(
+    tx: Session,
+    items: Sequence[PlanCommit],
+    *,
+    now: datetime,
+    operation: str = "UPDATE",
+    triggered_by: str,
+    triggered_by_user: str | None = None,
+    started_at: datetime | None = None,
+    record_noop: bool = False,
+    sealer: Sealer | None = None,
+) -> list[str | None]:
+    """:func:`commit_plan` for many plans at once; the log ids in the order of ``items``.
+
+    A batch sync records a page of plans this way: WARP's columns of every
+    customer in one statement, the sync stamps in one, the field states grouped
+    by column set, then one log row per plan that needs one.
+    """
+    warp_updates: dict[str, dict[str, Any]] = {}
+    to_hubspot: list[str] = []
+    rows: list[dict[str, Any]] = []
+    for item in items:
+        if item.plan.warp_updates:
+            warp_updates.setdefault(item.customer_id, {}).update(item.plan.warp_updates)
+        if item.plan.hubspot_updates:
+            to_hubspot.append(item.customer_id)
+        rows.extend(
+            state_rows(
+                item.plan,
+                item.mappings,
+                entity_type=item.entity_type,
+                customer_id=item.customer_id,
+                previous=item.previous,
+                now=now,
+            )
+        )
+    customers.update_many(tx, warp_updates)
+    customers.mark_synced_many(tx, from_hubspot=list(warp_updates), to_hubspot=to_hubspot, at=now)
     if rows:
         field_state.upsert_many(tx, rows)
+    sealer = sealer or get_sealer()
+    return [
+        _log_row(
+            tx,
+            item,
+            sealer,
+            now=now,
+            operation=operation,
+            triggered_by=triggered_by,
+            triggered_by_user=triggered_by_user,
+            started_at=started_at,
+            record_noop=record_noop,
+        )
+        for item in items
+    ]
+
+
+def _log_row(
+    tx: Session,
+    item: PlanCommit,
+    sealer: Sealer,
+    *,
+    now: datetime,
+    operation: str,
+    triggered_by: str,
+    triggered_by_user: str | None,
+    started_at: datetime | None,
+    record_noop: bool,
+) -> str | None:
+    plan = item.plan
     if plan.is_noop and not plan.conflicts and not plan.skipped and not record_noop:
         return None
     skipped = {r.field: r.note or r.decision.reason for r in plan.skipped}
@@ -200,12 +284,18 @@ def commit_plan(
             "hubspot": result.hubspot_before,
             "conflict": result.decision.reason,
         }
+    sensitive = frozenset(
+        name
+        for name, m in item.mappings.fields.items()
+        if m.warp_column in sealer.sensitive_columns
+    )
+    changes = sealer.seal_changes(changes, sensitive)
     if skipped:
         changes["_skipped"] = skipped
     return sync_log.record(
         tx,
-        entity_type=entity_type.value,
-        entity_id=customer_id,
+        entity_type=item.entity_type.value,
+        entity_id=item.customer_id,
         hubspot_object_id=plan.object_id,
         operation=operation,
         direction=log_direction(plan),

@@ -13,7 +13,7 @@ already reached HubSpot then compares equal, so a retry never writes twice.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -23,7 +23,7 @@ from shared.db import Row, Session
 from shared.db.repositories import customers, field_state
 from shared.engine.deps import Engine
 from shared.engine.plan import ALL_ACTIONS, Plan, plan_sync
-from shared.engine.record import commit_plan, log_plan, states_by_field
+from shared.engine.record import PlanCommit, commit_plans, log_plan, states_by_field
 from shared.engine.snapshots import (
     history_properties,
     hubspot_snapshot,
@@ -45,6 +45,9 @@ OBJECT_TYPE = {EntityType.CUSTOMER: "companies", EntityType.CONTACT: "contacts"}
 TO_HUBSPOT = frozenset({Action.WRITE_HUBSPOT})
 FROM_HUBSPOT = frozenset({Action.WRITE_WARP})
 BOTH_WAYS = ALL_ACTIONS
+
+# Called inside a chunk's transaction after its writes: progress recorded with them.
+ChunkHook = Callable[[Session, Sequence["CustomerSync"]], None]
 
 Status = Literal["synced", "in_sync", "conflict", "not_linked", "missing", "failed", "not_found"]
 
@@ -106,12 +109,16 @@ def sync_customers(
     operation: str = "UPDATE",
     dry_run: bool = False,
     record_noop: bool = False,
+    on_chunk: ChunkHook | None = None,
 ) -> list[CustomerSync]:
     """Bring these linked customers in step with HubSpot, 100 at a time.
 
     ``fields`` limits a customer to some fields (an outbound message's
     ``changed_fields``); ``warp_times`` gives WARP's modification time per customer
     (a message's ``occurred_at``). ``dry_run`` plans and reports but writes nothing.
+    ``on_chunk(tx, outcomes)`` runs in each chunk's transaction after its writes (in
+    a dry run too), so a caller's checkpoint commits with them or not at all; an
+    exception it raises rolls the chunk's WARP writes back.
     """
     results: list[CustomerSync] = []
     unique = list(dict.fromkeys(str(i) for i in customer_ids))
@@ -129,6 +136,7 @@ def sync_customers(
                 operation=operation,
                 dry_run=dry_run,
                 record_noop=record_noop,
+                on_chunk=on_chunk,
             )
         )
     return results
@@ -146,6 +154,7 @@ def _sync_chunk(
     operation: str,
     dry_run: bool,
     record_noop: bool,
+    on_chunk: ChunkHook | None,
 ) -> list[CustomerSync]:
     started = engine.now()
     with engine.database.transaction() as tx:
@@ -183,29 +192,31 @@ def _sync_chunk(
                 plans[(cid, et)] = (plan, previous)
 
         if dry_run:
-            tx.execute("SELECT 1")  # keep the transaction valid; nothing is written
+            if on_chunk is not None:
+                on_chunk(tx, list(outcome.values()))
             return list(outcome.values())
 
         failed = _write_hubspot(engine, plans, outcome)
-        for (cid, et), (plan, previous) in plans.items():
-            if cid in failed:
-                continue
-            log_id = commit_plan(
-                tx,
-                plan,
-                mappings[(cid, et)],
-                entity_type=et,
-                customer_id=cid,
-                previous=previous,
-                now=now,
-                operation=operation,
-                triggered_by=triggered_by,
-                triggered_by_user=triggered_by_user,
-                started_at=started,
-                record_noop=record_noop,
-            )
+        to_commit = [
+            PlanCommit(plan, mappings[(cid, et)], et, cid, previous)
+            for (cid, et), (plan, previous) in plans.items()
+            if cid not in failed
+        ]
+        log_ids = commit_plans(
+            tx,
+            to_commit,
+            now=now,
+            operation=operation,
+            triggered_by=triggered_by,
+            triggered_by_user=triggered_by_user,
+            started_at=started,
+            record_noop=record_noop,
+        )
+        for item, log_id in zip(to_commit, log_ids, strict=True):
             if log_id:
-                outcome[cid].log_ids.append(log_id)
+                outcome[item.customer_id].log_ids.append(log_id)
+        if on_chunk is not None:
+            on_chunk(tx, list(outcome.values()))
     elapsed_ms = (engine.now() - started).total_seconds() * 1000
     for (cid, et), (plan, _) in plans.items():
         log_plan(

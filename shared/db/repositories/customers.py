@@ -208,3 +208,65 @@ def _stamp(tx: Session, customer_id: str, column: str, at: datetime | None) -> N
         "WHERE id = CAST(:id AS uuid)",
         {"id": str(customer_id), "at": at},
     )
+
+
+def update_many(
+    tx: Session, values_by_id: Mapping[str, Mapping[str, Any]], *, touch: bool = True
+) -> int:
+    """Set columns of many customers in one statement, each customer its own columns.
+
+    ``values_by_id`` maps a customer id to ``{column: value}`` as for
+    :func:`update_columns`. The values travel as one JSON document and PostgreSQL
+    converts each to its column's type (``jsonb_populate_record``), so a page of
+    writes is one round trip. Returns the number of rows updated.
+    """
+    if not values_by_id:
+        return 0
+    columns = sorted(
+        {
+            c
+            for values in values_by_id.values()
+            for c in check_columns(values, WRITABLE_COLUMNS, TABLE)
+        }
+    )
+    if not columns:
+        return 0
+    # Column names are checked above; the values are one JSON parameter.
+    assignments = [
+        f"{c} = CASE WHEN jsonb_exists(u.doc, '{c}') "
+        f"THEN (jsonb_populate_record(NULL::{TABLE}, u.doc)).{c} ELSE c.{c} END"
+        for c in columns
+    ]
+    if touch:
+        assignments.append("updated_at = NOW()")
+    docs = {str(cid): dict(values) for cid, values in values_by_id.items()}
+    return tx.execute(
+        f"UPDATE {TABLE} AS c SET {', '.join(assignments)} "
+        "FROM jsonb_each(CAST(:docs AS jsonb)) AS u(id, doc) WHERE c.id = CAST(u.id AS uuid)",
+        {"docs": to_json(docs)},
+    )
+
+
+def mark_synced_many(
+    tx: Session,
+    *,
+    from_hubspot: Sequence[str] = (),
+    to_hubspot: Sequence[str] = (),
+    at: datetime | None = None,
+) -> None:
+    """Stamp ``last_synced_from_hubspot`` / ``last_synced_to_hubspot`` of many customers at once."""
+    if not from_hubspot and not to_hubspot:
+        return
+    tx.execute(
+        f"UPDATE {TABLE} SET "
+        "last_synced_from_hubspot = CASE WHEN id = ANY(CAST(:from_ids AS uuid[])) "
+        "THEN COALESCE(CAST(:at AS timestamptz), NOW()) ELSE last_synced_from_hubspot END, "
+        "last_synced_to_hubspot = CASE WHEN id = ANY(CAST(:to_ids AS uuid[])) "
+        "THEN COALESCE(CAST(:at AS timestamptz), NOW()) ELSE last_synced_to_hubspot END "
+        "WHERE id = ANY(CAST(:from_ids AS uuid[])) OR id = ANY(CAST(:to_ids AS uuid[]))",
+        {
+            "from_ids": [str(i) for i in from_hubspot],
+            "to_ids": [str(i) for i in to_hubspot],
+            "at": at,
+        },
+    )

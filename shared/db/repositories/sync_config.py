@@ -73,3 +73,12 @@ def save(
         )
     assert row is not None
     return row
+
+
+def customers_with_configs(tx: Session) -> set[str]:
+    """The ids of customers that have rows of their own (everyone else uses the global set)."""
+    rows = tx.fetch(
+        f"SELECT DISTINCT customer_id FROM {TABLE} "
+        "WHERE customer_id IS NOT NULL AND is_global IS NOT TRUE"
+    )
+    return {str(row["customer_id"]) for row in rows}
