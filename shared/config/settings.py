@@ -113,6 +113,20 @@ class Settings(BaseSettings):
         "CLOSED", description="warp_status given to the company of a deleted customer"
     )
 
+    # --- reconciliation ---------------------------------------------------------------
+    reconcile_time_budget_seconds: float = Field(
+        1500.0,
+        gt=0,
+        description="work per reconciler invocation before a continuation task takes over"
+        " (below the 30-minute Scheduler and Cloud Tasks deadlines)",
+    )
+    reconcile_stale_seconds: float = Field(
+        900.0, gt=0, description="a RUNNING run silent this long is resumed or marked FAILED"
+    )
+    reconcile_overlap_seconds: float = Field(
+        600.0, ge=0, description="INCREMENTAL runs look back this much before the last run"
+    )
+
     # --- security and logs ------------------------------------------------------------
     encryption_key: SecretStr | None = Field(
         None, description="base64 AES-256 key for sensitive values in the sync log"
