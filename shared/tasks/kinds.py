@@ -11,3 +11,5 @@ from shared.tasks.registry import register
 register("outbound_flush", "shared.outbound.flush:run_flush_task")
 # A hubspot_sync_queue row to run again (its ``kind`` column picks the runner).
 register("queue_item", "shared.retry.worker:run_queue_task")
+# Inbound webhook events stored but not processed within the receiver's time budget.
+register("inbound_batch", "shared.inbound.process:run_inbound_batch")

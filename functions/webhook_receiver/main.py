@@ -1,0 +1,45 @@
+"""Cloud Function ``webhook_receiver``: HubSpot's webhook deliveries, at any path.
+
+A thin adapter: it reads the raw request (at most the body cap plus one byte, so
+an oversized body is never held whole) and hands it to
+``shared.inbound.webhook.handle_delivery``, which verifies, stores, processes and
+hands off. Errors become answers through ``http_function`` (401 for signatures,
+503 for retryable failures) and ``DeliveryRejected`` (400/413).
+"""
+
+from __future__ import annotations
+
+import time
+
+import flask
+import functions_framework
+
+from shared.engine import get_engine
+from shared.inbound.verify import raw_target
+from shared.inbound.webhook import Delivery, DeliveryRejected, handle_delivery
+from shared.web import error_response, http_function, json_response
+
+
+@functions_framework.http
+@http_function("webhook_receiver")
+def webhook_receiver(request: flask.Request) -> flask.Response:
+    """Receive one batch of HubSpot events."""
+    started = time.monotonic()
+    if request.method != "POST":
+        return error_response(405, "HubSpot delivers webhooks with POST")
+    engine = get_engine()
+    limit = engine.settings.webhook_max_body_bytes
+    if (request.content_length or 0) > limit:
+        return error_response(413, f"body larger than {limit} bytes")
+    delivery = Delivery(
+        method=request.method,
+        target=raw_target(request.environ, request.path, request.query_string),
+        host_url=request.host_url,
+        headers=request.headers,
+        body=request.stream.read(limit + 1),
+        started=started,
+    )
+    try:
+        return json_response(handle_delivery(engine, delivery))
+    except DeliveryRejected as exc:
+        return error_response(exc.status, str(exc))

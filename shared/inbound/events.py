@@ -1,0 +1,232 @@
+"""HubSpot's webhook event objects, validated (pure).
+
+A delivery is a JSON array of events (hubspot-api.md §1.2). Each is checked with
+pydantic in strict mode: HubSpot sends ids and times as JSON numbers and flags as
+booleans, so a string where a number belongs is an error, not something to guess
+at. :func:`parse_batch` reports every problem of a batch in one message that names
+the event (its position and ``eventId``) and the field, never the values, which may
+be personal data.
+
+Decisions:
+
+- ``subscriptionType`` is required; the older documented name ``eventType`` is
+  accepted for it. Any ``<object>.<kind>`` is accepted and stored; object types
+  other than company and contact are recorded and ignored when processed, so one
+  stray subscription does not make HubSpot retry whole batches forever.
+- Generic ``object.<kind>`` events name their object with ``objectTypeId``
+  (``0-1`` contact, ``0-2`` company).
+- ``propertyChange`` needs ``propertyName`` and ``propertyValue`` (HubSpot always
+  sends both; ``""`` is a cleared value); ``associationChange`` needs
+  ``associationType``, ``fromObjectId`` and ``toObjectId``.
+- Unknown extra fields are kept (HubSpot adds fields over time); the whole event
+  object is stored as ``raw_payload``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+# Structural events are applied before property changes and deletions after them
+# (see shared/inbound/apply.py); within one kind, occurredAt orders.
+KIND_RANK = {
+    "creation": 0,
+    "restore": 1,
+    "merge": 2,
+    "associationChange": 3,
+    "propertyChange": 4,
+    "deletion": 5,
+    "privacyDeletion": 6,
+}
+_GENERIC_OBJECT_TYPES = {"0-1": "contact", "0-2": "company"}
+
+
+class ObjectType(StrEnum):
+    """The HubSpot objects the sync follows."""
+
+    COMPANY = "company"
+    CONTACT = "contact"
+
+
+class EventProblem(ValueError):
+    """A batch that is not a list of valid events; the message names each problem."""
+
+
+class WebhookEvent(BaseModel):
+    """One HubSpot webhook event (camelCase on the wire)."""
+
+    model_config = ConfigDict(strict=True, extra="allow", frozen=True, populate_by_name=True)
+
+    event_id: int = Field(alias="eventId")
+    subscription_id: int = Field(alias="subscriptionId")
+    portal_id: int = Field(alias="portalId")
+    occurred_at_ms: int = Field(alias="occurredAt", ge=0)
+    subscription_type: str = Field(
+        validation_alias=AliasChoices("subscriptionType", "eventType"),
+        serialization_alias="subscriptionType",
+        pattern=r"^[A-Za-z_]+\.[A-Za-z_]+$",
+        max_length=100,
+    )
+    object_id: int = Field(alias="objectId")
+    app_id: int | None = Field(None, alias="appId")
+    attempt_number: int | None = Field(None, alias="attemptNumber", ge=0)
+    property_name: str | None = Field(None, alias="propertyName", max_length=100)
+    property_value: str | None = Field(None, alias="propertyValue")
+    change_source: str | None = Field(None, alias="changeSource", max_length=100)
+    source_id: str | None = Field(None, alias="sourceId", max_length=100)
+    change_flag: str | None = Field(None, alias="changeFlag")
+    object_type_id: str | None = Field(None, alias="objectTypeId")
+    # merge events
+    primary_object_id: int | None = Field(None, alias="primaryObjectId")
+    merged_object_ids: list[int] | None = Field(None, alias="mergedObjectIds")
+    new_object_id: int | None = Field(None, alias="newObjectId")
+    # association changes
+    association_type: str | None = Field(None, alias="associationType")
+    from_object_id: int | None = Field(None, alias="fromObjectId")
+    to_object_id: int | None = Field(None, alias="toObjectId")
+    association_removed: bool | None = Field(None, alias="associationRemoved")
+    is_primary_association: bool | None = Field(None, alias="isPrimaryAssociation")
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> WebhookEvent:
+        if self.kind == "propertyChange":
+            missing = [
+                name
+                for name, value in (
+                    ("propertyName", self.property_name),
+                    ("propertyValue", self.property_value),
+                )
+                if value is None
+            ]
+            if missing:
+                raise ValueError(f"a propertyChange event needs {' and '.join(missing)}")
+        if self.kind == "associationChange":
+            missing = [
+                name
+                for name, value in (
+                    ("associationType", self.association_type),
+                    ("fromObjectId", self.from_object_id),
+                    ("toObjectId", self.to_object_id),
+                )
+                if value is None
+            ]
+            if missing:
+                raise ValueError(f"an associationChange event needs {', '.join(missing)}")
+        return self
+
+    @property
+    def kind(self) -> str:
+        """``propertyChange``, ``creation``, ... (the part after the dot)."""
+        return self.subscription_type.partition(".")[2]
+
+    @property
+    def object_type(self) -> str:
+        """``company``, ``contact``, or another HubSpot object name as sent."""
+        prefix = self.subscription_type.partition(".")[0].lower()
+        if prefix == "object":
+            return _GENERIC_OBJECT_TYPES.get(
+                self.object_type_id or "", f"object:{self.object_type_id}"
+            )
+        return prefix
+
+    @property
+    def occurred_at(self) -> datetime:
+        """``occurredAt`` as an aware UTC datetime."""
+        return datetime.fromtimestamp(self.occurred_at_ms / 1000, tz=UTC)
+
+    @property
+    def key(self) -> str:
+        """The idempotency key: HubSpot's eventId alone is not unique (hubspot-api.md §1.2)."""
+        return f"{self.subscription_id}:{self.event_id}:{self.occurred_at_ms}"
+
+    @property
+    def rank(self) -> int:
+        """Where the event's kind goes in processing order."""
+        return KIND_RANK.get(self.kind, len(KIND_RANK))
+
+    def is_echo_of(self, app_id: int | None) -> bool:
+        """Written by our own app: ``changeSource`` INTEGRATION and ``sourceId`` our app id."""
+        return (
+            app_id is not None
+            and self.change_source == "INTEGRATION"
+            and self.source_id == str(app_id)
+        )
+
+    def to_row(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+        """The ``hubspot_webhook_events`` row storing this event (``raw``: the JSON object)."""
+        return {
+            "event_id": self.key,
+            "event_type": self.subscription_type,
+            "object_type": self.object_type,
+            "object_id": str(self.object_id),
+            "property_name": self.property_name,
+            "property_value": self.property_value,
+            "raw_payload": dict(raw),
+            "occurred_at": self.occurred_at,
+            "signature_valid": True,
+            "hubspot_event_id": self.event_id,
+            "subscription_id": self.subscription_id,
+            "portal_id": self.portal_id,
+            "attempt_number": self.attempt_number,
+            "change_source": self.change_source,
+            "source_id": self.source_id,
+        }
+
+
+def parse_event(raw: Mapping[str, Any]) -> WebhookEvent:
+    """One event from its JSON object (raises pydantic's ValidationError)."""
+    return WebhookEvent.model_validate(raw)
+
+
+def parse_batch(data: Any) -> list[tuple[WebhookEvent, Mapping[str, Any]]]:
+    """Validate a decoded delivery body; each event with its JSON object.
+
+    Raises :class:`EventProblem` naming every invalid event and field.
+    """
+    if not isinstance(data, list):
+        raise EventProblem(f"body must be a JSON array of events, not {_json_type(data)}")
+    parsed: list[tuple[WebhookEvent, Mapping[str, Any]]] = []
+    problems: list[str] = []
+    for index, item in enumerate(data):
+        if not isinstance(item, dict):
+            problems.append(f"event {index}: must be an object, not {_json_type(item)}")
+            continue
+        try:
+            parsed.append((parse_event(item), item))
+        except ValidationError as exc:
+            problems.append(_describe(index, item, exc))
+    if problems:
+        shown = problems[:10]
+        more = f"; and {len(problems) - 10} more" if len(problems) > 10 else ""
+        raise EventProblem("invalid events: " + "; ".join(shown) + more)
+    return parsed
+
+
+def _describe(index: int, item: Mapping[str, Any], exc: ValidationError) -> str:
+    """``event 3 (eventId 17): occurredAt: Field required, ...`` without input values."""
+    event_id = item.get("eventId")
+    label = f"event {index}" + (f" (eventId {event_id})" if isinstance(event_id, int) else "")
+    parts = []
+    for error in exc.errors(include_input=False, include_url=False):
+        location = ".".join(str(p) for p in error.get("loc", ()))
+        message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        parts.append(f"{location}: {message}" if location else message)
+    return f"{label}: " + ", ".join(parts)
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"

@@ -1,0 +1,338 @@
+"""Processing stored webhook events: chunks, time budget, failures, the task and the sweep.
+
+:func:`process_events` applies events (``apply.apply_chunk``) in chunks of up to
+:data:`CHUNK` events in ``occurredAt`` order, one transaction each, as long as the
+deadline allows; the events it did not start are returned as *deferred*.
+
+Failures never stop the other events:
+
+- a retryable failure (database connection lost, lock wait beyond the budget,
+  deadlock, HubSpot unavailable) marks the chunk's events with the error and
+  leaves them unprocessed, for the task's next attempt;
+- any other failure rolls the chunk back and applies it again in smaller units:
+  object by object, then event by event, so only the event that cannot be applied
+  ends failed (``processed`` with its ``processing_error``, visible, not retried).
+
+The task (kind ``inbound_batch``, :func:`run_inbound_batch`) processes the events
+its payload names (``{"event_ids": [...]}``) or every unprocessed event received
+before a time (``{"received_before": iso}``). While events stay unprocessed it
+asks to be retried; after the last attempt it leaves a FAILED
+``hubspot_sync_queue`` row naming them (visible in the API's queue, replayable).
+:func:`process_pending` is the sweep the reconciler calls: nothing stored is
+lost even when every task failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import pg8000.exceptions
+
+from shared.db.repositories import sync_queue, webhook_events
+from shared.engine.deps import Engine, get_engine
+from shared.engine.record import log_plan
+from shared.errors import SyncError
+from shared.inbound.apply import ChunkResult, apply_chunk
+from shared.inbound.events import parse_event
+from shared.inbound.queries import unprocessed_before, unprocessed_by_ids
+from shared.inbound.receive import StoredEvent
+from shared.tasks import TaskOutcome
+
+log = logging.getLogger("warp_hubspot_sync.inbound")
+
+KIND = "inbound_batch"
+CHUNK = 100
+# SQLSTATEs after which the same work can succeed later: serialization failure,
+# deadlock, lock wait timeout (our time budget), statement cancelled.
+_RETRYABLE_SQLSTATES = ("40001", "40P01", "55P03", "57014")
+
+
+@dataclass
+class ProcessReport:
+    """What a processing run did. ``counts`` holds event outcomes by category
+    (``applied``, ``echo``, ``stale``, ``superseded``, ``unmapped``, ``outbound_only``,
+    ``conflict``, ``warp_newer``, ``in_sync``, ``no_customer``, ``linked``,
+    ``unlinked``, ``merged``, ...)."""
+
+    processed: int = 0
+    failed: int = 0
+    retry: list[str] = field(default_factory=list)
+    deferred: list[str] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def remaining(self) -> list[str]:
+        """Row ids still unprocessed: to retry, or not started within the budget."""
+        return [*self.retry, *self.deferred]
+
+    @property
+    def echoes(self) -> int:
+        """Echoes of our own writes that were ignored."""
+        return self.counts["echo"]
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able summary (for HTTP answers and logs)."""
+        return {
+            "processed": self.processed,
+            "failed": self.failed,
+            "retry": len(self.retry),
+            "deferred": len(self.deferred),
+            "outcomes": dict(sorted(self.counts.items())),
+        }
+
+
+def process_events(
+    engine: Engine, events: Sequence[StoredEvent], *, deadline: float | None = None
+) -> ProcessReport:
+    """Apply stored events in chunks until done or ``deadline`` (``time.monotonic()``)."""
+    report = ProcessReport()
+    ordered = sorted(events, key=lambda s: (s.event.occurred_at_ms, s.event.rank, s.event.event_id))
+    for start in range(0, len(ordered), CHUNK):
+        chunk = ordered[start : start + CHUNK]
+        if deadline is not None and time.monotonic() >= deadline:
+            report.deferred.extend(s.row_id for s in ordered[start:])
+            break
+        _process_unit(engine, chunk, report, deadline, level=0)
+    if events:
+        log.info(
+            "inbound events processed",
+            extra={"fields": {"events": len(events), **report.as_dict()}},
+        )
+    return report
+
+
+def _process_unit(
+    engine: Engine,
+    unit: Sequence[StoredEvent],
+    report: ProcessReport,
+    deadline: float | None,
+    *,
+    level: int,
+) -> None:
+    """Apply ``unit`` in one transaction; on a permanent failure, split it (see above)."""
+    lock_timeout_ms = None
+    if deadline is not None:
+        lock_timeout_ms = max(1, int((deadline - time.monotonic()) * 1000))
+    started = time.monotonic()
+    try:
+        result = apply_chunk(engine, unit, lock_timeout_ms=lock_timeout_ms)
+    except Exception as exc:
+        if is_retryable(exc):
+            _record_failures(engine, {s.row_id: exc for s in unit}, report)
+            return
+        parts = _split(unit, level)
+        if parts is None:
+            _record_failures(engine, {s.row_id: exc for s in unit}, report)
+            return
+        log.warning(
+            "inbound events failed together; applying them apart",
+            extra={"fields": {"events": len(unit), "error_type": type(exc).__name__}},
+        )
+        for part in parts:
+            _process_unit(engine, part, report, deadline, level=level + 1)
+        return
+    _finish(result, report, (time.monotonic() - started) * 1000)
+    if result.failed:
+        _record_failures(engine, result.failed, report)
+
+
+def _split(unit: Sequence[StoredEvent], level: int) -> list[list[StoredEvent]] | None:
+    """The next smaller units: by object, then single events; None for a single event."""
+    if len(unit) <= 1:
+        return None
+    if level == 0:
+        groups: dict[tuple[str, int], list[StoredEvent]] = {}
+        for stored in unit:
+            groups.setdefault((stored.event.object_type, stored.event.object_id), []).append(stored)
+        if len(groups) > 1:
+            return list(groups.values())
+    return [[s] for s in unit]
+
+
+def _finish(result: ChunkResult, report: ProcessReport, duration_ms: float) -> None:
+    for outcome in result.outcomes.values():
+        report.counts[outcome.category] += 1
+    report.processed += len(result.outcomes)
+    for plan, entity_type, customer_id in result.plans:
+        log_plan(
+            plan,
+            entity_type=entity_type,
+            customer_id=customer_id,
+            operation="UPDATE",
+            duration_ms=duration_ms,
+            triggered_by="webhook",
+        )
+
+
+def _record_failures(
+    engine: Engine, failures: Mapping[str, BaseException], report: ProcessReport
+) -> None:
+    """Store each failure on its event: retryable ones stay unprocessed, others close."""
+    for row_id, exc in failures.items():
+        retryable = is_retryable(exc)
+        if retryable:
+            report.retry.append(row_id)
+        else:
+            report.failed += 1
+        log.warning(
+            "inbound event failed",
+            extra={
+                "fields": {
+                    "event_row_id": row_id,
+                    "error_type": type(exc).__name__,
+                    "retryable": retryable,
+                }
+            },
+        )
+    try:
+        with engine.database.transaction() as tx:
+            for row_id, exc in failures.items():
+                webhook_events.mark_failed(
+                    tx, row_id, _error_text(exc), final=not is_retryable(exc)
+                )
+    except Exception as exc:  # the database itself may be what failed
+        log.warning(
+            "could not record inbound failures; the events stay unprocessed",
+            extra={"fields": {"events": len(failures), "error_type": type(exc).__name__}},
+        )
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether the same work may succeed later (see the module docstring)."""
+    if getattr(exc, "retryable", False):
+        return True
+    if isinstance(exc, pg8000.exceptions.DatabaseError) and exc.args:
+        info = exc.args[0]
+        code = info.get("C", "") if isinstance(info, dict) else ""
+        return code in _RETRYABLE_SQLSTATES
+    return False
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, pg8000.exceptions.DatabaseError) and exc.args:
+        info = exc.args[0]
+        if isinstance(info, dict):
+            return f"{type(exc).__name__} {info.get('C', '')}: {info.get('M', '')}"[:1000]
+    return f"{type(exc).__name__}: {exc}"[:1000]
+
+
+# -- loading stored events ------------------------------------------------------------
+
+
+def _stored(engine: Engine, rows: Sequence[Mapping[str, Any]]) -> list[StoredEvent]:
+    """Stored rows back to events; a row that no longer parses is closed as failed."""
+    stored: list[StoredEvent] = []
+    broken: dict[str, BaseException] = {}
+    for row in rows:
+        try:
+            stored.append(StoredEvent(str(row["id"]), parse_event(row["raw_payload"])))
+        except ValueError as exc:
+            broken[str(row["id"])] = exc
+    if broken:
+        _record_failures(engine, broken, ProcessReport())
+    return stored
+
+
+def process_ids(
+    engine: Engine, row_ids: Sequence[str], *, deadline: float | None = None
+) -> ProcessReport:
+    """Process those of these stored events that are still unprocessed."""
+    with engine.database.transaction() as tx:
+        rows = unprocessed_by_ids(tx, row_ids)
+    return process_events(engine, _stored(engine, rows), deadline=deadline)
+
+
+def process_pending(
+    engine: Engine,
+    limit: int = 1000,
+    *,
+    older_than_seconds: float = 60.0,
+    received_before: datetime | None = None,
+) -> ProcessReport:
+    """The sweep: process up to ``limit`` unprocessed events, oldest first.
+
+    Only events received ``older_than_seconds`` ago (or before ``received_before``)
+    are taken, so the sweep does not race a delivery still processing its own.
+    Events that failed for good are processed-with-error and not picked up again.
+    """
+    before = received_before or engine.now() - timedelta(seconds=older_than_seconds)
+    with engine.database.transaction() as tx:
+        rows = unprocessed_before(tx, before, limit)
+    return process_events(engine, _stored(engine, rows))
+
+
+# -- the task ----------------------------------------------------------------------
+
+
+def task_payload(row_ids: Sequence[str]) -> dict[str, Any]:
+    """The ``inbound_batch`` payload naming these stored events."""
+    return {"event_ids": [str(i) for i in row_ids]}
+
+
+def run_inbound_batch(payload: Mapping[str, Any], attempt: int) -> TaskOutcome:
+    """Task handler of kind ``inbound_batch`` (registered in shared/tasks/kinds.py)."""
+    engine = get_engine()
+    if "event_ids" in payload:
+        ids = [str(i) for i in payload["event_ids"]]
+        report = process_ids(engine, ids)
+    elif "received_before" in payload:
+        report = process_pending(
+            engine,
+            limit=int(payload.get("limit", 1000)),
+            received_before=datetime.fromisoformat(str(payload["received_before"])),
+        )
+    else:
+        log.error("inbound_batch task without event_ids or received_before")
+        return TaskOutcome.FAILED
+    if not report.remaining:
+        return TaskOutcome.DONE
+    if attempt + 1 < engine.settings.retry_max_attempts:
+        return TaskOutcome.RETRY
+    with engine.database.transaction() as tx:
+        row = sync_queue.enqueue(
+            tx,
+            kind=KIND,
+            entity_type="webhook_event",
+            entity_id=None,
+            operation="UPDATE",
+            direction="HUBSPOT_TO_WARP",
+            payload=task_payload(report.remaining),
+            retry_count=attempt,
+            max_retries=engine.settings.retry_max_attempts,
+        )
+        # A replayable record of the give-up, not work due now: FAILED at once.
+        sync_queue.fail(
+            tx,
+            str(row["id"]),
+            f"{len(report.remaining)} event(s) still unprocessed after {attempt + 1} attempts",
+            retry_at=None,
+        )
+    log.error(
+        "inbound events given up after the last attempt; queued as FAILED",
+        extra={"fields": {"events": len(report.remaining), "attempts": attempt + 1}},
+    )
+    return TaskOutcome.FAILED
+
+
+class EventsStillPending(SyncError):
+    """Some events of a replayed queue row are still unprocessed (retryable)."""
+
+    retryable = True
+
+
+def retry_queue_row(engine: Engine, row: Mapping[str, Any]) -> None:
+    """Runner of ``hubspot_sync_queue`` rows of kind ``inbound_batch`` (a replay).
+
+    Processes the events the row's payload names; raises :class:`EventsStillPending`
+    while some stay unprocessed, so the retry worker schedules the row again.
+    """
+    payload = row.get("payload") or {}
+    report = process_ids(engine, [str(i) for i in payload.get("event_ids", [])])
+    if report.remaining:
+        raise EventsStillPending(f"{len(report.remaining)} event(s) still unprocessed")
