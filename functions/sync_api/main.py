@@ -1,0 +1,16 @@
+"""Cloud Function ``sync_api``: the management API (routes in ``shared/api/routes.py``)."""
+
+from __future__ import annotations
+
+import flask
+import functions_framework
+
+from shared.api.routes import dispatch
+from shared.web import http_function
+
+
+@functions_framework.http
+@http_function("sync_api")
+def sync_api(request: flask.Request) -> flask.Response:
+    """Answer one management API request (auth, routing and validation in ``dispatch``)."""
+    return dispatch(request)

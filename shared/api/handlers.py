@@ -1,0 +1,350 @@
+"""The management API's handlers: translate a validated call into engine and repository calls.
+
+Each takes a :class:`~shared.api.context.Call` and answers ``(status, model)``;
+refusals are :class:`~shared.api.context.ApiError`. No HTTP parsing happens here
+(the router did it) and no sync logic (the engine does it).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from shared import retry
+from shared.api import models
+from shared.api.context import ApiError, Call, Reply
+from shared.conflicts import Action
+from shared.db import Row
+from shared.db.repositories import customers, field_state, reconciliation_runs, sync_log, sync_queue
+from shared.engine import resolve
+from shared.engine.snapshots import linked_id
+from shared.engine.sync import ENTITIES, FROM_HUBSPOT, TO_HUBSPOT, CustomerSync, sync_customers
+from shared.mapping import EntityType
+from shared.sealing import get_sealer
+
+TRIGGERED_BY = "api"  # hubspot_sync_log.triggered_by of syncs started through the API
+RESOLVED_BY = "manual"  # ... and of conflicts a person resolved
+
+
+def _customer(call: Call) -> Row:
+    with call.engine.database.transaction() as tx:
+        row = customers.get(tx, call.path["id"])
+    if row is None:
+        raise ApiError(404, f"customer {call.path['id']} not found", field="id")
+    return row
+
+
+# --- sync now -------------------------------------------------------------------------
+
+
+def sync_to_hubspot(call: Call) -> Reply:
+    """POST /customers/{id}/to-hubspot: push every field WARP may write to HubSpot now."""
+    return _sync_now(call, "to-hubspot")
+
+
+def sync_from_hubspot(call: Call) -> Reply:
+    """POST /customers/{id}/from-hubspot: pull every field HubSpot may write to WARP now."""
+    return _sync_now(call, "from-hubspot")
+
+
+def _sync_now(call: Call, direction: str) -> Reply:
+    row = _customer(call)
+    if linked_id(row, EntityType.CUSTOMER) is None:
+        raise ApiError(409, "customer is not linked to a HubSpot company")
+    (result,) = sync_customers(
+        call.engine,
+        [call.path["id"]],
+        allowed=TO_HUBSPOT if direction == "to-hubspot" else FROM_HUBSPOT,
+        triggered_by=TRIGGERED_BY,
+        triggered_by_user=call.user,
+        record_noop=True,
+    )
+    if result.status == "not_found":  # deleted between the two reads
+        raise ApiError(404, f"customer {call.path['id']} not found", field="id")
+    if result.error is not None:
+        retryable = bool(result.error.retryable)
+        raise ApiError(
+            503 if retryable else 422,
+            f"HubSpot refused the update: {result.error}",
+            retryable=retryable,
+        )
+    return 200, _sync_answer(result, direction)
+
+
+def _sync_answer(result: CustomerSync, direction: str) -> models.SyncResult:
+    changed, skipped, conflicts = [], [], []
+    for entity_type, plan in result.plans.items():
+        for r in plan.changed:
+            to_hubspot = r.action is Action.WRITE_HUBSPOT
+            changed.append(
+                models.ChangedField(
+                    field=r.field,
+                    entity_type=entity_type,
+                    hubspot_property=r.hubspot_property,
+                    action="WRITE_HUBSPOT" if to_hubspot else "WRITE_WARP",
+                    old=r.hubspot_before if to_hubspot else r.warp_before,
+                    new=r.decision.value,
+                    reason=r.decision.reason,
+                )
+            )
+        for r in plan.skipped:
+            skipped.append(
+                models.SkippedField(
+                    field=r.field,
+                    entity_type=entity_type,
+                    hubspot_property=r.hubspot_property,
+                    reason=r.note or r.decision.reason,
+                )
+            )
+        for r in plan.conflicts:
+            conflicts.append(
+                models.ConflictField(
+                    field=r.field,
+                    entity_type=entity_type,
+                    hubspot_property=r.hubspot_property,
+                    warp_value=r.warp_before,
+                    hubspot_value=r.hubspot_before,
+                    reason=r.decision.reason,
+                )
+            )
+    return models.SyncResult(
+        customer_id=UUID(result.customer_id),
+        direction=direction,  # type: ignore[arg-type]
+        status=result.status,  # type: ignore[arg-type]
+        changed=changed,
+        skipped=skipped,
+        conflicts=conflicts,
+        missing=list(result.missing),
+        linked=[],
+        error=None,
+        log_ids=[UUID(i) for i in result.log_ids],
+    )
+
+
+# --- status, logs, conflicts ----------------------------------------------------------
+
+
+def customer_status(call: Call) -> Reply:
+    """GET /customers/{id}/status: links, last sync times, every mapped field's state."""
+    row = _customer(call)
+    customer_id = call.path["id"]
+    with call.engine.database.transaction() as tx:
+        states = field_state.get_for_entity(tx, None, customer_id)
+    recorded = {(s["entity_type"], s["field_name"]): s for s in states}
+    fields: list[models.FieldStatus] = []
+    for entity_type in ENTITIES:
+        for mapping in call.engine.mapping_for(customer_id, entity_type).fields.values():
+            state = recorded.pop((entity_type.value, mapping.name), None) or {}
+            fields.append(
+                _field_status(
+                    state,
+                    field=mapping.name,
+                    entity_type=entity_type,
+                    mapped=True,
+                    hubspot_property=mapping.hubspot_property,
+                    warp_field=mapping.warp_field,
+                    sync_direction=mapping.direction.value,
+                    conflict_resolution=mapping.rule.value,
+                )
+            )
+    for (entity_type_name, name), state in recorded.items():
+        fields.append(
+            _field_status(
+                state,
+                field=name,
+                entity_type=EntityType(entity_type_name),
+                mapped=False,
+                hubspot_property=None,
+                warp_field=state.get("field_path"),
+                sync_direction=state.get("sync_direction"),
+                conflict_resolution=state.get("conflict_resolution"),
+            )
+        )
+    external = row.get("external_ids") or {}
+    return 200, models.CustomerStatus(
+        customer_id=UUID(customer_id),
+        company_name=row.get("company_name"),
+        hubspot_sync_enabled=row.get("hubspot_sync_enabled"),
+        links=models.Links(
+            hubspot_company_id=_text(external.get("hubspot_company_id")),
+            hubspot_contact_id=_text(external.get("hubspot_contact_id")),
+        ),
+        last_synced_to_hubspot=row.get("last_synced_to_hubspot"),
+        last_synced_from_hubspot=row.get("last_synced_from_hubspot"),
+        updated_at=row.get("updated_at"),
+        open_conflicts=sum(1 for f in fields if f.is_in_conflict),
+        fields=fields,
+    )
+
+
+def _text(value: Any) -> str | None:
+    return None if value in (None, "") else str(value)
+
+
+def _field_status(state: Mapping[str, Any], **known: Any) -> models.FieldStatus:
+    copied = (
+        "warp_value",
+        "hubspot_value",
+        "last_synced_at",
+        "last_synced_direction",
+        "last_modified_at_warp",
+        "last_modified_at_hubspot",
+        "conflict_detected_at",
+        "conflict_resolved_at",
+    )
+    values = {**known, **{k: state.get(k) for k in copied}}
+    return models.FieldStatus.model_validate(
+        {**values, "is_in_conflict": bool(state.get("is_in_conflict"))}
+    )
+
+
+def customer_logs(call: Call) -> Reply:
+    """GET /customers/{id}/logs: the sync log, newest first, keyset-paged, filtered."""
+    _customer(call)
+    query: models.LogQuery = call.query
+    before = _decode_cursor(query.cursor) if query.cursor else None
+    with call.engine.database.transaction() as tx:
+        rows = sync_log.list_for_customer(
+            tx,
+            call.path["id"],
+            limit=query.limit + 1,
+            before=before,
+            status=query.status,
+            direction=query.direction,
+            entity_type=query.entity_type.value if query.entity_type else None,
+        )
+    more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    sealer = get_sealer()
+    items = [
+        models.LogEntry.model_validate(
+            {**row, "field_changes": sealer.open_changes(row.get("field_changes") or {})}
+        )
+        for row in rows
+    ]
+    cursor = _encode_cursor(rows[-1]["started_at"], str(rows[-1]["id"])) if more else None
+    return 200, models.LogPage(items=items, next_cursor=cursor)
+
+
+def _encode_cursor(started_at: datetime, row_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{started_at.isoformat()}|{row_id}".encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        text = base64.urlsafe_b64decode(cursor.encode()).decode()
+        when, _, row_id = text.partition("|")
+        return datetime.fromisoformat(when), str(UUID(row_id))
+    except (binascii.Error, UnicodeError, ValueError):
+        raise ApiError(400, "cursor is not one this API gave out", field="cursor") from None
+
+
+def customer_conflicts(call: Call) -> Reply:
+    """GET /customers/{id}/conflicts: open conflicts with both current values and times."""
+    found = resolve.open_conflicts(call.engine, call.path["id"])
+    if found is None:
+        raise ApiError(404, f"customer {call.path['id']} not found", field="id")
+    return 200, models.ConflictList(
+        customer_id=UUID(call.path["id"]),
+        conflicts=[models.OpenConflictOut.model_validate(c, from_attributes=True) for c in found],
+    )
+
+
+_RESOLVE_STATUS = {
+    resolve.CustomerNotFound: 404,
+    resolve.FieldNotMapped: 400,
+    resolve.InvalidValue: 400,
+    resolve.NotLinked: 409,
+    resolve.RecordMissing: 409,
+    resolve.NotInConflict: 409,
+}
+
+
+def resolve_conflict(call: Call) -> Reply:
+    """POST /customers/{id}/resolve-conflict: settle one field with the chosen value."""
+    body: models.ResolveConflictRequest = call.body
+    try:
+        done = resolve.resolve_conflict(
+            call.engine,
+            call.path["id"],
+            body.field_name,
+            body.resolution,
+            value=body.value,
+            triggered_by=RESOLVED_BY,
+            triggered_by_user=call.user,
+        )
+    except resolve.ResolveError as exc:
+        status = _RESOLVE_STATUS.get(type(exc), 400)
+        field = "id" if status == 404 else exc.field
+        raise ApiError(status, str(exc), field=field) from None
+    return 200, models.ResolveConflictResult.model_validate(done, from_attributes=True)
+
+
+# --- reconciliation runs --------------------------------------------------------------
+
+
+def list_runs(call: Call) -> Reply:
+    """GET /reconciliation-runs: runs with their counts, newest first."""
+    query: models.RunQuery = call.query
+    with call.engine.database.transaction() as tx:
+        rows = reconciliation_runs.list_runs(
+            tx,
+            limit=query.limit,
+            status=query.status,
+            customer_id=str(query.customer_id) if query.customer_id else None,
+        )
+    return 200, models.RunList(items=[models.RunSummary.model_validate(r) for r in rows])
+
+
+def get_run(call: Call) -> Reply:
+    """GET /reconciliation-runs/{id}: one run with its report."""
+    with call.engine.database.transaction() as tx:
+        row = reconciliation_runs.get(tx, call.path["id"])
+    if row is None:
+        raise ApiError(404, f"reconciliation run {call.path['id']} not found", field="id")
+    return 200, models.RunDetail.model_validate(row)
+
+
+# --- queue ----------------------------------------------------------------------------
+
+
+def list_queue(call: Call) -> Reply:
+    """GET /queue: work waiting, running or failed (or of one status), newest first."""
+    query: models.QueueQuery = call.query
+    statuses = (query.status,) if query.status else ("QUEUED", "PROCESSING", "FAILED")
+    with call.engine.database.transaction() as tx:
+        rows = sync_queue.list_items(
+            tx,
+            statuses=statuses,
+            entity_id=str(query.customer_id) if query.customer_id else None,
+            limit=query.limit,
+        )
+    return 200, models.QueueList(items=[models.QueueItem.model_validate(r) for r in rows])
+
+
+def replay_queue_item(call: Call) -> Reply:
+    """POST /queue/{id}/replay: queue a FAILED (or CANCELLED) item again; idempotent.
+
+    Replaying an item already queued or running changes nothing and says so; a
+    completed item is not run twice (409).
+    """
+    item_id = call.path["id"]
+    row = retry.replay(call.engine, item_id)
+    if row is not None:
+        return 202, models.ReplayResult(item=models.QueueItem.model_validate(row), replayed=True)
+    with call.engine.database.transaction() as tx:
+        row = sync_queue.get(tx, item_id)
+    if row is None:
+        raise ApiError(404, f"queue item {item_id} not found", field="id")
+    if row["status"] == "COMPLETED":
+        raise ApiError(409, "the item completed; it is not run again")
+    return 200, models.ReplayResult(item=models.QueueItem.model_validate(row), replayed=False)
+
+
+def start_reconcile(call: Call) -> Reply:
+    """POST /reconcile: not wired yet (the reconciler lands in shared/reconcile)."""
+    raise ApiError(503, "the reconciler is not available yet", retryable=True)

@@ -1,0 +1,409 @@
+"""The management API's route table and the small router that serves it.
+
+One :class:`Route` per method and path says everything about an operation: its
+handler, the models of its query, body and answers, and its auth. The router
+matches ``request.method`` and ``request.path`` against the table (404 for no
+path, 405 with ``Allow`` for a path without that method), authenticates,
+validates path ids, query and body with pydantic (400 naming the field), calls
+the handler and turns its model into JSON. The OpenAPI document is generated
+from the same table (``shared/api/openapi.py``), so the two cannot drift apart
+unnoticed: a test compares them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+from uuid import UUID
+
+import flask
+from pydantic import BaseModel, ValidationError
+
+from shared.api import handlers, models
+from shared.api.auth import NotConfigured, acting_user, authenticate, authenticate_metrics
+from shared.api.context import ApiError, Call, Reply
+from shared.api.metrics import read_snapshot, render
+from shared.engine import get_engine
+from shared.observability import bind
+from shared.web import BadRequest, error_response, json_response, read_json
+
+log = logging.getLogger("warp_hubspot_sync.api")
+
+PREFIX = "/v1/sync"
+MAX_BODY_BYTES = 64 * 1024
+DOCUMENT_PATH = Path(__file__).with_name("openapi.json")
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+
+
+@dataclass(frozen=True)
+class Route:
+    """One operation: ``method`` on ``path`` (``{id}`` segments are UUIDs)."""
+
+    method: str
+    path: str
+    handler: Callable[[Call], Reply]
+    operation_id: str
+    summary: str
+    tag: str
+    responses: Mapping[int, tuple[type[BaseModel] | None, str]]
+    query: type[models.Request] | None = None
+    body: type[models.Request] | None = None
+    auth: Literal["api", "metrics"] = "api"
+    media_type: str = "application/json"
+    segments: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "segments", tuple(self.path.strip("/").split("/")))
+
+    def match(self, parts: tuple[str, ...]) -> dict[str, str] | None:
+        """The raw path parameters when ``parts`` fits this route's path, else None."""
+        if len(parts) != len(self.segments):
+            return None
+        params = {}
+        for want, got in zip(self.segments, parts, strict=True):
+            if want.startswith("{") and want.endswith("}"):
+                if not got:
+                    return None
+                params[want[1:-1]] = got
+            elif want != got:
+                return None
+        return params
+
+
+# --- handlers that are about HTTP itself ----------------------------------------------
+
+
+def metrics(call: Call) -> Reply:
+    """GET /metrics: Prometheus text computed from the database."""
+    body = render(read_snapshot(call.engine.database))
+    return flask.Response(body, status=200, content_type=PROMETHEUS_TEXT)
+
+
+@cache
+def document_text() -> str:
+    """The committed OpenAPI document (read once per instance)."""
+    return DOCUMENT_PATH.read_text(encoding="utf-8")
+
+
+def openapi_document(call: Call) -> Reply:
+    """GET /v1/sync/openapi.json: the API's OpenAPI 3.1 document."""
+    return flask.Response(document_text(), status=200, mimetype="application/json")
+
+
+# --- the table ------------------------------------------------------------------------
+
+_E = models.Error
+_AUTH = {401: (_E, "no credentials"), 403: (_E, "credentials not accepted")}
+_BAD = {400: (_E, "a bad path id, query parameter or body field (named in `field`)")}
+_MISSING = {404: (_E, "no such customer (or record)")}
+_HUBSPOT = {
+    422: (_E, "HubSpot refused the change (permanent)"),
+    503: (_E, "HubSpot or the database is unavailable now; try again"),
+}
+
+
+def _answers(
+    ok: tuple[int, type[BaseModel] | None, str], *extra: Mapping[int, tuple[Any, str]]
+) -> dict[int, tuple[type[BaseModel] | None, str]]:
+    merged: dict[int, tuple[type[BaseModel] | None, str]] = {ok[0]: (ok[1], ok[2])}
+    for more in (_AUTH, *extra):
+        merged.update(more)
+    return dict(sorted(merged.items()))
+
+
+_CUSTOMER = f"{PREFIX}/customers/{{id}}"
+ROUTES: tuple[Route, ...] = (
+    Route(
+        "POST",
+        f"{_CUSTOMER}/to-hubspot",
+        handlers.sync_to_hubspot,
+        "syncToHubSpot",
+        "Sync one customer to HubSpot now (every field WARP may write)",
+        "sync",
+        _answers(
+            (200, models.SyncResult, "what changed, was skipped, or is in conflict"),
+            _BAD,
+            _MISSING,
+            {409: (_E, "the customer is not linked to a HubSpot company")},
+            _HUBSPOT,
+        ),
+    ),
+    Route(
+        "POST",
+        f"{_CUSTOMER}/from-hubspot",
+        handlers.sync_from_hubspot,
+        "syncFromHubSpot",
+        "Sync one customer from HubSpot now (every field HubSpot may write)",
+        "sync",
+        _answers(
+            (200, models.SyncResult, "what changed, was skipped, or is in conflict"),
+            _BAD,
+            _MISSING,
+            {409: (_E, "the customer is not linked to a HubSpot company")},
+            _HUBSPOT,
+        ),
+    ),
+    Route(
+        "GET",
+        f"{_CUSTOMER}/status",
+        handlers.customer_status,
+        "getCustomerStatus",
+        "Links, last sync times and every mapped field's state",
+        "customers",
+        _answers((200, models.CustomerStatus, "the customer's sync status"), _BAD, _MISSING),
+    ),
+    Route(
+        "GET",
+        f"{_CUSTOMER}/logs",
+        handlers.customer_logs,
+        "getCustomerLogs",
+        "The customer's sync log, newest first",
+        "customers",
+        _answers((200, models.LogPage, "one page of log entries"), _BAD, _MISSING),
+        query=models.LogQuery,
+    ),
+    Route(
+        "GET",
+        f"{_CUSTOMER}/conflicts",
+        handlers.customer_conflicts,
+        "getCustomerConflicts",
+        "Fields in conflict: both current values and times, the rule, since when",
+        "customers",
+        _answers(
+            (200, models.ConflictList, "the open conflicts"),
+            _BAD,
+            _MISSING,
+            {503: (_E, "HubSpot or the database is unavailable now; try again")},
+        ),
+    ),
+    Route(
+        "POST",
+        f"{_CUSTOMER}/resolve-conflict",
+        handlers.resolve_conflict,
+        "resolveConflict",
+        "Settle one field's conflict with WARP's, HubSpot's or a given value",
+        "customers",
+        _answers(
+            (200, models.ResolveConflictResult, "the value written and where"),
+            _BAD,
+            _MISSING,
+            {409: (_E, "the field is not in conflict, or the customer is not linked")},
+            {413: (_E, "body too large")},
+            _HUBSPOT,
+        ),
+        body=models.ResolveConflictRequest,
+    ),
+    Route(
+        "POST",
+        f"{PREFIX}/reconcile",
+        handlers.start_reconcile,
+        "startReconcile",
+        "Start a reconciliation run (one customer inline, all as a task)",
+        "reconciliation",
+        _answers(
+            (202, models.ReconcileStarted, "the run, started or already running"),
+            _BAD,
+            {404: (_E, "no such customer")},
+            {413: (_E, "body too large")},
+            _HUBSPOT,
+        ),
+        body=models.ReconcileRequest,
+    ),
+    Route(
+        "GET",
+        f"{PREFIX}/reconciliation-runs",
+        handlers.list_runs,
+        "listReconciliationRuns",
+        "Reconciliation runs with their counts, newest first",
+        "reconciliation",
+        _answers((200, models.RunList, "the runs"), _BAD),
+        query=models.RunQuery,
+    ),
+    Route(
+        "GET",
+        f"{PREFIX}/reconciliation-runs/{{id}}",
+        handlers.get_run,
+        "getReconciliationRun",
+        "One reconciliation run and its report",
+        "reconciliation",
+        _answers((200, models.RunDetail, "the run"), _BAD, {404: (_E, "no such run")}),
+    ),
+    Route(
+        "GET",
+        f"{PREFIX}/queue",
+        handlers.list_queue,
+        "listQueue",
+        "Pending and failed work with its errors",
+        "queue",
+        _answers((200, models.QueueList, "queue items, newest first"), _BAD),
+        query=models.QueueQuery,
+    ),
+    Route(
+        "POST",
+        f"{PREFIX}/queue/{{id}}/replay",
+        handlers.replay_queue_item,
+        "replayQueueItem",
+        "Queue a failed item again (idempotent)",
+        "queue",
+        _answers(
+            (202, models.ReplayResult, "re-queued and handed to the retry worker"),
+            {200: (models.ReplayResult, "already queued or running: nothing changed")},
+            _BAD,
+            {404: (_E, "no such queue item")},
+            {409: (_E, "the item completed; it is not run again")},
+        ),
+    ),
+    Route(
+        "GET",
+        "/metrics",
+        metrics,
+        "getMetrics",
+        "Prometheus metrics computed from the database",
+        "metrics",
+        {200: (None, "Prometheus text format"), **_AUTH},
+        auth="metrics",
+        media_type="text/plain",
+    ),
+    Route(
+        "GET",
+        f"{PREFIX}/metrics",
+        metrics,
+        "getMetricsUnderPrefix",
+        "The same metrics under the API prefix",
+        "metrics",
+        {200: (None, "Prometheus text format"), **_AUTH},
+        auth="metrics",
+        media_type="text/plain",
+    ),
+    Route(
+        "GET",
+        f"{PREFIX}/openapi.json",
+        openapi_document,
+        "getOpenApiDocument",
+        "This document",
+        "meta",
+        {200: (None, "the OpenAPI 3.1 document"), **_AUTH},
+    ),
+)
+
+
+# --- the router -----------------------------------------------------------------------
+
+
+def dispatch(request: flask.Request, routes: tuple[Route, ...] = ROUTES) -> flask.Response:
+    """Answer one request from the route table."""
+    try:
+        return _dispatch(request, routes)
+    except ApiError as exc:
+        details: dict[str, Any] = {}
+        if exc.field is not None:
+            details["field"] = exc.field
+        if exc.retryable is not None:
+            details["retryable"] = exc.retryable
+        response = error_response(exc.status, exc.message, **details)
+        for key, value in exc.headers.items():
+            response.headers[key] = value
+        return response
+    except NotConfigured as exc:
+        log.error("sync_api refuses every call: %s", exc)
+        return error_response(503, str(exc), retryable=False)
+
+
+def _dispatch(request: flask.Request, routes: tuple[Route, ...]) -> flask.Response:
+    parts = tuple(request.path.rstrip("/").strip("/").split("/"))
+    candidates = [(route, params) for route in routes if (params := route.match(parts)) is not None]
+    if not candidates:
+        raise ApiError(404, f"no route {request.path}")
+    found = next(((r, p) for r, p in candidates if r.method == request.method), None)
+    if found is None:
+        allowed = ", ".join(sorted({r.method for r, _ in candidates}))
+        raise ApiError(
+            405, f"{request.method} not allowed on {request.path}", headers={"Allow": allowed}
+        )
+    route, raw_params = found
+    headers = dict(request.headers)
+    engine = get_engine()
+    if route.auth == "metrics":
+        caller = authenticate_metrics(headers, engine.settings)
+    else:
+        caller = authenticate(headers, engine.settings)
+    try:
+        user = acting_user(headers, caller)
+    except ValueError as exc:
+        raise ApiError(400, str(exc), field="X-Triggered-By-User") from None
+    path = {name: _uuid(name, value) for name, value in raw_params.items()}
+    bind(**{f"path_{k}": v for k, v in path.items()})
+    call = Call(
+        request=request,
+        engine=engine,
+        caller=caller,
+        user=user,
+        path=path,
+        query=_validate(route.query, _query_args(request)) if route.query else None,
+        body=_validate(route.body, _body(request)) if route.body else None,
+    )
+    reply = route.handler(call)
+    if isinstance(reply, flask.Response):
+        return reply
+    status, model = reply
+    return json_response(model.model_dump(mode="json"), status)
+
+
+def _uuid(name: str, value: str) -> str:
+    try:
+        return str(UUID(value))
+    except ValueError:
+        raise ApiError(400, f"{name} {value!r} is not a UUID", field=name) from None
+
+
+def _query_args(request: flask.Request) -> dict[str, str]:
+    args: dict[str, str] = {}
+    for key in request.args:
+        values = request.args.getlist(key)
+        if len(values) > 1:
+            raise ApiError(400, f"query parameter {key} given more than once", field=key)
+        args[key] = values[0]
+    return args
+
+
+def _body(request: flask.Request) -> Any:
+    if not request.get_data(cache=True):
+        return {}
+    try:
+        body = read_json(request, max_bytes=MAX_BODY_BYTES)
+    except BadRequest as exc:
+        raise ApiError(exc.status, str(exc)) from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "the body must be a JSON object")
+    return body
+
+
+def _validate(model: type[models.Request], data: Mapping[str, Any]) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise _bad_input(exc, model) from None
+
+
+def _bad_input(exc: ValidationError, model: type[BaseModel]) -> ApiError:
+    """A 400 naming the first field at fault (a whole-model check names its field first)."""
+    error = exc.errors()[0]
+    message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    loc = [str(p) for p in error.get("loc", ())]
+    name = loc[0] if loc else message.split(" ", 1)[0]
+    if name not in model.model_fields and error.get("type") != "extra_forbidden":
+        name = "body"
+    if error.get("type") == "extra_forbidden":
+        message = "not a known field"
+    return ApiError(400, f"{'.'.join(loc) or name}: {message}", field=name)
+
+
+def load_document() -> dict[str, Any]:
+    """The committed OpenAPI document as a dict (tests, the generator)."""
+    loaded: dict[str, Any] = json.loads(document_text())
+    return loaded

@@ -1,0 +1,649 @@
+"""The management API over real HTTP: a real database, the HubSpot emulator, real tokens."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+
+from shared.api.openapi import render_document
+from shared.api.routes import DOCUMENT_PATH, ROUTES
+from shared.db.repositories import (
+    customers,
+    field_state,
+    reconciliation_runs,
+    sync_config,
+    sync_log,
+    sync_queue,
+)
+from shared.engine import Engine, set_engine
+from shared.engine.sync import BOTH_WAYS, sync_customers
+from shared.retry import register_runner
+from tests.conftest import engine_settings
+from tests.helpers.functions import serve_function
+from tests.helpers.oidc_issuer import OidcIssuer
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "api-token-for-tests"
+AUDIENCE = "https://sync-api.example.run.app"
+CALLER = "warp-backend@warp-prod.iam.gserviceaccount.com"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+ran: list[str] = []
+
+
+def _test_runner(engine: Engine, row: Any) -> None:
+    """Runner of ``api_test`` queue rows: records that it ran."""
+    ran.append(str(row["id"]))
+
+
+register_runner("api_test", "tests.test_api:_test_runner")
+
+
+@pytest.fixture(scope="module")
+def issuer() -> Iterator[OidcIssuer]:
+    server = OidcIssuer()
+    yield server
+    server.close()
+
+
+@contextlib.contextmanager
+def configured(
+    engine: Engine, database_url: str, emulator: Any, **overrides: Any
+) -> Iterator[Engine]:
+    """The process-wide engine with these settings for the duration (restored after)."""
+    settings = engine_settings(database_url, emulator.url, **overrides)
+    replaced = dataclasses.replace(engine, settings=settings)
+    set_engine(replaced)
+    try:
+        yield replaced
+    finally:
+        set_engine(engine)
+
+
+@pytest.fixture(scope="module")
+def api(engine: Engine, database_url: str, emulator: Any, issuer: OidcIssuer) -> Iterator[str]:
+    """The sync_api function served in-process; token and OIDC both configured."""
+    with (
+        configured(
+            engine,
+            database_url,
+            emulator,
+            sync_api_token=TOKEN,
+            oidc_audience=AUDIENCE,
+            oidc_allowed_emails=CALLER,
+            google_certs_url=issuer.certs_url,
+        ),
+        serve_function("sync_api") as url,
+    ):
+        yield url
+
+
+@pytest.fixture(scope="module")
+def client(api: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=api, headers=AUTH, timeout=30) as http:
+        yield http
+
+
+def _customer(
+    engine: Engine, emulator: Any, *, link: bool = True, **company: str
+) -> tuple[str, str]:
+    """A WARP customer, linked (or not) to a seeded company holding ``company`` properties."""
+    ban = f"B-{uuid.uuid4().hex[:8]}"
+    values = {
+        "name": "Acme Telecom",
+        "domain": "acme.example",
+        "warp_ban": ban,
+        "warp_status": "ACTIVE",
+        "warp_credit_limit": "5000",
+        **company,
+    }
+    (company_id,) = emulator.seed("companies", [values])
+    with engine.database.transaction() as tx:
+        row = customers.insert(
+            tx,
+            {
+                "ban": ban,
+                "company_name": "Acme Telecom",
+                "customer_type": "POSTPAID",
+                "status": "ACTIVE",
+                "credit_limit": Decimal("5000.00"),
+                "contact": {"name": "Jane Doe", "email": "jane@acme.example", "phone": "+1 555"},
+                "external_ids": {"hubspot_company_id": company_id} if link else {},
+            },
+        )
+    return str(row["id"]), company_id
+
+
+def _in_conflict(
+    engine: Engine, emulator: Any, hubspot_name: str = "Acme HubSpot"
+) -> tuple[str, str]:
+    """A customer whose company_name is MANUAL and differs on both sides: a conflict."""
+    customer_id, company_id = _customer(engine, emulator, name=hubspot_name)
+    with engine.database.transaction() as tx:
+        sync_config.save(
+            tx,
+            config_name=f"manual-{customer_id[:8]}",
+            customer_id=customer_id,
+            field_mappings={
+                "company_name": {
+                    "hubspot_property": "name",
+                    "warp_field": "company_name",
+                    "sync_direction": "BIDIRECTIONAL",
+                    "conflict_resolution": "MANUAL",
+                }
+            },
+        )
+    current = _current(engine)
+    current.reload_mappings()
+    (result,) = sync_customers(current, [customer_id], allowed=BOTH_WAYS, triggered_by="test")
+    assert result.status == "conflict", result
+    return customer_id, company_id
+
+
+def _current(engine: Engine) -> Engine:
+    from shared.engine import get_engine
+
+    return get_engine()
+
+
+# --- auth -----------------------------------------------------------------------------
+
+
+def test_bearer_token_right_wrong_missing(api: str, engine: Engine, emulator: Any) -> None:
+    customer_id, _ = _customer(engine, emulator)
+    url = f"{api}/v1/sync/customers/{customer_id}/status"
+    assert httpx.get(url, headers=AUTH).status_code == 200
+    missing = httpx.get(url)
+    assert missing.status_code == 401
+    assert missing.headers["WWW-Authenticate"] == "Bearer"
+    assert "error" in missing.json()
+    assert httpx.get(url, headers={"Authorization": "Bearer not-the-token"}).status_code == 403
+    assert httpx.get(url, headers={"Authorization": f"Basic {TOKEN}"}).status_code == 401
+
+
+def test_google_identity_token(api: str, issuer: OidcIssuer, engine: Engine, emulator: Any) -> None:
+    customer_id, _ = _customer(engine, emulator)
+    url = f"{api}/v1/sync/customers/{customer_id}/status"
+
+    def call(token: str) -> httpx.Response:
+        return httpx.get(url, headers={"Authorization": f"Bearer {token}"})
+
+    assert call(issuer.token(audience=AUDIENCE, email=CALLER)).status_code == 200
+    assert call(issuer.token(audience="https://other.example", email=CALLER)).status_code == 403
+    assert call(issuer.token(audience=AUDIENCE, email="someone@else.example")).status_code == 403
+    unverified = issuer.token(audience=AUDIENCE, email=CALLER, email_verified=False)
+    assert call(unverified).status_code == 403
+    other_issuer = OidcIssuer()  # a valid-looking token signed by a key Google never had
+    try:
+        assert call(other_issuer.token(audience=AUDIENCE, email=CALLER)).status_code == 403
+    finally:
+        other_issuer.close()
+
+
+def test_metrics_open_or_with_its_own_token(
+    api: str, engine: Engine, database_url: str, emulator: Any
+) -> None:
+    opened = httpx.get(f"{api}/metrics")
+    assert opened.status_code == 200
+    assert opened.headers["Content-Type"].startswith("text/plain")
+    current = _current(engine)
+    with configured(
+        current, database_url, emulator, sync_api_token=TOKEN, metrics_token="scrape-me"
+    ):
+        assert httpx.get(f"{api}/metrics").status_code == 401
+        wrong = httpx.get(f"{api}/metrics", headers=AUTH)
+        assert wrong.status_code == 403
+        good = httpx.get(f"{api}/v1/sync/metrics", headers={"Authorization": "Bearer scrape-me"})
+        assert good.status_code == 200
+
+
+def test_no_credentials_configured_refuses_everything(
+    api: str, engine: Engine, database_url: str, emulator: Any
+) -> None:
+    current = _current(engine)
+    with configured(current, database_url, emulator):
+        answer = httpx.get(f"{api}/v1/sync/queue", headers=AUTH)
+    assert answer.status_code == 503
+    assert "SYNC_API_TOKEN" in answer.json()["error"]
+
+
+# --- routing and input errors ---------------------------------------------------------
+
+
+def test_unknown_route_wrong_method_bad_ids(client: httpx.Client) -> None:
+    assert client.get("/v1/sync/nowhere").status_code == 404
+    wrong = client.get(f"/v1/sync/customers/{uuid.uuid4()}/to-hubspot")
+    assert wrong.status_code == 405
+    assert wrong.headers["Allow"] == "POST"
+    assert client.delete("/v1/sync/queue").status_code == 405
+    bad = client.get("/v1/sync/customers/not-a-uuid/status")
+    assert bad.status_code == 400
+    assert bad.json()["field"] == "id"
+    unknown = client.get(f"/v1/sync/customers/{uuid.uuid4()}/status")
+    assert unknown.status_code == 404
+
+
+def test_bad_query_and_body_name_the_field(
+    client: httpx.Client, engine: Engine, emulator: Any
+) -> None:
+    customer_id, _ = _customer(engine, emulator)
+    base = f"/v1/sync/customers/{customer_id}"
+    assert client.get(f"{base}/logs", params={"limit": "0"}).json()["field"] == "limit"
+    assert client.get(f"{base}/logs", params={"status": "NOPE"}).json()["field"] == "status"
+    assert client.get(f"{base}/logs", params={"cursor": "%%%"}).json()["field"] == "cursor"
+    assert client.get("/v1/sync/queue", params={"status": "DONE"}).json()["field"] == "status"
+    resolve = f"{base}/resolve-conflict"
+    not_json = client.post(resolve, content=b"{", headers={"Content-Type": "application/json"})
+    assert not_json.status_code == 400
+    assert client.post(resolve, json=[1]).status_code == 400
+    assert client.post(resolve, json={}).json()["field"] == "field_name"
+    bad = client.post(resolve, json={"field_name": "company_name", "resolution": "flip_a_coin"})
+    assert bad.status_code == 400 and bad.json()["field"] == "resolution"
+    no_value = client.post(
+        resolve, json={"field_name": "company_name", "resolution": "use_custom_value"}
+    )
+    assert no_value.status_code == 400 and no_value.json()["field"] == "value"
+    extra = client.post(
+        resolve,
+        json={"field_name": "company_name", "resolution": "use_warp_value", "colour": "red"},
+    )
+    assert extra.status_code == 400 and extra.json()["field"] == "colour"
+    huge = client.post(resolve, content=b'{"x": "' + b"a" * 70_000 + b'"}')
+    assert huge.status_code == 413
+    user = client.get(f"{base}/status", headers={"X-Triggered-By-User": "x" * 101})
+    assert user.status_code == 400 and user.json()["field"] == "X-Triggered-By-User"
+
+
+# --- sync now -------------------------------------------------------------------------
+
+
+def test_to_hubspot_and_from_hubspot(client: httpx.Client, engine: Engine, emulator: Any) -> None:
+    # warp_status is WARP_WINS, warp_credit_limit HUBSPOT_WINS: each side holds one newer value.
+    customer_id, company_id = _customer(
+        engine, emulator, warp_status="SUSPENDED", warp_credit_limit="7500"
+    )
+    out = client.post(
+        f"/v1/sync/customers/{customer_id}/to-hubspot", headers={"X-Triggered-By-User": "ops@warp"}
+    )
+    assert out.status_code == 200, out.text
+    body = out.json()
+    assert body["status"] == "synced"
+    assert [(c["field"], c["action"], c["old"], c["new"]) for c in body["changed"]] == [
+        ("status", "WRITE_HUBSPOT", "SUSPENDED", "ACTIVE")
+    ]
+    skipped = {s["field"]: s["reason"] for s in body["skipped"]}
+    assert "inbound" in skipped["credit_limit"]
+    assert emulator.values("companies", company_id)["warp_status"] == "ACTIVE"
+
+    back = client.post(f"/v1/sync/customers/{customer_id}/from-hubspot")
+    assert back.status_code == 200
+    assert [c["field"] for c in back.json()["changed"]] == ["credit_limit"]
+    with engine.database.transaction() as tx:
+        row = customers.get(tx, customer_id)
+        logs = sync_log.list_for_customer(tx, customer_id)
+    assert row is not None and row["credit_limit"] == Decimal("7500.00")
+    assert {log["triggered_by"] for log in logs} == {"api"}
+    assert "ops@warp" in {log["triggered_by_user"] for log in logs}
+
+    again = client.post(f"/v1/sync/customers/{customer_id}/to-hubspot").json()
+    assert again["status"] == "in_sync" and again["changed"] == []
+
+
+def test_sync_unlinked_and_unknown(client: httpx.Client, engine: Engine, emulator: Any) -> None:
+    customer_id, _ = _customer(engine, emulator, link=False)
+    for direction in ("to-hubspot", "from-hubspot"):
+        answer = client.post(f"/v1/sync/customers/{customer_id}/{direction}")
+        assert answer.status_code == 409
+        assert answer.json()["error"] == "customer is not linked to a HubSpot company"
+        assert client.post(f"/v1/sync/customers/{uuid.uuid4()}/{direction}").status_code == 404
+
+
+def test_hubspot_outage_is_503(client: httpx.Client, engine: Engine, emulator: Any) -> None:
+    customer_id, _ = _customer(engine, emulator, warp_status="TRIAL")
+    emulator.set_faults(outage=True)
+    try:
+        answer = client.post(f"/v1/sync/customers/{customer_id}/to-hubspot")
+    finally:
+        emulator.set_faults(outage=False)
+    assert answer.status_code == 503
+    assert answer.json()["retryable"] is True
+
+
+# --- status, logs, conflicts, resolution ----------------------------------------------
+
+
+def test_status_shows_links_times_and_field_states(
+    client: httpx.Client, engine: Engine, emulator: Any
+) -> None:
+    customer_id, company_id = _customer(engine, emulator, warp_status="TRIAL")
+    client.post(f"/v1/sync/customers/{customer_id}/to-hubspot")
+    body = client.get(f"/v1/sync/customers/{customer_id}/status").json()
+    assert body["links"] == {"hubspot_company_id": company_id, "hubspot_contact_id": None}
+    assert body["last_synced_to_hubspot"] is not None
+    fields = {f["field"]: f for f in body["fields"]}
+    assert fields["status"]["last_synced_direction"] == "WARP_TO_HUBSPOT"
+    assert fields["status"]["hubspot_value"] == "ACTIVE"
+    assert fields["status"]["conflict_resolution"] == "WARP_WINS"
+    assert fields["contact_email_address"]["entity_type"] == "contact"
+    assert fields["contact_email_address"]["last_synced_at"] is None  # no contact linked
+    assert body["open_conflicts"] == 0
+
+
+def test_logs_are_paged_newest_first_and_filtered(
+    client: httpx.Client, engine: Engine, emulator: Any
+) -> None:
+    customer_id, _ = _customer(engine, emulator)
+    with engine.database.transaction() as tx:
+        for i, status in enumerate(["SUCCESS", "FAILED", "SUCCESS", "CONFLICT", "SUCCESS"]):
+            sync_log.record(
+                tx,
+                entity_type="customer",
+                entity_id=customer_id,
+                operation="UPDATE",
+                direction="HUBSPOT_TO_WARP" if i % 2 else "WARP_TO_HUBSPOT",
+                status=status,
+                error_message=f"entry {i}",
+                started_at=datetime(2026, 1, 1, 12, i, tzinfo=UTC),
+            )
+    url = f"/v1/sync/customers/{customer_id}/logs"
+    seen: list[str] = []
+    cursor: str | None = None
+    while True:
+        params: dict[str, Any] = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = client.get(url, params=params).json()
+        seen += [item["error_message"] for item in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [f"entry {i}" for i in range(4, -1, -1)]
+    failed = client.get(url, params={"status": "FAILED"}).json()["items"]
+    assert [i["error_message"] for i in failed] == ["entry 1"]
+    inbound = client.get(url, params={"direction": "HUBSPOT_TO_WARP"}).json()["items"]
+    assert [i["error_message"] for i in inbound] == ["entry 3", "entry 1"]
+
+
+def test_conflicts_show_both_values_and_rule(
+    client: httpx.Client, engine: Engine, emulator: Any
+) -> None:
+    customer_id, _ = _in_conflict(engine, emulator)
+    body = client.get(f"/v1/sync/customers/{customer_id}/conflicts").json()
+    (conflict,) = body["conflicts"]
+    assert conflict["field"] == "company_name"
+    assert conflict["warp_value"] == "Acme Telecom"
+    assert conflict["hubspot_value"] == "Acme HubSpot"
+    assert conflict["rule"] == "MANUAL"
+    assert conflict["conflict_detected_at"] is not None
+    assert conflict["hubspot_modified_at"] is not None
+    assert client.get(f"/v1/sync/customers/{uuid.uuid4()}/conflicts").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("resolution", "value", "warp_after", "hubspot_after", "writes"),
+    [
+        ("use_hubspot_value", None, "Acme HubSpot", "Acme HubSpot", (False, True)),
+        ("use_warp_value", None, "Acme Telecom", "Acme Telecom", (True, False)),
+        ("use_custom_value", "Acme Holdings", "Acme Holdings", "Acme Holdings", (True, True)),
+    ],
+)
+def test_resolve_conflict(
+    client: httpx.Client,
+    engine: Engine,
+    emulator: Any,
+    resolution: str,
+    value: str | None,
+    warp_after: str,
+    hubspot_after: str,
+    writes: tuple[bool, bool],
+) -> None:
+    customer_id, company_id = _in_conflict(engine, emulator)
+    body: dict[str, Any] = {"field_name": "company_name", "resolution": resolution}
+    if value is not None:
+        body["value"] = value
+    url = f"/v1/sync/customers/{customer_id}/resolve-conflict"
+    answer = client.post(url, json=body, headers={"X-Triggered-By-User": "alice@warp"})
+    assert answer.status_code == 200, answer.text
+    result = answer.json()
+    assert (result["wrote_hubspot"], result["wrote_warp"]) == writes
+    assert result["resolved_by"] == "alice@warp"
+    assert emulator.values("companies", company_id)["name"] == hubspot_after
+    with engine.database.transaction() as tx:
+        row = customers.get(tx, customer_id)
+        state = field_state.get(tx, "customer", customer_id, "company_name")
+        log = sync_log.get(tx, result["log_id"])
+    assert row is not None and row["company_name"] == warp_after
+    assert state is not None and state["is_in_conflict"] is False
+    assert state["conflict_resolved_at"] is not None
+    assert log is not None and log["triggered_by_user"] == "alice@warp"
+    assert log["triggered_by"] == "manual"
+    assert log["field_changes"]["company_name"]["source"] == resolution
+    assert client.get(f"/v1/sync/customers/{customer_id}/conflicts").json()["conflicts"] == []
+    # Resolved means in step: a sync afterwards finds nothing to do, and a second
+    # resolution finds no conflict.
+    assert client.post(f"/v1/sync/customers/{customer_id}/from-hubspot").json()["status"] == (
+        "in_sync"
+    )
+    assert client.post(url, json=body).status_code == 409
+
+
+def test_resolve_refusals(client: httpx.Client, engine: Engine, emulator: Any) -> None:
+    customer_id, company_id = _in_conflict(engine, emulator)
+    url = f"/v1/sync/customers/{customer_id}/resolve-conflict"
+    unknown_field = client.post(
+        url, json={"field_name": "shoe_size", "resolution": "use_warp_value"}
+    )
+    assert unknown_field.status_code == 400 and unknown_field.json()["field"] == "field_name"
+    calm = client.post(url, json={"field_name": "status", "resolution": "use_warp_value"})
+    assert calm.status_code == 409
+    too_long = client.post(
+        url,
+        json={"field_name": "company_name", "resolution": "use_custom_value", "value": "x" * 300},
+    )
+    # WARP's column refuses it before HubSpot is touched: a 400, HubSpot unchanged.
+    assert too_long.status_code == 400 and too_long.json()["field"] == "value"
+    assert emulator.values("companies", company_id)["name"] == "Acme HubSpot"
+    nobody = f"/v1/sync/customers/{uuid.uuid4()}/resolve-conflict"
+    assert (
+        client.post(
+            nobody, json={"field_name": "status", "resolution": "use_warp_value"}
+        ).status_code
+        == 404
+    )
+
+
+def test_oidc_email_is_the_resolver(
+    api: str, issuer: OidcIssuer, engine: Engine, emulator: Any
+) -> None:
+    customer_id, _ = _in_conflict(engine, emulator)
+    token = issuer.token(audience=AUDIENCE, email=CALLER)
+    answer = httpx.post(
+        f"{api}/v1/sync/customers/{customer_id}/resolve-conflict",
+        json={"field_name": "company_name", "resolution": "use_warp_value"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert answer.status_code == 200
+    assert answer.json()["resolved_by"] == CALLER
+
+
+# --- reconciliation runs and the queue ------------------------------------------------
+
+
+def test_runs_listed_and_read_by_id(client: httpx.Client, engine: Engine, emulator: Any) -> None:
+    customer_id, _ = _customer(engine, emulator)
+    with engine.database.transaction() as tx:
+        full, _ = reconciliation_runs.start(tx, run_type="FULL", entity_type="customer")
+        reconciliation_runs.finish(
+            tx,
+            str(full["id"]),
+            status="COMPLETED",
+            counts={"total_records": 10, "records_in_sync": 8, "records_updated": 2},
+            report={"drift": {"status": 2}},
+        )
+        one, _ = reconciliation_runs.start(
+            tx, run_type="CUSTOMER_SPECIFIC", entity_type="customer", customer_id=customer_id
+        )
+    runs = client.get("/v1/sync/reconciliation-runs").json()["items"]
+    by_id = {r["id"]: r for r in runs}
+    assert by_id[str(full["id"])]["records_updated"] == 2
+    assert by_id[str(one["id"])]["status"] == "RUNNING"
+    mine = client.get("/v1/sync/reconciliation-runs", params={"customer_id": customer_id}).json()
+    assert [r["id"] for r in mine["items"]] == [str(one["id"])]
+    detail = client.get(f"/v1/sync/reconciliation-runs/{full['id']}").json()
+    assert detail["report"] == {"drift": {"status": 2}}
+    assert client.get(f"/v1/sync/reconciliation-runs/{uuid.uuid4()}").status_code == 404
+
+
+def test_queue_listing_and_replay(client: httpx.Client, engine: Engine, emulator: Any) -> None:
+    customer_id, _ = _customer(engine, emulator)
+    with engine.database.transaction() as tx:
+        row = sync_queue.enqueue(
+            tx,
+            kind="api_test",
+            entity_type="customer",
+            entity_id=customer_id,
+            operation="UPDATE",
+            direction="WARP_TO_HUBSPOT",
+            payload={"customer_id": customer_id},
+        )
+        item_id = str(row["id"])
+        sync_queue.fail(tx, item_id, "HubSpot said no", retry_at=None)
+    failed = client.get("/v1/sync/queue", params={"status": "FAILED"}).json()["items"]
+    assert item_id in {i["id"] for i in failed}
+    listed = next(i for i in failed if i["id"] == item_id)
+    assert listed["last_error"] == "HubSpot said no"
+    assert item_id in {i["id"] for i in client.get("/v1/sync/queue").json()["items"]}
+
+    replay = client.post(f"/v1/sync/queue/{item_id}/replay")
+    assert replay.status_code == 202, replay.text
+    assert replay.json()["replayed"] is True
+    assert _current(engine).dispatcher.wait_idle(10)  # type: ignore[attr-defined]
+    assert ran.count(item_id) == 1
+    with engine.database.transaction() as tx:
+        assert sync_queue.get(tx, item_id)["status"] == "COMPLETED"  # type: ignore[index]
+    done = client.post(f"/v1/sync/queue/{item_id}/replay")
+    assert done.status_code == 409
+    assert client.post(f"/v1/sync/queue/{uuid.uuid4()}/replay").status_code == 404
+
+
+def test_replay_of_queued_item_changes_nothing(
+    client: httpx.Client, engine: Engine, emulator: Any
+) -> None:
+    customer_id, _ = _customer(engine, emulator)
+    with engine.database.transaction() as tx:
+        row = sync_queue.enqueue(
+            tx,
+            kind="api_test",
+            entity_type="customer",
+            entity_id=customer_id,
+            operation="UPDATE",
+            direction="WARP_TO_HUBSPOT",
+            payload={},
+            scheduled_for=None,
+        )
+    first = client.post(f"/v1/sync/queue/{row['id']}/replay")
+    second = client.post(f"/v1/sync/queue/{row['id']}/replay")
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert first.json()["replayed"] is False and first.json()["item"]["status"] == "QUEUED"
+    assert str(row["id"]) not in ran
+
+
+# --- metrics --------------------------------------------------------------------------
+
+
+def _samples(text: str) -> dict[str, float]:
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def test_metrics_come_from_the_database(
+    client: httpx.Client, engine: Engine, emulator: Any
+) -> None:
+    before = _samples(client.get("/metrics").text)
+    customer_id, _ = _in_conflict(engine, emulator)
+    with engine.database.transaction() as tx:
+        sync_queue.enqueue(
+            tx,
+            kind="api_test",
+            entity_type="customer",
+            entity_id=customer_id,
+            operation="UPDATE",
+            direction="WARP_TO_HUBSPOT",
+            payload={},
+            scheduled_for=None,
+        )
+        sync_log.record(
+            tx,
+            entity_type="customer",
+            entity_id=customer_id,
+            operation="UPDATE",
+            direction="WARP_TO_HUBSPOT",
+            status="FAILED",
+        )
+        run, _ = reconciliation_runs.start(tx, run_type="FULL", entity_type="customer")
+        reconciliation_runs.finish(tx, str(run["id"]), status="COMPLETED")
+        finished = reconciliation_runs.get(tx, str(run["id"]))
+    after = _samples(client.get("/metrics").text)
+    queued = 'hubspot_sync_queue_depth{status="QUEUED"}'
+    assert after[queued] == before.get(queued, 0) + 1
+    assert after["hubspot_sync_conflicts_open"] == before["hubspot_sync_conflicts_open"] + 1
+    failures = 'hubspot_sync_failures_last_hour{direction="WARP_TO_HUBSPOT"}'
+    assert after[failures] == before[failures] + 1
+    total = 'hubspot_sync_operations_total{direction="WARP_TO_HUBSPOT",status="FAILED"}'
+    assert after[total] == before.get(total, 0) + 1
+    last = 'hubspot_sync_last_reconcile_timestamp_seconds{run_type="FULL"}'
+    assert finished is not None
+    assert after[last] == pytest.approx(finished["completed_at"].timestamp(), abs=1)
+    assert after["hubspot_sync_webhook_backlog"] == 0
+    budget = [v for k, v in after.items() if k.startswith("hubspot_api_daily_budget_used_ratio")]
+    assert budget and 0 < budget[0] < 1  # the emulator calls above drew on the daily budget
+
+
+# --- the OpenAPI document -------------------------------------------------------------
+
+
+def test_committed_document_is_generated_from_the_routes() -> None:
+    assert DOCUMENT_PATH.read_text(encoding="utf-8") == render_document(), (
+        "run: python -m shared.api.openapi"
+    )
+
+
+def test_routes_and_document_agree_both_ways(client: httpx.Client) -> None:
+    served = client.get("/v1/sync/openapi.json")
+    assert served.status_code == 200
+    document = served.json()
+    assert document["openapi"].startswith("3.1")
+    documented = {(m.upper(), p) for p, ops in document["paths"].items() for m in ops}
+    routed = {(r.method, r.path) for r in ROUTES}
+    assert documented == routed
+    # Every documented operation is answered by its route (not 404-no-route / 405) ...
+    for method, path in sorted(documented):
+        concrete = path.replace("{id}", str(uuid.uuid4()))
+        answer = client.request(method, concrete, json={} if method == "POST" else None)
+        assert answer.status_code != 405, (method, path)
+        assert not (answer.status_code == 404 and "no route" in answer.text), (method, path)
+        assert str(answer.status_code) in document["paths"][path][method.lower()]["responses"]
+    # ... and every other method on a documented path is a 405.
+    for path in {p for _, p in documented}:
+        concrete = path.replace("{id}", str(uuid.uuid4()))
+        for method in {"GET", "POST", "PUT", "PATCH", "DELETE"} - {
+            m for m, p in documented if p == path
+        }:
+            assert client.request(method, concrete).status_code == 405, (method, path)
+
+
+def test_error_bodies_match_the_error_schema(client: httpx.Client) -> None:
+    answer = client.get("/v1/sync/customers/nope/status")
+    assert set(json.loads(answer.text)) <= {"error", "field", "retryable"}
