@@ -1,0 +1,213 @@
+"""The coalesced flush: up to 100 dirty customers per run, one batch of HubSpot calls.
+
+A flush takes up to 100 customers from ``hubspot_outbound_dirty`` (schedules the
+next flush at once when it took a full batch), links the unlinked, syncs them
+(fields: the union of their messages' ``changed_fields``; WARP's time: the newest
+``occurred_at``) and queues each customer HubSpot refused in
+``hubspot_sync_queue`` (kind ``outbound``): retryable ones with a task for
+``retry_worker``, permanent ones FAILED.
+
+A failure of a whole call (HubSpot down, rate limit beyond the client's wait)
+puts the customers back in the dirty set and raises, so the flush task is
+retried with backoff; on its last attempt they become FAILED queue rows instead,
+visible and replayable. The outbound flow may also carry a HubSpot value to WARP
+when a field's rule says HubSpot wins (``allowed`` is both ways), so every flush
+leaves both sides and the field states consistent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from shared.db import Row
+from shared.db.repositories import customers, outbound_dirty
+from shared.engine.deps import Engine, get_engine
+from shared.outbound.fields import fields_from_stored
+from shared.outbound.push import push_customers
+from shared.outbound.receive import FLUSH_KIND, delivery_records, triggered_by
+from shared.retry import enqueue_failure
+from shared.tasks import Task, TaskOutcome, task_name
+
+log = logging.getLogger("warp_hubspot_sync.outbound")
+
+BATCH = 100
+QUEUE_KIND = "outbound"
+
+
+@dataclass
+class FlushReport:
+    """What one flush did."""
+
+    taken: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+    queued: int = 0
+    failed: int = 0
+    more: bool = False
+    gave_up: bool = False
+
+
+def run_flush_task(payload: Mapping[str, Any], attempt: int) -> TaskOutcome:
+    """Task handler of ``outbound_flush``."""
+    report = flush(get_engine(), attempt=attempt)
+    return TaskOutcome.FAILED if report.gave_up else TaskOutcome.DONE
+
+
+def flush(engine: Engine, *, attempt: int = 0, limit: int = BATCH) -> FlushReport:
+    """Push up to ``limit`` dirty customers to HubSpot (see the module docstring)."""
+    report = FlushReport()
+    # Every dirty row is due; the margin only absorbs clock skew with the database.
+    cutoff = datetime.now(UTC) + timedelta(minutes=1)
+    with engine.database.transaction() as tx:
+        rows = outbound_dirty.take(tx, marked_before=cutoff, limit=limit)
+    report.taken = len(rows)
+    if not rows:
+        return report
+    if len(rows) >= limit:
+        report.more = True
+        ids = sorted(str(r["customer_id"]) for r in rows)
+        engine.dispatcher.submit(Task(FLUSH_KIND, {}, name=task_name(FLUSH_KIND, "after", *ids)))
+    work = _batch_work(engine, rows)
+    try:
+        results = push_customers(engine, list(work.fields), attempt=attempt, **work.kwargs())
+    except Exception as exc:
+        retryable = bool(getattr(exc, "retryable", True))
+        if retryable and attempt + 1 < engine.settings.retry_max_attempts:
+            _put_back(engine, rows)
+            log.warning(
+                "flush failed as a whole; customers are dirty again and the flush retries",
+                extra={"fields": {"customers": len(rows), "attempt": attempt, "error": str(exc)}},
+            )
+            raise
+        for row in rows:
+            cid = str(row["customer_id"])
+            enqueue_failure(
+                engine,
+                kind=QUEUE_KIND,
+                entity_id=cid,
+                payload=work.payload(cid),
+                error=exc,
+                retryable=False,
+            )
+        report.failed = len(rows)
+        report.gave_up = True
+        return report
+    for result in results:
+        report.statuses[result.status] = report.statuses.get(result.status, 0) + 1
+        if result.error is None:
+            continue
+        queued = enqueue_failure(
+            engine,
+            kind=QUEUE_KIND,
+            entity_id=result.customer_id,
+            payload=work.payload(result.customer_id),
+            error=result.error,
+            retryable=result.error.retryable,
+            hubspot_object_id=result.company_id,
+        )
+        if queued["status"] == "QUEUED":
+            report.queued += 1
+        else:
+            report.failed += 1
+    log.info(
+        "outbound flush done",
+        extra={"fields": {"taken": report.taken, **report.statuses, "queued": report.queued}},
+    )
+    return report
+
+
+def retry_customer(engine: Engine, row: Row) -> None:
+    """Queue-row runner of kind ``outbound``: push the one customer again; raise on failure."""
+    payload = row["payload"] or {}
+    cid = str(payload.get("customer_id") or row["entity_id"])
+    fields = payload.get("fields")
+    (result,) = push_customers(
+        engine,
+        [cid],
+        triggered_by=str(payload.get("triggered_by") or "retry"),
+        triggered_by_user=payload.get("triggered_by_user"),
+        fields={cid: set(fields) if fields is not None else None},
+        attempt=int(row["retry_count"] or 0),
+    )
+    if result.error is not None:
+        raise result.error
+    if result.status in ("not_found", "skipped", "not_linked"):
+        log.info(
+            "queued customer needs no push",
+            extra={
+                "fields": {"customer_id": cid, "status": result.status, "reason": result.reason}
+            },
+        )
+
+
+@dataclass
+class _Work:
+    """A batch's per-customer fields and times and its common trigger."""
+
+    fields: dict[str, set[str] | None]
+    warp_times: dict[str, datetime]
+    triggered_by: str
+    triggered_by_user: str | None
+
+    def kwargs(self) -> dict[str, Any]:
+        return {
+            "fields": self.fields,
+            "warp_times": self.warp_times,
+            "triggered_by": self.triggered_by,
+            "triggered_by_user": self.triggered_by_user,
+        }
+
+    def payload(self, customer_id: str) -> dict[str, Any]:
+        """A queue row's payload: enough to push this customer again."""
+        chosen = self.fields.get(customer_id)
+        return {
+            "customer_id": customer_id,
+            "fields": None if chosen is None else sorted(chosen),
+            "triggered_by": self.triggered_by,
+            "triggered_by_user": self.triggered_by_user,
+        }
+
+
+def _batch_work(engine: Engine, rows: Sequence[Row]) -> _Work:
+    records = delivery_records(engine, [m for r in rows for m in r["message_ids"] or []])
+    fields: dict[str, set[str] | None] = {}
+    times: dict[str, datetime] = {}
+    sources: set[str] = set()
+    users: set[str | None] = set()
+    for row in rows:
+        cid = str(row["customer_id"])
+        fields[cid] = fields_from_stored(row["changed_fields"] or [])
+        for mid in row["message_ids"] or []:
+            record = records.get(mid)
+            if record is None:
+                continue  # completed after this flush began: the row's updated_at stands in
+            sources.add(str(record.get("trigger_source") or "warp"))
+            users.add(record.get("triggered_by_user"))
+            occurred = _parse_time(record.get("occurred_at"))
+            if occurred is not None and (cid not in times or occurred > times[cid]):
+                times[cid] = occurred
+    user = next(iter(users)) if len(users) == 1 else None
+    return _Work(fields, times, triggered_by(sources) if sources else "pubsub", user)
+
+
+def _parse_time(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(value)) if value else None
+    except ValueError:
+        return None
+
+
+def _put_back(engine: Engine, rows: Sequence[Row]) -> None:
+    """Mark the taken customers dirty again, with their fields and message ids."""
+    with engine.database.transaction() as tx:
+        alive = {str(r["id"]) for r in customers.get_many(tx, [r["customer_id"] for r in rows])}
+        for row in rows:
+            cid = str(row["customer_id"])
+            if cid not in alive:
+                continue
+            fields = list(row["changed_fields"] or [])
+            for mid in row["message_ids"] or [None]:
+                outbound_dirty.mark(tx, cid, fields, mid)

@@ -1,0 +1,202 @@
+"""One delivery of a WARP change message: validated, deduplicated, handed to the flush.
+
+A change is not pushed to HubSpot here. The customer is marked dirty
+(``hubspot_outbound_dirty``, merging with other pending changes of it) and a
+flush is scheduled a short while later under a name shared by every message of
+that moment, so a burst becomes a few batch writes. The delivery is acknowledged
+once the dirty mark is committed and the flush task exists: that pair is the
+hand-off. The message id is claimed before and completed only after it, so a
+failed hand-off (answered 503) can be redelivered and run again, while a
+redelivery of a completed message is answered as a duplicate.
+
+A message that cannot be read is recorded (log line, and its idempotency record
+when its id is known) and acknowledged: redelivering the same bytes cannot help.
+Deletes are handled at once (:mod:`shared.outbound.deletes`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import shared.tasks.kinds  # noqa: F401  (the flush task's handler must be registered)
+from shared.db.repositories import customers, outbound_dirty
+from shared.engine.deps import Engine
+from shared.idempotency import AlreadyInProgress, PostgresPersistence, Status, payload_hash
+from shared.mapping import EntityType
+from shared.messages import Delivery, MalformedMessage, Operation, parse_delivery
+from shared.outbound.deletes import close_deleted_customer
+from shared.outbound.fields import outbound_fields, stored_fields
+from shared.tasks import Task, task_name
+
+log = logging.getLogger("warp_hubspot_sync.outbound")
+
+FLUSH_KIND = "outbound_flush"
+KEY_PREFIX = "pubsub:"
+# Pub/Sub keeps an unacknowledged message for up to 7 days: remember ids that long.
+REMEMBER_FOR = timedelta(days=7)
+CLAIM_LEASE = timedelta(minutes=5)
+_CLAIM_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What became of one delivery. Every outcome is acknowledged (2xx)."""
+
+    message_id: str | None
+    outcome: str  # accepted | duplicate | skipped | closed | rejected | failed
+    reason: str = ""
+    customer_id: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON answer of ``outbound_sync``."""
+        return {k: v for k, v in self.__dict__.items() if v not in (None, "")}
+
+
+def receive(engine: Engine, body: bytes, headers: Mapping[str, str]) -> Receipt:
+    """Handle one push (or CloudEvent) delivery; raise a retryable error to get it again."""
+    try:
+        delivery = parse_delivery(body, headers)
+    except MalformedMessage as exc:
+        return _reject(engine, getattr(exc, "message_id", None), str(exc))
+    change = delivery.change
+    persistence = PostgresPersistence(engine.database)
+    key = KEY_PREFIX + delivery.message_id
+    fingerprint = payload_hash(change.model_dump(mode="json"))
+    for _ in range(_CLAIM_ATTEMPTS):
+        claim = persistence.claim(key, fingerprint, expires_after=REMEMBER_FOR, lease=CLAIM_LEASE)
+        if claim.claimed or claim.existing is not None:
+            break
+    if not claim.claimed:
+        existing = claim.existing
+        if existing is None or existing.status is not Status.COMPLETED:
+            raise AlreadyInProgress(key)  # another instance holds it: Pub/Sub redelivers later
+        reason = "message id seen before"
+        if existing.payload_hash != fingerprint:
+            reason = "message id seen before with a different payload; ignored"
+            log.error("message id reused", extra={"fields": {"message_id": delivery.message_id}})
+        return Receipt(delivery.message_id, "duplicate", reason, str(change.entity_id))
+    try:
+        receipt = _handle(engine, delivery)
+    except BaseException:
+        persistence.delete(key)
+        raise
+    record = {
+        **receipt.as_dict(),
+        "occurred_at": change.occurred_at.isoformat(),
+        "trigger_source": change.trigger_source,
+        "triggered_by_user": change.triggered_by_user,
+        "operation": change.operation.value,
+    }
+    persistence.complete(key, record, expires_after=REMEMBER_FOR)
+    log.info(
+        "change message handled",
+        extra={
+            "fields": {
+                "message_id": delivery.message_id,
+                "customer_id": receipt.customer_id,
+                "outcome": receipt.outcome,
+                "reason": receipt.reason,
+                "operation": change.operation.value,
+                "delivery_attempt": delivery.delivery_attempt,
+            }
+        },
+    )
+    return receipt
+
+
+def _handle(engine: Engine, delivery: Delivery) -> Receipt:
+    change = delivery.change
+    customer_id = str(change.entity_id)
+    mid = delivery.message_id
+    if change.operation is Operation.DELETE:
+        result = close_deleted_customer(
+            engine,
+            customer_id,
+            triggered_by=triggered_by(change.trigger_source),
+            triggered_by_user=change.triggered_by_user,
+        )
+        return Receipt(mid, result["outcome"], result.get("reason", ""), customer_id)
+    fields = outbound_fields(
+        (engine.mapping_for(customer_id, et) for et in EntityType), change.changed_fields
+    )
+    if fields is not None and not fields:
+        return Receipt(mid, "skipped", "no outbound field among changed_fields", customer_id)
+    with engine.database.transaction() as tx:
+        row = customers.get(tx, customer_id)
+        if row is None:
+            return Receipt(mid, "skipped", "customer not found in WARP", customer_id)
+        if row.get("hubspot_sync_enabled") is False:
+            return Receipt(mid, "skipped", "hubspot_sync_enabled is false", customer_id)
+        outbound_dirty.mark(tx, customer_id, stored_fields(fields), mid)
+    schedule_flush(engine)
+    return Receipt(mid, "accepted", "", customer_id)
+
+
+def schedule_flush(engine: Engine) -> bool:
+    """Schedule the flush of this moment; False when it was scheduled already.
+
+    Time is cut into buckets of ``COALESCE_DELAY_SECONDS``; every message of a bucket
+    names the same task, due just after the bucket ends, so a burst costs one
+    flush per bucket. With a delay of 0 every message flushes at once.
+    """
+    delay = engine.settings.coalesce_delay_seconds
+    if delay <= 0:
+        return engine.dispatcher.submit(Task(FLUSH_KIND, {}))
+    now = time.time()
+    bucket = math.floor(now / delay)
+    # A tenth of a bucket of grace: a mark committed at the bucket's very end is in.
+    due = (bucket + 1.1) * delay
+    task = Task(
+        FLUSH_KIND,
+        {"bucket": bucket},
+        delay_seconds=due - now,
+        name=task_name(FLUSH_KIND, delay, bucket),
+    )
+    return engine.dispatcher.submit(task)
+
+
+def triggered_by(trigger_sources: str | Collection[str]) -> str:
+    """The sync log's ``triggered_by`` for changes from these WARP sources."""
+    sources = {trigger_sources} if isinstance(trigger_sources, str) else set(trigger_sources)
+    return f"pubsub:{next(iter(sources))}"[:100] if len(sources) == 1 else "pubsub"
+
+
+def delivery_records(engine: Engine, message_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """What :func:`receive` recorded for these (completed) messages, by message id."""
+    if not message_ids:
+        return {}
+    table = PostgresPersistence.table
+    with engine.database.transaction() as tx:
+        rows = tx.fetch(
+            f"SELECT key, response FROM {table} WHERE key = ANY(CAST(:keys AS text[])) "
+            "AND status = 'COMPLETED'",
+            {"keys": [KEY_PREFIX + m for m in message_ids]},
+        )
+    return {
+        r["key"].removeprefix(KEY_PREFIX): r["response"]
+        for r in rows
+        if isinstance(r["response"], dict)
+    }
+
+
+def _reject(engine: Engine, message_id: str | None, reason: str) -> Receipt:
+    """Acknowledge an unreadable message, recording why (a poison message must not loop)."""
+    log.error(
+        "change message rejected",
+        extra={"fields": {"message_id": message_id, "reason": reason}},
+    )
+    if message_id is not None:
+        persistence = PostgresPersistence(engine.database)
+        key = KEY_PREFIX + message_id
+        claim = persistence.claim(key, None, expires_after=REMEMBER_FOR, lease=CLAIM_LEASE)
+        if claim.claimed:
+            persistence.complete(
+                key, {"outcome": "rejected", "reason": reason}, expires_after=REMEMBER_FOR
+            )
+    return Receipt(message_id, "rejected", reason)

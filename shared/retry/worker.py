@@ -1,0 +1,131 @@
+"""The worker side of queued work: claim a row, run it, record how it went.
+
+``retry_worker`` receives ``{"kind": ..., "payload": {...}}`` from Cloud Tasks (or
+the in-process stand-in) and :func:`handle_task` runs it through the task
+registry. A ``queue_item`` task names a ``hubspot_sync_queue`` row; its runner is
+picked by the row's ``kind`` (``outbound``, or whatever another flow registers
+with :func:`register_runner`). A runner raises on failure; ``retryable`` on the
+exception decides between another attempt and FAILED.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from typing import Any
+
+import shared.tasks.kinds  # noqa: F401  (registers every task kind this worker may run)
+from shared.db import Row
+from shared.db.repositories import sync_queue
+from shared.engine.deps import Engine, get_engine
+from shared.tasks import TaskOutcome, backoff_ceiling, run_task
+from shared.tasks.registry import UnknownTaskKind
+
+log = logging.getLogger("warp_hubspot_sync.retry")
+
+Runner = Callable[[Engine, Row], None]
+
+# row kind -> "module:function" taking (engine, row); raises on failure.
+_RUNNERS: dict[str, str] = {"outbound": "shared.outbound.flush:retry_customer"}
+
+# A claimed row is held this long; a worker that died leaves it claimable again after.
+LEASE_SECONDS = 600.0
+
+
+def register_runner(kind: str, target: str) -> None:
+    """Name the runner of queue rows of ``kind`` as ``"module:function"``."""
+    _RUNNERS[kind] = target
+
+
+def _resolve(kind: str | None) -> Runner:
+    target = _RUNNERS.get(kind or "")
+    if target is None:
+        raise UnknownTaskKind(f"no runner for queue rows of kind {kind!r}")
+    module_name, _, attribute = target.partition(":")
+    runner: Runner = getattr(importlib.import_module(module_name), attribute)
+    return runner
+
+
+def run_queue_task(payload: Mapping[str, Any], attempt: int) -> TaskOutcome:
+    """Task handler of ``queue_item``: process the row ``payload["id"]``."""
+    return process_item(get_engine(), str(payload["id"]), attempt)
+
+
+def process_item(engine: Engine, item_id: str, attempt: int = 0) -> TaskOutcome:
+    """Claim queue row ``item_id``, run it, and mark it COMPLETED, QUEUED again or FAILED.
+
+    ``attempt`` is Cloud Tasks' retry count (0 on the task's first delivery). A row
+    that is missing, finished or held by a live worker is DONE: nothing to do. The
+    last attempt is the earlier of the task's (``RETRY_MAX_ATTEMPTS``) and the row's
+    (``max_retries`` failures, the first one included).
+    """
+    with engine.database.transaction() as tx:
+        row = sync_queue.claim(tx, item_id, lease_seconds=LEASE_SECONDS)
+    if row is None:
+        log.info("queue item has nothing to run", extra={"fields": {"queue_id": item_id}})
+        return TaskOutcome.DONE
+    fields = {"queue_id": item_id, "kind": row["kind"], "attempt": attempt}
+    try:
+        _resolve(row["kind"])(engine, row)
+    except Exception as exc:
+        return _record_failure(engine, row, exc, attempt, fields)
+    with engine.database.transaction() as tx:
+        sync_queue.complete(tx, item_id)
+    log.info("queue item completed", extra={"fields": fields})
+    return TaskOutcome.DONE
+
+
+def _record_failure(
+    engine: Engine, row: Row, exc: Exception, attempt: int, fields: dict[str, Any]
+) -> TaskOutcome:
+    settings = engine.settings
+    # An unexpected exception is treated like a 500: retryable, as Cloud Tasks would.
+    retryable = bool(getattr(exc, "retryable", not isinstance(exc, UnknownTaskKind)))
+    failures = int(row["retry_count"] or 0) + 1
+    limit = int(row["max_retries"] or settings.retry_max_attempts)
+    last = attempt + 1 >= settings.retry_max_attempts or failures >= limit
+    message = f"{type(exc).__name__}: {exc}"[:2000]
+    retry_at = None
+    if retryable and not last:
+        ceiling = backoff_ceiling(
+            failures, base=settings.retry_base_seconds, cap=settings.retry_cap_seconds
+        )
+        retry_at = engine.now() + timedelta(seconds=ceiling)
+    with engine.database.transaction() as tx:
+        sync_queue.fail(tx, str(row["id"]), message, retry_at=retry_at)
+    fields = {**fields, "error": message, "retryable": retryable, "failures": failures}
+    if retry_at is not None:
+        log.warning("queue item failed; it will be retried", extra={"fields": fields})
+        return TaskOutcome.RETRY
+    log.error("queue item failed for good (FAILED)", extra={"fields": fields})
+    return TaskOutcome.FAILED
+
+
+def handle_task(body: Any, attempt: int) -> tuple[int, dict[str, Any]]:
+    """Run a task body as ``retry_worker`` received it: (HTTP status, JSON answer).
+
+    200 for DONE and FAILED (a FAILED row is the dead letter; Cloud Tasks must not
+    retry it), 503 for RETRY so Cloud Tasks backs off and delivers again. A body
+    naming no known kind, or a permanent failure a handler raised, is answered 200
+    with the error (logged): retrying cannot fix it.
+    """
+    if not isinstance(body, Mapping) or not isinstance(body.get("kind"), str):
+        return 400, {"error": 'task body must be {"kind": str, "payload": object}'}
+    payload = body.get("payload") or {}
+    if not isinstance(payload, Mapping):
+        return 400, {"error": "task payload must be an object"}
+    kind = body["kind"]
+    try:
+        outcome = run_task(kind, payload, attempt)
+    except Exception as exc:
+        if getattr(exc, "retryable", not isinstance(exc, UnknownTaskKind)):
+            raise  # the adapter answers 503/500 and Cloud Tasks tries again
+        log.error(
+            "task failed permanently",
+            extra={"fields": {"kind": kind, "attempt": attempt, "error": str(exc)}},
+        )
+        return 200, {"outcome": TaskOutcome.FAILED.value, "kind": kind, "error": str(exc)}
+    status = 503 if outcome is TaskOutcome.RETRY else 200
+    return status, {"outcome": outcome.value, "kind": kind, "attempt": attempt}
