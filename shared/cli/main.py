@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "emulator": "shared.cli.emulator:emulator",
     "hubspot": "shared.cli.hubspot:hubspot",
     "package": "shared.cli.package:package",
+    "reconcile": "shared.cli.reconcile:reconcile",
 }
 
 

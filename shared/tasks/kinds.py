@@ -13,3 +13,5 @@ register("outbound_flush", "shared.outbound.flush:run_flush_task")
 register("queue_item", "shared.retry.worker:run_queue_task")
 # Inbound webhook events stored but not processed within the receiver's time budget.
 register("inbound_batch", "shared.inbound.process:run_inbound_batch")
+# Reconciliation: the next time budget of a run, from its checkpoint.
+register("reconcile_continue", "shared.reconcile.run:continue_run")

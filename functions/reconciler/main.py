@@ -1,0 +1,50 @@
+"""Cloud Function ``reconciler``: a reconciliation run, nightly from Cloud Scheduler or on demand.
+
+A thin adapter over ``shared.reconcile``. Body ``{run_type, entity_type, customer_id?,
+dry_run?, force?}`` (all optional: a FULL run of every customer). Cloud Scheduler's
+``X-CloudScheduler-ScheduleTime`` header becomes the run's idempotency key, so a
+retried call finds the run the first call started instead of starting another.
+The function works for ``RECONCILE_TIME_BUDGET_SECONDS`` and hands the rest to
+``reconcile_continue`` tasks, so it always answers before Scheduler's deadline:
+200 with the finished run, 202 while tasks continue it, 409 while another FULL
+run is running (``force`` starts one anyway).
+"""
+
+from __future__ import annotations
+
+import flask
+import functions_framework
+
+from shared.auth import authorize_internal_caller
+from shared.engine import get_engine
+from shared.reconcile import InvalidRunRequest, RunInProgress, RunRequest, describe_run, start_run
+from shared.web import error_response, http_function, json_response, read_json
+
+MAX_BODY_BYTES = 16_384
+
+
+@functions_framework.http
+@http_function("reconciler")
+def reconciler(request: flask.Request) -> flask.Response:
+    """Start (or find) a reconciliation run and work on it within the time budget."""
+    if request.method != "POST":
+        return error_response(405, "use POST")
+    engine = get_engine()
+    authorize_internal_caller(request.headers, engine.settings)
+    body = read_json(request, max_bytes=MAX_BODY_BYTES) if request.get_data(cache=True) else {}
+    schedule_time = request.headers.get("X-CloudScheduler-ScheduleTime")
+    try:
+        run_request = RunRequest.from_body(
+            body,
+            idempotency_key=f"scheduler:{schedule_time}" if schedule_time else None,
+            triggered_by="scheduler" if schedule_time else "api",
+        )
+        result = start_run(
+            engine, run_request, budget_seconds=engine.settings.reconcile_time_budget_seconds
+        )
+    except InvalidRunRequest as exc:
+        return error_response(400, str(exc))
+    except RunInProgress as exc:
+        return error_response(409, str(exc), run_id=exc.run_id)
+    status = 202 if result.status == "RUNNING" else 200
+    return json_response({"started": result.started, "run": describe_run(result.run)}, status)

@@ -1,0 +1,543 @@
+"""Starting, continuing and finishing reconciliation runs.
+
+A run is a ``hubspot_reconciliation_runs`` row whose ``checkpoint`` says which
+phase it is in, the last key it finished and its report so far. Each page is
+committed together with the next checkpoint, so a run that stops anywhere
+(time budget, crash, deploy) resumes from the last committed page:
+
+- the invocation that starts a run works until its time budget, then submits a
+  ``reconcile_continue`` task (Cloud Tasks, or the in-process stand-in) and
+  answers; each task does the same until the run is done;
+- a retryable failure (HubSpot down, rate limit beyond the client's wait)
+  schedules the continuation after a backoff; after ``RETRY_MAX_ATTEMPTS``
+  failures without progress the run is FAILED with the error;
+- a run whose heartbeat went silent (its worker died) is resumed from its
+  checkpoint, or marked FAILED once it is older than :data:`MAX_RUN_AGE`.
+
+A trigger carrying an idempotency key (Cloud Scheduler's schedule time) starts
+one run however often it is delivered. Only one FULL run runs at a time unless
+``force``: a transaction-level advisory lock makes "is one running? then start"
+atomic across instances.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from shared.db import Row, Session
+from shared.db.repositories import customers, field_state, reconciliation_runs
+from shared.engine.deps import Engine
+from shared.engine.snapshots import linked_id
+from shared.errors import SyncError
+from shared.mapping import EntityType
+from shared.reconcile import queries
+from shared.reconcile.incremental import changed_in_hubspot, since
+from shared.reconcile.pages import PAGE, match_unlinked, sync_page
+from shared.reconcile.report import SAMPLE_LIMIT, DriftReport
+from shared.tasks import Task, TaskOutcome, backoff_delay, task_name
+
+log = logging.getLogger("warp_hubspot_sync.reconcile")
+
+TASK_KIND = "reconcile_continue"
+RUN_TYPES = ("FULL", "INCREMENTAL", "CUSTOMER_SPECIFIC")
+# "customer": the whole customer (its company and its primary contact); "contact": contact fields.
+ENTITY_TYPES = ("customer", "contact")
+MAX_RUN_AGE = timedelta(hours=24)  # a silent run older than this is FAILED, not resumed
+_FULL_LOCK = 8_410_006  # advisory lock key: starting a FULL run
+
+PHASES = {
+    "FULL": ["linked", "unlinked"],
+    "INCREMENTAL": ["warp", "companies", "contacts"],
+    "CUSTOMER_SPECIFIC": ["customer"],
+}
+_HUBSPOT_PHASES = {"companies": EntityType.CUSTOMER, "contacts": EntityType.CONTACT}
+
+Progress = Callable[[int, int | None], None]  # (records done, records expected or None)
+
+
+class InvalidRunRequest(SyncError):
+    """The request names no valid run (the caller's mistake: 400)."""
+
+
+class RunInProgress(SyncError):
+    """A FULL run is already running (409); pass ``force`` to start another anyway."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(
+            f"reconciliation run {run_id} is already running; use force to start another"
+        )
+        self.run_id = run_id
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What to reconcile. ``idempotency_key``: one run per key (Scheduler's schedule time)."""
+
+    run_type: str = "FULL"
+    entity_type: str = "customer"
+    customer_id: str | None = None
+    dry_run: bool = False
+    force: bool = False
+    idempotency_key: str | None = None
+    triggered_by: str = "manual"
+
+    @classmethod
+    def from_body(
+        cls, body: Any, *, idempotency_key: str | None = None, triggered_by: str = "api"
+    ) -> RunRequest:
+        """Parse ``{run_type, entity_type, customer_id?, dry_run?, force?}``; problems raise 400."""
+        if body is None:
+            body = {}
+        if not isinstance(body, Mapping):
+            raise InvalidRunRequest("body must be a JSON object")
+        unknown = sorted(set(body) - {"run_type", "entity_type", "customer_id", "dry_run", "force"})
+        if unknown:
+            raise InvalidRunRequest(f"unknown field(s): {', '.join(unknown)}")
+        for flag in ("dry_run", "force"):
+            if flag in body and not isinstance(body[flag], bool):
+                raise InvalidRunRequest(f"{flag} must be true or false")
+        customer_id = body.get("customer_id")
+        run_type = body.get("run_type") or ("CUSTOMER_SPECIFIC" if customer_id else "FULL")
+        request = cls(
+            run_type=str(run_type).upper(),
+            entity_type=str(body.get("entity_type") or "customer").lower(),
+            customer_id=None if customer_id is None else str(customer_id),
+            dry_run=bool(body.get("dry_run", False)),
+            force=bool(body.get("force", False)),
+            idempotency_key=idempotency_key,
+            triggered_by=triggered_by,
+        )
+        request.validate()
+        return request
+
+    def validate(self) -> None:
+        """Raise :class:`InvalidRunRequest` naming what is wrong."""
+        if self.run_type not in RUN_TYPES:
+            raise InvalidRunRequest(f"run_type must be one of {', '.join(RUN_TYPES)}")
+        if self.entity_type not in ENTITY_TYPES:
+            raise InvalidRunRequest(f"entity_type must be one of {', '.join(ENTITY_TYPES)}")
+        if (self.run_type == "CUSTOMER_SPECIFIC") != (self.customer_id is not None):
+            raise InvalidRunRequest("customer_id is required for, and only for, CUSTOMER_SPECIFIC")
+        if self.customer_id is not None:
+            from uuid import UUID
+
+            try:
+                UUID(self.customer_id)
+            except ValueError:
+                raise InvalidRunRequest("customer_id must be a UUID") from None
+
+
+@dataclass
+class RunResult:
+    """Where a run stands after this call."""
+
+    run: Row
+    started: bool = True  # False: this trigger had started the run before
+    continued: bool = False  # handed to a continuation task
+
+    @property
+    def status(self) -> str:
+        return str(self.run["status"])
+
+    @property
+    def report(self) -> dict[str, Any]:
+        """The final report, or the report so far of a running run."""
+        if self.run.get("report"):
+            return dict(self.run["report"])
+        return dict((self.run.get("checkpoint") or {}).get("report") or {})
+
+
+@dataclass
+class _Step:
+    """The checkpoint being written by one page, saved once in the page's transaction."""
+
+    run_id: str
+    state: dict[str, Any]
+    report: DriftReport
+    expected_seq: int
+    saved: bool = field(default=False)
+
+    def save(self, tx: Session) -> None:
+        self.state["report"] = self.report.to_json()
+        expected = self.expected_seq + 1 if self.saved else self.expected_seq
+        if not queries.save_checkpoint(
+            tx, self.run_id, self.state, self.report.run_counts(), expected_seq=expected
+        ):
+            raise _TakenOver()
+        self.saved = True
+
+
+class _TakenOver(Exception):
+    """Another worker moved the run on (or it was cancelled): this one stops."""
+
+
+# --- starting -------------------------------------------------------------------------
+
+
+def start_run(
+    engine: Engine,
+    request: RunRequest,
+    *,
+    budget_seconds: float | None = None,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Start a run (or find the one this trigger started) and work on it for ``budget_seconds``.
+
+    None as budget works to the end (the CLI). Raises :class:`RunInProgress` for a
+    second FULL run without ``force`` and :class:`InvalidRunRequest` for a bad one.
+    """
+    request.validate()
+    recover_stale(engine)
+    with engine.database.transaction() as tx:
+        if request.idempotency_key:
+            existing = queries.by_idempotency_key(tx, request.idempotency_key)
+            if existing is not None:
+                return RunResult(existing, started=False)
+        if request.run_type == "FULL":
+            tx.fetch_value("SELECT pg_advisory_xact_lock(:key)", {"key": _FULL_LOCK})
+            running = None if request.force else queries.running_full(tx)
+            if running is not None:
+                raise RunInProgress(str(running["id"]))
+        state = _initial_state(engine, tx, request)
+        row, new = reconciliation_runs.start(
+            tx,
+            run_type=request.run_type,
+            entity_type=request.entity_type,
+            customer_id=request.customer_id,
+            triggered_by=request.triggered_by,
+            dry_run=request.dry_run,
+            idempotency_key=request.idempotency_key,
+        )
+        if not new:
+            return RunResult(row, started=False)
+        reconciliation_runs.checkpoint(tx, str(row["id"]), state)
+    log.info(
+        "reconciliation started",
+        extra={
+            "fields": {
+                "run_id": str(row["id"]),
+                "run_type": request.run_type,
+                "dry_run": request.dry_run,
+                "phases": state["phases"],
+            }
+        },
+    )
+    return advance(engine, str(row["id"]), budget_seconds=budget_seconds, progress=progress)
+
+
+def _initial_state(engine: Engine, tx: Session, request: RunRequest) -> dict[str, Any]:
+    report = DriftReport(dry_run=request.dry_run)
+    phases = list(PHASES[request.run_type])
+    since_at: datetime | None = None
+    if request.run_type == "INCREMENTAL":
+        last = queries.last_completed(tx, request.entity_type)
+        if last is None:
+            phases = list(PHASES["FULL"])
+            report.notes.append("no completed run before: checked every linked customer")
+        else:
+            since_at = since(last["started_at"], engine.settings.reconcile_overlap_seconds)
+            report.notes.append(f"changes since {since_at.isoformat()}")
+    total = queries.count_linked(tx) if phases[0] == "linked" else None
+    fields = None
+    if request.entity_type == "contact":
+        fields = sorted(engine.mapping_for(None, EntityType.CONTACT).fields)
+    return {
+        "seq": 0,
+        "phases": phases,
+        "phase_index": 0,
+        "after": None,
+        "since": since_at.isoformat() if since_at else None,
+        "total": total,
+        "fields": fields,
+        "customer_id": request.customer_id,
+        "dry_run": request.dry_run,
+        "failures": 0,
+        "report": report.to_json(),
+    }
+
+
+# --- working --------------------------------------------------------------------------
+
+
+def advance(
+    engine: Engine,
+    run_id: str,
+    *,
+    budget_seconds: float | None,
+    progress: Progress | None = None,
+    failures: int = 0,
+) -> RunResult:
+    """Work on a RUNNING run page by page until it is done or the budget is spent.
+
+    A retryable failure schedules the continuation after a backoff (the run keeps
+    its checkpoint); other failures mark the run FAILED with the error.
+    """
+    began = time.monotonic()
+    row = _load(engine, run_id)
+    first_seq = _seq(row)
+    while row["status"] == "RUNNING":
+        state = dict(row["checkpoint"] or {})
+        if state.get("phase_index", 0) >= len(state.get("phases") or []):
+            return RunResult(_finish(engine, row, state))
+        if budget_seconds is not None and time.monotonic() - began >= budget_seconds:
+            _continue_later(engine, run_id, state, failures=0, delay=0.0)
+            return RunResult(row, continued=True)
+        try:
+            _step(engine, row, state)
+        except _TakenOver:
+            log.info("run moved on elsewhere; stopping", extra={"fields": {"run_id": run_id}})
+            return RunResult(_load(engine, run_id), continued=True)
+        except SyncError as exc:
+            return _failed_step(engine, run_id, exc, failures if _seq(row) == first_seq else 0)
+        except Exception as exc:
+            _fail(engine, run_id, f"unexpected {type(exc).__name__}")
+            raise
+        row = _load(engine, run_id)
+        if progress is not None:
+            report = (row["checkpoint"] or {}).get("report") or {}
+            done = int((report.get("records") or {}).get("checked", 0))
+            done += int((report.get("unlinked_customers") or {}).get("count", 0))
+            progress(done, (row["checkpoint"] or {}).get("total"))
+    return RunResult(row)
+
+
+def _step(engine: Engine, row: Row, state: dict[str, Any]) -> None:
+    """Process the next page of the run's current phase and save the checkpoint with it."""
+    run_id = str(row["id"])
+    phase = state["phases"][state["phase_index"]]
+    report = DriftReport.from_json(state.get("report"))
+    step = _Step(run_id, {**state, "seq": int(state.get("seq", 0)) + 1}, report, _seq(row))
+    dry_run = bool(state.get("dry_run"))
+    fields = state.get("fields")
+    after = state.get("after")
+
+    def next_phase() -> None:
+        step.state["phase_index"] = state["phase_index"] + 1
+        step.state["after"] = None
+
+    if phase in ("linked", "warp"):
+        with engine.database.transaction() as tx:
+            if phase == "linked":
+                ids = [str(r["id"]) for r in customers.page_linked(tx, after, PAGE)]
+            else:
+                ids = queries.page_changed_ids(tx, _since(state), after, PAGE)
+        if not ids:
+            next_phase()
+        else:
+            step.state["after"] = ids[-1]
+            sync_page(engine, ids, report, dry_run=dry_run, fields=fields, save=step.save)
+    elif phase in _HUBSPOT_PHASES:
+        entity_type = _HUBSPOT_PHASES[phase]
+        object_ids = changed_in_hubspot(engine, entity_type, _since(state), after, PAGE)
+        if not object_ids:
+            next_phase()
+        else:
+            step.state["after"] = object_ids[-1]
+            with engine.database.transaction() as tx:
+                ids = queries.customers_linked_to(
+                    tx, phase, object_ids, changed_before=_since(state)
+                )
+            if ids:
+                sync_page(engine, ids, report, dry_run=dry_run, fields=fields, save=step.save)
+    elif phase == "unlinked":
+        with engine.database.transaction() as tx:
+            rows = customers.page_unlinked(tx, after, PAGE)
+        if not rows:
+            next_phase()
+        else:
+            step.state["after"] = str(rows[-1]["id"])
+            match_unlinked(engine, rows, report)
+    elif phase == "customer":
+        next_phase()
+        customer_id = str(state["customer_id"])
+        with engine.database.transaction() as tx:
+            customer = customers.get(tx, customer_id)
+        if customer is None:
+            report.add_error(customer_id, "customer not found")
+        elif linked_id(customer, EntityType.CUSTOMER) is None:
+            match_unlinked(engine, [customer], report)
+        else:
+            sync_page(engine, [customer_id], report, dry_run=dry_run, fields=fields, save=step.save)
+    else:
+        raise SyncError(f"unknown reconciliation phase {phase!r}")
+    if not step.saved:
+        with engine.database.transaction() as tx:
+            step.save(tx)
+
+
+def _failed_step(engine: Engine, run_id: str, exc: SyncError, failures: int) -> RunResult:
+    attempts = failures + 1
+    if exc.retryable and attempts < engine.settings.retry_max_attempts:
+        delay = backoff_delay(
+            attempts, base=engine.settings.retry_base_seconds, cap=engine.settings.retry_cap_seconds
+        )
+        if getattr(exc, "retry_after", None):
+            delay = max(delay, float(exc.retry_after))  # type: ignore[attr-defined]
+        log.warning(
+            "reconciliation page failed; continuing later",
+            extra={
+                "fields": {
+                    "run_id": run_id,
+                    "attempt": attempts,
+                    "delay_s": round(delay, 2),
+                    "error_type": type(exc).__name__,
+                }
+            },
+        )
+        row = _load(engine, run_id)
+        _continue_later(
+            engine, run_id, dict(row["checkpoint"] or {}), failures=attempts, delay=delay
+        )
+        return RunResult(row, continued=True)
+    return RunResult(_fail(engine, run_id, f"{type(exc).__name__}: {exc}"))
+
+
+def _continue_later(
+    engine: Engine,
+    run_id: str,
+    state: Mapping[str, Any],
+    *,
+    failures: int,
+    delay: float,
+    nonce: str = "",
+) -> None:
+    seq = int(state.get("seq", 0))
+    payload = {"run_id": run_id, "seq": seq, "failures": failures}
+    name = task_name("reconcile", run_id, seq, failures, nonce)
+    engine.dispatcher.submit(Task(TASK_KIND, payload, delay_seconds=delay, name=name))
+    with engine.database.transaction() as tx:
+        reconciliation_runs.heartbeat(tx, run_id)
+
+
+def _finish(engine: Engine, row: Row, state: Mapping[str, Any]) -> Row:
+    run_id = str(row["id"])
+    report = DriftReport.from_json(state.get("report"))
+    with engine.database.transaction() as tx:
+        customer_id = state.get("customer_id")
+        samples = field_state.open_conflicts(tx, customer_id, limit=SAMPLE_LIMIT)
+        total = (
+            len(field_state.open_conflicts(tx, customer_id, limit=10_000))
+            if customer_id
+            else field_state.count_open_conflicts(tx)
+        )
+        report.set_open_conflicts(
+            total,
+            [
+                {
+                    "customer_id": str(s["entity_id"]),
+                    "entity_type": s["entity_type"],
+                    "field_name": s["field_name"],
+                    "rule": s.get("conflict_resolution"),
+                    "since": s.get("conflict_detected_at"),
+                }
+                for s in samples
+            ],
+        )
+        finished = reconciliation_runs.finish(
+            tx, run_id, status="COMPLETED", counts=report.run_counts(), report=report.to_json()
+        )
+    assert finished is not None
+    log.info(
+        "reconciliation completed",
+        extra={"fields": {"run_id": run_id, **report.run_counts(), "dry_run": report.dry_run}},
+    )
+    return finished
+
+
+def _fail(engine: Engine, run_id: str, message: str) -> Row:
+    with engine.database.transaction() as tx:
+        row = reconciliation_runs.get(tx, run_id)
+        report = DriftReport.from_json(((row or {}).get("checkpoint") or {}).get("report"))
+        report.add_error(None, message)
+        finished = reconciliation_runs.finish(
+            tx,
+            run_id,
+            status="FAILED",
+            counts=report.run_counts(),
+            report=report.to_json(),
+            notes=message,
+        )
+    log.error("reconciliation failed", extra={"fields": {"run_id": run_id, "error": message}})
+    assert finished is not None
+    return finished
+
+
+# --- continuing and recovering --------------------------------------------------------
+
+
+def continue_run(payload: Mapping[str, Any], attempt: int) -> TaskOutcome:
+    """Task handler of ``reconcile_continue``: work on the run for one more time budget."""
+    from shared.engine import get_engine
+
+    engine = get_engine()
+    run_id = str(payload["run_id"])
+    with engine.database.transaction() as tx:
+        row = reconciliation_runs.get(tx, run_id)
+    if row is None or row["status"] != "RUNNING":
+        return TaskOutcome.DONE
+    if "seq" in payload and _seq(row) != int(payload["seq"]):
+        return TaskOutcome.DONE  # another worker moved the run on; this task is stale
+    result = advance(
+        engine,
+        run_id,
+        budget_seconds=engine.settings.reconcile_time_budget_seconds,
+        failures=int(payload.get("failures", 0)),
+    )
+    return TaskOutcome.FAILED if result.status == "FAILED" else TaskOutcome.DONE
+
+
+def recover_stale(engine: Engine, *, silent_for_seconds: float | None = None) -> dict[str, str]:
+    """Resume silent RUNNING runs from their checkpoints or fail old ones; ``{run_id: action}``."""
+    silent = silent_for_seconds
+    if silent is None:
+        silent = engine.settings.reconcile_stale_seconds
+    with engine.database.transaction() as tx:
+        stale = reconciliation_runs.stale_running(tx, silent_for_seconds=silent)
+    actions: dict[str, str] = {}
+    now = datetime.now(UTC)
+    for run in stale:
+        run_id = str(run["id"])
+        with engine.database.transaction() as tx:
+            if not queries.claim_stale(tx, run_id, run["heartbeat_at"]):
+                continue
+        if run.get("checkpoint") and now - run["started_at"] < MAX_RUN_AGE:
+            beat = run["heartbeat_at"].isoformat() if run["heartbeat_at"] else ""
+            _continue_later(engine, run_id, run["checkpoint"], failures=0, delay=0.0, nonce=beat)
+            actions[run_id] = "resumed"
+        else:
+            _fail(engine, run_id, f"no heartbeat for over {int(silent)} s; abandoned")
+            actions[run_id] = "failed"
+        log.warning(
+            "silent reconciliation run recovered",
+            extra={"fields": {"run_id": run_id, "action": actions[run_id]}},
+        )
+    return actions
+
+
+def describe_run(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A run row as the API and CLI show it: the columns, the report, no checkpoint internals."""
+    view = {k: v for k, v in row.items() if k not in ("checkpoint", "idempotency_key")}
+    if not view.get("report") and row.get("checkpoint"):
+        view["report"] = (row["checkpoint"] or {}).get("report")
+    return view
+
+
+def _load(engine: Engine, run_id: str) -> Row:
+    with engine.database.transaction() as tx:
+        row = reconciliation_runs.get(tx, run_id)
+    if row is None:
+        raise InvalidRunRequest(f"reconciliation run {run_id} not found")
+    return row
+
+
+def _seq(row: Mapping[str, Any]) -> int:
+    return int((row.get("checkpoint") or {}).get("seq", 0))
+
+
+def _since(state: Mapping[str, Any]) -> datetime:
+    return datetime.fromisoformat(str(state["since"]))
