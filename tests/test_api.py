@@ -299,12 +299,23 @@ def test_to_hubspot_and_from_hubspot(client: httpx.Client, engine: Engine, emula
     assert again["status"] == "in_sync" and again["changed"] == []
 
 
-def test_sync_unlinked_and_unknown(client: httpx.Client, engine: Engine, emulator: Any) -> None:
+def test_to_hubspot_links_an_unlinked_customer(
+    client: httpx.Client, engine: Engine, emulator: Any
+) -> None:
     customer_id, _ = _customer(engine, emulator, link=False)
+    pulled = client.post(f"/v1/sync/customers/{customer_id}/from-hubspot")
+    assert pulled.status_code == 409
+    assert pulled.json()["error"] == "customer is not linked to a HubSpot company"
+    pushed = client.post(f"/v1/sync/customers/{customer_id}/to-hubspot")
+    assert pushed.status_code == 200, pushed.text
+    assert pushed.json()["linked"]  # found or created through outbound's linking
+    with engine.database.transaction() as tx:
+        row = customers.get(tx, customer_id)
+    assert row is not None and row["external_ids"].get("hubspot_company_id")
+    again = client.post(f"/v1/sync/customers/{customer_id}/to-hubspot").json()
+    assert again["linked"] == [] and again["status"] == "in_sync"
+    assert client.post(f"/v1/sync/customers/{customer_id}/from-hubspot").status_code == 200
     for direction in ("to-hubspot", "from-hubspot"):
-        answer = client.post(f"/v1/sync/customers/{customer_id}/{direction}")
-        assert answer.status_code == 409
-        assert answer.json()["error"] == "customer is not linked to a HubSpot company"
         assert client.post(f"/v1/sync/customers/{uuid.uuid4()}/{direction}").status_code == 404
 
 
@@ -328,14 +339,16 @@ def test_status_shows_links_times_and_field_states(
     customer_id, company_id = _customer(engine, emulator, warp_status="TRIAL")
     client.post(f"/v1/sync/customers/{customer_id}/to-hubspot")
     body = client.get(f"/v1/sync/customers/{customer_id}/status").json()
-    assert body["links"] == {"hubspot_company_id": company_id, "hubspot_contact_id": None}
+    # The company was linked already; the contact was linked by to-hubspot.
+    assert body["links"]["hubspot_company_id"] == company_id
+    assert body["links"]["hubspot_contact_id"]
     assert body["last_synced_to_hubspot"] is not None
     fields = {f["field"]: f for f in body["fields"]}
     assert fields["status"]["last_synced_direction"] == "WARP_TO_HUBSPOT"
     assert fields["status"]["hubspot_value"] == "ACTIVE"
     assert fields["status"]["conflict_resolution"] == "WARP_WINS"
-    assert fields["contact_email_address"]["entity_type"] == "contact"
-    assert fields["contact_email_address"]["last_synced_at"] is None  # no contact linked
+    email = fields["contact_email_address"]
+    assert (email["entity_type"], email["hubspot_value"]) == ("contact", "jane@acme.example")
     assert body["open_conflicts"] == 0
 
 
@@ -500,6 +513,40 @@ def test_runs_listed_and_read_by_id(client: httpx.Client, engine: Engine, emulat
     detail = client.get(f"/v1/sync/reconciliation-runs/{full['id']}").json()
     assert detail["report"] == {"drift": {"status": 2}}
     assert client.get(f"/v1/sync/reconciliation-runs/{uuid.uuid4()}").status_code == 404
+
+
+def test_reconcile_one_customer_inline_and_all_as_a_task(
+    client: httpx.Client, engine: Engine, emulator: Any
+) -> None:
+    customer_id, company_id = _customer(engine, emulator, warp_status="TRIAL")
+    one = client.post("/v1/sync/reconcile", json={"customer_id": customer_id})
+    assert one.status_code == 200, one.text
+    run = one.json()["run"]
+    assert (run["run_type"], run["status"], run["customer_id"]) == (
+        "CUSTOMER_SPECIFIC",
+        "COMPLETED",
+        customer_id,
+    )
+    assert run["records_updated"] == 1
+    assert emulator.values("companies", company_id)["warp_status"] == "ACTIVE"
+
+    dry = client.post("/v1/sync/reconcile", json={"dry_run": True, "force": True})
+    assert dry.status_code == 202, dry.text
+    run_id = dry.json()["run"]["id"]
+    assert dry.json()["run"]["status"] == "RUNNING"
+    assert _current(engine).dispatcher.wait_idle(60)  # type: ignore[attr-defined]
+    done = client.get(f"/v1/sync/reconciliation-runs/{run_id}").json()
+    assert done["status"] == "COMPLETED" and done["dry_run"] is True
+    assert done["total_records"] >= 1
+    assert run_id in {r["id"] for r in client.get("/v1/sync/reconciliation-runs").json()["items"]}
+
+    unknown = client.post("/v1/sync/reconcile", json={"customer_id": str(uuid.uuid4())})
+    assert unknown.status_code == 404
+    wrong = client.post("/v1/sync/reconcile", json={"run_type": "CUSTOMER_SPECIFIC"})
+    assert wrong.status_code == 400
+    assert client.post("/v1/sync/reconcile", json={"entity_type": "deal"}).json()["field"] == (
+        "entity_type"
+    )
 
 
 def test_queue_listing_and_replay(client: httpx.Client, engine: Engine, emulator: Any) -> None:

@@ -11,10 +11,10 @@ import base64
 import binascii
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 from uuid import UUID
 
-from shared import retry
+from shared import reconcile, retry
 from shared.api import models
 from shared.api.context import ApiError, Call, Reply
 from shared.conflicts import Action
@@ -23,7 +23,9 @@ from shared.db.repositories import customers, field_state, reconciliation_runs, 
 from shared.engine import resolve
 from shared.engine.snapshots import linked_id
 from shared.engine.sync import ENTITIES, FROM_HUBSPOT, TO_HUBSPOT, CustomerSync, sync_customers
+from shared.errors import SyncError
 from shared.mapping import EntityType
+from shared.outbound.linking import link_customers
 from shared.sealing import get_sealer
 
 TRIGGERED_BY = "api"  # hubspot_sync_log.triggered_by of syncs started through the API
@@ -53,7 +55,10 @@ def sync_from_hubspot(call: Call) -> Reply:
 
 def _sync_now(call: Call, direction: str) -> Reply:
     row = _customer(call)
-    if linked_id(row, EntityType.CUSTOMER) is None:
+    linked: list[EntityType] = []
+    if direction == "to-hubspot" and any(linked_id(row, et) is None for et in ENTITIES):
+        linked = _link(call, row)
+    elif linked_id(row, EntityType.CUSTOMER) is None:
         raise ApiError(409, "customer is not linked to a HubSpot company")
     (result,) = sync_customers(
         call.engine,
@@ -66,16 +71,31 @@ def _sync_now(call: Call, direction: str) -> Reply:
     if result.status == "not_found":  # deleted between the two reads
         raise ApiError(404, f"customer {call.path['id']} not found", field="id")
     if result.error is not None:
-        retryable = bool(result.error.retryable)
-        raise ApiError(
-            503 if retryable else 422,
-            f"HubSpot refused the update: {result.error}",
-            retryable=retryable,
-        )
-    return 200, _sync_answer(result, direction)
+        _refused("HubSpot refused the update", result.error)
+    return 200, _sync_answer(result, direction, linked)
 
 
-def _sync_answer(result: CustomerSync, direction: str) -> models.SyncResult:
+def _link(call: Call, row: Row) -> list[EntityType]:
+    """Find or create the customer's company and contact (outbound's linking); what got linked."""
+    outcome = link_customers(
+        call.engine, [row], triggered_by=TRIGGERED_BY, triggered_by_user=call.user
+    )[str(row["id"])]
+    if outcome.error is not None:
+        _refused("HubSpot refused linking the customer", outcome.error)
+    if outcome.company_id is None:
+        raise ApiError(409, "customer is not linked to a HubSpot company")
+    via = {EntityType.CUSTOMER: outcome.company_via, EntityType.CONTACT: outcome.contact_via}
+    return [et for et in ENTITIES if via[et] not in (None, "linked")]
+
+
+def _refused(what: str, error: SyncError) -> NoReturn:
+    retryable = bool(error.retryable)
+    raise ApiError(503 if retryable else 422, f"{what}: {error}", retryable=retryable)
+
+
+def _sync_answer(
+    result: CustomerSync, direction: str, linked: list[EntityType]
+) -> models.SyncResult:
     changed, skipped, conflicts = [], [], []
     for entity_type, plan in result.plans.items():
         for r in plan.changed:
@@ -119,7 +139,7 @@ def _sync_answer(result: CustomerSync, direction: str) -> models.SyncResult:
         skipped=skipped,
         conflicts=conflicts,
         missing=list(result.missing),
-        linked=[],
+        linked=linked,
         error=None,
         log_ids=[UUID(i) for i in result.log_ids],
     )
@@ -306,7 +326,7 @@ def get_run(call: Call) -> Reply:
         row = reconciliation_runs.get(tx, call.path["id"])
     if row is None:
         raise ApiError(404, f"reconciliation run {call.path['id']} not found", field="id")
-    return 200, models.RunDetail.model_validate(row)
+    return 200, models.RunDetail.model_validate(reconcile.describe_run(row))
 
 
 # --- queue ----------------------------------------------------------------------------
@@ -346,5 +366,39 @@ def replay_queue_item(call: Call) -> Reply:
 
 
 def start_reconcile(call: Call) -> Reply:
-    """POST /reconcile: not wired yet (the reconciler lands in shared/reconcile)."""
-    raise ApiError(503, "the reconciler is not available yet", retryable=True)
+    """POST /reconcile: one customer is reconciled inline; other runs continue as tasks.
+
+    The answer is the run: 200 when it finished within the call, 202 while a task
+    carries it on (poll ``GET /reconciliation-runs/{id}``).
+    """
+    body: models.ReconcileRequest = call.body
+    customer_id = str(body.customer_id) if body.customer_id else None
+    if customer_id is not None:
+        with call.engine.database.transaction() as tx:
+            if customers.get(tx, customer_id) is None:
+                raise ApiError(404, f"customer {customer_id} not found", field="customer_id")
+    request = reconcile.RunRequest(
+        run_type=body.run_type or ("CUSTOMER_SPECIFIC" if customer_id else "FULL"),
+        entity_type=body.entity_type.value,
+        customer_id=customer_id,
+        dry_run=body.dry_run,
+        force=body.force,
+        triggered_by=f"{TRIGGERED_BY}:{call.user}"[:100] if call.user else TRIGGERED_BY,
+    )
+    try:
+        # Inline for one customer; otherwise start it and hand it to a task at once,
+        # so the call answers well inside the function's timeout.
+        result = reconcile.start_run(
+            call.engine, request, budget_seconds=None if customer_id else 0.0
+        )
+    except reconcile.InvalidRunRequest as exc:
+        raise ApiError(400, str(exc), field=_named_field(str(exc))) from None
+    except reconcile.RunInProgress as exc:
+        raise ApiError(409, str(exc)) from None
+    run = models.RunDetail.model_validate(reconcile.describe_run(result.run))
+    status = 202 if run.status == "RUNNING" else 200
+    return status, models.ReconcileStarted(run=run, started=result.started)
+
+
+def _named_field(message: str) -> str | None:
+    return next((f for f in models.ReconcileRequest.model_fields if message.startswith(f)), None)

@@ -224,6 +224,9 @@ class ResolveConflictResult(Answer):
 
 
 class ReconcileRequest(Request):
+    run_type: Literal["FULL", "INCREMENTAL", "CUSTOMER_SPECIFIC"] | None = Field(
+        None, description="default: CUSTOMER_SPECIFIC with customer_id, else FULL"
+    )
     entity_type: EntityType = EntityType.CUSTOMER
     customer_id: UUID | None = None
     force: bool = Field(False, description="start even if a full run is already running")
@@ -265,7 +268,7 @@ class RunQuery(Request):
 
 class ReconcileStarted(Answer):
     run: RunDetail
-    started: bool = Field(description="false when an equal run was already running")
+    started: bool = Field(description="false when this trigger had started the run before")
 
 
 # --- queue ----------------------------------------------------------------------------

@@ -206,9 +206,11 @@ ROUTES: tuple[Route, ...] = (
         "Start a reconciliation run (one customer inline, all as a task)",
         "reconciliation",
         _answers(
-            (202, models.ReconcileStarted, "the run, started or already running"),
+            (202, models.ReconcileStarted, "the run, carried on by a task"),
+            {200: (models.ReconcileStarted, "the run, finished within the call")},
             _BAD,
             {404: (_E, "no such customer")},
+            {409: (_E, "a FULL run is already running (use force)")},
             {413: (_E, "body too large")},
             _HUBSPOT,
         ),
