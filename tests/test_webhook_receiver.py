@@ -1,0 +1,297 @@
+"""webhook_receiver over real HTTP (functions-framework) with a real database.
+
+Deliveries are signed by HubSpot's SDK (``Signature``) or sent by the emulator's
+own webhook dispatcher; nothing in the receiver is mocked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from hubspot.utils.signature import Signature
+
+from shared.db.connection import url_connector
+from shared.engine import Engine, set_engine
+from shared.inbound.queries import count_echoes
+from tests.conftest import TEST_ACCESS_TOKEN, TEST_APP_ID, TEST_CLIENT_SECRET
+from tests.helpers.functions import FunctionProcess, serve_function
+from tests.test_inbound_processing import change, customer, new_customer
+
+pytestmark = pytest.mark.integration
+
+COMPANY_PATH = "/v1/webhooks/hubspot/company"
+CONTACT_PATH = "/v1/webhooks/hubspot/contact"
+
+
+@pytest.fixture(scope="module")
+def receiver(engine: Engine) -> Iterator[str]:
+    """The function served in-process (it uses the engine fixture through get_engine)."""
+    with serve_function("webhook_receiver") as url:
+        yield url
+
+
+def signed_headers(
+    uri: str, body: bytes, *, secret: str = TEST_CLIENT_SECRET, age_ms: int = 0
+) -> dict[str, str]:
+    """v3 headers computed by HubSpot's SDK."""
+    ts = str(int(time.time() * 1000) - age_ms)
+    signature = Signature.get_signature(
+        secret, body.decode(), "v3", http_uri=uri, http_method="POST", timestamp=ts
+    )
+    return {
+        "Content-Type": "application/json",
+        "X-HubSpot-Signature-v3": signature,
+        "X-HubSpot-Request-Timestamp": ts,
+    }
+
+
+def deliver(base: str, path: str, events: list[dict[str, Any]], **sign: Any) -> httpx.Response:
+    body = json.dumps(events, separators=(",", ":")).encode()
+    return httpx.post(base + path, content=body, headers=signed_headers(base + path, body, **sign))
+
+
+def stored_count(engine: Engine, events: list[dict[str, Any]]) -> int:
+    keys = [f"{e['subscriptionId']}:{e['eventId']}:{e['occurredAt']}" for e in events]
+    with engine.database.transaction() as tx:
+        return int(
+            tx.fetch_value(
+                "SELECT count(*) FROM accounts.hubspot_webhook_events "
+                "WHERE event_id = ANY(CAST(:keys AS text[]))",
+                {"keys": keys},
+            )
+        )
+
+
+def test_sdk_signed_batch_applied_and_stored_once_under_redelivery(
+    engine: Engine, emulator: Any, receiver: str
+) -> None:
+    cid, company = new_customer(engine, emulator)
+    events = [change(company, "name", "Renamed In HubSpot"), change(company, "twitterhandle", "x")]
+    first = deliver(receiver, COMPANY_PATH, events)
+    assert first.status_code == 200, first.text
+    assert first.json()["stored"] == 2 and first.json()["outcomes"]["applied"] == 1
+    assert customer(engine, cid)["company_name"] == "Renamed In HubSpot"
+    # HubSpot's retry: same events, next attemptNumber, new timestamp and signature.
+    again = deliver(receiver, COMPANY_PATH, [{**e, "attemptNumber": 1} for e in events])
+    assert again.status_code == 200
+    assert again.json()["stored"] == 0 and again.json()["duplicates"] == 2
+    assert again.json()["processed"] == 0
+    assert stored_count(engine, events) == 2
+
+
+def test_any_path_and_query_string(engine: Engine, emulator: Any, receiver: str) -> None:
+    for path in (CONTACT_PATH, "/", "/hooks/any/where?portal=62515&x=a%20b"):
+        events = [change(900_001, "name", "Unknown Company")]
+        response = deliver(receiver, path, events)
+        assert response.status_code == 200, (path, response.text)
+        assert stored_count(engine, events) == 1
+
+
+def test_forged_stale_unsigned_and_v1_only_refused_with_nothing_stored(
+    engine: Engine, receiver: str
+) -> None:
+    events = [change(900_002, "name", "Never Stored")]
+    body = json.dumps(events).encode()
+    uri = receiver + COMPANY_PATH
+    forged = deliver(receiver, COMPANY_PATH, events, secret="not-the-secret")
+    stale = deliver(receiver, COMPANY_PATH, events, age_ms=301_000)
+    unsigned = httpx.post(uri, content=body, headers={"Content-Type": "application/json"})
+    v1_only = httpx.post(
+        uri,
+        content=body,
+        headers={
+            "X-HubSpot-Signature": Signature.get_signature(TEST_CLIENT_SECRET, body.decode(), "v1"),
+            "X-HubSpot-Signature-Version": "v1",
+        },
+    )
+    for response, reason in (
+        (forged, "bad_signature"),
+        (stale, "stale"),
+        (unsigned, "missing"),
+        (v1_only, "missing"),
+    ):
+        assert response.status_code == 401, response.text
+        assert reason in response.json()["error"]
+    assert stored_count(engine, events) == 0
+
+
+def _post_signed_bytes(base: str, body: bytes) -> httpx.Response:
+    uri = base + COMPANY_PATH
+    return httpx.post(uri, content=body, headers=signed_headers(uri, body))
+
+
+def test_bad_bodies_answer_400_or_413_naming_the_problem(engine: Engine, receiver: str) -> None:
+    good = change(900_003, "name", "x")
+    cases = {
+        b"{not json": "not JSON",
+        b'{"eventId": 1}': "JSON array",
+        json.dumps([{k: v for k, v in good.items() if k != "occurredAt"}]).encode(): "occurredAt",
+        json.dumps([{**good, "eventId": "123"}]).encode(): "eventId",
+        json.dumps([{k: v for k, v in good.items() if k != "propertyValue"}]).encode(): (
+            "propertyValue"
+        ),
+    }
+    for body, named in cases.items():
+        response = _post_signed_bytes(receiver, body)
+        assert response.status_code == 400, body
+        assert named in response.json()["error"], response.json()
+    too_big = json.dumps([{**good, "propertyValue": "x" * (1024 * 1024)}]).encode()
+    assert _post_signed_bytes(receiver, too_big).status_code == 413
+    assert stored_count(engine, [good]) == 0
+
+
+def test_emulator_webhooks_applied_echoes_ignored_duplicates_stored_once(
+    engine: Engine, emulator: Any, receiver: str
+) -> None:
+    cid, company = new_customer(engine, emulator)
+    emulator.webhooks.configure(url=receiver + COMPANY_PATH, duplicate_rate=1.0)
+    try:
+        emulator.ui_change("companies", company, {"name": "Changed By A User"})
+        assert emulator.webhooks.wait_idle(20)
+        assert customer(engine, cid)["company_name"] == "Changed By A User"
+        with engine.database.transaction() as tx:
+            echoes_before = count_echoes(tx, TEST_APP_ID)
+        engine.hubspot.companies.update(company, {"name": "Written Through The API"})
+        assert emulator.webhooks.wait_idle(20)
+    finally:
+        emulator.webhooks.configure(url=None, duplicate_rate=0.0)
+    assert customer(engine, cid)["company_name"] == "Changed By A User"
+    with engine.database.transaction() as tx:
+        assert count_echoes(tx, TEST_APP_ID) == echoes_before + 1
+        rows = tx.fetch(
+            "SELECT event_id, count(*) AS n FROM accounts.hubspot_webhook_events "
+            "WHERE object_id = :o GROUP BY event_id",
+            {"o": company},
+        )
+    assert rows and all(r["n"] == 1 for r in rows)
+    assert emulator.webhooks.stats()["duplicated"] >= 2
+
+
+def _backend_waiting_on_a_lock(blocker: Any, deadline: float) -> int:
+    cursor = blocker.cursor()
+    while time.monotonic() < deadline:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'"
+        )
+        rows = cursor.fetchall()
+        if rows:
+            return int(rows[0][0])
+        time.sleep(0.02)  # polling for the condition, with a deadline
+    raise AssertionError("the function's connection never waited on the lock")
+
+
+def _in_thread(call: Any) -> tuple[threading.Thread, dict[str, Any]]:
+    result: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: result.update(response=call()), daemon=True)
+    thread.start()
+    return thread, result
+
+
+def test_connection_killed_mid_store_answers_5xx_then_redelivery_succeeds(
+    engine: Engine, emulator: Any, receiver: str, database_url: str
+) -> None:
+    cid, company = new_customer(engine, emulator)
+    events = [change(company, "name", "After The Kill"), change(company, "warp_credit_limit", "1")]
+    key = "{subscriptionId}:{eventId}:{occurredAt}".format(**events[1])
+    blocker = url_connector(database_url)()
+    try:
+        # An uncommitted row with the batch's second key: the function's INSERT waits on it.
+        blocker.cursor().execute(
+            "INSERT INTO accounts.hubspot_webhook_events (event_id, event_type, object_type, "
+            "object_id, raw_payload, occurred_at) VALUES (:k, 'x', 'company', '0', '{}', NOW())",
+            {"k": key},
+        )
+        thread, result = _in_thread(lambda: deliver(receiver, COMPANY_PATH, events))
+        pid = _backend_waiting_on_a_lock(blocker, time.monotonic() + 10)
+        blocker.cursor().execute("SELECT pg_terminate_backend(:pid)", {"pid": pid})
+        thread.join(15)
+        blocker.rollback()
+    finally:
+        blocker.close()
+    assert result["response"].status_code == 503, result["response"].text
+    assert stored_count(engine, events) == 0
+    assert not customer(engine, cid)["company_name"].startswith("After")
+    redelivery = deliver(receiver, COMPANY_PATH, [{**e, "attemptNumber": 1} for e in events])
+    assert redelivery.status_code == 200, redelivery.text
+    assert redelivery.json()["stored"] == 2
+    assert stored_count(engine, events) == 2
+    assert customer(engine, cid)["company_name"] == "After The Kill"
+
+
+def test_connection_killed_mid_processing_hands_events_to_the_task(
+    engine: Engine, emulator: Any, receiver: str, database_url: str
+) -> None:
+    cid, company = new_customer(engine, emulator)
+    events = [change(company, "name", "Processed By The Task")]
+    blocker = url_connector(database_url)()
+    try:
+        blocker.cursor().execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(:cid, 8410))", {"cid": cid}
+        )
+        thread, result = _in_thread(lambda: deliver(receiver, COMPANY_PATH, events))
+        pid = _backend_waiting_on_a_lock(blocker, time.monotonic() + 10)
+        blocker.cursor().execute("SELECT pg_terminate_backend(:pid)", {"pid": pid})
+        thread.join(15)
+        blocker.rollback()
+    finally:
+        blocker.close()
+    response = result["response"]
+    assert response.status_code == 200, response.text
+    assert response.json()["stored"] == 1 and response.json()["handed_off"] == 1
+    assert engine.dispatcher.wait_idle(20)  # type: ignore[attr-defined]
+    assert customer(engine, cid)["company_name"] == "Processed By The Task"
+    assert stored_count(engine, events) == 1
+
+
+def test_time_budget_spent_hands_the_batch_to_one_task(
+    engine: Engine, emulator: Any, receiver: str
+) -> None:
+    cid, company = new_customer(engine, emulator)
+    hurried = dataclasses.replace(engine)
+    hurried.settings = engine.settings.model_copy(update={"webhook_time_budget_seconds": 1e-6})
+    hurried.mappings = engine.mappings
+    set_engine(hurried)
+    try:
+        response = deliver(receiver, COMPANY_PATH, [change(company, "name", "Deferred")])
+    finally:
+        set_engine(engine)
+    assert response.status_code == 200
+    assert response.json()["handed_off"] == 1 and response.json()["processed"] == 0
+    assert engine.dispatcher.wait_idle(20)  # type: ignore[attr-defined]
+    assert customer(engine, cid)["company_name"] == "Deferred"
+
+
+def test_functions_framework_process_verifies_over_the_public_url(
+    engine: Engine, emulator: Any, database_url: str
+) -> None:
+    public = "https://hooks.example.com/prefix"
+    env = {
+        "DATABASE_URL": database_url,
+        "HUBSPOT_BASE_URL": emulator.url,
+        "HUBSPOT_ACCESS_TOKEN": TEST_ACCESS_TOKEN,
+        "HUBSPOT_CLIENT_SECRET": TEST_CLIENT_SECRET,
+        "HUBSPOT_APP_ID": str(TEST_APP_ID),
+        "WEBHOOK_PUBLIC_URL": public,
+    }
+    cid, company = new_customer(engine, emulator)
+    events = [change(company, "name", "Through The Process")]
+    body = json.dumps(events).encode()
+    with FunctionProcess("webhook_receiver", env) as fn:
+        target = COMPANY_PATH + "?from=hubspot"
+        local = httpx.post(
+            fn.url + target, content=body, headers=signed_headers(fn.url + target, body)
+        )
+        assert local.status_code == 401
+        ok = httpx.post(
+            fn.url + target, content=body, headers=signed_headers(public + target, body)
+        )
+        assert ok.status_code == 200, ok.text
+    assert customer(engine, cid)["company_name"] == "Through The Process"
