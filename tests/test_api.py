@@ -454,7 +454,7 @@ def test_resolve_refusals(client: httpx.Client, engine: Engine, emulator: Any) -
     unknown_field = client.post(
         url, json={"field_name": "shoe_size", "resolution": "use_warp_value"}
     )
-    assert unknown_field.status_code == 400 and unknown_field.json()["field"] == "field_name"
+    assert unknown_field.status_code == 404 and unknown_field.json()["field"] == "field_name"
     calm = client.post(url, json={"field_name": "status", "resolution": "use_warp_value"})
     assert calm.status_code == 409
     too_long = client.post(
@@ -543,7 +543,9 @@ def test_reconcile_one_customer_inline_and_all_as_a_task(
     unknown = client.post("/v1/sync/reconcile", json={"customer_id": str(uuid.uuid4())})
     assert unknown.status_code == 404
     wrong = client.post("/v1/sync/reconcile", json={"run_type": "CUSTOMER_SPECIFIC"})
-    assert wrong.status_code == 400
+    assert wrong.status_code == 400 and wrong.json()["field"] == "customer_id"
+    mixed = client.post("/v1/sync/reconcile", json={"run_type": "FULL", "customer_id": customer_id})
+    assert mixed.status_code == 400 and mixed.json()["field"] == "run_type"
     assert client.post("/v1/sync/reconcile", json={"entity_type": "deal"}).json()["field"] == (
         "entity_type"
     )

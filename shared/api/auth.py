@@ -22,6 +22,7 @@ else the identity token's email.
 from __future__ import annotations
 
 import hmac
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -30,6 +31,8 @@ from shared.config.settings import Settings
 
 USER_HEADER = "X-Triggered-By-User"
 USER_MAX_LENGTH = 100  # hubspot_sync_log.triggered_by_user is VARCHAR(100)
+# Printable ASCII, not blank (an e-mail address or a user name); spaces around are dropped.
+USER_PATTERN = re.compile(r"[!-~](?:[ -~]*[!-~])?")
 
 
 class NotConfigured(Exception):
@@ -104,7 +107,7 @@ def acting_user(headers: Mapping[str, str], caller: Caller) -> str | None:
     value = next((v for k, v in headers.items() if k.lower() == USER_HEADER.lower()), None)
     if value is None:
         return caller.email
-    value = value.strip()
-    if not value or len(value) > USER_MAX_LENGTH or not value.isprintable():
-        raise ValueError(f"{USER_HEADER} must be 1 to {USER_MAX_LENGTH} printable characters")
+    value = value.strip(" ")
+    if not USER_PATTERN.fullmatch(value) or len(value) > USER_MAX_LENGTH:
+        raise ValueError(f"{USER_HEADER} must be 1 to {USER_MAX_LENGTH} printable ASCII characters")
     return value

@@ -276,7 +276,7 @@ def customer_conflicts(call: Call) -> Reply:
 
 _RESOLVE_STATUS = {
     resolve.CustomerNotFound: 404,
-    resolve.FieldNotMapped: 400,
+    resolve.FieldNotMapped: 404,  # the customer has no such field (mappings vary per customer)
     resolve.InvalidValue: 400,
     resolve.NotLinked: 409,
     resolve.RecordMissing: 409,
@@ -299,7 +299,7 @@ def resolve_conflict(call: Call) -> Reply:
         )
     except resolve.ResolveError as exc:
         status = _RESOLVE_STATUS.get(type(exc), 400)
-        field = "id" if status == 404 else exc.field
+        field = "id" if isinstance(exc, resolve.CustomerNotFound) else exc.field
         raise ApiError(status, str(exc), field=field) from None
     return 200, models.ResolveConflictResult.model_validate(done, from_attributes=True)
 

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from shared.api.auth import USER_MAX_LENGTH, USER_PATTERN
 from shared.api.routes import DOCUMENT_PATH, ROUTES, Route
 
 REF = "#/components/schemas/{model}"
@@ -72,7 +73,11 @@ def _parameters(route: Route) -> list[dict[str, Any]]:
                 "required": False,
                 "description": "who the change is made for (sync log triggered_by_user); "
                 "default: the identity token's email",
-                "schema": {"type": "string", "minLength": 1, "maxLength": 100},
+                "schema": {
+                    "type": "string",
+                    "maxLength": USER_MAX_LENGTH,
+                    "pattern": f"^ *{USER_PATTERN.pattern} *$",
+                },
             }
         )
     return params

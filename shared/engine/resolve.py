@@ -192,7 +192,7 @@ def resolve_conflict(
     """
     mapping = find_field(engine, customer_id, field_name)
     if mapping is None:
-        raise FieldNotMapped(f"{field_name!r} is not a mapped field", field="field_name")
+        raise FieldNotMapped(f"customer has no mapped field {field_name!r}", field="field_name")
     entity_type = mapping.entity_type
     started = engine.now()
     with engine.database.transaction() as tx:
