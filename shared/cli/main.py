@@ -17,10 +17,12 @@ from shared.errors import ConfigurationError
 # command name -> "module:attribute"
 COMMANDS: dict[str, str] = {
     "db": "shared.cli.db:db",
+    "demo": "shared.cli.demo:demo",
     "emulator": "shared.cli.emulator:emulator",
     "hubspot": "shared.cli.hubspot:hubspot",
     "package": "shared.cli.package:package",
     "reconcile": "shared.cli.reconcile:reconcile",
+    "serve": "shared.cli.serve:serve",
 }
 
 

@@ -100,7 +100,11 @@ class PlannedCustomer:
 
 @dataclass(frozen=True)
 class SeededCustomer:
-    """A customer as written: its ids on both sides (None where HubSpot has nothing)."""
+    """A customer as written, with the HubSpot records seeded for it (None: none).
+
+    For an unlinked customer ``company_id`` is the company that linking should find
+    (by name or by domain); ``standing.linked`` says whether WARP knows it yet.
+    """
 
     customer_id: str
     ban: str
@@ -259,7 +263,7 @@ def seed_book(
                         customer_id=str(written["id"]),
                         ban=str(row["ban"]),
                         standing=p.standing,
-                        company_id=company_ids.get(index) if p.standing.linked else None,
+                        company_id=company_ids.get(index),
                         contact_id=contact_ids.get(index),
                         drift=p.drift,
                     )

@@ -123,6 +123,7 @@ class StackInfo:
     hubspot: str
     hubspot_source: str
     tasks: str
+    fresh_database: bool
     notes: list[str] = field(default_factory=list)
 
 
@@ -304,6 +305,7 @@ class LocalStack:
             hubspot=settings.hubspot_base_url,
             hubspot_source="HubSpot emulator" if self.emulator else "HUBSPOT_ACCESS_TOKEN",
             tasks=tasks,
+            fresh_database=not user_db,
         )
         if user_db:
             info.notes.append("using the database DATABASE_URL names (migrated, rows kept)")
