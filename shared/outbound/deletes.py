@@ -43,6 +43,8 @@ def close_deleted_customer(
     redelivers); a permanent one is recorded as a FAILED sync-log row and returned.
     """
     started = time.monotonic()
+    # One transaction under the customer's lock, HubSpot write included, as every flow
+    # writing a customer's fields does: a flush cannot interleave with the close.
     with engine.database.transaction() as tx:
         lock_customers(tx, [customer_id])
         row = customers.get(tx, customer_id)
@@ -51,22 +53,21 @@ def close_deleted_customer(
             f"DELETE FROM {outbound_dirty.TABLE} WHERE customer_id = CAST(:id AS uuid)",
             {"id": customer_id},
         )
-    if row is None:
-        return _skipped(customer_id, "customer row already removed: its company is unknown")
-    if row.get("hubspot_sync_enabled") is False:
-        return _skipped(customer_id, "hubspot_sync_enabled is false")
-    company_id = linked_id(row, EntityType.CUSTOMER)
-    if company_id is None:
-        return _skipped(customer_id, "customer was never linked to a company")
-    prop, value = _status_property(engine, customer_id)
-    error: HubSpotError | None = None
-    try:
-        engine.hubspot.companies.update(company_id, {prop: value})
-    except HubSpotError as exc:
-        if exc.retryable:
-            raise
-        error = exc
-    with engine.database.transaction() as tx:
+        if row is None:
+            return _skipped(customer_id, "customer row already removed: its company is unknown")
+        if row.get("hubspot_sync_enabled") is False:
+            return _skipped(customer_id, "hubspot_sync_enabled is false")
+        company_id = linked_id(row, EntityType.CUSTOMER)
+        if company_id is None:
+            return _skipped(customer_id, "customer was never linked to a company")
+        prop, value = _status_property(engine, customer_id)
+        error: HubSpotError | None = None
+        try:
+            engine.hubspot.companies.update(company_id, {prop: value})
+        except HubSpotError as exc:
+            if exc.retryable:
+                raise  # rolled back: the pending changes stay until the redelivery
+            error = exc
         sync_log.record(
             tx,
             entity_type=EntityType.CUSTOMER.value,
