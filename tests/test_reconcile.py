@@ -402,7 +402,7 @@ def new_world(create_database: Callable[[str], str]) -> Iterator[Callable[[], tu
         database = Database(url_connector(url), pool_size=4, description="world")
         upgrade(database)
         emu = Emulator(rate_limit=10_000, access_token="emulator-token", seed=7).start()
-        settings = engine_settings(url, emu.url)
+        settings = engine_settings(url, emu.url, reconcile_window=100)
         client = HubSpotClient.from_settings(settings, database)
         setup_properties(client)
         dispatcher = InProcessDispatcher(base=0.01, cap=0.05, max_attempts=5)

@@ -126,6 +126,13 @@ class Settings(BaseSettings):
     reconcile_overlap_seconds: float = Field(
         600.0, ge=0, description="INCREMENTAL runs look back this much before the last run"
     )
+    reconcile_window: int = Field(
+        2_000,
+        ge=1,
+        le=10_000,
+        description="linked customers per reconciliation transaction (reads and writes still"
+        " go 100 per call; a larger window fills batch updates with sparse drift)",
+    )
 
     # --- security and logs ------------------------------------------------------------
     encryption_key: SecretStr | None = Field(

@@ -110,20 +110,23 @@ def sync_customers(
     dry_run: bool = False,
     record_noop: bool = False,
     on_chunk: ChunkHook | None = None,
+    batch_size: int = BATCH,
 ) -> list[CustomerSync]:
-    """Bring these linked customers in step with HubSpot, 100 at a time.
+    """Bring these linked customers in step with HubSpot, ``batch_size`` at a time.
 
     ``fields`` limits a customer to some fields (an outbound message's
     ``changed_fields``); ``warp_times`` gives WARP's modification time per customer
     (a message's ``occurred_at``). ``dry_run`` plans and reports but writes nothing.
     ``on_chunk(tx, outcomes)`` runs in each chunk's transaction after its writes (in
     a dry run too), so a caller's checkpoint commits with them or not at all; an
-    exception it raises rolls the chunk's WARP writes back.
+    exception it raises rolls the chunk's WARP writes back. A chunk is one
+    transaction; its reads and writes still go 100 records per call, so a larger
+    chunk (reconciliation) gathers sparse drift into fewer, fuller batch updates.
     """
     results: list[CustomerSync] = []
     unique = list(dict.fromkeys(str(i) for i in customer_ids))
-    for start in range(0, len(unique), BATCH):
-        chunk = unique[start : start + BATCH]
+    for start in range(0, len(unique), batch_size):
+        chunk = unique[start : start + batch_size]
         results.extend(
             _sync_chunk(
                 engine,

@@ -21,16 +21,21 @@ def count_linked(tx: Session) -> int:
     return int(tx.fetch_value(f"SELECT count(*) FROM {CUSTOMERS} WHERE {_LINKED} AND {_ENABLED}"))
 
 
-def page_changed_ids(tx: Session, since: datetime, after_id: str | None, limit: int) -> list[str]:
-    """Ids of linked customers WARP changed at or after ``since``, by id after ``after_id``."""
-    params: dict[str, Any] = {"since": since, "limit": limit}
-    condition = ""
+def page_linked_ids(
+    tx: Session, after_id: str | None, limit: int, *, changed_since: datetime | None = None
+) -> list[str]:
+    """Ids of linked customers by id after ``after_id``; only those WARP changed since then
+    with ``changed_since``. The sync reads the rows itself, under its locks."""
+    params: dict[str, Any] = {"limit": limit}
+    conditions = [_LINKED, _ENABLED]
     if after_id is not None:
-        condition = " AND id > CAST(:after_id AS uuid)"
+        conditions.append("id > CAST(:after_id AS uuid)")
         params["after_id"] = str(after_id)
+    if changed_since is not None:
+        conditions.append("updated_at >= :since")
+        params["since"] = changed_since
     rows = tx.fetch(
-        f"SELECT id FROM {CUSTOMERS} WHERE {_LINKED} AND {_ENABLED} "
-        f"AND updated_at >= :since{condition} ORDER BY id LIMIT :limit",
+        f"SELECT id FROM {CUSTOMERS} WHERE {' AND '.join(conditions)} ORDER BY id LIMIT :limit",
         params,
     )
     return [str(r["id"]) for r in rows]

@@ -323,10 +323,9 @@ def _step(engine: Engine, row: Row, state: dict[str, Any]) -> None:
 
     if phase in ("linked", "warp"):
         with engine.database.transaction() as tx:
-            if phase == "linked":
-                ids = [str(r["id"]) for r in customers.page_linked(tx, after, PAGE)]
-            else:
-                ids = queries.page_changed_ids(tx, _since(state), after, PAGE)
+            changed_since = _since(state) if phase == "warp" else None
+            window = engine.settings.reconcile_window
+            ids = queries.page_linked_ids(tx, after, window, changed_since=changed_since)
         if not ids:
             next_phase()
         else:
