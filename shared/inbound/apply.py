@@ -20,8 +20,9 @@ Order of work (each event ends with an outcome: a counted category and a note):
      on record), unmapped properties and ``WARP_TO_HUBSPOT`` fields. The rest is
      planned with a snapshot built from the events (value, ``occurredAt`` as its
      time), allowing only WARP writes: a WRITE_HUBSPOT decision means WARP holds
-     the newer value and outbound sync carries it. ``commit_plan`` writes the
-     columns, field states, one sync-log row and ``last_synced_from_hubspot``;
+     the newer value and outbound sync carries it. ``commit_plans`` then writes
+     the chunk's columns, field states, a sync-log row per plan and
+     ``last_synced_from_hubspot`` (a few statements for the whole chunk);
    - deletions last, so a batch's earlier property changes still land: the
      customer is unlinked and a CONFLICT sync-log row flags it for review. A
      WARP customer is never deleted.
@@ -47,7 +48,7 @@ from shared.db import Row, Session
 from shared.db.repositories import customers, field_state, sync_log, webhook_events
 from shared.engine.deps import Engine
 from shared.engine.plan import FieldResult, HubSpotSnapshot, Plan, plan_sync
-from shared.engine.record import commit_plan, states_by_field
+from shared.engine.record import PlanCommit, commit_plans, states_by_field
 from shared.engine.snapshots import warp_snapshot
 from shared.engine.sync import FROM_HUBSPOT, lock_customers
 from shared.errors import SyncError
@@ -139,10 +140,10 @@ def apply_chunk(
                 )
         for (object_type, object_id), group in properties.items():
             result.outcomes.update(ctx.property_changes(ENTITY[object_type], object_id, group))
+        result.plans = ctx.commit()
         for stored in deletions:
             result.outcomes[stored.row_id] = ctx.deletion(stored)
         webhook_events.mark_processed(tx, list(result.outcomes))
-        result.plans = ctx.plans
     return result
 
 
@@ -295,7 +296,19 @@ class _Context:
                 if value:
                     self.links.setdefault((et, str(value)), cid)
         self.state_rows: dict[tuple[str, str], list[Row]] = defaultdict(list)
-        self.plans: list[tuple[Plan, EntityType, str]] = []
+        self.commits: list[PlanCommit] = []
+
+    def commit(self) -> list[tuple[Plan, EntityType, str]]:
+        """Record every plan of the chunk (few statements for all); the plans to log."""
+        commit_plans(
+            self.tx,
+            self.commits,
+            now=self.now,
+            operation="UPDATE",
+            triggered_by=TRIGGERED_BY,
+            started_at=self.now,
+        )
+        return [(c.plan, c.entity_type, c.customer_id) for c in self.commits]
 
     # -- links ---------------------------------------------------------------------
 
@@ -501,21 +514,9 @@ class _Context:
             else Plan(object_id)
         )
         plan.results.extend(skipped)
-        commit_plan(
-            self.tx,
-            plan,
-            mappings,
-            entity_type=et,
-            customer_id=cid,
-            previous=states,
-            now=self.now,
-            operation="UPDATE",
-            triggered_by=TRIGGERED_BY,
-            started_at=self.now,
-        )
+        self.commits.append(PlanCommit(plan, mappings, et, cid, states))
         if plan.warp_updates:
             self.rows[cid] = {**row, **plan.warp_updates}
-        self.plans.append((plan, et, cid))
         for prop, stored in by_property.items():
             outcomes[stored.row_id] = _planned_outcome(plan, prop)
         return outcomes
