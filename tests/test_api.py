@@ -28,7 +28,7 @@ from shared.engine import Engine, set_engine
 from shared.engine.sync import BOTH_WAYS, sync_customers
 from shared.retry import register_runner
 from tests.conftest import engine_settings
-from tests.helpers.functions import serve_function
+from tests.helpers.functions import FunctionProcess, serve_function
 from tests.helpers.oidc_issuer import OidcIssuer
 
 pytestmark = pytest.mark.integration
@@ -696,3 +696,27 @@ def test_routes_and_document_agree_both_ways(client: httpx.Client) -> None:
 def test_error_bodies_match_the_error_schema(client: httpx.Client) -> None:
     answer = client.get("/v1/sync/customers/nope/status")
     assert set(json.loads(answer.text)) <= {"error", "field", "retryable"}
+
+
+# --- as deployed ----------------------------------------------------------------------
+
+
+def test_functions_framework_process_reads_its_settings_from_the_environment(
+    database_url: str, emulator: Any, engine: Engine
+) -> None:
+    customer_id, _ = _customer(engine, emulator)
+    env = {
+        "DATABASE_URL": database_url,
+        "HUBSPOT_BASE_URL": emulator.url,
+        "HUBSPOT_ACCESS_TOKEN": "emulator-token",
+        "SYNC_API_TOKEN": TOKEN,
+        "METRICS_TOKEN": "scrape-me",
+    }
+    with FunctionProcess("sync_api", env) as process:
+        status = httpx.get(f"{process.url}/v1/sync/customers/{customer_id}/status", headers=AUTH)
+        assert status.status_code == 200, status.text
+        assert status.json()["customer_id"] == customer_id
+        assert httpx.get(f"{process.url}/v1/sync/queue").status_code == 401
+        metrics = httpx.get(f"{process.url}/metrics", headers={"Authorization": "Bearer scrape-me"})
+        assert metrics.status_code == 200
+        assert "hubspot_sync_queue_depth" in metrics.text

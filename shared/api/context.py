@@ -19,7 +19,6 @@ Reply = tuple[int, BaseModel] | flask.Response
 class Call:
     """One authenticated request, its inputs already validated."""
 
-    request: flask.Request
     engine: Engine
     caller: Caller
     user: str | None  # triggered_by_user: X-Triggered-By-User, else the OIDC email

@@ -99,19 +99,17 @@ def openapi_document(call: Call) -> Reply:
 
 _E = models.Error
 _AUTH = {401: (_E, "no credentials"), 403: (_E, "credentials not accepted")}
+_UNAVAILABLE = {503: (_E, "the database (or HubSpot) is unavailable now; try again")}
 _BAD = {400: (_E, "a bad path id, query parameter or body field (named in `field`)")}
 _MISSING = {404: (_E, "no such customer (or record)")}
-_HUBSPOT = {
-    422: (_E, "HubSpot refused the change (permanent)"),
-    503: (_E, "HubSpot or the database is unavailable now; try again"),
-}
+_HUBSPOT = {422: (_E, "HubSpot refused the call (permanent)")}
 
 
 def _answers(
     ok: tuple[int, type[BaseModel] | None, str], *extra: Mapping[int, tuple[Any, str]]
 ) -> dict[int, tuple[type[BaseModel] | None, str]]:
     merged: dict[int, tuple[type[BaseModel] | None, str]] = {ok[0]: (ok[1], ok[2])}
-    for more in (_AUTH, *extra):
+    for more in (_AUTH, _UNAVAILABLE, *extra):
         merged.update(more)
     return dict(sorted(merged.items()))
 
@@ -178,7 +176,7 @@ ROUTES: tuple[Route, ...] = (
             (200, models.ConflictList, "the open conflicts"),
             _BAD,
             _MISSING,
-            {503: (_E, "HubSpot or the database is unavailable now; try again")},
+            _HUBSPOT,
         ),
     ),
     Route(
@@ -267,7 +265,7 @@ ROUTES: tuple[Route, ...] = (
         "getMetrics",
         "Prometheus metrics computed from the database",
         "metrics",
-        {200: (None, "Prometheus text format"), **_AUTH},
+        {200: (None, "Prometheus text format"), **_AUTH, **_UNAVAILABLE},
         auth="metrics",
         media_type="text/plain",
     ),
@@ -278,7 +276,7 @@ ROUTES: tuple[Route, ...] = (
         "getMetricsUnderPrefix",
         "The same metrics under the API prefix",
         "metrics",
-        {200: (None, "Prometheus text format"), **_AUTH},
+        {200: (None, "Prometheus text format"), **_AUTH, **_UNAVAILABLE},
         auth="metrics",
         media_type="text/plain",
     ),
@@ -341,7 +339,6 @@ def _dispatch(request: flask.Request, routes: tuple[Route, ...]) -> flask.Respon
     path = {name: _uuid(name, value) for name, value in raw_params.items()}
     bind(**{f"path_{k}": v for k, v in path.items()})
     call = Call(
-        request=request,
         engine=engine,
         caller=caller,
         user=user,
