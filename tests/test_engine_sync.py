@@ -121,3 +121,24 @@ def test_many_customers_use_one_read_and_one_write(engine: Engine, emulator: Any
     after = emulator.stats()["calls"]
     assert after[READ] - before.get(READ, 0) == 1
     assert after[UPDATE] - before.get(UPDATE, 0) == 1
+
+
+def test_sensitive_values_sealed_in_the_log(engine: Engine, emulator: Any) -> None:
+    import os
+
+    from shared.sealing import Sealer, is_sealed, set_sealer
+
+    sealer = Sealer({"k9": os.urandom(32)}, "k9", frozenset({"credit_limit", "contact"}))
+    set_sealer(sealer)
+    try:
+        customer_id, _ = _customer(engine, emulator, warp_credit_limit="6100", warp_status="TRIAL")
+        sync_customers(engine, [customer_id], triggered_by="test")
+        with engine.database.transaction() as tx:
+            (entry,) = sync_log.list_for_customer(tx, customer_id)
+    finally:
+        set_sealer(None)
+    changes = entry["field_changes"]
+    assert is_sealed(changes["credit_limit"]["new"]) and "6100" not in str(changes)
+    # Money is stored as its decimal string, as the repositories store Decimals in JSON.
+    assert sealer.open_changes(changes)["credit_limit"]["new"] == "6100"
+    assert changes["status"]["new"] == "ACTIVE"  # not sensitive: stored as it is
