@@ -22,8 +22,9 @@ def outbound_backlog(engine: Engine) -> dict[str, int]:
 def wait_drained(engine: Engine, timeout: float = 60.0, *, poll: float = 0.05) -> bool:
     """Block until no customer is dirty and no outbound retry is pending; False on timeout.
 
-    With the in-process task runner it also waits for its tasks to finish. FAILED
-    rows do not count: they wait for a person, not for time.
+    With the in-process task runner it also waits for its tasks to finish; with
+    Cloud Tasks a flush already running is not visible here (its customers have
+    left the dirty set). FAILED rows do not count: they wait for a person.
     """
     deadline = time.monotonic() + timeout
     dispatcher = engine.dispatcher
