@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "emulator": "shared.cli.emulator:emulator",
     "hubspot": "shared.cli.hubspot:hubspot",
     "package": "shared.cli.package:package",
+    "publish-change": "shared.cli.publish:publish_change",
     "reconcile": "shared.cli.reconcile:reconcile",
     "serve": "shared.cli.serve:serve",
 }
