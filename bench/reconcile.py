@@ -1,0 +1,337 @@
+"""Benchmark: a FULL reconciliation of 10,000 linked customers with 5 % drift.
+
+Seeds a fresh database and the HubSpot emulator with N customers (company and
+contact each) in step, runs one reconciliation to record field states, then
+drifts 5 % of the customers, spread over fields and over both sides, and
+measures the run that repairs it:
+
+- HubSpot calls by endpoint (goals: <= 100 reads and <= 10 writes per object
+  type for 10,000 customers);
+- customers/s with the emulator's rate limit off (goal >= 2,000);
+- wall time with the emulator at 190 per 10 s and our budget at 90 % of it,
+  against the floor "calls / 19 per s" (goal within 1.2x);
+- with ``--rss``: peak RSS of a run over 100,000 customers, in a process of its
+  own so the emulator's memory is not counted (goal < 300 MB).
+
+    python bench/reconcile.py [--customers 10000] [--drift 0.05] [--rss] [--rss-customers 100000]
+
+Database: TEST_DATABASE_URL or DATABASE_URL (a server; a database is created and
+dropped), else the embedded PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import multiprocessing
+import os
+import random
+import resource
+import sys
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from shared.config.settings import Settings, load_settings
+from shared.db import Database
+from shared.db.connection import embedded_database_url, url_connector
+from shared.db.migrate import upgrade
+from shared.db.repositories._json import to_json
+from shared.engine import Engine, set_engine
+from shared.hubspot.client import HubSpotClient
+from shared.hubspot.emulator import Emulator
+from shared.hubspot.properties import setup_properties
+from shared.reconcile import RunRequest, start_run
+from shared.tasks import InProcessDispatcher
+
+TOKEN = "emulator-token"
+HUBSPOT_LIMIT, WINDOW_MS = 190, 10_000
+OUR_BUDGET = int(HUBSPOT_LIMIT * 0.9)
+
+
+# --- set-up -------------------------------------------------------------------------------
+
+
+def server_url() -> str:
+    """A PostgreSQL server to create the bench database on."""
+    return (
+        os.environ.get("TEST_DATABASE_URL")
+        or os.environ.get("DATABASE_URL")
+        or embedded_database_url()
+    )
+
+
+def create_database(url: str) -> tuple[str, str]:
+    """A fresh, migrated database; (its URL, its name)."""
+    name = f"bench_reconcile_{uuid.uuid4().hex[:8]}"
+    conn = url_connector(url)()
+    conn.autocommit = True
+    conn.cursor().execute(f'CREATE DATABASE "{name}"')
+    conn.close()
+    base, _, _ = url.partition("?")
+    head, _, _ = base.rpartition("/")
+    query = url[len(base) :]
+    db_url = f"{head}/{name}{query}"
+    database = Database(url_connector(db_url), pool_size=1)
+    upgrade(database)
+    database.close()
+    return db_url, name
+
+
+def drop_database(url: str, name: str) -> None:
+    """Drop the bench database."""
+    conn = url_connector(url)()
+    conn.autocommit = True
+    conn.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    conn.close()
+
+
+def settings_for(db_url: str, hubspot_url: str, *, app_id: int, budget: int) -> Settings:
+    """Settings with their own limiter key (``app_id``) and burst budget."""
+    return load_settings(
+        database_url=db_url,
+        hubspot_base_url=hubspot_url,
+        hubspot_access_token=TOKEN,
+        hubspot_app_id=app_id,
+        hubspot_rate_limit=budget,
+        hubspot_rate_window_ms=WINDOW_MS,
+        hubspot_search_rate_per_second=50,
+        hubspot_daily_budget=10_000_000,
+        log_level="WARNING",
+    )
+
+
+def make_engine(settings: Settings, database: Database) -> Engine:
+    """An engine on ``database`` with an in-process task runner."""
+    client = HubSpotClient.from_settings(settings, database)
+    dispatcher = InProcessDispatcher(base=0.1, cap=1.0, max_attempts=5)
+    engine = Engine(settings=settings, database=database, hubspot=client, dispatcher=dispatcher)
+    set_engine(engine)
+    return engine
+
+
+def seed(emulator: Emulator, database: Database, count: int) -> list[str]:
+    """``count`` customers linked to a company and a contact equal to them; their BANs."""
+    bans = [f"BENCH-{i:06d}" for i in range(count)]
+    for start in range(0, count, 5_000):
+        chunk = bans[start : start + 5_000]
+        companies = emulator.seed(
+            "companies",
+            [
+                {
+                    "name": f"Company {ban}",
+                    "domain": f"{ban.lower()}.example",
+                    "warp_ban": ban,
+                    "warp_status": "ACTIVE",
+                    "warp_credit_limit": "5000",
+                }
+                for ban in chunk
+            ],
+        )
+        contacts = emulator.seed(
+            "contacts",
+            [
+                {
+                    "firstname": "Jane",
+                    "lastname": f"Doe{ban[-6:]}",
+                    "email": f"jane@{ban.lower()}.example",
+                    "phone": "+1 555 0100",
+                }
+                for ban in chunk
+            ],
+        )
+        rows = [
+            {
+                "ban": ban,
+                "company_name": f"Company {ban}",
+                "contact": {
+                    "name": f"Jane Doe{ban[-6:]}",
+                    "email": f"jane@{ban.lower()}.example",
+                    "phone": "+1 555 0100",
+                },
+                "external_ids": {"hubspot_company_id": company, "hubspot_contact_id": contact},
+            }
+            for ban, company, contact in zip(chunk, companies, contacts, strict=True)
+        ]
+        with database.transaction() as tx:
+            tx.execute(
+                "INSERT INTO accounts.customers (ban, company_name, customer_type, status, "
+                "credit_limit, contact, external_ids) SELECT r.ban, r.company_name, 'POSTPAID', "
+                "'ACTIVE', 5000, r.contact, r.external_ids FROM jsonb_to_recordset("
+                "CAST(:rows AS jsonb)) AS r(ban text, company_name text, contact jsonb, "
+                "external_ids jsonb)",
+                {"rows": to_json(rows)},
+            )
+    return bans
+
+
+def drift(emulator: Emulator, database: Database, rate: float, rng: random.Random) -> Counter[str]:
+    """Change ``rate`` of the customers, one field each, spread over fields and sides."""
+    with database.transaction() as tx:
+        rows = tx.fetch(
+            "SELECT ban, external_ids FROM accounts.customers ORDER BY ban",
+        )
+    chosen = rng.sample(rows, int(len(rows) * rate))
+    kinds: Counter[str] = Counter()
+    warp: dict[str, list[str]] = {"status": [], "phone": [], "name": []}
+    for i, row in enumerate(chosen):
+        ids = row["external_ids"]
+        kind = ("warp:status", "warp:phone", "warp:name", "hub:credit", "hub:name", "hub:phone")[
+            i % 6
+        ]
+        kinds[kind] += 1
+        tag = uuid.uuid4().hex[:6]
+        if kind.startswith("warp:"):
+            warp[kind[5:]].append(row["ban"])
+        elif kind == "hub:credit":
+            emulator.ui_change(
+                "companies", ids["hubspot_company_id"], {"warp_credit_limit": str(6000 + i)}
+            )
+        elif kind == "hub:name":
+            emulator.ui_change("companies", ids["hubspot_company_id"], {"name": f"Renamed {tag}"})
+        else:
+            emulator.ui_change("contacts", ids["hubspot_contact_id"], {"phone": f"+1 555 {i:04d}"})
+    with database.transaction() as tx:
+        tx.execute(
+            "UPDATE accounts.customers SET status = 'SUSPENDED', updated_at = NOW() "
+            "WHERE ban = ANY(CAST(:bans AS text[]))",
+            {"bans": warp["status"]},
+        )
+        tx.execute(
+            "UPDATE accounts.customers SET contact = jsonb_set(contact, '{phone}', "
+            "to_jsonb('+44 20 7946 ' || right(ban, 4))), updated_at = NOW() "
+            "WHERE ban = ANY(CAST(:bans AS text[]))",
+            {"bans": warp["phone"]},
+        )
+        tx.execute(
+            "UPDATE accounts.customers SET company_name = 'WARP ' || ban, updated_at = NOW() "
+            "WHERE ban = ANY(CAST(:bans AS text[]))",
+            {"bans": warp["name"]},
+        )
+    emulator.webhooks.clear()  # nobody listens; the UI edits' webhooks are not part of this
+    return kinds
+
+
+def reconcile(engine: Engine, emulator: Emulator) -> tuple[float, dict[str, int], Any]:
+    """One FULL run: (seconds, calls by endpoint, result)."""
+    emulator.calls.clear()
+    started = time.perf_counter()
+    result = start_run(engine, RunRequest(force=True, triggered_by="bench"))
+    elapsed = time.perf_counter() - started
+    assert result.status == "COMPLETED", result.run
+    return elapsed, dict(emulator.stats()["calls"]), result
+
+
+# --- peak RSS, in a process of its own ---------------------------------------------------------
+
+
+def _rss_child(db_url: str, hubspot_url: str, queue: Any) -> None:
+    logging.disable(logging.WARNING)
+    settings = settings_for(db_url, hubspot_url, app_id=3, budget=1_000_000)
+    database = Database(url_connector(db_url), pool_size=2)
+    engine = make_engine(settings, database)
+    result = start_run(engine, RunRequest(force=True, triggered_by="bench"))
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    queue.put((result.status, result.run["total_records"], peak_kb / 1024))
+
+
+def peak_rss(customers: int, url: str, rate: float) -> None:
+    """Seed ``customers`` and report the reconciling process's peak RSS."""
+    db_url, name = create_database(url)
+    emulator = Emulator(rate_limit=10_000_000, search_rate_per_second=1_000).start()
+    try:
+        database = Database(url_connector(db_url), pool_size=2)
+        settings = settings_for(db_url, emulator.url, app_id=3, budget=1_000_000)
+        setup_properties(make_engine(settings, database).hubspot)
+        seed(emulator, database, customers)
+        drift(emulator, database, rate, random.Random(2))
+        context = multiprocessing.get_context("spawn")
+        queue = context.Queue()
+        child = context.Process(target=_rss_child, args=(db_url, emulator.url, queue))
+        started = time.perf_counter()
+        child.start()
+        status, total, peak_mb = queue.get(timeout=3_600)
+        child.join()
+        elapsed = time.perf_counter() - started
+        print(
+            f"| peak RSS, {customers:,} customers | {peak_mb:.0f} MB "
+            f"({status}, {total:,} records, {elapsed:.0f} s) | < 300 MB |"
+        )
+        database.close()
+    finally:
+        emulator.stop()
+        drop_database(url, name)
+
+
+# --- main -------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=10_000)
+    parser.add_argument("--drift", type=float, default=0.05)
+    parser.add_argument("--rss", action="store_true", help="also measure peak RSS (slow)")
+    parser.add_argument("--rss-customers", type=int, default=100_000)
+    parser.add_argument("--skip-limited", action="store_true", help="skip the rate-limited run")
+    args = parser.parse_args()
+    logging.disable(logging.WARNING)  # one log line per record would measure the terminal
+
+    url = server_url()
+    db_url, name = create_database(url)
+    emulator = Emulator(
+        rate_limit=10_000_000, window_ms=WINDOW_MS, search_rate_per_second=1_000
+    ).start()
+    rng = random.Random(1)
+    try:
+        database = Database(url_connector(db_url), pool_size=4)
+        free = make_engine(settings_for(db_url, emulator.url, app_id=1, budget=1_000_000), database)
+        setup_properties(free.hubspot)
+        seed(emulator, database, args.customers)
+        first, _, _ = reconcile(free, emulator)
+        print(f"first run (no field states yet): {args.customers / first:,.0f} customers/s")
+
+        kinds = drift(emulator, database, args.drift, rng)
+        elapsed, calls, result = reconcile(free, emulator)
+        rate = args.customers / elapsed
+        print(f"\ndrift applied: {dict(kinds)}")
+        print(f"fields repaired: {result.report['fields']}")
+        print("\n| HubSpot endpoint | calls |\n|---|---|")
+        for endpoint, n in sorted(calls.items()):
+            print(f"| {endpoint} | {n} |")
+        reads = {k: v for k, v in calls.items() if "batch/read" in k}
+        writes = {k: v for k, v in calls.items() if "batch/update" in k}
+        print("\n| measure | result | goal |\n|---|---|---|")
+        print(f"| reads per object type | {reads} | <= 100 each |")
+        print(f"| writes per object type | {writes} | <= 10 each |")
+        print(f"| customers/s, limit off | {rate:,.0f} ({elapsed:.1f} s) | >= 2,000 |")
+
+        if not args.skip_limited:
+            emulator.limits.rate_limit = HUBSPOT_LIMIT
+            emulator.limits.window_ms = WINDOW_MS
+            limited = make_engine(
+                settings_for(db_url, emulator.url, app_id=2, budget=OUR_BUDGET), database
+            )
+            drift(emulator, database, args.drift, rng)
+            emulator.rate_limited.clear()
+            elapsed, calls, _ = reconcile(limited, emulator)
+            total_calls = sum(calls.values())
+            floor = total_calls / (HUBSPOT_LIMIT / (WINDOW_MS / 1000))
+            print(
+                f"| wall time, limit {HUBSPOT_LIMIT}/10 s (budget {OUR_BUDGET}) | {elapsed:.1f} s"
+                f" for {total_calls} calls, floor {floor:.1f} s = {elapsed / floor:.2f}x,"
+                f" 429s {sum(emulator.stats()['rateLimited'].values())} | <= 1.2x |"
+            )
+        database.close()
+    finally:
+        emulator.stop()
+        drop_database(url, name)
+    if args.rss:
+        peak_rss(args.rss_customers, url, args.drift)
+
+
+if __name__ == "__main__":
+    main()
