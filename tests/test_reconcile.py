@@ -517,3 +517,22 @@ def test_report_round_trips_through_json() -> None:
     assert again.to_json() == report.to_json()
     assert again.run_counts()["errors_encountered"] == 1
     assert again.run_counts()["total_records"] == 1  # the unlinked customer was checked
+
+
+def test_cli_prints_the_drift_report(engine: Engine, emulator: Any) -> None:
+    from click.testing import CliRunner
+
+    from shared.cli.main import cli
+
+    customer = linked_customer(engine, emulator, company={"warp_status": "TRIAL"})
+    wide = {"COLUMNS": "200"}  # rich wraps at the terminal width
+    result = CliRunner().invoke(
+        cli, ["reconcile", "--dry-run", "--customer", customer["id"]], env=wide
+    )
+    assert result.exit_code == 0, result.output
+    assert "dry run: nothing written" in result.output
+    assert "drift per field (would write)" in result.output
+    assert "status" in result.output
+    assert both_sides(engine, emulator, customer)["company"]["warp_status"] == "TRIAL"
+    refused = CliRunner().invoke(cli, ["reconcile", "--customer", "not-a-uuid"])
+    assert refused.exit_code != 0 and "UUID" in refused.output
