@@ -27,6 +27,7 @@ import flask
 from shared.auth import AuthFailure
 from shared.errors import SyncError
 from shared.observability import configure_logging, request_context
+from shared.untrusted_json import UnreadableJson, loads_untrusted
 
 log = logging.getLogger("warp_hubspot_sync.web")
 
@@ -98,8 +99,9 @@ def read_json(request: flask.Request, *, max_bytes: int) -> Any:
     if len(raw) > max_bytes:
         raise BadRequest(f"body larger than {max_bytes} bytes", status=413)
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        # Strict and bounded: deep nesting, NaN, huge integers and NUL used to be 500s.
+        return loads_untrusted(raw)
+    except UnreadableJson as exc:
         raise BadRequest(f"body is not JSON: {exc}") from None
 
 

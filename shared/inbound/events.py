@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -43,6 +43,12 @@ KIND_RANK = {
     "privacyDeletion": 6,
 }
 _GENERIC_OBJECT_TYPES = {"0-1": "contact", "0-2": "company"}
+
+# Bounds of the columns the event is stored in (BIGINT ids, INTEGER attempt, a
+# timestamp Python can represent): beyond them a valid-looking event used to fail
+# at INSERT as a 500 instead of a 400 (found by tests/test_fuzz_webhook.py).
+Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+_MAX_OCCURRED_AT_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 
 
 class ObjectType(StrEnum):
@@ -61,33 +67,35 @@ class WebhookEvent(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="allow", frozen=True, populate_by_name=True)
 
-    event_id: int = Field(alias="eventId")
-    subscription_id: int = Field(alias="subscriptionId")
-    portal_id: int = Field(alias="portalId")
-    occurred_at_ms: int = Field(alias="occurredAt", ge=0)
+    event_id: Int64 = Field(alias="eventId")
+    subscription_id: Int64 = Field(alias="subscriptionId")
+    portal_id: Int64 = Field(alias="portalId")
+    occurred_at_ms: int = Field(alias="occurredAt", ge=0, le=_MAX_OCCURRED_AT_MS)
     subscription_type: str = Field(
         validation_alias=AliasChoices("subscriptionType", "eventType"),
         serialization_alias="subscriptionType",
-        pattern=r"^[A-Za-z_]+\.[A-Za-z_]+$",
+        # The object part is stored in object_type, VARCHAR(50).
+        pattern=r"^[A-Za-z_]{1,50}\.[A-Za-z_]+$",
         max_length=100,
     )
-    object_id: int = Field(alias="objectId")
-    app_id: int | None = Field(None, alias="appId")
-    attempt_number: int | None = Field(None, alias="attemptNumber", ge=0)
+    object_id: Int64 = Field(alias="objectId")
+    app_id: Int64 | None = Field(None, alias="appId")
+    attempt_number: int | None = Field(None, alias="attemptNumber", ge=0, le=2**31 - 1)
     property_name: str | None = Field(None, alias="propertyName", max_length=100)
     property_value: str | None = Field(None, alias="propertyValue")
     change_source: str | None = Field(None, alias="changeSource", max_length=100)
     source_id: str | None = Field(None, alias="sourceId", max_length=100)
     change_flag: str | None = Field(None, alias="changeFlag")
-    object_type_id: str | None = Field(None, alias="objectTypeId")
+    # "object:<objectTypeId>" is stored in object_type, VARCHAR(50).
+    object_type_id: str | None = Field(None, alias="objectTypeId", max_length=40)
     # merge events
-    primary_object_id: int | None = Field(None, alias="primaryObjectId")
-    merged_object_ids: list[int] | None = Field(None, alias="mergedObjectIds")
-    new_object_id: int | None = Field(None, alias="newObjectId")
+    primary_object_id: Int64 | None = Field(None, alias="primaryObjectId")
+    merged_object_ids: list[Int64] | None = Field(None, alias="mergedObjectIds")
+    new_object_id: Int64 | None = Field(None, alias="newObjectId")
     # association changes
     association_type: str | None = Field(None, alias="associationType")
-    from_object_id: int | None = Field(None, alias="fromObjectId")
-    to_object_id: int | None = Field(None, alias="toObjectId")
+    from_object_id: Int64 | None = Field(None, alias="fromObjectId")
+    to_object_id: Int64 | None = Field(None, alias="toObjectId")
     association_removed: bool | None = Field(None, alias="associationRemoved")
     is_primary_association: bool | None = Field(None, alias="isPrimaryAssociation")
 

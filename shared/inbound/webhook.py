@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Mapping
@@ -32,6 +31,7 @@ from shared.inbound.process import KIND, process_events, task_payload
 from shared.inbound.receive import store_batch
 from shared.inbound.verify import TIMESTAMP_HEADER, check_signature, signed_uri
 from shared.tasks import Task, task_name
+from shared.untrusted_json import UnreadableJson, loads_untrusted
 
 log = logging.getLogger("warp_hubspot_sync.inbound")
 
@@ -86,8 +86,10 @@ def handle_delivery(engine: Engine, delivery: Delivery) -> dict[str, Any]:
         now_ms=int(time.time() * 1000),
     )
     try:
-        data = json.loads(delivery.body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        # Strict and bounded: what json.loads lets through (deep nesting, NaN, huge
+        # integers, NUL in a string) used to fail later as a 500.
+        data = loads_untrusted(delivery.body)
+    except UnreadableJson as exc:
         raise DeliveryRejected(f"body is not JSON: {exc}") from None
     try:
         events = parse_batch(data)

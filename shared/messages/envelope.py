@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.errors import SyncError
 from shared.messages.change import ChangeMessage
+from shared.untrusted_json import UnreadableJson, loads_untrusted
 
 
 class MalformedMessage(SyncError):
@@ -31,7 +32,9 @@ class _PubsubMessage(BaseModel):
 
     data: str = ""
     attributes: dict[str, str] = Field(default_factory=dict)
-    message_id: str = Field(alias="messageId", min_length=1)
+    # Pub/Sub ids are short decimal strings; the bound keeps the idempotency key
+    # indexable (a btree entry holds at most ~2.7 kB).
+    message_id: str = Field(alias="messageId", min_length=1, max_length=256)
     publish_time: datetime | None = Field(None, alias="publishTime")
 
 
@@ -63,8 +66,10 @@ def parse_delivery(body: bytes, headers: Mapping[str, str]) -> Delivery:
     """
     lowered = {k.lower(): v for k, v in headers.items()}
     try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        # Strict and bounded (see shared/untrusted_json.py): deep nesting, huge
+        # integers and NUL in a string used to end as a 500 and a redelivery loop.
+        document = loads_untrusted(body)
+    except UnreadableJson as exc:
         raise MalformedMessage(f"body is not JSON: {exc}") from None
     if lowered.get("content-type", "").startswith("application/cloudevents+json"):
         if not isinstance(document, dict) or not isinstance(document.get("data"), dict):
@@ -78,8 +83,8 @@ def parse_delivery(body: bytes, headers: Mapping[str, str]) -> Delivery:
         raise MalformedMessage(f"not a Pub/Sub push envelope: {_first_error(exc)}") from None
     message = envelope.message
     try:
-        payload: Any = json.loads(base64.b64decode(message.data, validate=True))
-    except (binascii.Error, ValueError) as exc:
+        payload: Any = loads_untrusted(base64.b64decode(message.data, validate=True))
+    except (binascii.Error, ValueError) as exc:  # UnreadableJson is a ValueError
         problem = f"message.data is not base64 JSON: {exc}"
         raise _with_id(MalformedMessage(problem), message) from None
     try:
