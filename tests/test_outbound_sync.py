@@ -428,3 +428,49 @@ def test_permanent_refusal_is_failed_and_visible(engine: Engine, emulator: Any, 
     assert "no_such_property" in items[0]["last_error"]
     assert items[0]["payload"]["fields"] == ["legal_name"]
     assert logs[0]["status"] == "FAILED"
+
+
+def test_a_flush_that_dies_mid_push_loses_nothing(url: str, engine: Engine, emulator: Any) -> None:
+    from shared.outbound.flush import flush
+
+    cid = _customer(engine, emulator)
+    with engine.database.transaction() as tx:
+        customers.update_columns(tx, cid, {"status": "SUSPENDED"})
+        outbound_dirty.mark(tx, cid, ["status"], "m-dies")
+        # A flush took the row and died before recording anything: its lease
+        # is all that is left of it (already run out here).
+        (taken,) = outbound_dirty.take(
+            tx, marked_before=datetime.now(UTC) + timedelta(minutes=1), lease_seconds=-1
+        )
+    assert str(taken["customer_id"]) == cid
+    report = flush(engine)
+    assert report.taken == 1
+    assert (
+        emulator.values("companies", _row(engine, cid)["external_ids"]["hubspot_company_id"])[
+            "warp_status"
+        ]
+        == "SUSPENDED"
+    )
+    with engine.database.transaction() as tx:
+        assert outbound_dirty.pending_count(tx) == 0
+
+
+def test_a_live_lease_is_not_taken_twice_and_a_change_during_a_push_survives(
+    url: str, engine: Engine, emulator: Any
+) -> None:
+    cid = _customer(engine, emulator)
+    cutoff = datetime.now(UTC) + timedelta(minutes=1)
+    with engine.database.transaction() as tx:
+        outbound_dirty.mark(tx, cid, ["status"], "m-1")
+        (taken,) = outbound_dirty.take(tx, marked_before=cutoff, lease_seconds=300)
+    with engine.database.transaction() as tx:
+        assert outbound_dirty.take(tx, marked_before=cutoff) == []  # leased elsewhere
+    with engine.database.transaction() as tx:
+        outbound_dirty.mark(tx, cid, ["credit_limit"], "m-2")  # arrives during the push
+    with engine.database.transaction() as tx:
+        assert outbound_dirty.settle(tx, [taken]) == [cid]  # kept for the next flush
+        (again,) = outbound_dirty.take(tx, marked_before=cutoff)
+    assert set(again["changed_fields"]) == {"status", "credit_limit"}
+    with engine.database.transaction() as tx:
+        assert outbound_dirty.settle(tx, [again]) == []
+        assert outbound_dirty.pending_count(tx) == 0

@@ -123,3 +123,11 @@ def test_unknown_kind_is_permanent() -> None:
     with pytest.raises(UnknownTaskKind) as info:
         run_task("no.such.kind", {}, 0)
     assert not info.value.retryable
+
+
+def test_tasks_due_beyond_the_horizon_do_not_keep_it_busy(stand_in: InProcessDispatcher) -> None:
+    stand_in.submit(Task("test.record", {"key": "later"}, delay_seconds=300))
+    stand_in.submit(Task("test.record", {"key": "now"}))
+    assert stand_in.wait_idle(5, horizon=60)
+    assert _calls == [("now", 0)]
+    assert stand_in.pending(horizon=60) == 0 and stand_in.pending(horizon=600) == 1

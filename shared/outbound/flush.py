@@ -7,8 +7,10 @@ next flush at once when it took a full batch), links the unlinked, syncs them
 ``hubspot_sync_queue`` (kind ``outbound``): retryable ones with a task for
 ``retry_worker``, permanent ones FAILED.
 
-A failure of a whole call (HubSpot down, rate limit beyond the client's wait)
-puts the customers back in the dirty set and raises, so the flush task is
+Taken rows are leased, not deleted, until the push is recorded, so a flush that
+dies mid-way loses nothing (another flush takes them when the lease ends). A
+failure of a whole call (HubSpot down, rate limit beyond the client's wait)
+releases the customers back to the dirty set and raises, so the flush task is
 retried with backoff; on its last attempt they become FAILED queue rows instead,
 visible and replayable. The outbound flow may also carry a HubSpot value to WARP
 when a field's rule says HubSpot wins (``allowed`` is both ways), so every flush
@@ -18,13 +20,14 @@ leaves both sides and the field states consistent.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.db import Row
-from shared.db.repositories import customers, outbound_dirty
+from shared.db.repositories import outbound_dirty
 from shared.engine.deps import Engine, get_engine
 from shared.outbound.fields import fields_from_stored
 from shared.outbound.push import push_customers
@@ -36,6 +39,8 @@ log = logging.getLogger("warp_hubspot_sync.outbound")
 
 BATCH = 100
 QUEUE_KIND = "outbound"
+# How long a flush holds the dirty rows it took; longer than any flush takes.
+LEASE_SECONDS = 300
 
 
 @dataclass
@@ -62,10 +67,13 @@ def flush(engine: Engine, *, attempt: int = 0, limit: int = BATCH) -> FlushRepor
     # Every dirty row is due; the margin only absorbs clock skew with the database.
     cutoff = datetime.now(UTC) + timedelta(minutes=1)
     with engine.database.transaction() as tx:
-        rows = outbound_dirty.take(tx, marked_before=cutoff, limit=limit)
+        rows = outbound_dirty.take(
+            tx, marked_before=cutoff, limit=limit, lease_seconds=LEASE_SECONDS
+        )
     report.taken = len(rows)
     if not rows:
         return report
+    _check_after_lease(engine)
     if len(rows) >= limit:
         report.more = True
         ids = sorted(str(r["customer_id"]) for r in rows)
@@ -76,7 +84,8 @@ def flush(engine: Engine, *, attempt: int = 0, limit: int = BATCH) -> FlushRepor
     except Exception as exc:
         retryable = bool(getattr(exc, "retryable", True))
         if retryable and attempt + 1 < engine.settings.retry_max_attempts:
-            _put_back(engine, rows)
+            with engine.database.transaction() as tx:
+                outbound_dirty.release(tx, [str(r["customer_id"]) for r in rows])
             log.warning(
                 "flush failed as a whole; customers are dirty again and the flush retries",
                 extra={"fields": {"customers": len(rows), "attempt": attempt, "error": str(exc)}},
@@ -92,6 +101,7 @@ def flush(engine: Engine, *, attempt: int = 0, limit: int = BATCH) -> FlushRepor
                 error=exc,
                 retryable=False,
             )
+        _settle(engine, rows)
         report.failed = len(rows)
         report.gave_up = True
         return report
@@ -112,11 +122,40 @@ def flush(engine: Engine, *, attempt: int = 0, limit: int = BATCH) -> FlushRepor
             report.queued += 1
         else:
             report.failed += 1
+    _settle(engine, rows)
     log.info(
         "outbound flush done",
         extra={"fields": {"taken": report.taken, **report.statuses, "queued": report.queued}},
     )
     return report
+
+
+def _settle(engine: Engine, rows: Sequence[Row]) -> None:
+    """Drop the pushed rows; a customer changed again meanwhile gets another flush."""
+    with engine.database.transaction() as tx:
+        remarked = outbound_dirty.settle(tx, rows)
+    if remarked:
+        engine.dispatcher.submit(
+            Task(FLUSH_KIND, {}, name=task_name(FLUSH_KIND, "remarked", *sorted(remarked)))
+        )
+
+
+def _check_after_lease(engine: Engine) -> None:
+    """Schedule a flush for when this lease ends, named per lease period.
+
+    If this invocation dies mid-push, nothing else would look at its leased rows
+    again until the next change message: this flush takes them once the lease has
+    run out. One per lease period is enough, so the name deduplicates it.
+    """
+    period = int(time.time() // LEASE_SECONDS)
+    engine.dispatcher.submit(
+        Task(
+            FLUSH_KIND,
+            {},
+            delay_seconds=LEASE_SECONDS + 5,
+            name=task_name(FLUSH_KIND, "lease", period),
+        )
+    )
 
 
 def retry_customer(engine: Engine, row: Row) -> None:
@@ -198,16 +237,3 @@ def _parse_time(value: Any) -> datetime | None:
         return datetime.fromisoformat(str(value)) if value else None
     except ValueError:
         return None
-
-
-def _put_back(engine: Engine, rows: Sequence[Row]) -> None:
-    """Mark the taken customers dirty again, with their fields and message ids."""
-    with engine.database.transaction() as tx:
-        alive = {str(r["id"]) for r in customers.get_many(tx, [r["customer_id"] for r in rows])}
-        for row in rows:
-            cid = str(row["customer_id"])
-            if cid not in alive:
-                continue
-            fields = list(row["changed_fields"] or [])
-            for mid in row["message_ids"] or [None]:
-                outbound_dirty.mark(tx, cid, fields, mid)

@@ -84,21 +84,29 @@ class InProcessDispatcher:
             self._push(task, task.delay_seconds, attempt=0)
             return True
 
-    def pending(self) -> int:
-        """Tasks scheduled or running now."""
+    def pending(self, horizon: float = 60.0) -> int:
+        """Tasks running now or due within ``horizon`` seconds."""
         with self._cond:
-            return len(self._heap) + self._running
+            return self._busy(horizon)
 
-    def wait_idle(self, timeout: float = 30.0) -> bool:
-        """Block until no task is scheduled or running; False if ``timeout`` passed first."""
+    def wait_idle(self, timeout: float = 30.0, horizon: float = 60.0) -> bool:
+        """Block until nothing runs and nothing is due within ``horizon`` seconds.
+
+        Tasks due later (a lease check minutes away, a long backoff) do not keep
+        the runner busy; False if ``timeout`` passed first.
+        """
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._heap or self._running:
+            while self._busy(horizon):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
                 self._cond.wait(remaining)
             return True
+
+    def _busy(self, horizon: float) -> int:
+        limit = time.monotonic() + horizon * self._time_scale
+        return self._running + sum(1 for item in self._heap if item.due <= limit)
 
     def run_due_now(self) -> None:
         """Make every scheduled task due at once (the demo's "fast-forward")."""
