@@ -29,6 +29,7 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
 
 test-integration: $(STAMP)
+	.ci/cloudtasks.sh
 	$(PY) -m pytest -m "integration or cloudtasks" $(PYTEST_ARGS)
 
 lint: $(STAMP)

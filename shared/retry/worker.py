@@ -28,7 +28,10 @@ log = logging.getLogger("warp_hubspot_sync.retry")
 Runner = Callable[[Engine, Row], None]
 
 # row kind -> "module:function" taking (engine, row); raises on failure.
-_RUNNERS: dict[str, str] = {"outbound": "shared.outbound.flush:retry_customer"}
+_RUNNERS: dict[str, str] = {
+    "outbound": "shared.outbound.flush:retry_customer",
+    "inbound_batch": "shared.inbound.process:retry_queue_row",
+}
 
 # A claimed row is held this long; a worker that died leaves it claimable again after.
 LEASE_SECONDS = 600.0
