@@ -1,0 +1,323 @@
+"""The convergence test's hands on the real stack: WARP edits and their Pub/Sub pushes,
+HubSpot UI edits, killed database connections, draining, reconciling, and reading both
+sides back in the mapping's canonical form.
+
+Everything goes through the local stack (``shared.local.stack.LocalStack``): the
+functions over real HTTP, the emulator, the in-process task stand-in.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import httpx
+
+from shared.db.repositories import customers, field_state, outbound_dirty, sync_config
+from shared.engine import Engine
+from shared.engine.sync import sync_customers
+from shared.hubspot.models import parse_datetime
+from shared.local.stack import LocalStack
+from shared.mapping import EntityType
+from shared.messages import ChangeMessage
+from shared.messages.envelope import encode_push_envelope
+from shared.tasks import InProcessDispatcher
+from tests.helpers.convergence_model import (
+    CUSTOM_PROPERTIES,
+    FIELDS,
+    FieldSpec,
+    Outcome,
+    config_rows,
+)
+
+_POLL = 0.02  # how often a wait re-checks its condition
+WRITE_CALLS = (
+    "POST /crm/v3/objects/companies/batch/update",
+    "POST /crm/v3/objects/contacts/batch/update",
+    "PATCH /crm/v3/objects/companies/{objectId}",
+    "PATCH /crm/v3/objects/contacts/{objectId}",
+)
+
+
+class NotSettled(AssertionError):
+    """Queued work did not run out before the deadline (itself a finding)."""
+
+
+@dataclass
+class Counters:
+    """What a run did, for the bounds and the report."""
+
+    steps: int = 0
+    warp_edits: int = 0
+    hubspot_edits: int = 0
+    deliveries: int = 0  # change messages POSTed and acknowledged (duplicates included)
+    redeliveries: int = 0  # non-2xx answers Pub/Sub would redeliver
+    duplicates: int = 0
+    held: int = 0
+    db_kills: int = 0
+    backends_killed: int = 0
+    reconciles: int = 0
+    settles: int = 0
+    faults: dict[str, int] = field(default_factory=dict)
+
+
+def install_config(stack: LocalStack) -> None:
+    """Replace the global mapping with the test's (every direction and rule)."""
+    engine = stack.require_engine()
+    assert stack.emulator is not None
+    for name, kind in CUSTOM_PROPERTIES:
+        stack.emulator.define_property("companies", name, kind)
+    with engine.database.transaction() as tx:
+        for name, mappings in config_rows().items():
+            sync_config.save(tx, config_name=name, field_mappings=mappings)
+    engine.reload_mappings()
+
+
+def warp_value(spec: FieldSpec, value: str) -> Any:
+    """The model's canonical string as WARP stores it."""
+    if spec.kind == "money":
+        return Decimal(value)
+    if spec.kind == "int":
+        return int(value)
+    return value
+
+
+def create_customers(stack: LocalStack, count: int, tag: str) -> list[str]:
+    """``count`` linked customers whose company and contact hold WARP's values, synced once."""
+    engine = stack.require_engine()
+    emulator = stack.emulator
+    assert emulator is not None
+    ids = []
+    for i in range(count):
+        ban = f"CV{tag}{i}"
+        row: dict[str, Any] = {
+            "ban": ban,
+            "company_name": f"Company {tag}-{i}",
+            "legal_name": f"Legal {tag}-{i}",
+            "customer_type": "POSTPAID",
+            "status": "ACTIVE",
+            "credit_limit": Decimal("1000"),
+            "payment_terms": 30,
+            "contact": {
+                "name": "Pat Doe",
+                "email": f"pat.{tag}{i}@conv.example",
+                "phone": f"+1 555 {tag}{i}",
+            },
+        }
+        (company,) = emulator.seed(
+            "companies",
+            [
+                {
+                    "name": row["company_name"],
+                    "warp_ban": ban,
+                    "warp_status": "ACTIVE",
+                    "warp_credit_limit": "1000",
+                    "warp_legal_name": row["legal_name"],
+                    "warp_payment_terms": "30",
+                }
+            ],
+        )
+        (contact,) = emulator.seed(
+            "contacts", [{"email": row["contact"]["email"], "phone": row["contact"]["phone"]}]
+        )
+        row["external_ids"] = {"hubspot_company_id": company, "hubspot_contact_id": contact}
+        with engine.database.transaction() as tx:
+            ids.append(str(customers.insert(tx, row)["id"]))
+    # Establish the field states, as a first reconciliation would.
+    for outcome in sync_customers(engine, ids, triggered_by="test"):
+        assert outcome.error is None, outcome.error
+    return ids
+
+
+def edit_warp(engine: Engine, customer_id: str, spec: FieldSpec, value: str) -> datetime:
+    """Change one field the way WARP's application does; the row's new ``updated_at``."""
+    with engine.database.transaction() as tx:
+        if "." in spec.warp_field:
+            column, key = spec.warp_field.split(".", 1)
+            # One statement, so a concurrent write of another key of the document is kept.
+            at = tx.fetch_value(
+                f"UPDATE accounts.customers SET {column} = jsonb_set({column}, "
+                "CAST(:path AS text[]), to_jsonb(CAST(:value AS text))), updated_at = NOW() "
+                "WHERE id = CAST(:id AS uuid) RETURNING updated_at",
+                {"path": [key], "value": value, "id": customer_id},
+            )
+        else:
+            row = customers.update_columns(
+                tx, customer_id, {spec.warp_field: warp_value(spec, value)}
+            )
+            assert row is not None
+            at = row["updated_at"]
+    assert isinstance(at, datetime)
+    return at
+
+
+def change_message(customer_id: str, spec: FieldSpec, at: datetime) -> bytes:
+    """WARP's change message for that edit, as a Pub/Sub push body (a fresh message id)."""
+    change = ChangeMessage(
+        entity_type="customer",
+        entity_id=uuid.UUID(customer_id),
+        operation="UPDATE",  # type: ignore[arg-type]
+        changed_fields=[spec.warp_field],
+        occurred_at=at,
+        trigger_source="convergence-test",
+    )
+    return encode_push_envelope(change, uuid.uuid4().hex)
+
+
+def push(http: httpx.Client, url: str, body: bytes, counters: Counters, timeout: float = 30) -> None:
+    """Deliver a push the way Pub/Sub does: again after any non-2xx answer, until acked."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            response = http.post(url, content=body, headers={"Content-Type": "application/json"})
+            if response.status_code < 300:
+                counters.deliveries += 1
+                return
+        except httpx.TransportError:
+            pass
+        counters.redeliveries += 1
+        if time.monotonic() > deadline:
+            raise AssertionError("outbound_sync never acknowledged a change message")
+        time.sleep(_POLL)  # Pub/Sub's redelivery backoff, shortened
+
+
+def edit_hubspot(stack: LocalStack, object_id: str, spec: FieldSpec, value: str) -> datetime:
+    """A person edits one property in the HubSpot UI; the emulator's time of that change."""
+    emulator = stack.emulator
+    assert emulator is not None
+    changed = emulator.ui_change(spec.object_type, object_id, {spec.prop: value})
+    assert spec.prop in changed
+    history = emulator.snapshot(spec.object_type, object_id)["propertiesWithHistory"]
+    at = parse_datetime(history[spec.prop][0]["timestamp"])
+    assert at is not None
+    return at
+
+
+def kill_connections(engine: Engine) -> int:
+    """Terminate every other backend of the test database (mid-work, as a failover would)."""
+    with engine.database.transaction() as tx:
+        return int(
+            tx.fetch_value(
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+
+
+def _wait(condition: Callable[[], bool], what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise NotSettled(f"{what} within {timeout:.0f} s")
+        time.sleep(_POLL)  # polling a condition, not timing an outcome
+
+
+def _idle(stack: LocalStack) -> bool:
+    engine = stack.require_engine()
+    dispatcher = stack.dispatcher
+    assert isinstance(dispatcher, InProcessDispatcher) and stack.emulator is not None
+    if dispatcher.pending() or not stack.emulator.webhooks.wait_idle(0):
+        return False
+    try:
+        with engine.database.transaction() as tx:
+            dirty = outbound_dirty.pending_count(tx)
+            busy = tx.fetch_value(
+                "SELECT (SELECT count(*) FROM accounts.hubspot_webhook_events "
+                "WHERE processed IS NOT TRUE) + (SELECT count(*) FROM "
+                "accounts.hubspot_sync_queue WHERE status IN ('QUEUED', 'PROCESSING'))"
+            )
+    except Exception:  # a connection we killed: ask again
+        return False
+    return dirty == 0 and int(busy) == 0
+
+
+def drain(stack: LocalStack, timeout: float = 60.0) -> None:
+    """Deliver every webhook, run every task now, until no work is left anywhere."""
+    assert stack.emulator is not None and isinstance(stack.dispatcher, InProcessDispatcher)
+    dispatcher = stack.dispatcher
+
+    def quiet() -> bool:
+        stack.emulator.webhooks.flush()  # type: ignore[union-attr]
+        dispatcher.run_due_now()
+        dispatcher.wait_idle(1.0)
+        return _idle(stack) and _idle(stack)  # twice: a task may have queued more work
+
+    _wait(quiet, "queued work did not run out", timeout)
+
+
+def reconcile(http: httpx.Client, stack: LocalStack, timeout: float = 60.0) -> dict[str, Any]:
+    """One FULL reconciliation through the reconciler function; its finished run."""
+    response = http.post(stack.url("reconciler"), json={"entity_type": "customer"})
+    assert response.status_code in (200, 202), response.text
+    run_id = response.json()["run"]["id"]
+    engine = stack.require_engine()
+    finished: dict[str, Any] = {}
+
+    def done() -> bool:
+        assert isinstance(stack.dispatcher, InProcessDispatcher)
+        stack.dispatcher.run_due_now()
+        with engine.database.transaction() as tx:
+            row = tx.fetch_one(
+                "SELECT status, records_updated, errors_encountered, conflicts_detected "
+                "FROM accounts.hubspot_reconciliation_runs WHERE id = CAST(:id AS uuid)",
+                {"id": run_id},
+            )
+        assert row is not None
+        finished.update(row)
+        return row["status"] != "RUNNING"
+
+    _wait(done, "the reconciliation run did not finish", timeout)
+    return finished
+
+
+def observe(engine: Engine, customer_id: str) -> dict[str, Outcome]:
+    """Every field of one customer as it stands: both sides (canonical) and open conflicts."""
+    with engine.database.transaction() as tx:
+        row = customers.get(tx, customer_id)
+        conflicts = {
+            str(s["field_name"]) for s in field_state.open_conflicts(tx, customer_id, limit=100)
+        }
+    assert row is not None
+    found: dict[str, Outcome] = {}
+    records: dict[str, dict[str, Any]] = {}
+    for spec in FIELDS:
+        et = EntityType(spec.entity)
+        (mapping,) = [m for m in engine.mapping_for(customer_id, et).active() if m.name == spec.name]
+        key = "hubspot_company_id" if spec.entity == "customer" else "hubspot_contact_id"
+        object_id = str(row["external_ids"][key])
+        if object_id not in records:
+            api = engine.hubspot.objects(spec.object_type)  # type: ignore[arg-type]
+            props = [s.prop for s in FIELDS if s.object_type == spec.object_type]
+            records[object_id] = dict(api.get(object_id, properties=props).properties)
+        warp = mapping.canonical_hubspot(mapping.to_hubspot(mapping.read_warp(row)))
+        hub = mapping.canonical_hubspot(records[object_id].get(spec.prop))
+        found[spec.name] = Outcome(warp, hub, spec.name in conflicts)
+    return found
+
+
+def write_calls(stack: LocalStack) -> int:
+    """HubSpot write calls of ours so far (companies and contacts, batch or single)."""
+    assert stack.emulator is not None
+    calls = stack.emulator.stats()["calls"]
+    return sum(int(calls.get(key, 0)) for key in WRITE_CALLS)
+
+
+def our_writes(stack: LocalStack, object_type: str, object_id: str) -> dict[str, list[str]]:
+    """Per property, the values our app wrote to this record (HubSpot's history)."""
+    assert stack.emulator is not None
+    app = str(stack.emulator.app_id)
+    history = stack.emulator.snapshot(object_type, object_id).get("propertiesWithHistory") or {}
+    return {
+        prop: [h["value"] for h in entries if h["sourceType"] == "INTEGRATION" and h["sourceId"] == app]
+        for prop, entries in history.items()
+    }
+
+
+def now() -> datetime:
+    """Wall-clock time, UTC."""
+    return datetime.now(UTC)

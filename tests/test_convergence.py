@@ -1,0 +1,351 @@
+"""Convergence under faults, model-based, over the real stack (issue 10).
+
+A hypothesis state machine drives the whole local stack (PostgreSQL, the HubSpot emulator
+over HTTP with signed webhooks delivered shuffled and duplicated, the five functions
+served by functions-framework, the in-process task stand-in) with random sequences of:
+
+- WARP edits, each published to ``outbound_sync`` as a Pub/Sub push: sometimes twice
+  (a duplicate delivery), sometimes held back and delivered later (reordered, delayed);
+- HubSpot UI edits, delivered by the emulator as webhooks;
+- HubSpot faults (429, 5xx, timeouts) on a share of calls, changed as it goes;
+- killed database connections (``pg_terminate_backend``) in the middle of all that.
+
+At settle points (a rule, and always at the end) it drains every queue with faults
+off, runs one reconciliation through the ``reconciler`` function, and checks each
+field of each customer against the model (tests/helpers/convergence_model.py):
+bidirectional fields equal on both sides unless a MANUAL conflict is open, one-way
+fields equal to their authoritative side's latest value, LATEST_WINS fields holding
+the latest edit, no edit lost. At the end: HubSpot write calls within genuine edits
+plus reconciliations plus retries, every value we wrote to HubSpot one WARP really
+held (no ping-pong), and no work left or lost silently.
+
+``CONVERGENCE_EXAMPLES`` (default 15) and ``CONVERGENCE_STEPS`` (default 25) size it.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from shared.local.stack import LocalStack, StackConfig
+from shared.tasks import InProcessDispatcher
+from tests.helpers import convergence as hands
+from tests.helpers.convergence_model import FIELDS, STATUSES, Edit, FieldModel, Outcome
+
+pytestmark = pytest.mark.integration
+
+EXAMPLES = int(os.environ.get("CONVERGENCE_EXAMPLES", "15"))
+STEPS = int(os.environ.get("CONVERGENCE_STEPS", "25"))
+CUSTOMERS = 3
+FAULT_RATES = (0.0, 0.1, 0.25)
+# Faults drawn per CRM call; 429 pauses the shared budget for the emulator's window.
+FAULT_KINDS = ["429", "500", "502", "503", "timeout"]
+
+
+@pytest.fixture(scope="module")
+def stack(database_url: str) -> Iterator[LocalStack]:
+    """The demo's local stack on this module's database, tuned for many short examples."""
+    saved = {k: os.environ.get(k) for k in ("DATABASE_URL", "HUBSPOT_ACCESS_TOKEN")}
+    os.environ["DATABASE_URL"] = database_url
+    os.environ.pop("HUBSPOT_ACCESS_TOKEN", None)
+    config = StackConfig(
+        coalesce_delay_seconds=0.05,
+        retry_base_seconds=0.02,
+        retry_cap_seconds=0.2,
+        retry_max_attempts=8,
+        webhook_retry_base_ms=20,
+        seed=10,
+    )
+    try:
+        with LocalStack(config) as running:
+            emulator = running.emulator
+            assert emulator is not None
+            # HubSpot's unordered, at-least-once delivery.
+            emulator.webhooks.configure(shuffle=True, duplicate_rate=0.2)
+            # A 429 pauses every caller for the window HubSpot names; keep it short here.
+            emulator.limits.window_ms = 500
+            emulator.set_faults(kinds=FAULT_KINDS, hold_ms=150, seed=10)
+            hands.install_config(running)
+            yield running
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+class Convergence(RuleBasedStateMachine):
+    """See the module docstring. ``stack`` and ``totals`` are set by the test."""
+
+    stack: ClassVar[LocalStack]
+    totals: ClassVar[hands.Counters]
+    violations: ClassVar[list[str]]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.http = httpx.Client(timeout=30)
+        self.engine = self.stack.require_engine()
+        self.emulator = self.stack.emulator
+        assert self.emulator is not None
+        self.counters = hands.Counters()
+        self.held: list[bytes] = []
+        self.fault_rate = 0.0
+        self.fresh = 0
+        self.customers: list[str] = []
+        self.objects: dict[tuple[str, str], str] = {}
+        self.model: dict[tuple[str, str], FieldModel] = {}
+        self.genuine_warp: dict[tuple[str, str], set[str]] = {}
+        self.writes_before = hands.write_calls(self.stack)
+        self.faults_before = dict(self.emulator.stats()["faults"]["injected"])
+        assert isinstance(self.stack.dispatcher, InProcessDispatcher)
+        self.retried_before = self.stack.dispatcher.retried
+
+    # -- setup -------------------------------------------------------------------------
+
+    @initialize()
+    def customers_in_sync(self) -> None:
+        tag = uuid.uuid4().hex[:5]
+        self.customers = hands.create_customers(self.stack, CUSTOMERS, tag)
+        for cid in self.customers:
+            observed = hands.observe(self.engine, cid)
+            with self.engine.database.transaction() as tx:
+                row = tx.fetch_one(
+                    "SELECT external_ids FROM accounts.customers WHERE id = CAST(:id AS uuid)",
+                    {"id": cid},
+                )
+            assert row is not None
+            self.objects[(cid, "companies")] = str(row["external_ids"]["hubspot_company_id"])
+            self.objects[(cid, "contacts")] = str(row["external_ids"]["hubspot_contact_id"])
+            for spec in FIELDS:
+                assert observed[spec.name].warp == observed[spec.name].hubspot, spec.name
+                self.model[(cid, spec.name)] = FieldModel(spec, observed[spec.name])
+                self.genuine_warp[(cid, spec.name)] = {observed[spec.name].warp}
+
+    def _fresh(self, cid: str, name: str) -> str | None:
+        """A value this field never held in its current window (None: none left)."""
+        field = self.model[(cid, name)]
+        spec = field.spec
+        if spec.kind == "status":
+            left = [s for s in STATUSES if s not in field.used_values()]
+            return left[0] if left else None
+        self.fresh += 1
+        n = self.fresh
+        if spec.kind == "money":
+            return str(1000 + 50 * n)
+        if spec.kind == "int":
+            return str(30 + n)
+        if spec.name == "ban":
+            return f"CV{uuid.uuid4().hex[:8]}"
+        if spec.name == "contact_email_address":
+            return f"pat.{uuid.uuid4().hex[:8]}@conv.example"
+        if spec.name == "contact_phone":
+            return f"+1 555 {uuid.uuid4().int % 10**7:07d}"
+        return f"{spec.name} {uuid.uuid4().hex[:8]}"
+
+    # -- rules -------------------------------------------------------------------------
+
+    @rule(
+        index=st.integers(0, CUSTOMERS - 1),
+        name=st.sampled_from([f.name for f in FIELDS]),
+        delivery=st.sampled_from(["once", "once", "twice", "hold"]),
+    )
+    def warp_edit(self, index: int, name: str, delivery: str) -> None:
+        cid = self.customers[index]
+        value = self._fresh(cid, name)
+        if value is None:
+            return
+        field = self.model[(cid, name)]
+        at = hands.edit_warp(self.engine, cid, field.spec, value)
+        field.warp_edits.append(Edit(value, at))
+        self.genuine_warp[(cid, name)].add(value)
+        self.counters.warp_edits += 1
+        body = hands.change_message(cid, field.spec, at)
+        if delivery == "hold":
+            self.held.append(body)
+            self.counters.held += 1
+            return
+        hands.push(self.http, self.stack.url("outbound_sync"), body, self.counters)
+        if delivery == "twice":
+            hands.push(self.http, self.stack.url("outbound_sync"), body, self.counters)
+            self.counters.duplicates += 1
+
+    @rule(
+        index=st.integers(0, CUSTOMERS - 1),
+        name=st.sampled_from([f.name for f in FIELDS]),
+    )
+    def hubspot_edit(self, index: int, name: str) -> None:
+        cid = self.customers[index]
+        value = self._fresh(cid, name)
+        if value is None:
+            return
+        field = self.model[(cid, name)]
+        object_id = self.objects[(cid, field.spec.object_type)]
+        at = hands.edit_hubspot(self.stack, object_id, field.spec, value)
+        field.hubspot_edits.append(Edit(value, at))
+        self.counters.hubspot_edits += 1
+
+    @rule(rate=st.sampled_from(FAULT_RATES))
+    def set_fault_rate(self, rate: float) -> None:
+        self.fault_rate = rate
+        assert self.emulator is not None
+        self.emulator.set_faults(rate=rate)
+
+    @rule()
+    def kill_db_connections(self) -> None:
+        self.counters.db_kills += 1
+        self.counters.backends_killed += hands.kill_connections(self.engine)
+
+    @precondition(lambda self: bool(self.held))
+    @rule(newest_first=st.booleans())
+    def deliver_held(self, newest_first: bool) -> None:
+        held, self.held = self.held, []
+        for body in reversed(held) if newest_first else held:
+            hands.push(self.http, self.stack.url("outbound_sync"), body, self.counters)
+
+    @rule()
+    def settle(self) -> None:
+        """Everything delivered and drained, faults off, one reconciliation, then the check."""
+        for body in self.held:
+            hands.push(self.http, self.stack.url("outbound_sync"), body, self.counters)
+        self.held = []
+        assert self.emulator is not None
+        self.emulator.set_faults(rate=0.0)
+        hands.drain(self.stack)
+        run = hands.reconcile(self.http, self.stack)
+        self.counters.reconciles += 1
+        assert run["status"] == "COMPLETED", run
+        hands.drain(self.stack)
+        self.counters.settles += 1
+        self._check_fields()
+        self.emulator.set_faults(rate=self.fault_rate)
+
+    @invariant()
+    def count_step(self) -> None:
+        self.counters.steps += 1
+
+    # -- checks ------------------------------------------------------------------------
+
+    def _check_fields(self) -> None:
+        problems = []
+        for cid in self.customers:
+            observed = hands.observe(self.engine, cid)
+            for spec in FIELDS:
+                field = self.model[(cid, spec.name)]
+                allowed = field.expected()
+                seen = observed[spec.name]
+                if seen not in allowed:
+                    problems.append(
+                        f"{spec.name} ({spec.direction} {spec.rule}) of {cid}: saw {seen}, "
+                        f"allowed {allowed}; WARP edits {field.warp_edits}, "
+                        f"HubSpot edits {field.hubspot_edits}, settled {field.settled}"
+                    )
+                field.settle(seen)
+        self.violations.extend(problems)
+        assert not problems, "\n".join(problems)
+
+    def _check_writes(self) -> None:
+        """No ping-pong: writes bounded, and every value we wrote WARP genuinely held."""
+        assert self.emulator is not None and isinstance(self.stack.dispatcher, InProcessDispatcher)
+        injected = self.emulator.stats()["faults"]["injected"]
+        faults = sum(injected.values()) - sum(self.faults_before.values())
+        retried = self.stack.dispatcher.retried - self.retried_before
+        writes = hands.write_calls(self.stack) - self.writes_before
+        # Each delivered message can cause at most one flush write per object type; each
+        # reconciliation one batch update per object type; each fault or retry one more.
+        bound = 2 * (self.counters.deliveries + self.counters.reconciles) + faults + retried
+        problems = []
+        if writes > bound:
+            problems.append(f"{writes} HubSpot write calls exceed the bound {bound}")
+        for cid in self.customers:
+            for object_type in ("companies", "contacts"):
+                wrote = hands.our_writes(self.stack, object_type, self.objects[(cid, object_type)])
+                for spec in FIELDS:
+                    if spec.object_type != object_type:
+                        continue
+                    genuine = self.genuine_warp[(cid, spec.name)]
+                    echoed = [v for v in wrote.get(spec.prop, []) if _canonical(spec, v) not in genuine]
+                    if echoed:
+                        problems.append(
+                            f"{spec.name} of {cid}: we wrote {echoed} to HubSpot, "
+                            "values WARP never held from its own edits (ping-pong)"
+                        )
+        self.counters.faults = {k: v - self.faults_before.get(k, 0) for k, v in injected.items()}
+        self.violations.extend(problems)
+        assert not problems, "\n".join(problems)
+
+    def teardown(self) -> None:
+        try:
+            if self.customers:
+                self.settle()
+                self._check_writes()
+        finally:
+            assert self.emulator is not None
+            self.emulator.set_faults(rate=0.0)
+            self.http.close()
+            _add(self.totals, self.counters)
+
+
+def _canonical(spec: Any, value: str) -> str:
+    """A HubSpot string in the form the model keeps (numbers without trailing zeros)."""
+    if spec.kind in ("money", "int") and value:
+        from decimal import Decimal
+
+        text = format(Decimal(value).normalize(), "f")
+        return text
+    return value
+
+
+def _add(totals: hands.Counters, run: hands.Counters) -> None:
+    for name, value in vars(run).items():
+        if isinstance(value, int):
+            setattr(totals, name, getattr(totals, name) + value)
+        elif isinstance(value, dict):
+            for key, count in value.items():
+                totals.faults[key] = totals.faults.get(key, 0) + count
+
+
+def test_sync_converges_under_faults(stack: LocalStack) -> None:
+    """Random edits on both sides, faults and killed connections; every field converges."""
+    totals = hands.Counters()
+    violations: list[str] = []
+    Convergence.stack = stack
+    Convergence.totals = totals
+    Convergence.violations = violations
+    try:
+        run_state_machine_as_test(
+            Convergence,
+            settings=settings(
+                max_examples=EXAMPLES,
+                stateful_step_count=STEPS,
+                deadline=None,
+                derandomize=False,
+                suppress_health_check=list(HealthCheck),
+            ),
+        )
+    finally:
+        print(
+            f"\nconvergence: examples<={EXAMPLES} steps={totals.steps} "
+            f"warp_edits={totals.warp_edits} hubspot_edits={totals.hubspot_edits} "
+            f"deliveries={totals.deliveries} duplicates={totals.duplicates} held={totals.held} "
+            f"redeliveries={totals.redeliveries} db_kills={totals.db_kills} "
+            f"backends_killed={totals.backends_killed} faults={totals.faults} "
+            f"settles={totals.settles} reconciles={totals.reconciles} "
+            f"violations={len(violations)}"
+        )
+    assert not violations
