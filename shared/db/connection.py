@@ -154,6 +154,11 @@ class Database:
                 if _is_disconnect(exc):
                     self._discard(connection)
                     connection = None
+                    # The idle connections are as old as this one and most likely died
+                    # with it (server restart, failover, network cut): drop them too, so
+                    # the caller's retry reconnects instead of meeting the next dead one
+                    # (found by tests/test_db_faults.py: one 503 per pooled connection).
+                    self.close()
                     raise DatabaseUnavailableError(f"database connection lost: {exc}") from exc
                 try:
                     connection.rollback()
