@@ -136,18 +136,35 @@ class Scene:
         emulator = self.stack.emulator
         if emulator is not None and not emulator.webhooks.wait_idle(timeout):
             raise StepFailed("the emulator still had webhooks to deliver")
-        self.wait_until(self._no_pending_work, "all queued work finished", timeout)
+        try:
+            self.wait_until(lambda: not self.pending_work(), "all queued work finished", timeout)
+        except StepFailed as exc:
+            raise StepFailed(f"{exc} ({', '.join(self.pending_work())})") from None
 
-    def _no_pending_work(self) -> bool:
-        dispatcher = self.stack.dispatcher
-        if isinstance(dispatcher, InProcessDispatcher) and dispatcher.pending():
-            return False
+    def pending_work(self) -> list[str]:
+        """What is still to do: customers to push, webhook events, work queue items.
+
+        Judged by the tables, not by the task runner: flows also schedule
+        safety-net tasks minutes ahead (a flush after a lease ends), which are not
+        work waiting to be done.
+        """
+        waiting = []
         with self.engine.database.transaction() as tx:
             dirty = outbound_dirty.pending_count(tx)
-            unprocessed = tx.fetch_value(
-                "SELECT count(*) FROM accounts.hubspot_webhook_events WHERE processed IS NOT TRUE"
+            events = tx.fetch(
+                "SELECT processing_error FROM accounts.hubspot_webhook_events "
+                "WHERE processed IS NOT TRUE"
             )
-        return dirty == 0 and int(unprocessed) == 0
+            queued = sync_queue.depth(tx)
+        open_items = queued.get("QUEUED", 0) + queued.get("PROCESSING", 0)
+        if dirty:
+            waiting.append(f"{dirty} customers to push")
+        if open_items:
+            waiting.append(f"{open_items} queue items open")
+        if events:
+            errors = {str(e["processing_error"])[:120] for e in events if e["processing_error"]}
+            waiting.append(f"{len(events)} webhook events unprocessed {sorted(errors)[:2]}")
+        return waiting
 
     # -- WARP ------------------------------------------------------------------------
 
