@@ -21,6 +21,7 @@ import httpx
 import pytest
 from rich.console import Console
 
+from shared.errors import ConfigurationError
 from shared.local.checks import check_consistency
 from shared.local.seed import DRIFTS, Book, Standing, plan_book, seed_book
 from shared.local.stack import LocalStack, StackConfig, safe_url
@@ -106,6 +107,17 @@ def test_check_finds_exactly_the_seeded_drift(stack: LocalStack, book: Book) -> 
     assert {(m.customer_id, m.field) for m in report.mismatches} == drifted
     assert report.customers == len(book.linked()) and report.records == 2 * report.customers
     assert not report.ok and not report.missing_records
+
+
+@pytest.mark.integration
+def test_a_second_book_is_refused_before_anything_is_written(stack: LocalStack, book: Book) -> None:
+    engine = stack.require_engine()
+    with engine.database.transaction() as tx:
+        before = tx.fetch_value("SELECT count(*) FROM accounts.customers")
+    with pytest.raises(ConfigurationError, match="clash"):
+        seed_book(stack, 100, seed=11)
+    with engine.database.transaction() as tx:
+        assert tx.fetch_value("SELECT count(*) FROM accounts.customers") == before
 
 
 @pytest.mark.integration

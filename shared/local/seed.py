@@ -27,6 +27,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from shared.db.repositories import customers
+from shared.errors import ConfigurationError
 from shared.mapping import EntityType, MappingSet
 
 if TYPE_CHECKING:
@@ -222,6 +223,7 @@ def seed_book(
     company_fields = engine.mapping_for(None, EntityType.CUSTOMER).for_entity(EntityType.CUSTOMER)
     contact_fields = engine.mapping_for(None, EntityType.CONTACT).for_entity(EntityType.CONTACT)
     planned = plan_book(count, seed)
+    _check_room(stack, [str(p.row["ban"]) for p in planned])
 
     companies: dict[int, dict[str, str]] = {}
     contacts: dict[int, dict[str, str]] = {}
@@ -271,6 +273,31 @@ def seed_book(
         if progress is not None:
             progress(min(chunk, len(planned) - start))
     return book
+
+
+def _check_room(stack: LocalStack, bans: list[str]) -> None:
+    """Refuse a database the book cannot go into without mixing with what is there.
+
+    The BANs are unique, so a book seeded before blocks a second one; and a fresh
+    emulator hands out record ids from the same start each run, so customers
+    already linked to HubSpot ids would point at the new book's records.
+    """
+    fresh_hubspot = stack.emulator is not None
+    with stack.require_engine().database.transaction() as tx:
+        clashes = int(
+            tx.fetch_value(
+                f"SELECT count(*) FROM {customers.TABLE} WHERE ban = ANY(CAST(:bans AS text[])) "
+                "OR (CAST(:fresh AS boolean) "
+                "AND COALESCE(external_ids ->> 'hubspot_company_id', '') <> '')",
+                {"bans": bans, "fresh": fresh_hubspot},
+            )
+        )
+    if clashes:
+        raise ConfigurationError(
+            f"the database already holds {clashes} customers the demo book would clash with "
+            "(its BANs, or links to HubSpot ids the new emulator will reuse): point "
+            "DATABASE_URL at an empty database, or unset it for the embedded one"
+        )
 
 
 class _HubSpotWriter:
