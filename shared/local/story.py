@@ -254,6 +254,7 @@ def progress_bar(console: Console, description: str, total: int) -> Iterator[Cal
         TimeElapsedColumn(),
         console=console,
         transient=True,
+        disable=not console.is_terminal,  # piped output gets the result lines only
     )
     with bar:
         task = bar.add_task(description, total=total)
@@ -535,7 +536,7 @@ def outage_absorbed(scene: Scene, count: int = 20) -> str:
         if applied():
             raise StepFailed(f"{applied()} changes reached HubSpot during the outage")
         failed_attempts = dispatcher.retried - retried_before
-        scene.say(f"{count} changes waiting, {failed_attempts} failed attempts so far, backing off")
+        scene.say(f"{count} changes waiting; failed flush attempts so far: {failed_attempts}")
     finally:
         emulator.set_faults(outage=False)
     scene.say("HubSpot is back; fast-forwarding the retry backoff")
