@@ -58,7 +58,7 @@ FAULT_KINDS = ["429", "500", "502", "503", "timeout"]
 
 
 @pytest.fixture(scope="module")
-def stack(database_url: str) -> Iterator[LocalStack]:
+def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """The demo's local stack on this module's database, tuned for many short examples."""
     saved = {k: os.environ.get(k) for k in ("DATABASE_URL", "HUBSPOT_ACCESS_TOKEN")}
     os.environ["DATABASE_URL"] = database_url
@@ -70,6 +70,7 @@ def stack(database_url: str) -> Iterator[LocalStack]:
         retry_max_attempts=8,
         webhook_retry_base_ms=20,
         seed=10,
+        log_file=tmp_path_factory.mktemp("convergence") / "stack.log",
     )
     try:
         with LocalStack(config) as running:
@@ -124,12 +125,7 @@ class Convergence(RuleBasedStateMachine):
         self.customers = hands.create_customers(self.stack, CUSTOMERS, tag)
         for cid in self.customers:
             observed = hands.observe(self.engine, cid)
-            with self.engine.database.transaction() as tx:
-                row = tx.fetch_one(
-                    "SELECT external_ids FROM accounts.customers WHERE id = CAST(:id AS uuid)",
-                    {"id": cid},
-                )
-            assert row is not None
+            row = hands.retrying(lambda: hands.customer_row(self.engine, cid))
             self.objects[(cid, "companies")] = str(row["external_ids"]["hubspot_company_id"])
             self.objects[(cid, "contacts")] = str(row["external_ids"]["hubspot_contact_id"])
             for spec in FIELDS:

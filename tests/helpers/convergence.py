@@ -14,13 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 from shared.db.repositories import customers, field_state, outbound_dirty, sync_config
 from shared.engine import Engine
 from shared.engine.sync import sync_customers
+from shared.errors import DatabaseUnavailableError
 from shared.hubspot.models import parse_datetime
 from shared.local.stack import LocalStack
 from shared.mapping import EntityType
@@ -35,6 +36,7 @@ from tests.helpers.convergence_model import (
     config_rows,
 )
 
+T = TypeVar("T")
 _POLL = 0.02  # how often a wait re-checks its condition
 WRITE_CALLS = (
     "POST /crm/v3/objects/companies/batch/update",
@@ -126,32 +128,55 @@ def create_customers(stack: LocalStack, count: int, tag: str) -> list[str]:
             "contacts", [{"email": row["contact"]["email"], "phone": row["contact"]["phone"]}]
         )
         row["external_ids"] = {"hubspot_company_id": company, "hubspot_contact_id": contact}
-        with engine.database.transaction() as tx:
-            ids.append(str(customers.insert(tx, row)["id"]))
+
+        def insert(row: dict[str, Any] = row) -> str:
+            with engine.database.transaction() as tx:
+                return str(customers.insert(tx, row)["id"])
+
+        ids.append(retrying(insert))
     # Establish the field states, as a first reconciliation would.
-    for outcome in sync_customers(engine, ids, triggered_by="test"):
+    for outcome in retrying(lambda: sync_customers(engine, ids, triggered_by="test")):
         assert outcome.error is None, outcome.error
     return ids
 
 
+_SQL_TYPE = {"text": "text", "status": "text", "money": "numeric", "int": "integer"}
+
+
+def retrying(action: Callable[[], T], attempts: int = 30) -> T:
+    """Run ``action``, again after a lost database connection (the test kills them)."""
+    for _ in range(attempts - 1):
+        try:
+            return action()
+        except DatabaseUnavailableError:
+            continue  # the pool discarded the dead connection; the next one is fresh
+    return action()
+
+
 def edit_warp(engine: Engine, customer_id: str, spec: FieldSpec, value: str) -> datetime:
-    """Change one field the way WARP's application does; the row's new ``updated_at``."""
-    with engine.database.transaction() as tx:
-        if "." in spec.warp_field:
-            column, key = spec.warp_field.split(".", 1)
-            # One statement, so a concurrent write of another key of the document is kept.
-            at = tx.fetch_value(
-                f"UPDATE accounts.customers SET {column} = jsonb_set({column}, "
-                "CAST(:path AS text[]), to_jsonb(CAST(:value AS text))), updated_at = NOW() "
-                "WHERE id = CAST(:id AS uuid) RETURNING updated_at",
-                {"path": [key], "value": value, "id": customer_id},
-            )
-        else:
-            row = customers.update_columns(
-                tx, customer_id, {spec.warp_field: warp_value(spec, value)}
-            )
-            assert row is not None
-            at = row["updated_at"]
+    """Change one field the way WARP's application does; the row's new ``updated_at``.
+
+    One statement, so a concurrent write of another key of a JSONB document is kept.
+    The column and key come from the test's own field list, never from input.
+    """
+    if "." in spec.warp_field:
+        column, key = spec.warp_field.split(".", 1)
+        target = f"jsonb_set({column}, CAST(:path AS text[]), to_jsonb(CAST(:value AS text)))"
+        params: dict[str, Any] = {"path": [key], "value": value, "id": customer_id}
+    else:
+        column = spec.warp_field
+        target = f"CAST(:value AS {_SQL_TYPE[spec.kind]})"
+        params = {"value": value, "id": customer_id}
+    sql = (
+        f"UPDATE accounts.customers SET {column} = {target}, updated_at = NOW() "
+        "WHERE id = CAST(:id AS uuid) RETURNING updated_at"
+    )
+
+    def run() -> Any:
+        with engine.database.transaction() as tx:
+            return tx.fetch_value(sql, params)
+
+    at = retrying(run)
     assert isinstance(at, datetime)
     return at
 
@@ -200,13 +225,18 @@ def edit_hubspot(stack: LocalStack, object_id: str, spec: FieldSpec, value: str)
 
 def kill_connections(engine: Engine) -> int:
     """Terminate every other backend of the test database (mid-work, as a failover would)."""
-    with engine.database.transaction() as tx:
-        return int(
-            tx.fetch_value(
-                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+
+    def run() -> int:
+        with engine.database.transaction() as tx:
+            return int(
+                tx.fetch_value(
+                    "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) "
+                    "FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
             )
-        )
+
+    return retrying(run)
 
 
 def _wait(condition: Callable[[], bool], what: str, timeout: float) -> None:
@@ -247,7 +277,36 @@ def drain(stack: LocalStack, timeout: float = 60.0) -> None:
         dispatcher.wait_idle(1.0)
         return _idle(stack) and _idle(stack)  # twice: a task may have queued more work
 
-    _wait(quiet, "queued work did not run out", timeout)
+    try:
+        _wait(quiet, "queued work did not run out", timeout)
+    except NotSettled as exc:
+        raise NotSettled(f"{exc}: {backlog(stack)}") from None
+
+
+def backlog(stack: LocalStack) -> dict[str, Any]:
+    """What is still waiting, everywhere (for a NotSettled message)."""
+    engine = stack.require_engine()
+    assert stack.emulator is not None and isinstance(stack.dispatcher, InProcessDispatcher)
+
+    def read() -> dict[str, Any]:
+        with engine.database.transaction() as tx:
+            return {
+                "dirty": outbound_dirty.pending_count(tx),
+                "unprocessed_events": tx.fetch(
+                    "SELECT id, processing_error, received_at FROM "
+                    "accounts.hubspot_webhook_events WHERE processed IS NOT TRUE LIMIT 5"
+                ),
+                "queue": tx.fetch(
+                    "SELECT kind, status, retry_count, last_error FROM "
+                    "accounts.hubspot_sync_queue WHERE status IN ('QUEUED', 'PROCESSING') LIMIT 5"
+                ),
+            }
+
+    return {
+        "tasks": stack.dispatcher.pending(),
+        "webhooks": stack.emulator.webhooks.stats(),
+        **retrying(read),
+    }
 
 
 def reconcile(http: httpx.Client, stack: LocalStack, timeout: float = 60.0) -> dict[str, Any]:
@@ -261,12 +320,15 @@ def reconcile(http: httpx.Client, stack: LocalStack, timeout: float = 60.0) -> d
     def done() -> bool:
         assert isinstance(stack.dispatcher, InProcessDispatcher)
         stack.dispatcher.run_due_now()
-        with engine.database.transaction() as tx:
-            row = tx.fetch_one(
-                "SELECT status, records_updated, errors_encountered, conflicts_detected "
-                "FROM accounts.hubspot_reconciliation_runs WHERE id = CAST(:id AS uuid)",
-                {"id": run_id},
-            )
+        def read() -> Any:
+            with engine.database.transaction() as tx:
+                return tx.fetch_one(
+                    "SELECT status, records_updated, errors_encountered, conflicts_detected "
+                    "FROM accounts.hubspot_reconciliation_runs WHERE id = CAST(:id AS uuid)",
+                    {"id": run_id},
+                )
+
+        row = retrying(read)
         assert row is not None
         finished.update(row)
         return row["status"] != "RUNNING"
@@ -277,11 +339,14 @@ def reconcile(http: httpx.Client, stack: LocalStack, timeout: float = 60.0) -> d
 
 def observe(engine: Engine, customer_id: str) -> dict[str, Outcome]:
     """Every field of one customer as it stands: both sides (canonical) and open conflicts."""
-    with engine.database.transaction() as tx:
-        row = customers.get(tx, customer_id)
-        conflicts = {
-            str(s["field_name"]) for s in field_state.open_conflicts(tx, customer_id, limit=100)
-        }
+
+    def read() -> tuple[Any, set[str]]:
+        with engine.database.transaction() as tx:
+            row = customers.get(tx, customer_id)
+            open_ = field_state.open_conflicts(tx, customer_id, limit=100)
+        return row, {str(s["field_name"]) for s in open_}
+
+    row, conflicts = retrying(read)
     assert row is not None
     found: dict[str, Outcome] = {}
     records: dict[str, dict[str, Any]] = {}
@@ -321,3 +386,11 @@ def our_writes(stack: LocalStack, object_type: str, object_id: str) -> dict[str,
 def now() -> datetime:
     """Wall-clock time, UTC."""
     return datetime.now(UTC)
+
+
+def customer_row(engine: Engine, customer_id: str) -> dict[str, Any]:
+    """The customer's row as it is now."""
+    with engine.database.transaction() as tx:
+        row = customers.get(tx, customer_id)
+    assert row is not None
+    return dict(row)
