@@ -27,6 +27,10 @@ COMMANDS: dict[str, str] = {
 }
 
 
+# Packages of the optional extras, and the extra that brings each.
+_OPTIONAL = {"rich": "cli", "pgserver": "local"}
+
+
 class _LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
@@ -36,7 +40,16 @@ class _LazyGroup(click.Group):
         if target is None:
             return None
         module_name, _, attribute = target.partition(":")
-        command = getattr(importlib.import_module(module_name), attribute)
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name in _OPTIONAL:
+                raise click.ClickException(
+                    f"'{cmd_name}' needs {exc.name}: pip install "
+                    f"'warp-hubspot-sync[{_OPTIONAL[exc.name]}]'"
+                ) from None
+            raise
+        command = getattr(module, attribute)
         assert isinstance(command, click.Command)
         return command
 
