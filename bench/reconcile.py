@@ -26,8 +26,8 @@ import logging
 import multiprocessing
 import os
 import random
-import resource
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
@@ -230,13 +230,26 @@ def reconcile(engine: Engine, emulator: Emulator) -> tuple[float, dict[str, int]
 
 
 def _rss_child(db_url: str, hubspot_url: str, queue: Any) -> None:
+    # Sampled with psutil: ru_maxrss would report the parent's peak, which Linux
+    # carries over fork and exec into the child.
+    import psutil
+
     logging.disable(logging.WARNING)
+    process, peak, done = psutil.Process(), [0], threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.05):
+            peak[0] = max(peak[0], process.memory_info().rss)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     settings = settings_for(db_url, hubspot_url, app_id=3, budget=1_000_000)
     database = Database(url_connector(db_url), pool_size=2)
     engine = make_engine(settings, database)
     result = start_run(engine, RunRequest(force=True, triggered_by="bench"))
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    queue.put((result.status, result.run["total_records"], peak_kb / 1024))
+    done.set()
+    sampler.join()
+    queue.put((result.status, result.run["total_records"], peak[0] / 2**20))
 
 
 def peak_rss(customers: int, url: str, rate: float) -> None:
@@ -277,7 +290,11 @@ def main() -> None:
     parser.add_argument("--rss", action="store_true", help="also measure peak RSS (slow)")
     parser.add_argument("--rss-customers", type=int, default=100_000)
     parser.add_argument("--skip-limited", action="store_true", help="skip the rate-limited run")
+    parser.add_argument("--only-rss", action="store_true", help="only the peak RSS run")
     args = parser.parse_args()
+    if args.only_rss:
+        peak_rss(args.rss_customers, server_url(), args.drift)
+        return
     logging.disable(logging.WARNING)  # one log line per record would measure the terminal
 
     url = server_url()
