@@ -180,7 +180,6 @@ def test_every_function_folder_stages_and_loads(name: str, tmp_path: Path) -> No
     assert load_in_isolation(staged.path, name)["signature"] == "http"
 
 
-@pytest.mark.xfail(strict=True, reason="function adapters land with issues 4-7")
 def test_every_terraform_function_has_a_package() -> None:
     declared = set(terraform_functions())
     assert declared, "terraform declares no functions"

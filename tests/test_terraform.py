@@ -157,7 +157,6 @@ def test_timeouts_fit_their_triggers() -> None:
     }
 
 
-@pytest.mark.xfail(strict=True, reason="function adapters land with issues 4-7")
 def test_every_entry_point_is_an_http_function_in_its_main_py() -> None:
     missing = []
     for name in sorted(ENTRY_POINTS):
