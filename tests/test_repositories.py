@@ -395,4 +395,8 @@ def test_dirty_set_coalesces_and_takes(tx: Session) -> None:
     assert outbound_dirty.take(tx, marked_before=datetime(2000, 1, 1, tzinfo=UTC)) == []
     taken = outbound_dirty.take(tx, marked_before=datetime.now(UTC) + timedelta(seconds=1))
     assert [r["customer_id"] for r in taken] == [c["id"]]
+    # Taken rows stay, leased, until the push is recorded.
+    assert outbound_dirty.take(tx, marked_before=datetime.now(UTC) + timedelta(seconds=1)) == []
+    assert outbound_dirty.pending_count(tx) == 1
+    assert outbound_dirty.settle(tx, taken) == []
     assert outbound_dirty.pending_count(tx) == 0
