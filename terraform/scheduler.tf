@@ -5,6 +5,13 @@
 # 60 minutes only as a safety margin). Scheduler retries reuse the same
 # X-CloudScheduler-ScheduleTime, which the reconciler uses as its run key, so a retry
 # after a lost response resumes or skips instead of starting a second run.
+locals {
+  # The reconciler refuses unknown keys; tests/test_terraform.py parses this body with
+  # the reconciler's own RunRequest. "Scheduler" as the trigger comes from the
+  # X-CloudScheduler-ScheduleTime header, not from the body.
+  nightly_reconcile_body = { run_type = "FULL", entity_type = "customer" }
+}
+
 resource "google_cloud_scheduler_job" "reconcile" {
   name             = "${var.name_prefix}-nightly-reconcile"
   description      = "Compare every linked customer with HubSpot and repair drift"
@@ -25,7 +32,7 @@ resource "google_cloud_scheduler_job" "reconcile" {
     http_method = "POST"
     uri         = local.function_urls.reconciler
     headers     = { "Content-Type" = "application/json" }
-    body        = base64encode(jsonencode({ run_type = "FULL", triggered_by = "scheduler" }))
+    body        = base64encode(jsonencode(local.nightly_reconcile_body))
 
     oidc_token {
       service_account_email = google_service_account.scheduler.email

@@ -332,3 +332,13 @@ def test_outputs_give_the_webhook_and_api_urls() -> None:
 
 if __name__ == "__main__":  # pragma: no cover - a quick look at what the tests see
     json.dump(terraform_functions(), sys.stdout, indent=2)
+
+
+def test_the_nightly_scheduler_body_is_a_run_the_reconciler_accepts() -> None:
+    from shared.reconcile import RunRequest
+
+    body = parsed()["locals"]["nightly_reconcile_body"]
+    job = block(resource("google_cloud_scheduler_job", "reconcile"), "http_target")
+    assert "local.nightly_reconcile_body" in job["body"]
+    request = RunRequest.from_body(body, idempotency_key="scheduler:t", triggered_by="scheduler")
+    assert (request.run_type, request.entity_type) == ("FULL", "customer")

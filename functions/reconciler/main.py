@@ -17,6 +17,7 @@ import functions_framework
 
 from shared.auth import authorize_internal_caller
 from shared.engine import get_engine
+from shared.engine.gauges import emit_gauges
 from shared.reconcile import InvalidRunRequest, RunInProgress, RunRequest, describe_run, start_run
 from shared.web import error_response, http_function, json_response, read_json
 
@@ -46,5 +47,6 @@ def reconciler(request: flask.Request) -> flask.Response:
         return error_response(400, str(exc))
     except RunInProgress as exc:
         return error_response(409, str(exc), run_id=exc.run_id)
+    emit_gauges(engine)
     status = 202 if result.status == "RUNNING" else 200
     return json_response({"started": result.started, "run": describe_run(result.run)}, status)

@@ -14,6 +14,7 @@ import functions_framework
 
 from shared.auth import authorize_internal_caller
 from shared.engine import get_engine
+from shared.engine.gauges import emit_gauges
 from shared.retry import handle_task
 from shared.web import error_response, http_function, json_response, read_json
 
@@ -30,6 +31,7 @@ def retry_worker(request: flask.Request) -> flask.Response:
     body = read_json(request, max_bytes=MAX_BODY_BYTES)
     attempt = _attempt(request.headers.get("X-CloudTasks-TaskRetryCount"))
     status, answer = handle_task(body, attempt)
+    emit_gauges(get_engine())
     return json_response(answer, status)
 
 

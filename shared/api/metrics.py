@@ -33,7 +33,7 @@ from prometheus_client.registry import Collector
 
 from shared.db import Database, Session
 from shared.db.repositories import field_state, outbound_dirty, sync_queue
-from shared.hubspot.ratelimit import SLOT_SECONDS, SLOTS_PER_DAY
+from shared.hubspot.ratelimit import daily_budget_used
 
 QUEUE_STATUSES = ("QUEUED", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED")
 DIRECTIONS = ("WARP_TO_HUBSPOT", "HUBSPOT_TO_WARP", "BIDIRECTIONAL")
@@ -79,7 +79,7 @@ def read_snapshot(database: Database) -> Snapshot:
                 "WHERE status = 'COMPLETED' AND completed_at IS NOT NULL GROUP BY run_type"
             )
         }
-        snap.daily_budget_used = _daily_budget(tx)
+        snap.daily_budget_used = daily_budget_used(tx)
     return snap
 
 
@@ -95,24 +95,6 @@ def _operations(tx: Session, *, since_hours: int | None) -> dict[tuple[str, str]
         params,
     )
     return {(r["direction"], r["status"]): int(r["n"]) for r in rows}
-
-
-def _daily_budget(tx: Session) -> dict[str, float]:
-    """Per limiter key: requests in the rolling day (the counters not yet rolled out) / budget.
-
-    The row's counters end at slot ``slot``; by now ``current - slot`` of the oldest
-    have left the rolling day, which is what the limiter's next grant would drop.
-    """
-    rows = tx.fetch(
-        "SELECT y.name, y.budget, ("
-        " SELECT COALESCE(sum(y.counts[i]), 0) FROM generate_series(1, :slots) AS i"
-        " WHERE i > floor(extract(epoch FROM clock_timestamp()) / :slot_seconds)::bigint - y.slot"
-        ") AS used FROM accounts.hubspot_rate_daily AS y",
-        {"slots": SLOTS_PER_DAY, "slot_seconds": SLOT_SECONDS},
-    )
-    return {
-        str(r["name"]).removesuffix(":daily"): float(r["used"]) / float(r["budget"]) for r in rows
-    }
 
 
 class _SnapshotCollector(Collector):

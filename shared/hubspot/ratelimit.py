@@ -51,7 +51,7 @@ from typing import Any, Protocol
 import pg8000.dbapi
 
 from shared.config.settings import Settings
-from shared.db.connection import Database, Row
+from shared.db.connection import Database, Row, Session
 from shared.errors import ConfigurationError
 from shared.hubspot.errors import DailyBudgetExhausted, RateLimited
 from shared.hubspot.models import RateLimitStatus
@@ -391,3 +391,23 @@ class SharedRateLimiter:
         params: dict[str, Any] = {"window": self.window_name(bucket), "daily": self._daily_name}
         with self._db.transaction() as tx:
             return tx.fetch_one(_ACQUIRE_SQL, params)
+
+
+def daily_budget_used(tx: Session) -> dict[str, float]:
+    """Per limiter key: requests in the rolling day (the counters not yet rolled out) / budget.
+
+    Read by ``/metrics`` and the budget gauge; a ratio of 1 means work is paused.
+
+    The row's counters end at slot ``slot``; by now ``current - slot`` of the oldest
+    have left the rolling day, which is what the limiter's next grant would drop.
+    """
+    rows = tx.fetch(
+        "SELECT y.name, y.budget, ("
+        " SELECT COALESCE(sum(y.counts[i]), 0) FROM generate_series(1, :slots) AS i"
+        " WHERE i > floor(extract(epoch FROM clock_timestamp()) / :slot_seconds)::bigint - y.slot"
+        ") AS used FROM accounts.hubspot_rate_daily AS y",
+        {"slots": SLOTS_PER_DAY, "slot_seconds": SLOT_SECONDS},
+    )
+    return {
+        str(r["name"]).removesuffix(":daily"): float(r["used"]) / float(r["budget"]) for r in rows
+    }
