@@ -81,3 +81,59 @@ def test_unreachable_server_is_retryable() -> None:
     with pytest.raises(DatabaseUnavailableError) as caught, db.transaction():
         pass
     assert caught.value.retryable
+
+
+def test_cloud_sql_path_uses_the_connector_lazily_with_lazy_refresh(
+    monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> None:
+    # Cloud SQL cannot run here: the connector class is replaced by one that records
+    # what it was given and hands back a real connection to the test database.
+    import google.cloud.sql.connector as connector_module
+
+    from shared.config.settings import load_settings
+    from shared.db import connection
+
+    calls: dict[str, object] = {}
+
+    class RecordingConnector:
+        def __init__(self, **kwargs: object) -> None:
+            calls["init"] = kwargs
+
+        def connect(self, instance: str, driver: str, **kwargs: object) -> object:
+            calls["connect"] = (instance, driver, kwargs)
+            return url_connector(database_url)()
+
+    monkeypatch.setattr(connector_module, "Connector", RecordingConnector)
+    monkeypatch.setattr(connection, "_cloudsql_connector", None)
+    settings = load_settings(
+        instance_connection_name="proj:us-central1:warp",
+        db_user="sync@proj.iam",
+        db_name="warp",
+        db_iam_auth=True,
+    )
+    db = connection.database_from_settings(settings)
+    assert db.description == "Cloud SQL proj:us-central1:warp"
+    assert "connect" not in calls  # nothing happens before the first transaction
+    with db.transaction() as tx:
+        assert tx.fetch_value("SELECT 1") == 1
+    db.close()
+    assert calls["init"] == {"refresh_strategy": connector_module.RefreshStrategy.LAZY}
+    instance, driver, kwargs = calls["connect"]  # type: ignore[misc]
+    assert (instance, driver) == ("proj:us-central1:warp", "pg8000")
+    assert kwargs == {
+        "user": "sync@proj.iam",
+        "db": "warp",
+        "ip_type": "public",
+        "enable_iam_auth": True,
+    }
+
+
+def test_importing_the_database_layer_does_not_import_the_connector() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, shared.db.connection; "
+        "assert 'google.cloud.sql.connector' not in sys.modules, 'connector imported eagerly'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
