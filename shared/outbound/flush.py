@@ -21,14 +21,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from shared.db import Row
 from shared.db.repositories import outbound_dirty
 from shared.engine.deps import Engine, get_engine
+from shared.errors import DatabaseUnavailableError
 from shared.outbound.fields import fields_from_stored
 from shared.outbound.push import push_customers
 from shared.outbound.receive import FLUSH_KIND, delivery_records, triggered_by
@@ -41,6 +42,7 @@ BATCH = 100
 QUEUE_KIND = "outbound"
 # How long a flush holds the dirty rows it took; longer than any flush takes.
 LEASE_SECONDS = 300
+T = TypeVar("T")
 
 
 @dataclass
@@ -78,14 +80,17 @@ def flush(engine: Engine, *, attempt: int = 0, limit: int = BATCH) -> FlushRepor
         report.more = True
         ids = sorted(str(r["customer_id"]) for r in rows)
         engine.dispatcher.submit(Task(FLUSH_KIND, {}, name=task_name(FLUSH_KIND, "after", *ids)))
-    work = _batch_work(engine, rows)
+    try:
+        work = _batch_work(engine, rows)
+    except Exception:
+        _release(engine, rows)
+        raise
     try:
         results = push_customers(engine, list(work.fields), attempt=attempt, **work.kwargs())
     except Exception as exc:
         retryable = bool(getattr(exc, "retryable", True))
         if retryable and attempt + 1 < engine.settings.retry_max_attempts:
-            with engine.database.transaction() as tx:
-                outbound_dirty.release(tx, [str(r["customer_id"]) for r in rows])
+            _release(engine, rows)
             log.warning(
                 "flush failed as a whole; customers are dirty again and the flush retries",
                 extra={"fields": {"customers": len(rows), "attempt": attempt, "error": str(exc)}},
@@ -132,12 +137,45 @@ def flush(engine: Engine, *, attempt: int = 0, limit: int = BATCH) -> FlushRepor
 
 def _settle(engine: Engine, rows: Sequence[Row]) -> None:
     """Drop the pushed rows; a customer changed again meanwhile gets another flush."""
-    with engine.database.transaction() as tx:
-        remarked = outbound_dirty.settle(tx, rows)
+
+    def settle() -> list[str]:
+        with engine.database.transaction() as tx:
+            return outbound_dirty.settle(tx, rows)
+
+    remarked = _on_fresh_connection(settle)
     if remarked:
         engine.dispatcher.submit(
             Task(FLUSH_KIND, {}, name=task_name(FLUSH_KIND, "remarked", *sorted(remarked)))
         )
+
+
+def _release(engine: Engine, rows: Sequence[Row]) -> None:
+    """Give the taken rows back at once, so this task's retry can take them again.
+
+    Without it a flush that failed after ``take`` (a lost database connection while
+    reading its messages' records, a HubSpot failure, a failed release) left its
+    rows leased: the retry found nothing to take and the customers waited for the
+    lease to run out (``LEASE_SECONDS``), found by the convergence test.
+    """
+
+    def release() -> None:
+        with engine.database.transaction() as tx:
+            outbound_dirty.release(tx, [str(r["customer_id"]) for r in rows])
+
+    _on_fresh_connection(release)
+
+
+def _on_fresh_connection(action: Callable[[], T]) -> T:
+    """Run ``action``, once more if the connection it got was dead.
+
+    The failure that brought us here is often a dropped connection; the pool then
+    discards its idle ones, so a second attempt gets a fresh connection. If that
+    fails too the lease still runs out and ``_check_after_lease`` takes the rows.
+    """
+    try:
+        return action()
+    except DatabaseUnavailableError:
+        return action()
 
 
 def _check_after_lease(engine: Engine) -> None:
