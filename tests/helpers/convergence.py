@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -25,7 +25,7 @@ from shared.errors import DatabaseUnavailableError
 from shared.hubspot.models import parse_datetime
 from shared.local.stack import LocalStack
 from shared.mapping import EntityType
-from shared.messages import ChangeMessage
+from shared.messages import ChangeMessage, Operation
 from shared.messages.envelope import encode_push_envelope
 from shared.tasks import InProcessDispatcher
 from tests.helpers.convergence_model import (
@@ -186,15 +186,18 @@ def change_message(customer_id: str, spec: FieldSpec, at: datetime) -> bytes:
     change = ChangeMessage(
         entity_type="customer",
         entity_id=uuid.UUID(customer_id),
-        operation="UPDATE",  # type: ignore[arg-type]
+        operation=Operation.UPDATE,
         changed_fields=[spec.warp_field],
         occurred_at=at,
         trigger_source="convergence-test",
+        triggered_by_user=None,
     )
     return encode_push_envelope(change, uuid.uuid4().hex)
 
 
-def push(http: httpx.Client, url: str, body: bytes, counters: Counters, timeout: float = 30) -> None:
+def push(
+    http: httpx.Client, url: str, body: bytes, counters: Counters, timeout: float = 30
+) -> None:
     """Deliver a push the way Pub/Sub does: again after any non-2xx answer, until acked."""
     deadline = time.monotonic() + timeout
     while True:
@@ -311,15 +314,22 @@ def backlog(stack: LocalStack) -> dict[str, Any]:
 
 def reconcile(http: httpx.Client, stack: LocalStack, timeout: float = 60.0) -> dict[str, Any]:
     """One FULL reconciliation through the reconciler function; its finished run."""
-    response = http.post(stack.url("reconciler"), json={"entity_type": "customer"})
+    engine = stack.require_engine()
+    deadline = time.monotonic() + timeout
+    while True:
+        response = http.post(stack.url("reconciler"), json={"entity_type": "customer"})
+        if response.status_code != 409 or time.monotonic() > deadline:
+            break
+        # A run started earlier (by a settle whose check failed) is still finishing.
+        drain(stack, timeout=max(1.0, deadline - time.monotonic()))
     assert response.status_code in (200, 202), response.text
     run_id = response.json()["run"]["id"]
-    engine = stack.require_engine()
     finished: dict[str, Any] = {}
 
     def done() -> bool:
         assert isinstance(stack.dispatcher, InProcessDispatcher)
         stack.dispatcher.run_due_now()
+
         def read() -> Any:
             with engine.database.transaction() as tx:
                 return tx.fetch_one(
@@ -352,7 +362,9 @@ def observe(engine: Engine, customer_id: str) -> dict[str, Outcome]:
     records: dict[str, dict[str, Any]] = {}
     for spec in FIELDS:
         et = EntityType(spec.entity)
-        (mapping,) = [m for m in engine.mapping_for(customer_id, et).active() if m.name == spec.name]
+        (mapping,) = [
+            m for m in engine.mapping_for(customer_id, et).active() if m.name == spec.name
+        ]
         key = "hubspot_company_id" if spec.entity == "customer" else "hubspot_contact_id"
         object_id = str(row["external_ids"][key])
         if object_id not in records:
@@ -378,14 +390,11 @@ def our_writes(stack: LocalStack, object_type: str, object_id: str) -> dict[str,
     app = str(stack.emulator.app_id)
     history = stack.emulator.snapshot(object_type, object_id).get("propertiesWithHistory") or {}
     return {
-        prop: [h["value"] for h in entries if h["sourceType"] == "INTEGRATION" and h["sourceId"] == app]
+        prop: [
+            h["value"] for h in entries if h["sourceType"] == "INTEGRATION" and h["sourceId"] == app
+        ]
         for prop, entries in history.items()
     }
-
-
-def now() -> datetime:
-    """Wall-clock time, UTC."""
-    return datetime.now(UTC)
 
 
 def customer_row(engine: Engine, customer_id: str) -> dict[str, Any]:

@@ -52,17 +52,27 @@ class FieldSpec:
 
 # Every direction and every rule: LATEST_WINS, WARP_WINS, HUBSPOT_WINS, MANUAL
 # bidirectional fields, one field each way, on the company and on the contact.
+_BOTH, _CO, _CT = "BIDIRECTIONAL", "customer", "contact"
 FIELDS: tuple[FieldSpec, ...] = (
-    FieldSpec("company_name", "customer", "name", "company_name", "BIDIRECTIONAL", "LATEST_WINS", "text"),
-    FieldSpec("status", "customer", "warp_status", "status", "BIDIRECTIONAL", "WARP_WINS", "status"),
-    FieldSpec("credit_limit", "customer", "warp_credit_limit", "credit_limit", "BIDIRECTIONAL", "HUBSPOT_WINS", "money"),
-    FieldSpec("ban", "customer", "warp_ban", "ban", "WARP_TO_HUBSPOT", "WARP_WINS", "text"),
-    FieldSpec("legal_name", "customer", "warp_legal_name", "legal_name", "HUBSPOT_TO_WARP", "HUBSPOT_WINS", "text"),
-    FieldSpec("payment_terms", "customer", "warp_payment_terms", "payment_terms", "BIDIRECTIONAL", "MANUAL", "int"),
-    FieldSpec("contact_phone", "contact", "phone", "contact.phone", "BIDIRECTIONAL", "LATEST_WINS", "text"),
-    FieldSpec("contact_email_address", "contact", "email", "contact.email", "BIDIRECTIONAL", "WARP_WINS", "text"),
-)  # fmt: skip
-BY_NAME = {f.name: f for f in FIELDS}
+    FieldSpec("company_name", _CO, "name", "company_name", _BOTH, "LATEST_WINS", "text"),
+    FieldSpec("status", _CO, "warp_status", "status", _BOTH, "WARP_WINS", "status"),
+    FieldSpec(
+        "credit_limit", _CO, "warp_credit_limit", "credit_limit", _BOTH, "HUBSPOT_WINS", "money"
+    ),
+    FieldSpec("ban", _CO, "warp_ban", "ban", "WARP_TO_HUBSPOT", "WARP_WINS", "text"),
+    FieldSpec(
+        "legal_name",
+        _CO,
+        "warp_legal_name",
+        "legal_name",
+        "HUBSPOT_TO_WARP",
+        "HUBSPOT_WINS",
+        "text",
+    ),
+    FieldSpec("payment_terms", _CO, "warp_payment_terms", "payment_terms", _BOTH, "MANUAL", "int"),
+    FieldSpec("contact_phone", _CT, "phone", "contact.phone", _BOTH, "LATEST_WINS", "text"),
+    FieldSpec("contact_email_address", _CT, "email", "contact.email", _BOTH, "WARP_WINS", "text"),
+)
 # The custom company properties this configuration needs beyond WARP's own.
 CUSTOM_PROPERTIES = (("warp_legal_name", "string"), ("warp_payment_terms", "number"))
 
