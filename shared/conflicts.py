@@ -92,10 +92,7 @@ def _later(a: datetime | None, b: datetime | None) -> bool:
 
 
 def _forms(mapping: FieldMapping, warp_value: Any, hubspot_value: str | None) -> tuple[str, str]:
-    return (
-        mapping.canonical_hubspot(mapping.to_hubspot(warp_value)),
-        mapping.canonical_hubspot(hubspot_value),
-    )
+    return mapping.canonical_warp(warp_value), mapping.canonical_hubspot(hubspot_value)
 
 
 def _write(

@@ -206,10 +206,11 @@ def _unchanged(
     """Both values equal what the state recorded (and the state is not a conflict)."""
     if previous is None or previous.is_in_conflict:
         return False
-    form = mapping.canonical_hubspot
-    return form(mapping.to_hubspot(previous.warp_value)) == form(
-        mapping.to_hubspot(warp.value)
-    ) and form(previous.hubspot_value) == form(hubspot.value)
+    return mapping.canonical_warp(previous.warp_value) == mapping.canonical_warp(
+        warp.value
+    ) and mapping.canonical_hubspot(previous.hubspot_value) == mapping.canonical_hubspot(
+        hubspot.value
+    )
 
 
 def _not_here(action: Action) -> str:

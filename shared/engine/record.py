@@ -220,7 +220,7 @@ def commit_plans(
 
     A batch sync records a page of plans this way: WARP's columns of every
     customer in one statement, the sync stamps in one, the field states grouped
-    by column set, then one log row per plan that needs one.
+    by column set, and the log rows of the plans that need one in one statement.
     """
     warp_updates: dict[str, dict[str, Any]] = {}
     to_hubspot: list[str] = []
@@ -245,9 +245,8 @@ def commit_plans(
     if rows:
         field_state.upsert_many(tx, rows)
     sealer = sealer or get_sealer()
-    return [
-        _log_row(
-            tx,
+    entries = [
+        _log_entry(
             item,
             sealer,
             now=now,
@@ -259,10 +258,11 @@ def commit_plans(
         )
         for item in items
     ]
+    written = iter(sync_log.record_many(tx, [e for e in entries if e is not None]))
+    return [None if e is None else next(written) for e in entries]
 
 
-def _log_row(
-    tx: Session,
+def _log_entry(
     item: PlanCommit,
     sealer: Sealer,
     *,
@@ -272,7 +272,8 @@ def _log_row(
     triggered_by_user: str | None,
     started_at: datetime | None,
     record_noop: bool,
-) -> str | None:
+) -> sync_log.LogEntry | None:
+    """The log row a plan needs; None for a no-op, unless ``record_noop``."""
     plan = item.plan
     if plan.is_noop and not plan.conflicts and not plan.skipped and not record_noop:
         return None
@@ -292,8 +293,7 @@ def _log_row(
     changes = sealer.seal_changes(changes, sensitive)
     if skipped:
         changes["_skipped"] = skipped
-    return sync_log.record(
-        tx,
+    return sync_log.LogEntry(
         entity_type=item.entity_type.value,
         entity_id=item.customer_id,
         hubspot_object_id=plan.object_id,

@@ -163,9 +163,7 @@ def _sync_chunk(
     with engine.database.transaction() as tx:
         lock_customers(tx, chunk)
         rows = {str(r["id"]): r for r in customers.get_many(tx, chunk)}
-        state_rows: dict[tuple[str, str], list[Row]] = {}
-        for row in field_state.get_for_entities(tx, list(rows)):
-            state_rows.setdefault((str(row["entity_id"]), row["entity_type"]), []).append(row)
+        state_rows = field_state.decision_states(tx, list(rows))
         outcome = {cid: CustomerSync(cid, found=cid in rows) for cid in chunk}
         mappings = {(cid, et): engine.mapping_for(cid, et) for cid in rows for et in ENTITIES}
         records = {et: _read(engine, et, list(rows.values()), mappings) for et in ENTITIES}

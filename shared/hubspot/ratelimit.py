@@ -121,6 +121,7 @@ WITH w AS (
                              ORDER BY g) AS kept
                 FROM (SELECT GREATEST(clock_timestamp(), r.grants[cardinality(r.grants)])
                              AS ts) AS n
+                OFFSET 0  -- computed once: without it each use of c.kept re-sorts the log
             ) AS c
         ) AS d
     )
@@ -152,6 +153,7 @@ day AS (
                                AS slot
                     FROM (SELECT clock_timestamp() AS ts) AS u
                 ) AS t
+                OFFSET 0  -- computed once, like c.kept above
             ) AS s
         ) AS e
     )

@@ -115,8 +115,7 @@ def apply_chunk(
             tx.execute(f"SET LOCAL lock_timeout = '{max(1, int(lock_timeout_ms))}ms'")
         lock_customers(tx, prepared.customer_ids)
         ctx = _Context(engine, tx, now, customers.get_many(tx, sorted(prepared.customer_ids)))
-        for row in field_state.get_for_entities(tx, sorted(ctx.rows)):
-            ctx.state_rows[(str(row["entity_id"]), row["entity_type"])].append(row)
+        ctx.state_rows.update(field_state.decision_states(tx, sorted(ctx.rows)))
 
         properties: dict[tuple[str, str], list[StoredEvent]] = defaultdict(list)
         deletions: list[StoredEvent] = []

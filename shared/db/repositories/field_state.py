@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from shared.db.connection import Row, Session
+from shared.db.connection import _timestamptz_in as read_timestamptz
 from shared.db.repositories._json import check_columns, to_json
 
 TABLE = "accounts.hubspot_field_state"
@@ -77,6 +78,49 @@ def get_for_entities(tx: Session, entity_ids: Sequence[str]) -> list[Row]:
         "ORDER BY entity_id, entity_type, field_name",
         {"ids": [str(i) for i in entity_ids]},
     )
+
+
+# What a sync decides from (``shared.engine.record.states_by_field``): one JSON array
+# per customer and entity type instead of a row per field. pg8000 decodes every
+# value of every row in Python; one json.loads per array is C. For a 2,000-customer
+# reconciliation window (16,000 states) that is ~0.1 s instead of ~0.33 s for
+# ``SELECT *`` (measured). Times travel as their text form and are read with the
+# connection's own timestamptz reader, so they come out exactly as columns do.
+_DECISION_STATES_SQL = f"""
+SELECT CAST(entity_id AS text) AS entity_id, entity_type,
+       json_agg(json_build_object(
+           'field_name', field_name,
+           'warp_value', warp_value,
+           'hubspot_value', hubspot_value,
+           'last_synced_at', CAST(last_synced_at AS text),
+           'last_synced_direction', last_synced_direction,
+           'last_modified_at_warp', CAST(last_modified_at_warp AS text),
+           'last_modified_at_hubspot', CAST(last_modified_at_hubspot AS text),
+           'is_in_conflict', is_in_conflict
+       ) ORDER BY field_name) AS states
+FROM {TABLE} WHERE entity_id = ANY(CAST(:ids AS uuid[]))
+GROUP BY entity_id, entity_type
+"""
+_TIME_KEYS = ("last_synced_at", "last_modified_at_warp", "last_modified_at_hubspot")
+
+
+def decision_states(tx: Session, entity_ids: Sequence[str]) -> dict[tuple[str, str], list[Row]]:
+    """The field states of these customers, by ``(customer id, entity type)``, by field name.
+
+    Each state carries what a sync decides from (``field_name``, both values, the
+    sync and modification times, direction, ``is_in_conflict``), not every column.
+    """
+    if not entity_ids:
+        return {}
+    found: dict[tuple[str, str], list[Row]] = {}
+    for row in tx.fetch(_DECISION_STATES_SQL, {"ids": [str(i) for i in entity_ids]}):
+        states: list[Row] = row["states"]
+        for state in states:
+            for key in _TIME_KEYS:
+                if state[key] is not None:
+                    state[key] = read_timestamptz(state[key])
+        found[(row["entity_id"], row["entity_type"])] = states
+    return found
 
 
 def upsert(tx: Session, state: Mapping[str, Any]) -> Row:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -10,6 +12,42 @@ from shared.db.connection import Row, Session
 from shared.db.repositories._json import to_json
 
 TABLE = "accounts.hubspot_sync_log"
+
+
+# One statement for any number of rows: the rows travel as one JSONB array.
+_INSERT_MANY = f"""
+INSERT INTO {TABLE} (id, entity_type, entity_id, hubspot_object_id, operation, direction,
+                     fields_synced, field_changes, status, error_message, retry_count,
+                     started_at, completed_at, triggered_by, triggered_by_user)
+SELECT r.id, r.entity_type, r.entity_id, r.hubspot_object_id, r.operation, r.direction,
+       r.fields_synced, r.field_changes, r.status, r.error_message, r.retry_count,
+       COALESCE(r.started_at, NOW()), r.completed_at, r.triggered_by, r.triggered_by_user
+FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
+    id uuid, entity_type varchar, entity_id uuid, hubspot_object_id varchar,
+    operation varchar, direction varchar, fields_synced jsonb, field_changes jsonb,
+    status varchar, error_message text, retry_count integer, started_at timestamptz,
+    completed_at timestamptz, triggered_by varchar, triggered_by_user varchar)
+"""
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One log row to write with :func:`record_many` (the arguments of :func:`record`)."""
+
+    entity_type: str
+    entity_id: str
+    operation: str
+    direction: str
+    status: str
+    hubspot_object_id: str | None = None
+    fields_synced: Sequence[str] = ()
+    field_changes: Mapping[str, Any] | None = None
+    error_message: str | None = None
+    retry_count: int = 0
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    triggered_by: str | None = None
+    triggered_by_user: str | None = None
 
 
 def record(
@@ -36,32 +74,63 @@ def record(
     as given: the caller encrypts sensitive values first. ``started_at`` defaults to
     now; ``completed_at`` stays empty while the operation runs.
     """
-    value = tx.fetch_value(
-        f"INSERT INTO {TABLE} (entity_type, entity_id, hubspot_object_id, operation, direction, "
-        "fields_synced, field_changes, status, error_message, retry_count, started_at, "
-        "completed_at, triggered_by, triggered_by_user) VALUES (:entity_type, "
-        "CAST(:entity_id AS uuid), :hubspot_object_id, :operation, :direction, "
-        "CAST(:fields_synced AS jsonb), CAST(:field_changes AS jsonb), :status, :error_message, "
-        ":retry_count, COALESCE(CAST(:started_at AS timestamptz), NOW()), "
-        "CAST(:completed_at AS timestamptz), :triggered_by, :triggered_by_user) RETURNING id",
-        {
-            "entity_type": entity_type,
-            "entity_id": str(entity_id),
-            "hubspot_object_id": hubspot_object_id,
-            "operation": operation,
-            "direction": direction,
-            "fields_synced": to_json(list(fields_synced)),
-            "field_changes": to_json(dict(field_changes or {})),
-            "status": status,
-            "error_message": error_message,
-            "retry_count": retry_count,
-            "started_at": started_at,
-            "completed_at": completed_at,
-            "triggered_by": triggered_by,
-            "triggered_by_user": triggered_by_user,
-        },
+    (log_id,) = record_many(
+        tx,
+        [
+            LogEntry(
+                entity_type=entity_type,
+                entity_id=entity_id,
+                operation=operation,
+                direction=direction,
+                status=status,
+                hubspot_object_id=hubspot_object_id,
+                fields_synced=fields_synced,
+                field_changes=field_changes,
+                error_message=error_message,
+                retry_count=retry_count,
+                started_at=started_at,
+                completed_at=completed_at,
+                triggered_by=triggered_by,
+                triggered_by_user=triggered_by_user,
+            )
+        ],
     )
-    return str(value)
+    return log_id
+
+
+def record_many(tx: Session, entries: Sequence[LogEntry]) -> list[str]:
+    """Write many log rows in one statement; their ids, in the order of ``entries``.
+
+    A batch sync records a row per customer: one INSERT per row was most of a
+    webhook batch's database time. The ids are made here (random UUIDs, as the
+    column's default makes) so that each entry knows its own without relying on
+    the order of RETURNING.
+    """
+    if not entries:
+        return []
+    ids = [str(uuid.uuid4()) for _ in entries]
+    rows = [
+        {
+            "id": log_id,
+            "entity_type": e.entity_type,
+            "entity_id": str(e.entity_id),
+            "hubspot_object_id": e.hubspot_object_id,
+            "operation": e.operation,
+            "direction": e.direction,
+            "fields_synced": list(e.fields_synced),
+            "field_changes": dict(e.field_changes or {}),
+            "status": e.status,
+            "error_message": e.error_message,
+            "retry_count": e.retry_count,
+            "started_at": e.started_at,
+            "completed_at": e.completed_at,
+            "triggered_by": e.triggered_by,
+            "triggered_by_user": e.triggered_by_user,
+        }
+        for log_id, e in zip(ids, entries, strict=True)
+    ]
+    tx.execute(_INSERT_MANY, {"rows": to_json(rows)})
+    return ids
 
 
 def finish(
