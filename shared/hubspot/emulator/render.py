@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from shared.hubspot.emulator.properties import DEFAULT_REQUESTED, LAST_MODIFIED, SINGULAR, iso_ms
 from shared.hubspot.emulator.store import Record, Store
+
+# Formatting a time was ~40 % of rendering a batch read (a record's history holds
+# several), and records share times (a seed, a burst of writes in one millisecond):
+# the same milliseconds give the same text, so recent ones are remembered.
+_time_text = lru_cache(maxsize=8_192, typed=True)(iso_ms)
 
 
 def always_returned(object_type: str) -> tuple[str, ...]:
@@ -27,18 +33,18 @@ def render_record(
     out: dict[str, Any] = {
         "id": str(record.id),
         "properties": {n: record.values.get(n) for n in names},
-        "createdAt": iso_ms(record.created_ms),
-        "updatedAt": iso_ms(record.updated_ms),
+        "createdAt": _time_text(record.created_ms),
+        "updatedAt": _time_text(record.updated_ms),
         "archived": record.archived,
     }
     if record.archived and record.archived_ms is not None:
-        out["archivedAt"] = iso_ms(record.archived_ms)
+        out["archivedAt"] = _time_text(record.archived_ms)
     if with_history:
         out["propertiesWithHistory"] = {
             name: [
                 {
                     "value": h.value,
-                    "timestamp": iso_ms(h.timestamp_ms),
+                    "timestamp": _time_text(h.timestamp_ms),
                     "sourceType": h.source.type,
                     "sourceId": h.source.id,
                 }
