@@ -95,13 +95,23 @@ class Grant:
     at: datetime | None = None
 
 
+def _compact(sql: str) -> str:
+    """The statement without its comments and layout (it holds no string with ``--``).
+
+    pg8000 scans a statement's text character by character in Python on every
+    execute, to find the named parameters: the acquire statement as laid out below
+    is ~2,800 characters, ~0.8 ms of CPU on each HubSpot call; compacted ~1,750, ~0.45 ms.
+    """
+    return " ".join(" ".join(line.split("--", 1)[0] for line in sql.splitlines()).split())
+
+
 # (No array slices: pg8000's named paramstyle would read ``[1:95]`` as a parameter.)
 # One statement: the window bucket grants or refuses (WHERE-free of the decision, so
 # the row is always updated and RETURNING reports the outcome), and only when it
 # granted does the daily counter count the request. Each clock reading happens inside
 # the correlated sub-select, i.e. after the row lock is held, so a process that waited
 # for the lock still records the time it was actually granted.
-_ACQUIRE_SQL = """
+_ACQUIRE_SQL = _compact("""
 WITH w AS (
     UPDATE accounts.hubspot_rate_windows AS r
     SET (grants, last_granted, granted_total, refused_total, updated_at) = (
@@ -162,7 +172,7 @@ day AS (
               y.paused_until AS day_paused_until, y.updated_at AS day_now
 )
 SELECT * FROM w LEFT JOIN day ON TRUE
-"""
+""")
 
 _ENSURE_WINDOW_SQL = """
 INSERT INTO accounts.hubspot_rate_windows AS r (name, max_requests, window_ms)
@@ -193,7 +203,7 @@ WHERE name = :name
 
 # Phantom grants at "now" until our remaining count (max_requests - grants in the
 # window) is no more than HubSpot's reported remaining.
-_OBSERVE_SQL = """
+_OBSERVE_SQL = _compact("""
 UPDATE accounts.hubspot_rate_windows AS r
 SET grants = (
     SELECT k.kept || array_fill(k.ts, ARRAY[GREATEST(0, r.max_requests - :remaining
@@ -208,7 +218,7 @@ SET grants = (
 )
 WHERE r.name = :name
 RETURNING cardinality(r.grants) AS in_window
-"""
+""")
 
 
 def search_window(rate_per_second: float) -> tuple[int, int]:
