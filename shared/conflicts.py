@@ -64,6 +64,11 @@ class FieldState:
     last_modified_at_warp: datetime | None
     last_modified_at_hubspot: datetime | None
     is_in_conflict: bool = False
+    # A value we were about to write to HubSpot whose outcome was never recorded
+    # (the write-ahead record); HubSpot holding it is our doing, not a HubSpot edit.
+    hubspot_pending: str | None = None
+    # False for a row holding only such a write-ahead record: nothing crossed yet.
+    recorded: bool = True
 
 
 @dataclass(frozen=True)
@@ -133,9 +138,19 @@ def decide(
     """The decision for one field given its recorded state and both current values."""
     warp_form, hub_form = _forms(mapping, warp.value, hubspot.value)
     warp_changed = hub_changed = True
-    if state is not None:
+    if state is not None and state.recorded:
         old_warp, old_hub = _forms(mapping, state.warp_value, state.hubspot_value)
         warp_changed, hub_changed = warp_form != old_warp, hub_form != old_hub
+    if (
+        hub_changed
+        and state is not None
+        and state.hubspot_pending is not None
+        and hub_form == mapping.canonical_hubspot(state.hubspot_pending)
+    ):
+        # We wrote this value and died before recording it: HubSpot did not change.
+        hub_changed = False
+    if state is not None and not state.recorded:
+        state = None  # only a write-ahead record: no baseline for the rules below
 
     if warp_form == hub_form:
         echo = _echo(state, Side.HUBSPOT, not hub_changed) or _echo(
@@ -213,6 +228,7 @@ def state_after(
         return replace(
             base,
             is_in_conflict=True,
+            recorded=True,
             last_modified_at_warp=warp.modified_at,
             last_modified_at_hubspot=hubspot.modified_at,
         )

@@ -142,3 +142,40 @@ def test_sensitive_values_sealed_in_the_log(engine: Engine, emulator: Any) -> No
     # Money is stored as its decimal string, as the repositories store Decimals in JSON.
     assert sealer.open_changes(changes)["credit_limit"]["new"] == "6100"
     assert changes["status"]["new"] == "ACTIVE"  # not sensitive: stored as it is
+
+
+def test_a_write_whose_record_was_lost_is_still_known_as_ours(
+    engine: Engine, emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # credit_limit is BIDIRECTIONAL with HUBSPOT_WINS: the rule that would write our
+    # own older value back over a newer WARP edit if HubSpot's value looked like an edit.
+    import shared.engine.sync as sync_module
+    from shared.errors import DatabaseUnavailableError
+
+    customer_id, company_id = _customer(engine, emulator)
+    sync_customers(engine, [customer_id], triggered_by="test")  # records the state
+    with engine.database.transaction() as tx:
+        customers.update_columns(tx, customer_id, {"credit_limit": Decimal("5100")})
+
+    def connection_lost(*args: Any, **kwargs: Any) -> Any:
+        raise DatabaseUnavailableError("connection lost while recording")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(sync_module, "commit_plans", connection_lost)
+        with pytest.raises(DatabaseUnavailableError):
+            sync_customers(engine, [customer_id], triggered_by="test")
+    assert emulator.values("companies", company_id)["warp_credit_limit"] == "5100"
+
+    with engine.database.transaction() as tx:
+        customers.update_columns(tx, customer_id, {"credit_limit": Decimal("5200")})
+    (result,) = sync_customers(engine, [customer_id], triggered_by="test")
+    assert result.status == "synced"
+    assert emulator.values("companies", company_id)["warp_credit_limit"] == "5200"
+    with engine.database.transaction() as tx:
+        assert customers.get(tx, customer_id)["credit_limit"] == Decimal("5200")  # type: ignore[index]
+        (state,) = [
+            s
+            for s in field_state.get_for_entity(tx, "customer", customer_id)
+            if s["field_name"] == "credit_limit"
+        ]
+    assert state["hubspot_pending_value"] is None  # settled by the recorded sync

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.conflicts import Action, FieldState
-from shared.db import Row, Session
+from shared.db import Database, Row, Session
 from shared.db.repositories import customers, field_state, sync_log
 from shared.engine.plan import FieldResult, Plan
 from shared.mapping import Direction, EntityType, MappingSet
@@ -33,6 +33,8 @@ def states_by_field(rows: Iterable[Row]) -> dict[str, FieldState]:
             last_modified_at_warp=row.get("last_modified_at_warp"),
             last_modified_at_hubspot=row.get("last_modified_at_hubspot"),
             is_in_conflict=bool(row.get("is_in_conflict")),
+            hubspot_pending=row.get("hubspot_pending_value"),
+            recorded=row.get("last_synced_at") is not None or bool(row.get("is_in_conflict")),
         )
     return states
 
@@ -77,6 +79,9 @@ def state_rows(
             "sync_direction": mapping.direction.value,
             "conflict_resolution": mapping.rule.value,
             "is_in_conflict": state.is_in_conflict,
+            # Recorded now: any write-ahead record of this field is settled.
+            "hubspot_pending_value": None,
+            "hubspot_pending_at": None,
         }
         if state.is_in_conflict and not (before and before.is_in_conflict):
             row["conflict_detected_at"] = now
@@ -84,6 +89,40 @@ def state_rows(
             row["conflict_resolved_at"] = now
         rows.append(row)
     return rows
+
+
+def record_pending_writes(
+    database: Database,
+    entity_type: EntityType,
+    writes: Iterable[tuple[str, Plan]],
+    *,
+    now: datetime,
+) -> None:
+    """Commit, before calling HubSpot, the values about to be written there.
+
+    HubSpot's write and our record of it cannot share a transaction. If the call
+    succeeds and the recording transaction then fails (the process dies, the
+    database connection drops), the next sync would see HubSpot "changed" and,
+    under a HubSpot-wins rule, write our own older value back over a newer WARP
+    edit. This write-ahead record, committed in its own short transaction and
+    cleared when the field state is recorded, tells it the value is ours.
+    """
+    rows = [
+        {
+            "entity_type": entity_type.value,
+            "entity_id": customer_id,
+            "field_name": result.field,
+            "hubspot_object_id": plan.object_id,
+            "hubspot_pending_value": result.decision.value,
+            "hubspot_pending_at": now,
+        }
+        for customer_id, plan in writes
+        for result in plan.results
+        if result.applied and result.action is Action.WRITE_HUBSPOT
+    ]
+    if rows:
+        with database.transaction() as tx:
+            field_state.upsert_many(tx, rows)
 
 
 def field_changes(results: Iterable[FieldResult]) -> dict[str, dict[str, Any]]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -23,7 +24,13 @@ from shared.db import Row, Session
 from shared.db.repositories import customers, field_state
 from shared.engine.deps import Engine
 from shared.engine.plan import ALL_ACTIONS, Plan, plan_sync
-from shared.engine.record import PlanCommit, commit_plans, log_plan, states_by_field
+from shared.engine.record import (
+    PlanCommit,
+    commit_plans,
+    log_plan,
+    record_pending_writes,
+    states_by_field,
+)
 from shared.engine.snapshots import (
     history_properties,
     hubspot_snapshot,
@@ -163,10 +170,15 @@ def _sync_chunk(
     with engine.database.transaction() as tx:
         lock_customers(tx, chunk)
         rows = {str(r["id"]): r for r in customers.get_many(tx, chunk)}
-        state_rows = field_state.decision_states(tx, list(rows))
         outcome = {cid: CustomerSync(cid, found=cid in rows) for cid in chunk}
         mappings = {(cid, et): engine.mapping_for(cid, et) for cid in rows for et in ENTITIES}
-        records = {et: _read(engine, et, list(rows.values()), mappings) for et in ENTITIES}
+        # The field states load on this transaction's connection while HubSpot is read
+        # (the limiter has connections of its own): each waits on the database or on
+        # HubSpot while the other works. Nothing else uses ``tx`` until both are done.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="field-states") as pool:
+            loading = pool.submit(field_state.decision_states, tx, list(rows))
+            records = {et: _read(engine, et, list(rows.values()), mappings) for et in ENTITIES}
+            state_rows = loading.result()
 
         plans: dict[tuple[str, EntityType], tuple[Plan, dict[str, FieldState]]] = {}
         now = engine.now()
@@ -269,6 +281,12 @@ def _write_hubspot(
         if not updates:
             continue
         by_object = {plan.object_id: cid for (cid, e), (plan, _) in plans.items() if e is et}
+        record_pending_writes(
+            engine.database,
+            et,
+            [(cid, plan) for (cid, e), (plan, _) in plans.items() if e is et],
+            now=engine.now(),
+        )
         api = engine.hubspot.objects(OBJECT_TYPE[et])  # type: ignore[arg-type]
         result = api.batch_update(updates)
         refused = result.failed_keys() | (set(updates) - set(result.results))
