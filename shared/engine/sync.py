@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -170,15 +169,10 @@ def _sync_chunk(
     with engine.database.transaction() as tx:
         lock_customers(tx, chunk)
         rows = {str(r["id"]): r for r in customers.get_many(tx, chunk)}
+        state_rows = field_state.decision_states(tx, list(rows))
         outcome = {cid: CustomerSync(cid, found=cid in rows) for cid in chunk}
         mappings = {(cid, et): engine.mapping_for(cid, et) for cid in rows for et in ENTITIES}
-        # The field states load on this transaction's connection while HubSpot is read
-        # (the limiter has connections of its own): each waits on the database or on
-        # HubSpot while the other works. Nothing else uses ``tx`` until both are done.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="field-states") as pool:
-            loading = pool.submit(field_state.decision_states, tx, list(rows))
-            records = {et: _read(engine, et, list(rows.values()), mappings) for et in ENTITIES}
-            state_rows = loading.result()
+        records = {et: _read(engine, et, list(rows.values()), mappings) for et in ENTITIES}
 
         plans: dict[tuple[str, EntityType], tuple[Plan, dict[str, FieldState]]] = {}
         now = engine.now()
