@@ -26,7 +26,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from shared.auth import Forbidden, OidcVerifier, Unauthenticated, bearer_token
+from shared.auth import Forbidden, Unauthenticated, bearer_token, verifier_for
 from shared.config.settings import Settings
 
 USER_HEADER = "X-Triggered-By-User"
@@ -47,22 +47,6 @@ class Caller:
     email: str | None = None
 
 
-_verifiers: dict[tuple[str, frozenset[str], str], OidcVerifier] = {}
-
-
-def _verifier(settings: Settings) -> OidcVerifier:
-    assert settings.oidc_audience
-    key = (settings.oidc_audience, settings.allowed_oidc_emails, settings.google_certs_url)
-    verifier = _verifiers.get(key)
-    if verifier is None:
-        verifier = _verifiers[key] = OidcVerifier(
-            audience=settings.oidc_audience,
-            allowed_emails=settings.allowed_oidc_emails,
-            certs_url=settings.google_certs_url,
-        )
-    return verifier
-
-
 def _same(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
 
@@ -77,9 +61,10 @@ def authenticate(headers: Mapping[str, str], settings: Settings) -> Caller:
         raise Unauthenticated("missing credentials: send Authorization: Bearer <token>")
     if expected and _same(token, expected):
         return Caller("token")
-    if settings.oidc_audience and token.count(".") == 2:
+    verifier = verifier_for(settings)
+    if verifier is not None and token.count(".") == 2:
         try:
-            claims = _verifier(settings).verify(headers)
+            claims = verifier.verify(headers)
         except Unauthenticated as exc:
             # A token was presented and is not accepted: wrong credentials, not none.
             raise Forbidden(str(exc)) from None

@@ -7,7 +7,7 @@ caller). Adapters map them to responses; the engine never sees either.
 
 from shared.auth.bearer import bearer_token, check_bearer
 from shared.auth.errors import AuthFailure, Forbidden, Unauthenticated
-from shared.auth.oidc import GOOGLE_CERTS_URL, OidcVerifier, authorize_internal_caller
+from shared.auth.oidc import GOOGLE_CERTS_URL, OidcVerifier, authorize_internal_caller, verifier_for
 
 __all__ = [
     "GOOGLE_CERTS_URL",
@@ -18,4 +18,5 @@ __all__ = [
     "authorize_internal_caller",
     "bearer_token",
     "check_bearer",
+    "verifier_for",
 ]

@@ -82,14 +82,13 @@ class OidcVerifier:
 _verifiers: dict[tuple[str, frozenset[str], str], OidcVerifier] = {}
 
 
-def authorize_internal_caller(headers: Mapping[str, str], settings: Settings) -> None:
-    """Check the OIDC token of an internal caller when ``OIDC_AUDIENCE`` is configured.
+def verifier_for(settings: Settings) -> OidcVerifier | None:
+    """The verifier for the configured ``OIDC_AUDIENCE`` (None when it is not set).
 
-    Without it (local runs and tests) every caller is accepted, which is why
-    Terraform always sets it for the deployed functions.
+    One per configuration and process, so its certificate cache outlives a request.
     """
     if not settings.oidc_audience:
-        return
+        return None
     key = (settings.oidc_audience, settings.allowed_oidc_emails, settings.google_certs_url)
     verifier = _verifiers.get(key)
     if verifier is None:
@@ -98,4 +97,15 @@ def authorize_internal_caller(headers: Mapping[str, str], settings: Settings) ->
             allowed_emails=settings.allowed_oidc_emails,
             certs_url=settings.google_certs_url,
         )
-    verifier.verify(headers)
+    return verifier
+
+
+def authorize_internal_caller(headers: Mapping[str, str], settings: Settings) -> None:
+    """Check the OIDC token of an internal caller when ``OIDC_AUDIENCE`` is configured.
+
+    Without it (local runs and tests) every caller is accepted, which is why
+    Terraform always sets it for the deployed functions.
+    """
+    verifier = verifier_for(settings)
+    if verifier is not None:
+        verifier.verify(headers)
