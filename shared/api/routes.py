@@ -114,6 +114,15 @@ def _answers(
     return dict(sorted(merged.items()))
 
 
+# Both sync directions, and both metrics paths, answer alike.
+_SYNC_ANSWERS = _answers(
+    (200, models.SyncResult, "what changed, was skipped, or is in conflict"),
+    _BAD,
+    _MISSING,
+    {409: (_E, "the customer is not linked to a HubSpot company")},
+    _HUBSPOT,
+)
+_METRICS_ANSWERS = {200: (None, "Prometheus text format"), **_AUTH, **_UNAVAILABLE}
 _CUSTOMER = f"{PREFIX}/customers/{{id}}"
 ROUTES: tuple[Route, ...] = (
     Route(
@@ -123,13 +132,7 @@ ROUTES: tuple[Route, ...] = (
         "syncToHubSpot",
         "Sync one customer to HubSpot now (every field WARP may write)",
         "sync",
-        _answers(
-            (200, models.SyncResult, "what changed, was skipped, or is in conflict"),
-            _BAD,
-            _MISSING,
-            {409: (_E, "the customer is not linked to a HubSpot company")},
-            _HUBSPOT,
-        ),
+        _SYNC_ANSWERS,
     ),
     Route(
         "POST",
@@ -138,13 +141,7 @@ ROUTES: tuple[Route, ...] = (
         "syncFromHubSpot",
         "Sync one customer from HubSpot now (every field HubSpot may write)",
         "sync",
-        _answers(
-            (200, models.SyncResult, "what changed, was skipped, or is in conflict"),
-            _BAD,
-            _MISSING,
-            {409: (_E, "the customer is not linked to a HubSpot company")},
-            _HUBSPOT,
-        ),
+        _SYNC_ANSWERS,
     ),
     Route(
         "GET",
@@ -265,7 +262,7 @@ ROUTES: tuple[Route, ...] = (
         "getMetrics",
         "Prometheus metrics computed from the database",
         "metrics",
-        {200: (None, "Prometheus text format"), **_AUTH, **_UNAVAILABLE},
+        _METRICS_ANSWERS,
         auth="metrics",
         media_type="text/plain",
     ),
@@ -276,7 +273,7 @@ ROUTES: tuple[Route, ...] = (
         "getMetricsUnderPrefix",
         "The same metrics under the API prefix",
         "metrics",
-        {200: (None, "Prometheus text format"), **_AUTH, **_UNAVAILABLE},
+        _METRICS_ANSWERS,
         auth="metrics",
         media_type="text/plain",
     ),
