@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import click
@@ -23,10 +22,6 @@ from rich.table import Table
 from shared.local.seed import Standing, seed_book
 from shared.local.stack import LocalStack, StackConfig
 from shared.local.story import Scene, StepResult, build_story, progress_bar, run_story
-
-# pgserver asks platformdirs for a runtime folder, which warns on machines without
-# XDG_RUNTIME_DIR (containers); the fallback it uses is fine.
-warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 
 @click.command()

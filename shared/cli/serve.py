@@ -14,7 +14,6 @@ import json
 import signal
 import threading
 import uuid
-import warnings
 from datetime import UTC, datetime
 from types import FrameType
 
@@ -26,8 +25,6 @@ from shared.local.seed import Book, Standing, seed_book
 from shared.local.stack import LocalStack, StackConfig
 from shared.messages.change import ChangeMessage, Operation
 from shared.messages.envelope import encode_push_envelope
-
-warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 READY_LINE = "ready: Ctrl-C stops everything"
 

@@ -29,6 +29,7 @@ import logging
 import os
 import secrets
 import threading
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +58,10 @@ if TYPE_CHECKING:
     from shared.tasks import Dispatcher
 
 log = logging.getLogger("warp_hubspot_sync.local")
+
+# pgserver asks platformdirs for a runtime folder, which warns on machines without
+# XDG_RUNTIME_DIR (containers); the fallback it uses is fine.
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 FUNCTION_NAMES = ("webhook_receiver", "outbound_sync", "retry_worker", "reconciler", "sync_api")
 WEBHOOK_PATH = "/v1/webhooks/hubspot"
