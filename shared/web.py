@@ -92,17 +92,38 @@ def read_json(request: flask.Request, *, max_bytes: int) -> Any:
 
     The size check comes first so an oversized body is refused before it is read.
     """
-    length = request.content_length
-    if length is not None and length > max_bytes:
-        raise BadRequest(f"body larger than {max_bytes} bytes", status=413)
+    _refuse_declared_excess(request, max_bytes)
     raw = request.get_data(cache=True)
     if len(raw) > max_bytes:
-        raise BadRequest(f"body larger than {max_bytes} bytes", status=413)
+        raise _too_large(max_bytes)
     try:
         # Strict and bounded: deep nesting, NaN, huge integers and NUL used to be 500s.
         return loads_untrusted(raw)
     except UnreadableJson as exc:
         raise BadRequest(f"body is not JSON: {exc}") from None
+
+
+def read_body(request: flask.Request, *, max_bytes: int) -> bytes:
+    """The raw request body; raises BadRequest (413) beyond ``max_bytes``.
+
+    At most one byte more than the cap is read, so an oversized body that did not
+    declare its length is never held whole.
+    """
+    _refuse_declared_excess(request, max_bytes)
+    body: bytes = request.stream.read(max_bytes + 1)
+    if len(body) > max_bytes:
+        raise _too_large(max_bytes)
+    return body
+
+
+def _refuse_declared_excess(request: flask.Request, max_bytes: int) -> None:
+    # Checked before reading, so a declared oversized body is refused unread.
+    if (request.content_length or 0) > max_bytes:
+        raise _too_large(max_bytes)
+
+
+def _too_large(max_bytes: int) -> BadRequest:
+    return BadRequest(f"body larger than {max_bytes} bytes", status=413)
 
 
 class BadRequest(SyncError):

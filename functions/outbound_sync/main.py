@@ -16,7 +16,7 @@ import functions_framework
 from shared.auth import authorize_internal_caller
 from shared.engine import get_engine
 from shared.outbound import receive
-from shared.web import error_response, http_function, json_response
+from shared.web import error_response, http_function, json_response, read_body
 
 MAX_BODY_BYTES = 1_048_576  # a Pub/Sub push of a change message is a few hundred bytes
 
@@ -29,10 +29,6 @@ def outbound_sync(request: flask.Request) -> flask.Response:
         return error_response(405, "Pub/Sub pushes with POST")
     engine = get_engine()
     authorize_internal_caller(request.headers, engine.settings)
-    if (request.content_length or 0) > MAX_BODY_BYTES:
-        return error_response(413, f"body larger than {MAX_BODY_BYTES} bytes")
-    body = request.stream.read(MAX_BODY_BYTES + 1)
-    if len(body) > MAX_BODY_BYTES:
-        return error_response(413, f"body larger than {MAX_BODY_BYTES} bytes")
+    body = read_body(request, max_bytes=MAX_BODY_BYTES)
     receipt = receive(engine, body, dict(request.headers))
     return json_response(receipt.as_dict())
