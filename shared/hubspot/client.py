@@ -499,6 +499,17 @@ class ObjectsApi:
         self, items: Mapping[str, Properties], *, id_property: str | None = None
     ) -> BatchResult:
         """Update many records, 100 per call; ``items`` maps id (or unique value) to values."""
+        return self._keyed_batch("update", items, id_property)
+
+    def batch_upsert(self, items: Mapping[str, Properties], *, id_property: str) -> BatchResult:
+        """Create or update by a unique property, 100 per call; results carry ``new``."""
+        return self._keyed_batch("upsert", items, id_property)
+
+    def _keyed_batch(
+        self, action: str, items: Mapping[str, Properties], id_property: str | None
+    ) -> BatchResult:
+        # Each input's key doubles as its objectWriteTraceId, which is how a result
+        # finds its key again (or by the id property when HubSpot leaves the trace out).
         outcome = BatchResult()
         for chunk in _chunks(list(items)):
             inputs = []
@@ -513,31 +524,7 @@ class ObjectsApi:
                 inputs.append(entry)
             outcome.merge(
                 self._batch(
-                    "update",
-                    {"inputs": inputs},
-                    chunk,
-                    lambda r: r.object_write_trace_id or _key_of(r, id_property),
-                    idempotent=True,
-                )
-            )
-        return outcome
-
-    def batch_upsert(self, items: Mapping[str, Properties], *, id_property: str) -> BatchResult:
-        """Create or update by a unique property, 100 per call; results carry ``new``."""
-        outcome = BatchResult()
-        for chunk in _chunks(list(items)):
-            inputs = [
-                {
-                    "id": key,
-                    "idProperty": id_property,
-                    "properties": dict(items[key]),
-                    "objectWriteTraceId": key,
-                }
-                for key in chunk
-            ]
-            outcome.merge(
-                self._batch(
-                    "upsert",
+                    action,
                     {"inputs": inputs},
                     chunk,
                     lambda r: r.object_write_trace_id or _key_of(r, id_property),
