@@ -28,6 +28,7 @@ from shared.engine import Engine, set_engine
 from shared.engine.sync import BOTH_WAYS, sync_customers
 from shared.retry import register_runner
 from tests.conftest import engine_settings
+from tests.helpers.customers import acme_customer
 from tests.helpers.functions import FunctionProcess, serve_function
 from tests.helpers.oidc_issuer import OidcIssuer
 
@@ -94,41 +95,11 @@ def client(api: str) -> Iterator[httpx.Client]:
         yield http
 
 
-def _customer(
-    engine: Engine, emulator: Any, *, link: bool = True, **company: str
-) -> tuple[str, str]:
-    """A WARP customer, linked (or not) to a seeded company holding ``company`` properties."""
-    ban = f"B-{uuid.uuid4().hex[:8]}"
-    values = {
-        "name": "Acme Telecom",
-        "domain": "acme.example",
-        "warp_ban": ban,
-        "warp_status": "ACTIVE",
-        "warp_credit_limit": "5000",
-        **company,
-    }
-    (company_id,) = emulator.seed("companies", [values])
-    with engine.database.transaction() as tx:
-        row = customers.insert(
-            tx,
-            {
-                "ban": ban,
-                "company_name": "Acme Telecom",
-                "customer_type": "POSTPAID",
-                "status": "ACTIVE",
-                "credit_limit": Decimal("5000.00"),
-                "contact": {"name": "Jane Doe", "email": "jane@acme.example", "phone": "+1 555"},
-                "external_ids": {"hubspot_company_id": company_id} if link else {},
-            },
-        )
-    return str(row["id"]), company_id
-
-
 def _in_conflict(
     engine: Engine, emulator: Any, hubspot_name: str = "Acme HubSpot"
 ) -> tuple[str, str]:
     """A customer whose company_name is MANUAL and differs on both sides: a conflict."""
-    customer_id, company_id = _customer(engine, emulator, name=hubspot_name)
+    customer_id, company_id = acme_customer(engine, emulator, name=hubspot_name)
     with engine.database.transaction() as tx:
         sync_config.save(
             tx,
@@ -160,7 +131,7 @@ def _current(engine: Engine) -> Engine:
 
 
 def test_bearer_token_right_wrong_missing(api: str, engine: Engine, emulator: Any) -> None:
-    customer_id, _ = _customer(engine, emulator)
+    customer_id, _ = acme_customer(engine, emulator)
     url = f"{api}/v1/sync/customers/{customer_id}/status"
     assert httpx.get(url, headers=AUTH).status_code == 200
     missing = httpx.get(url)
@@ -172,7 +143,7 @@ def test_bearer_token_right_wrong_missing(api: str, engine: Engine, emulator: An
 
 
 def test_google_identity_token(api: str, issuer: OidcIssuer, engine: Engine, emulator: Any) -> None:
-    customer_id, _ = _customer(engine, emulator)
+    customer_id, _ = acme_customer(engine, emulator)
     url = f"{api}/v1/sync/customers/{customer_id}/status"
 
     def call(token: str) -> httpx.Response:
@@ -236,7 +207,7 @@ def test_unknown_route_wrong_method_bad_ids(client: httpx.Client) -> None:
 def test_bad_query_and_body_name_the_field(
     client: httpx.Client, engine: Engine, emulator: Any
 ) -> None:
-    customer_id, _ = _customer(engine, emulator)
+    customer_id, _ = acme_customer(engine, emulator)
     base = f"/v1/sync/customers/{customer_id}"
     assert client.get(f"{base}/logs", params={"limit": "0"}).json()["field"] == "limit"
     assert client.get(f"{base}/logs", params={"status": "NOPE"}).json()["field"] == "status"
@@ -269,7 +240,7 @@ def test_bad_query_and_body_name_the_field(
 
 def test_to_hubspot_and_from_hubspot(client: httpx.Client, engine: Engine, emulator: Any) -> None:
     # warp_status is WARP_WINS, warp_credit_limit HUBSPOT_WINS: each side holds one newer value.
-    customer_id, company_id = _customer(
+    customer_id, company_id = acme_customer(
         engine, emulator, warp_status="SUSPENDED", warp_credit_limit="7500"
     )
     out = client.post(
@@ -302,7 +273,7 @@ def test_to_hubspot_and_from_hubspot(client: httpx.Client, engine: Engine, emula
 def test_to_hubspot_links_an_unlinked_customer(
     client: httpx.Client, engine: Engine, emulator: Any
 ) -> None:
-    customer_id, _ = _customer(engine, emulator, link=False)
+    customer_id, _ = acme_customer(engine, emulator, link=False)
     pulled = client.post(f"/v1/sync/customers/{customer_id}/from-hubspot")
     assert pulled.status_code == 409
     assert pulled.json()["error"] == "customer is not linked to a HubSpot company"
@@ -320,7 +291,7 @@ def test_to_hubspot_links_an_unlinked_customer(
 
 
 def test_hubspot_outage_is_503(client: httpx.Client, engine: Engine, emulator: Any) -> None:
-    customer_id, _ = _customer(engine, emulator, warp_status="TRIAL")
+    customer_id, _ = acme_customer(engine, emulator, warp_status="TRIAL")
     emulator.set_faults(outage=True)
     try:
         answer = client.post(f"/v1/sync/customers/{customer_id}/to-hubspot")
@@ -336,7 +307,7 @@ def test_hubspot_outage_is_503(client: httpx.Client, engine: Engine, emulator: A
 def test_status_shows_links_times_and_field_states(
     client: httpx.Client, engine: Engine, emulator: Any
 ) -> None:
-    customer_id, company_id = _customer(engine, emulator, warp_status="TRIAL")
+    customer_id, company_id = acme_customer(engine, emulator, warp_status="TRIAL")
     client.post(f"/v1/sync/customers/{customer_id}/to-hubspot")
     body = client.get(f"/v1/sync/customers/{customer_id}/status").json()
     # The company was linked already; the contact was linked by to-hubspot.
@@ -355,7 +326,7 @@ def test_status_shows_links_times_and_field_states(
 def test_logs_are_paged_newest_first_and_filtered(
     client: httpx.Client, engine: Engine, emulator: Any
 ) -> None:
-    customer_id, _ = _customer(engine, emulator)
+    customer_id, _ = acme_customer(engine, emulator)
     with engine.database.transaction() as tx:
         for i, status in enumerate(["SUCCESS", "FAILED", "SUCCESS", "CONFLICT", "SUCCESS"]):
             sync_log.record(
@@ -491,7 +462,7 @@ def test_oidc_email_is_the_resolver(
 
 
 def test_runs_listed_and_read_by_id(client: httpx.Client, engine: Engine, emulator: Any) -> None:
-    customer_id, _ = _customer(engine, emulator)
+    customer_id, _ = acme_customer(engine, emulator)
     with engine.database.transaction() as tx:
         full, _ = reconciliation_runs.start(tx, run_type="FULL", entity_type="customer")
         reconciliation_runs.finish(
@@ -518,7 +489,7 @@ def test_runs_listed_and_read_by_id(client: httpx.Client, engine: Engine, emulat
 def test_reconcile_one_customer_inline_and_all_as_a_task(
     client: httpx.Client, engine: Engine, emulator: Any
 ) -> None:
-    customer_id, company_id = _customer(engine, emulator, warp_status="TRIAL")
+    customer_id, company_id = acme_customer(engine, emulator, warp_status="TRIAL")
     one = client.post("/v1/sync/reconcile", json={"customer_id": customer_id})
     assert one.status_code == 200, one.text
     run = one.json()["run"]
@@ -552,7 +523,7 @@ def test_reconcile_one_customer_inline_and_all_as_a_task(
 
 
 def test_queue_listing_and_replay(client: httpx.Client, engine: Engine, emulator: Any) -> None:
-    customer_id, _ = _customer(engine, emulator)
+    customer_id, _ = acme_customer(engine, emulator)
     with engine.database.transaction() as tx:
         row = sync_queue.enqueue(
             tx,
@@ -586,7 +557,7 @@ def test_queue_listing_and_replay(client: httpx.Client, engine: Engine, emulator
 def test_replay_of_queued_item_changes_nothing(
     client: httpx.Client, engine: Engine, emulator: Any
 ) -> None:
-    customer_id, _ = _customer(engine, emulator)
+    customer_id, _ = acme_customer(engine, emulator)
     with engine.database.transaction() as tx:
         row = sync_queue.enqueue(
             tx,
@@ -704,7 +675,7 @@ def test_error_bodies_match_the_error_schema(client: httpx.Client) -> None:
 def test_functions_framework_process_reads_its_settings_from_the_environment(
     database_url: str, emulator: Any, engine: Engine
 ) -> None:
-    customer_id, _ = _customer(engine, emulator)
+    customer_id, _ = acme_customer(engine, emulator)
     env = {
         "DATABASE_URL": database_url,
         "HUBSPOT_BASE_URL": emulator.url,

@@ -11,6 +11,7 @@ import pytest
 from shared.db.repositories import customers, field_state, sync_log
 from shared.engine import Engine
 from shared.engine.sync import BOTH_WAYS, FROM_HUBSPOT, TO_HUBSPOT, sync_customers
+from tests.helpers.customers import acme_customer
 
 pytestmark = pytest.mark.integration
 
@@ -18,36 +19,8 @@ READ = "POST /crm/v3/objects/companies/batch/read"
 UPDATE = "POST /crm/v3/objects/companies/batch/update"
 
 
-def _customer(engine: Engine, emulator: Any, **company: str) -> tuple[str, str]:
-    """A WARP customer linked to a seeded company holding ``company`` properties."""
-    ban = f"B-{uuid.uuid4().hex[:8]}"
-    values = {
-        "name": "Acme Telecom",
-        "domain": "acme.example",
-        "warp_ban": ban,
-        "warp_status": "ACTIVE",
-        "warp_credit_limit": "5000",
-        **company,
-    }
-    (company_id,) = emulator.seed("companies", [values])
-    with engine.database.transaction() as tx:
-        row = customers.insert(
-            tx,
-            {
-                "ban": ban,
-                "company_name": "Acme Telecom",
-                "customer_type": "POSTPAID",
-                "status": "ACTIVE",
-                "credit_limit": Decimal("5000.00"),
-                "contact": {"name": "Jane Doe", "email": "jane@acme.example", "phone": "+1 555"},
-                "external_ids": {"hubspot_company_id": company_id},
-            },
-        )
-    return str(row["id"]), company_id
-
-
 def test_in_sync_customer_writes_nothing(engine: Engine, emulator: Any) -> None:
-    customer_id, _company_id = _customer(engine, emulator)
+    customer_id, _company_id = acme_customer(engine, emulator)
     before = dict(emulator.stats()["calls"])
     (result,) = sync_customers(engine, [customer_id], triggered_by="test")
     assert result.status == "in_sync"
@@ -57,7 +30,7 @@ def test_in_sync_customer_writes_nothing(engine: Engine, emulator: Any) -> None:
 
 def test_drift_repaired_per_rule(engine: Engine, emulator: Any) -> None:
     # warp_status is WARP_WINS, warp_credit_limit HUBSPOT_WINS; no state yet: rules decide.
-    customer_id, company_id = _customer(
+    customer_id, company_id = acme_customer(
         engine, emulator, warp_status="SUSPENDED", warp_credit_limit="7500"
     )
     (result,) = sync_customers(engine, [customer_id], allowed=BOTH_WAYS, triggered_by="test")
@@ -79,7 +52,7 @@ def test_drift_repaired_per_rule(engine: Engine, emulator: Any) -> None:
 
 
 def test_allowed_actions_limit_the_flow(engine: Engine, emulator: Any) -> None:
-    customer_id, company_id = _customer(
+    customer_id, company_id = acme_customer(
         engine, emulator, warp_status="TRIAL", warp_credit_limit="9000"
     )
     (out,) = sync_customers(engine, [customer_id], allowed=TO_HUBSPOT, triggered_by="test")
@@ -94,7 +67,7 @@ def test_allowed_actions_limit_the_flow(engine: Engine, emulator: Any) -> None:
 
 
 def test_dry_run_writes_nowhere(engine: Engine, emulator: Any) -> None:
-    customer_id, company_id = _customer(engine, emulator, warp_status="CLOSED")
+    customer_id, company_id = acme_customer(engine, emulator, warp_status="CLOSED")
     (out,) = sync_customers(engine, [customer_id], triggered_by="test", dry_run=True)
     assert [r.field for p in out.plans.values() for r in p.changed] == ["status"]
     assert emulator.values("companies", company_id)["warp_status"] == "CLOSED"
@@ -103,7 +76,7 @@ def test_dry_run_writes_nowhere(engine: Engine, emulator: Any) -> None:
 
 
 def test_missing_company_and_unknown_customer(engine: Engine, emulator: Any) -> None:
-    customer_id, company_id = _customer(engine, emulator)
+    customer_id, company_id = acme_customer(engine, emulator)
     emulator.ui_delete("companies", company_id)
     unknown = str(uuid.uuid4())
     results = {
@@ -114,7 +87,7 @@ def test_missing_company_and_unknown_customer(engine: Engine, emulator: Any) -> 
 
 
 def test_many_customers_use_one_read_and_one_write(engine: Engine, emulator: Any) -> None:
-    ids = [_customer(engine, emulator, warp_status="TRIAL")[0] for _ in range(30)]
+    ids = [acme_customer(engine, emulator, warp_status="TRIAL")[0] for _ in range(30)]
     before = dict(emulator.stats()["calls"])
     results = sync_customers(engine, ids, triggered_by="test")
     assert {r.status for r in results} == {"synced"}
@@ -131,7 +104,9 @@ def test_sensitive_values_sealed_in_the_log(engine: Engine, emulator: Any) -> No
     sealer = Sealer({"k9": os.urandom(32)}, "k9", frozenset({"credit_limit", "contact"}))
     set_sealer(sealer)
     try:
-        customer_id, _ = _customer(engine, emulator, warp_credit_limit="6100", warp_status="TRIAL")
+        customer_id, _ = acme_customer(
+            engine, emulator, warp_credit_limit="6100", warp_status="TRIAL"
+        )
         sync_customers(engine, [customer_id], triggered_by="test")
         with engine.database.transaction() as tx:
             (entry,) = sync_log.list_for_customer(tx, customer_id)
@@ -152,7 +127,7 @@ def test_a_write_whose_record_was_lost_is_still_known_as_ours(
     import shared.engine.sync as sync_module
     from shared.errors import DatabaseUnavailableError
 
-    customer_id, company_id = _customer(engine, emulator)
+    customer_id, company_id = acme_customer(engine, emulator)
     sync_customers(engine, [customer_id], triggered_by="test")  # records the state
     with engine.database.transaction() as tx:
         customers.update_columns(tx, customer_id, {"credit_limit": Decimal("5100")})
