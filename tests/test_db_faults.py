@@ -14,8 +14,6 @@ The webhook receiver has its own tests of this (tests/test_webhook_receiver.py).
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,6 +27,7 @@ from shared.db.repositories import customers, sync_queue
 from shared.engine import Engine
 from shared.messages.envelope import encode_push_envelope
 from shared.outbound import wait_drained
+from tests.helpers.db_kill import in_thread, kill_lock_waiter
 from tests.helpers.functions import serve_function
 from tests.test_api import configured
 from tests.test_outbound_sync import _change
@@ -86,39 +85,13 @@ def killed_while_waiting(database_url: str, customer_id: str) -> Iterator[Callab
     cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(:c, 8410))", {"c": customer_id})
 
     def kill() -> None:
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            cursor.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                "AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'"
-            )
-            rows = cursor.fetchall()
-            if rows:
-                cursor.execute("SELECT pg_terminate_backend(:p)", {"p": rows[0][0]})
-                return
-            time.sleep(0.02)  # polling for the condition, with a deadline
-        raise AssertionError("the function never waited on the customer's lock")
+        kill_lock_waiter(blocker)
 
     try:
         yield kill
     finally:
         blocker.rollback()
         blocker.close()
-
-
-def in_thread(call: Callable[[], httpx.Response]) -> Callable[[], httpx.Response]:
-    """Run ``call`` now in a thread; the returned function joins it and gives its answer."""
-    box: dict[str, Any] = {}
-    thread = threading.Thread(target=lambda: box.update(r=call()), daemon=True)
-    thread.start()
-
-    def join() -> httpx.Response:
-        thread.join(30)
-        assert "r" in box, "the request did not finish"
-        response: httpx.Response = box["r"]
-        return response
-
-    return join
 
 
 def suspend(engine: Engine, customer: dict[str, str]) -> None:
@@ -166,20 +139,7 @@ def test_outbound_sync_killed_mid_transaction_answers_503_and_the_redelivery_lan
         admin.autocommit = False
         admin.cursor().execute("LOCK TABLE accounts.hubspot_outbound_dirty IN EXCLUSIVE MODE")
         join = in_thread(lambda: httpx.post(urls["outbound_sync"], content=body, timeout=30))
-        cursor = admin.cursor()
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            cursor.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                "AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'"
-            )
-            waiting = cursor.fetchall()
-            if waiting:
-                cursor.execute("SELECT pg_terminate_backend(:p)", {"p": waiting[0][0]})
-                break
-            time.sleep(0.02)  # polling for the condition, with a deadline
-        else:
-            raise AssertionError("outbound_sync never waited on the dirty table")
+        kill_lock_waiter(admin)
         response = join()
         admin.rollback()
     finally:

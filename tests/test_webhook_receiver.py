@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -21,6 +20,7 @@ from shared.db.connection import url_connector
 from shared.engine import Engine, set_engine
 from shared.inbound.queries import count_echoes
 from tests.conftest import TEST_ACCESS_TOKEN, TEST_APP_ID, TEST_CLIENT_SECRET
+from tests.helpers.db_kill import in_thread, kill_lock_waiter
 from tests.helpers.functions import FunctionProcess, serve_function
 from tests.test_inbound_processing import change, customer, new_customer
 
@@ -174,27 +174,6 @@ def test_emulator_webhooks_applied_echoes_ignored_duplicates_stored_once(
     assert emulator.webhooks.stats()["duplicated"] >= 2
 
 
-def _backend_waiting_on_a_lock(blocker: Any, deadline: float) -> int:
-    cursor = blocker.cursor()
-    while time.monotonic() < deadline:
-        cursor.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-            "AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'"
-        )
-        rows = cursor.fetchall()
-        if rows:
-            return int(rows[0][0])
-        time.sleep(0.02)  # polling for the condition, with a deadline
-    raise AssertionError("the function's connection never waited on the lock")
-
-
-def _in_thread(call: Any) -> tuple[threading.Thread, dict[str, Any]]:
-    result: dict[str, Any] = {}
-    thread = threading.Thread(target=lambda: result.update(response=call()), daemon=True)
-    thread.start()
-    return thread, result
-
-
 def test_connection_killed_mid_store_answers_5xx_then_redelivery_succeeds(
     engine: Engine, emulator: Any, receiver: str, database_url: str
 ) -> None:
@@ -209,14 +188,13 @@ def test_connection_killed_mid_store_answers_5xx_then_redelivery_succeeds(
             "object_id, raw_payload, occurred_at) VALUES (:k, 'x', 'company', '0', '{}', NOW())",
             {"k": key},
         )
-        thread, result = _in_thread(lambda: deliver(receiver, COMPANY_PATH, events))
-        pid = _backend_waiting_on_a_lock(blocker, time.monotonic() + 10)
-        blocker.cursor().execute("SELECT pg_terminate_backend(:pid)", {"pid": pid})
-        thread.join(15)
+        join = in_thread(lambda: deliver(receiver, COMPANY_PATH, events))
+        kill_lock_waiter(blocker, timeout=10)
+        response = join()
         blocker.rollback()
     finally:
         blocker.close()
-    assert result["response"].status_code == 503, result["response"].text
+    assert response.status_code == 503, response.text
     assert stored_count(engine, events) == 0
     assert not customer(engine, cid)["company_name"].startswith("After")
     redelivery = deliver(receiver, COMPANY_PATH, [{**e, "attemptNumber": 1} for e in events])
@@ -236,14 +214,12 @@ def test_connection_killed_mid_processing_hands_events_to_the_task(
         blocker.cursor().execute(
             "SELECT pg_advisory_xact_lock(hashtextextended(:cid, 8410))", {"cid": cid}
         )
-        thread, result = _in_thread(lambda: deliver(receiver, COMPANY_PATH, events))
-        pid = _backend_waiting_on_a_lock(blocker, time.monotonic() + 10)
-        blocker.cursor().execute("SELECT pg_terminate_backend(:pid)", {"pid": pid})
-        thread.join(15)
+        join = in_thread(lambda: deliver(receiver, COMPANY_PATH, events))
+        kill_lock_waiter(blocker, timeout=10)
+        response = join()
         blocker.rollback()
     finally:
         blocker.close()
-    response = result["response"]
     assert response.status_code == 200, response.text
     assert response.json()["stored"] == 1 and response.json()["handed_off"] == 1
     assert engine.dispatcher.wait_idle(20)  # type: ignore[attr-defined]
