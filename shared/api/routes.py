@@ -12,7 +12,6 @@ unnoticed: a test compares them.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -397,9 +396,3 @@ def _bad_input(exc: ValidationError, model: type[BaseModel]) -> ApiError:
     if error.get("type") == "extra_forbidden":
         message = "not a known field"
     return ApiError(400, f"{'.'.join(loc) or name}: {message}", field=name)
-
-
-def load_document() -> dict[str, Any]:
-    """The committed OpenAPI document as a dict (tests, the generator)."""
-    loaded: dict[str, Any] = json.loads(document_text())
-    return loaded

@@ -1,7 +1,7 @@
 """Structured logging for Cloud Logging: JSON lines, request context, sync-operation lines.
 
 Adapters call :func:`configure_logging` once at import and wrap each invocation in
-:func:`request_context`; the engine wraps each sync in :func:`sync_operation`.
+:func:`request_context`; the engine logs each sync with :func:`log_operation`.
 Everything else logs through ``logging.getLogger("warp_hubspot_sync.<area>")`` with
 ``extra={"fields": {...}}``.
 """

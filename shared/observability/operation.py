@@ -153,10 +153,6 @@ class SyncOperation:
         self.outcome = "skipped"
         self.extra["reason"] = reason
 
-    def set_outcome(self, outcome: str) -> None:
-        """Set the outcome explicitly (one of :data:`OUTCOMES`)."""
-        self.outcome = _check(outcome, OUTCOMES, "outcome")
-
     def final_outcome(self) -> str:
         """The explicit outcome, else ``conflict`` if one waits for a person, else success."""
         if self.outcome is not None:

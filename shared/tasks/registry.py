@@ -39,11 +39,6 @@ def register(kind: str, target: str) -> None:
     _HANDLERS[kind] = target
 
 
-def registered_kinds() -> list[str]:
-    """Every kind with a handler."""
-    return sorted(_HANDLERS)
-
-
 def resolve(kind: str) -> Handler:
     """Import and return the handler of ``kind``."""
     target = _HANDLERS.get(kind)
