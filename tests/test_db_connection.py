@@ -137,3 +137,16 @@ def test_importing_the_database_layer_does_not_import_the_connector() -> None:
         "assert 'google.cloud.sql.connector' not in sys.modules, 'connector imported eagerly'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_tcp_connections_send_without_nagle_delay(database_url: str) -> None:
+    import socket as sockets
+
+    connection = url_connector(database_url)()
+    try:
+        sock = connection._usock  # type: ignore[attr-defined]
+        if sock.family == sockets.AF_UNIX:
+            pytest.skip("this server is reached over a Unix socket (embedded); CI's TCP run checks")
+        assert sock.getsockopt(sockets.IPPROTO_TCP, sockets.TCP_NODELAY) == 1
+    finally:
+        connection.close()

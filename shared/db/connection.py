@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -232,9 +233,24 @@ def url_connector(url: str, *, timeout: float = 10.0) -> Connector:
         kwargs["ssl_context"] = ssl.create_default_context()
 
     def connect() -> pg8000.dbapi.Connection:
-        return pg8000.dbapi.connect(**kwargs)
+        return without_nagle(pg8000.dbapi.connect(**kwargs))
 
     return connect
+
+
+def without_nagle(connection: pg8000.dbapi.Connection) -> pg8000.dbapi.Connection:
+    """Switch off Nagle's algorithm on a TCP connection (libpq does; pg8000 does not).
+
+    pg8000 writes a statement larger than its 8 KiB buffer in several sends; with
+    Nagle on, the last one waits for the server's delayed ACK, 20-40 ms per such
+    statement (the batch upserts of field states, sync log and webhook events).
+    Measured: a 100-event webhook batch 89 ms -> 40 ms. pg8000 offers no option, so
+    this reaches its socket (``_usock``); a Unix socket has no such option.
+    """
+    sock = getattr(connection, "_usock", None)
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return connection
 
 
 _cloudsql_connector: Any = None
@@ -260,7 +276,9 @@ def cloudsql_connector(settings: Settings) -> Connector:
         }
         if settings.db_password is not None and not settings.db_iam_auth:
             kwargs["password"] = settings.db_password.get_secret_value()
-        return _cloudsql_connector.connect(settings.instance_connection_name, "pg8000", **kwargs)
+        return without_nagle(
+            _cloudsql_connector.connect(settings.instance_connection_name, "pg8000", **kwargs)
+        )
 
     return connect
 
