@@ -22,7 +22,6 @@ a failure of a whole call raises.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,8 +41,6 @@ log = logging.getLogger("warp_hubspot_sync.outbound")
 
 BAN_PROPERTY = "warp_ban"
 EMAIL_PROPERTY = "email"
-# HubSpot refuses search bodies over 3,000 characters; leave room for the rest.
-_MAX_IN_CHARS = 2_000
 
 
 @dataclass
@@ -146,28 +143,9 @@ def _link_companies(engine: Engine, rows: list[Row], outcomes: dict[str, LinkOut
 def _search_in(api: ObjectsApi, prop: str, wanted: set[str]) -> list[dict[str, str]]:
     """Every record whose ``prop`` is one of ``wanted`` (lowercase), as few searches as fit."""
     found: dict[str, dict[str, str]] = {}
-    for chunk in _chunks_by_size(sorted(wanted)):
-        groups = [{"filters": [{"propertyName": prop, "operator": "IN", "values": chunk}]}]
-        for record in api.search_all(groups, properties=["domain", "name", BAN_PROPERTY]):
-            found[record.id] = {
-                "id": record.id,
-                **{k: v or "" for k, v in record.properties.items()},
-            }
+    for record in api.search_in(prop, wanted, properties=["domain", "name", BAN_PROPERTY]):
+        found[record.id] = {"id": record.id, **{k: v or "" for k, v in record.properties.items()}}
     return list(found.values())
-
-
-def _chunks_by_size(values: list[str]) -> Iterable[list[str]]:
-    chunk: list[str] = []
-    size = 0
-    for value in values:
-        cost = len(json.dumps(value)) + 1
-        if chunk and size + cost > _MAX_IN_CHARS:
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(value)
-        size += cost
-    if chunk:
-        yield chunk
 
 
 def _choose(
