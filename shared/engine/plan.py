@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from shared.conflicts import Action, Decision, FieldState, SideValue, decide, state_after
@@ -144,34 +145,21 @@ def plan_sync(
         warp_side = warp.side(mapping)
         hub_side = hubspot.side(mapping)
         previous = states.get(mapping.name)
+        result = partial(
+            FieldResult,
+            mapping.name,
+            mapping.hubspot_property,
+            warp_before=warp_side.value,
+            hubspot_before=hub_side.value,
+        )
         try:
             decision = decide(mapping, previous, warp_side, hub_side)
         except MappingError as exc:
             decision = Decision(Action.NOTHING, reason=f"cannot map value: {exc}")
-            plan.results.append(
-                FieldResult(
-                    mapping.name,
-                    mapping.hubspot_property,
-                    decision,
-                    warp_side.value,
-                    hub_side.value,
-                    applied=False,
-                    note=decision.reason,
-                )
-            )
+            plan.results.append(result(decision, applied=False, note=decision.reason))
             continue
         if decision.action in _WRITES and decision.action not in allowed:
-            plan.results.append(
-                FieldResult(
-                    mapping.name,
-                    mapping.hubspot_property,
-                    decision,
-                    warp_side.value,
-                    hub_side.value,
-                    applied=False,
-                    note=_not_here(decision.action),
-                )
-            )
+            plan.results.append(result(decision, applied=False, note=_not_here(decision.action)))
             continue
         if decision.action is Action.WRITE_HUBSPOT:
             plan.hubspot_updates[mapping.hubspot_property] = decision.value
@@ -182,16 +170,7 @@ def plan_sync(
             working[column] = column_value
             plan.warp_updates[column] = column_value
             decision = replace(decision, value=value)
-        plan.results.append(
-            FieldResult(
-                mapping.name,
-                mapping.hubspot_property,
-                decision,
-                warp_side.value,
-                hub_side.value,
-                applied=True,
-            )
-        )
+        plan.results.append(result(decision, applied=True))
         if decision.action is Action.NOTHING and _unchanged(mapping, previous, warp_side, hub_side):
             continue  # in sync and already recorded so: no state write
         plan.states[mapping.name] = state_after(

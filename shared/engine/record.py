@@ -39,15 +39,6 @@ def states_by_field(rows: Iterable[Row]) -> dict[str, FieldState]:
     return states
 
 
-def load_states(tx: Session, entity_type: EntityType, customer_id: str) -> dict[str, FieldState]:
-    """One customer's field states for one entity type.
-
-    Call it after ``sync.lock_customers``: the advisory lock is what makes two
-    invocations on one customer take turns and decide from each other's state.
-    """
-    return states_by_field(field_state.get_for_entity(tx, entity_type.value, customer_id))
-
-
 def state_rows(
     plan: Plan,
     mappings: MappingSet,

@@ -8,7 +8,6 @@ that dies between pages resumes exactly where the database says it was.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
@@ -25,8 +24,6 @@ from shared.reconcile.report import DriftReport
 log = logging.getLogger("warp_hubspot_sync.reconcile")
 
 PAGE = 100
-# A search body must stay under 3,000 characters (hubspot-api.md §3.4).
-_SEARCH_VALUES_CHARS = 2_000
 
 
 def sync_page(
@@ -134,24 +131,8 @@ def _domain(row: Mapping[str, Any]) -> str | None:
 def _search(engine: Engine, prop: str, values: set[str]) -> dict[str, set[str]]:
     """Company ids by lower-cased ``prop`` value, for every company whose value is in ``values``."""
     found: dict[str, set[str]] = {}
-    for chunk in _chunks_by_size(sorted(values)):
-        groups = [{"filters": [{"propertyName": prop, "operator": "IN", "values": chunk}]}]
-        for record in engine.hubspot.companies.search_all(groups, properties=[prop]):
-            value = (record.properties.get(prop) or "").strip().lower()
-            if value in values:
-                found.setdefault(value, set()).add(record.id)
+    for record in engine.hubspot.companies.search_in(prop, values, properties=[prop]):
+        value = (record.properties.get(prop) or "").strip().lower()
+        if value in values:
+            found.setdefault(value, set()).add(record.id)
     return found
-
-
-def _chunks_by_size(values: list[str]) -> Iterable[list[str]]:
-    chunk: list[str] = []
-    size = 0
-    for value in values:
-        length = len(json.dumps(value)) + 1
-        if chunk and size + length > _SEARCH_VALUES_CHARS:
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(value)
-        size += length
-    if chunk:
-        yield chunk
