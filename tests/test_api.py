@@ -522,18 +522,23 @@ def test_reconcile_one_customer_inline_and_all_as_a_task(
     )
 
 
+def _queue_item(tx: Any, customer_id: str, payload: dict[str, Any] | None = None) -> Any:
+    """A QUEUED outbound item of the test's own kind for ``customer_id``."""
+    return sync_queue.enqueue(
+        tx,
+        kind="api_test",
+        entity_type="customer",
+        entity_id=customer_id,
+        operation="UPDATE",
+        direction="WARP_TO_HUBSPOT",
+        payload=payload or {},
+    )
+
+
 def test_queue_listing_and_replay(client: httpx.Client, engine: Engine, emulator: Any) -> None:
     customer_id, _ = acme_customer(engine, emulator)
     with engine.database.transaction() as tx:
-        row = sync_queue.enqueue(
-            tx,
-            kind="api_test",
-            entity_type="customer",
-            entity_id=customer_id,
-            operation="UPDATE",
-            direction="WARP_TO_HUBSPOT",
-            payload={"customer_id": customer_id},
-        )
+        row = _queue_item(tx, customer_id, payload={"customer_id": customer_id})
         item_id = str(row["id"])
         sync_queue.fail(tx, item_id, "HubSpot said no", retry_at=None)
     failed = client.get("/v1/sync/queue", params={"status": "FAILED"}).json()["items"]
@@ -559,16 +564,7 @@ def test_replay_of_queued_item_changes_nothing(
 ) -> None:
     customer_id, _ = acme_customer(engine, emulator)
     with engine.database.transaction() as tx:
-        row = sync_queue.enqueue(
-            tx,
-            kind="api_test",
-            entity_type="customer",
-            entity_id=customer_id,
-            operation="UPDATE",
-            direction="WARP_TO_HUBSPOT",
-            payload={},
-            scheduled_for=None,
-        )
+        row = _queue_item(tx, customer_id)
     first = client.post(f"/v1/sync/queue/{row['id']}/replay")
     second = client.post(f"/v1/sync/queue/{row['id']}/replay")
     assert (first.status_code, second.status_code) == (200, 200)
@@ -594,16 +590,7 @@ def test_metrics_come_from_the_database(
     before = _samples(client.get("/metrics").text)
     customer_id, _ = _in_conflict(engine, emulator)
     with engine.database.transaction() as tx:
-        sync_queue.enqueue(
-            tx,
-            kind="api_test",
-            entity_type="customer",
-            entity_id=customer_id,
-            operation="UPDATE",
-            direction="WARP_TO_HUBSPOT",
-            payload={},
-            scheduled_for=None,
-        )
+        _queue_item(tx, customer_id)
         sync_log.record(
             tx,
             entity_type="customer",
