@@ -2,7 +2,7 @@
 
 Layout (engine and ports here, adapters in ``functions/``):
 
-- ``shared.config``      settings from the environment, one pydantic-settings class
+- ``shared.config``      settings from the environment, one pydantic model
 - ``shared.db``          PostgreSQL access (pg8000), migrations, repositories
 - ``shared.mapping``     WARP's ``field_mappings`` format, transforms (pure)
 - ``shared.conflicts``   per-field sync decisions (pure)

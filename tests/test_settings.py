@@ -30,6 +30,17 @@ def test_database_url_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_settings().database_mode == "url"
 
 
+def test_environment_read_by_name_in_any_case_and_typed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("hubspot_rate_limit", "45")
+    monkeypatch.setenv("Db_Iam_Auth", "true")
+    monkeypatch.setenv("NOT_A_SETTING", "ignored")
+    settings = load_settings(log_level="DEBUG")
+    assert settings.hubspot_rate_limit == 45
+    assert settings.db_iam_auth is True
+    assert settings.log_level == "DEBUG"
+    assert not hasattr(settings, "not_a_setting")
+
+
 @pytest.mark.parametrize(
     ("env", "named"),
     [
