@@ -100,7 +100,9 @@ def test_staged_folder_has_main_requirements_and_shared(tmp_path: Path) -> None:
     assert (staged.path / "main.py").is_file()
     assert (staged.path / "shared" / "__init__.py").is_file()
     assert (staged.path / "shared" / "observability" / "logging.py").is_file()
-    assert not list(staged.path.rglob("__pycache__"))
+    compiled = {p.parent.parent / p.name.split(".")[0] for p in staged.path.rglob("*.pyc")}
+    sources = {p.with_suffix("") for p in staged.path.rglob("*.py")}
+    assert compiled == sources  # one bytecode file per module, nothing stale
     requirements = (staged.path / "requirements.txt").read_text()
     assert "functions-framework==" in requirements
     assert "warp-hubspot-sync" not in requirements.replace("hubspot-sync package", "")
@@ -112,6 +114,36 @@ def test_staged_fake_function_loads_and_registers(tmp_path: Path) -> None:
     loaded = load_in_isolation(staged.path, "fake_fn")
     assert loaded["signature"] == "http"
     assert Path(loaded["shared"]).resolve().is_relative_to(staged.path.resolve())
+
+
+def test_staged_bytecode_is_used_after_the_zip_round_trip(tmp_path: Path) -> None:
+    """Checked-hash bytecode loads whatever the files' mtimes, as after unzipping."""
+    [staged] = package_functions(tmp_path / "out", fake_sources(tmp_path, "fake_fn"))
+    for path in staged.path.rglob("*.py"):
+        os.utime(path, (1, 1))
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": os.pathsep.join([str(staged.path), sysconfig.get_paths()["purelib"]]),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    result = subprocess.run(
+        [sys.executable, "-S", "-v", "-c", "import main"],
+        cwd=staged.path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    loaded_from_bytecode = {
+        line.split("'")[1]
+        for line in result.stderr.splitlines()
+        if line.startswith("# code object from") and str(staged.path) in line
+    }
+    assert str(staged.path / "__pycache__" / f"main.{sys.implementation.cache_tag}.pyc") in (
+        loaded_from_bytecode
+    )
+    assert any("/shared/observability/" in p for p in loaded_from_bytecode)
 
 
 def test_hash_depends_on_bytes_and_paths_only(tmp_path: Path) -> None:
