@@ -78,6 +78,15 @@ def test_window_rolls(http: httpx.Client) -> None:
         _wait_for(lambda: http.get(url).status_code == 200)  # the window rolled on
 
 
+def test_control_api_resets_the_window(http: httpx.Client) -> None:
+    with Emulator(rate_limit=2, window_ms=60_000) as emu:
+        url = f"{emu.url}/crm/v3/objects/contacts"
+        assert [http.get(url).status_code for _ in range(3)] == [200, 200, 429]
+        limits = http.post(f"{emu.url}/_emulator/limits", json={"reset": True, "rateLimit": 3})
+        assert limits.json()["rateLimit"] == 3
+        assert [http.get(url).status_code for _ in range(4)] == [200, 200, 200, 429]
+
+
 def test_daily_limit(http: httpx.Client) -> None:
     # A burst limit far above the calls made, so only the daily limit can answer 429
     # however slowly the machine runs the calls.

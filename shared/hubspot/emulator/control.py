@@ -76,6 +76,8 @@ class ControlApi:
             return 200, emu.stats()["faults"]
         if path == "/limits":
             if method == "POST":
+                if body.get("reset"):
+                    emu.limits.reset()  # forget usage: the next call starts a fresh window
                 for key, attr in _LIMIT_SETTINGS.items():
                     if key in body:
                         setattr(emu.limits, attr, int(body[key]))
