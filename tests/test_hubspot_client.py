@@ -3,9 +3,12 @@ a real PostgreSQL: every operation, 207 handling, error classes, 429s, timeouts,
 
 from __future__ import annotations
 
+import contextvars
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import httpx
@@ -451,3 +454,56 @@ def test_daily_budget_exhausted_before_hubspot(
     assert spent.value.retryable and spent.value.used == 2
     assert "requests resume at" in str(spent.value)
     assert total_calls(fresh) == 2
+
+
+class _MeetingTransport(httpx.HTTPTransport):
+    """The real transport, except each request waits until ``parties`` are in flight.
+
+    If the client sent the pages one after another, the first would wait alone and
+    the barrier would break: concurrency is shown without timing anything.
+    """
+
+    def __init__(self, parties: int, seen: list[str]) -> None:
+        super().__init__()
+        self.barrier = threading.Barrier(parties, timeout=10)
+        self.seen = seen
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/batch/read"):
+            self.seen.append(_REQUEST_TAG.get())
+            self.barrier.wait()
+        return super().handle_request(request)
+
+
+_REQUEST_TAG: contextvars.ContextVar[str] = contextvars.ContextVar("request_tag", default="")
+
+
+def test_batch_read_pages_are_in_flight_together_and_merge_whole(
+    make_client: MakeClient, fresh: Emulator
+) -> None:
+    seen: list[str] = []
+    client = make_client(read_concurrency=3, transport=_MeetingTransport(3, seen))
+    ids = fresh.seed("companies", [{"name": f"N{i}"} for i in range(300)])
+    _REQUEST_TAG.set("run-42")
+    outcome = client.companies.batch_read(ids, properties=["name"])
+    assert sorted(outcome.results) == sorted(ids) and not outcome.errors  # every page merged
+    assert {r.properties["name"] for r in outcome.results.values()} == {f"N{i}" for i in range(300)}
+    assert seen == ["run-42"] * 3  # each page ran in the caller's context
+
+
+def test_concurrent_calls_all_end_before_the_first_error_is_raised(
+    make_client: MakeClient,
+) -> None:
+    client = make_client(read_concurrency=2)
+    finished: list[int] = []
+
+    def call(n: int) -> int:
+        if n == 0:
+            raise ValueError("page 0 failed")
+        finished.append(n)
+        return n
+
+    with pytest.raises(ValueError, match="page 0 failed"):
+        client.run_concurrently([partial(call, n) for n in range(4)])
+    assert sorted(finished) == [1, 2, 3]
+    assert client.run_concurrently([partial(call, n) for n in (3, 1, 2)]) == [3, 1, 2]

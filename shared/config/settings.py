@@ -76,6 +76,9 @@ class Settings(BaseModel):
     )
     hubspot_rate_window_ms: int = Field(10_000, ge=100)
     hubspot_search_rate_per_second: float = Field(4.0, gt=0)
+    hubspot_read_concurrency: int = Field(
+        4, ge=1, le=16, description="batch reads of one sync in flight at once (≤ DB_POOL_SIZE)"
+    )
     hubspot_daily_budget: int = Field(
         237_500, ge=1, description="daily request budget, below HubSpot's daily cap"
     )
