@@ -22,6 +22,7 @@ from shared.conflicts import Action, FieldState
 from shared.db import Row, Session
 from shared.db.repositories import customers, field_state
 from shared.engine.deps import Engine
+from shared.engine.memory import fewer_collections
 from shared.engine.plan import ALL_ACTIONS, Plan, plan_sync
 from shared.engine.record import (
     PlanCommit,
@@ -131,23 +132,24 @@ def sync_customers(
     """
     results: list[CustomerSync] = []
     unique = list(dict.fromkeys(str(i) for i in customer_ids))
-    for start in range(0, len(unique), batch_size):
-        chunk = unique[start : start + batch_size]
-        results.extend(
-            _sync_chunk(
-                engine,
-                chunk,
-                allowed=frozenset(allowed),
-                triggered_by=triggered_by,
-                triggered_by_user=triggered_by_user,
-                fields=fields or {},
-                warp_times=warp_times or {},
-                operation=operation,
-                dry_run=dry_run,
-                record_noop=record_noop,
-                on_chunk=on_chunk,
+    with fewer_collections():
+        for start in range(0, len(unique), batch_size):
+            chunk = unique[start : start + batch_size]
+            results.extend(
+                _sync_chunk(
+                    engine,
+                    chunk,
+                    allowed=frozenset(allowed),
+                    triggered_by=triggered_by,
+                    triggered_by_user=triggered_by_user,
+                    fields=fields or {},
+                    warp_times=warp_times or {},
+                    operation=operation,
+                    dry_run=dry_run,
+                    record_noop=record_noop,
+                    on_chunk=on_chunk,
+                )
             )
-        )
     return results
 
 

@@ -1,0 +1,22 @@
+"""The collector's pace during bulk syncs: relaxed inside, restored after."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+
+from shared.engine.memory import fewer_collections
+
+
+def test_young_threshold_raised_inside_and_restored_after_nesting_and_errors() -> None:
+    before = gc.get_threshold()
+    with fewer_collections(40_000):
+        assert gc.get_threshold() == (40_000, *before[1:])
+        with fewer_collections(40_000):
+            assert gc.get_threshold()[0] == 40_000
+        assert gc.get_threshold()[0] == 40_000  # the outer sync is still running
+    assert gc.get_threshold() == before
+    with pytest.raises(RuntimeError), fewer_collections():
+        raise RuntimeError("a chunk failed")
+    assert gc.get_threshold() == before
