@@ -86,32 +86,34 @@ class FieldResult:
 
 @dataclass
 class Plan:
-    """The writes and states that bring one record in step."""
+    """The writes and states that bring one record in step.
+
+    Results go in through :meth:`add`, which also files them as changed, conflict
+    or skipped: those lists are read several times per record (report, log, sync
+    log), so they are kept rather than filtered again each time.
+    """
 
     object_id: str
     results: list[FieldResult] = field(default_factory=list)
     hubspot_updates: dict[str, str] = field(default_factory=dict)
     warp_updates: dict[str, Any] = field(default_factory=dict)
     states: dict[str, FieldState] = field(default_factory=dict)
+    changed: list[FieldResult] = field(default_factory=list)
+    """Fields written to either side."""
+    conflicts: list[FieldResult] = field(default_factory=list)
+    """Fields held for manual resolution."""
+    skipped: list[FieldResult] = field(default_factory=list)
+    """Fields this flow decided not to write, with their reasons."""
 
-    @property
-    def changed(self) -> list[FieldResult]:
-        """Fields written to either side."""
-        return [
-            r
-            for r in self.results
-            if r.applied and r.action in (Action.WRITE_HUBSPOT, Action.WRITE_WARP)
-        ]
-
-    @property
-    def conflicts(self) -> list[FieldResult]:
-        """Fields held for manual resolution."""
-        return [r for r in self.results if r.action is Action.CONFLICT]
-
-    @property
-    def skipped(self) -> list[FieldResult]:
-        """Fields this flow decided not to write, with their reasons."""
-        return [r for r in self.results if not r.applied]
+    def add(self, result: FieldResult) -> None:
+        """Record one field's result."""
+        self.results.append(result)
+        if not result.applied:
+            self.skipped.append(result)
+        elif result.action in _WRITES:
+            self.changed.append(result)
+        if result.action is Action.CONFLICT:
+            self.conflicts.append(result)
 
     @property
     def is_noop(self) -> bool:
@@ -156,10 +158,10 @@ def plan_sync(
             decision = decide(mapping, previous, warp_side, hub_side)
         except MappingError as exc:
             decision = Decision(Action.NOTHING, reason=f"cannot map value: {exc}")
-            plan.results.append(result(decision, applied=False, note=decision.reason))
+            plan.add(result(decision, applied=False, note=decision.reason))
             continue
         if decision.action in _WRITES and decision.action not in allowed:
-            plan.results.append(result(decision, applied=False, note=_not_here(decision.action)))
+            plan.add(result(decision, applied=False, note=_not_here(decision.action)))
             continue
         if decision.action is Action.WRITE_HUBSPOT:
             plan.hubspot_updates[mapping.hubspot_property] = decision.value
@@ -170,7 +172,7 @@ def plan_sync(
             working[column] = column_value
             plan.warp_updates[column] = column_value
             decision = replace(decision, value=value)
-        plan.results.append(result(decision, applied=True))
+        plan.add(result(decision, applied=True))
         if decision.action is Action.NOTHING and _unchanged(mapping, previous, warp_side, hub_side):
             continue  # in sync and already recorded so: no state write
         plan.states[mapping.name] = state_after(

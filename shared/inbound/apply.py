@@ -512,7 +512,8 @@ class _Context:
             if values
             else Plan(object_id)
         )
-        plan.results.extend(skipped)
+        for result in skipped:
+            plan.add(result)
         self.commits.append(PlanCommit(plan, mappings, et, cid, states))
         if plan.warp_updates:
             self.rows[cid] = {**row, **plan.warp_updates}

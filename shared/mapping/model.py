@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 from shared.mapping.transforms import (
@@ -337,12 +337,25 @@ class MappingSet:
 
     def for_entity(self, entity_type: EntityType) -> MappingSet:
         """Only the fields of ``entity_type``."""
-        chosen = {k: f for k, f in self.fields.items() if f.entity_type == entity_type}
-        return MappingSet(entity_type, chosen, self.sources)
+        found = self._entity_sets.get(entity_type)
+        if found is None:
+            chosen = {k: f for k, f in self.fields.items() if f.entity_type == entity_type}
+            found = self._entity_sets[entity_type] = MappingSet(entity_type, chosen, self.sources)
+        return found
 
     def active(self) -> tuple[FieldMapping, ...]:
         """Every field that syncs at all (direction not NONE)."""
+        return self._active
+
+    # A set is asked for its subsets and active fields once per record synced; it
+    # never changes, so each is worked out once (cached_property writes past frozen).
+    @cached_property
+    def _active(self) -> tuple[FieldMapping, ...]:
         return tuple(f for f in self.fields.values() if f.direction is not Direction.NONE)
+
+    @cached_property
+    def _entity_sets(self) -> dict[EntityType, MappingSet]:
+        return {}
 
     def by_property(self, hubspot_property: str) -> tuple[FieldMapping, ...]:
         """The active fields mapped to a HubSpot property (several may read one; one writes it)."""
