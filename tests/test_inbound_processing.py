@@ -137,6 +137,32 @@ def test_stale_event_ignored_and_logged_as_skipped(engine: Engine, emulator: Any
     assert "stale" in latest["field_changes"]["_skipped"]["company_name"]
 
 
+def test_latest_wins_change_waits_for_warps_change_message(engine: Engine, emulator: Any) -> None:
+    # company_name is LATEST_WINS. WARP changed it too, and WARP's time for it is its
+    # change message's: until that arrives, deciding would have to guess WARP's time.
+    cid, company = new_customer(engine, emulator)
+    sync_customers(engine, [cid], triggered_by="test")  # the name crossed: state recorded
+    with engine.database.transaction() as tx:
+        customers.update_columns(tx, cid, {"company_name": "WARP Name"})
+    hubspot_at = datetime.now(UTC)
+    report = process(engine, change(company, "name", "HubSpot Name", at=_ms(hubspot_at)))
+    assert report.counts["awaits_warp"] == 1
+    assert customer(engine, cid)["company_name"] == "WARP Name"
+    assert "change message" in logs(engine, cid)[0]["field_changes"]["_skipped"]["company_name"]
+    # WARP's message arrives (outbound_sync records its time): WARP's edit was the later.
+    with engine.database.transaction() as tx:
+        field_state.record_warp_changes(
+            tx, "customer", cid, company, ["company_name"], hubspot_at + timedelta(seconds=1)
+        )
+    report = process(engine, change(company, "name", "HubSpot Name", at=_ms(hubspot_at)))
+    assert report.counts["warp_newer"] == 1
+    assert customer(engine, cid)["company_name"] == "WARP Name"
+
+
+def _ms(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
+
+
 def test_only_the_newest_change_of_a_property_counts(engine: Engine, emulator: Any) -> None:
     cid, company = new_customer(engine, emulator)
     now = int(time.time() * 1000)
