@@ -11,8 +11,9 @@ from the value recorded for it when the field last crossed (``FieldState``).
   there is no state yet, or neither changed yet they differ (a mapping edit),
   the conflict rule decides: ``WARP_WINS``, ``HUBSPOT_WINS``, ``LATEST_WINS``
   (later ``modified_at`` wins, unknown is oldest, a tie goes to WARP because WARP
-  is the system of record) or ``MANUAL`` (a CONFLICT, nothing written; it stays
-  one while ``is_in_conflict`` until someone resolves it or the sides agree);
+  is the system of record; WARP's time is the field's own, :func:`warp_time`) or
+  ``MANUAL`` (a CONFLICT, nothing written; it stays one while ``is_in_conflict``
+  until someone resolves it or the sides agree);
 - ``unless_blank``: a blank winner never overwrites a filled value.
 """
 
@@ -69,6 +70,9 @@ class FieldState:
     hubspot_pending: str | None = None
     # False for a row holding only such a write-ahead record: nothing crossed yet.
     recorded: bool = True
+    # The newest ``occurred_at`` of a WARP change message naming this field: WARP's own
+    # edit time for it. The sync's writes to WARP never set it (migration 0013).
+    warp_changed_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,41 @@ def _later(a: datetime | None, b: datetime | None) -> bool:
     if b is None:
         return True
     return a.replace(tzinfo=a.tzinfo or UTC) > b.replace(tzinfo=b.tzinfo or UTC)
+
+
+def warp_time(state: FieldState | None) -> datetime | None:
+    """WARP's modification time of a field, from its recorded state; None when unknown.
+
+    The newest change message naming the field, or the time the field last crossed
+    (the sides agreed then, so WARP's value is no older), whichever is later. Never
+    the row's ``updated_at``: the sync's own writes move that too, and a write of
+    another field would then make an older WARP value beat a later HubSpot edit.
+    """
+    if state is None:
+        return None
+    agreed = state.last_synced_at if state.recorded else None
+    return state.warp_changed_at if _later(state.warp_changed_at, agreed) else agreed
+
+
+def awaits_warp_time(mapping: FieldMapping, state: FieldState | None, warp_value: Any) -> bool:
+    """Whether a LATEST_WINS decision must wait for WARP's change message of this field.
+
+    True when WARP's value differs from the one recorded when the field last crossed
+    but no change message naming the field has arrived since: WARP changed it at a
+    time not known yet. Deciding now would put that edit at the crossing time and let
+    an older HubSpot edit overwrite it; its message (outbound sync) or reconciliation
+    decides instead.
+    """
+    if (
+        mapping.rule is not ConflictRule.LATEST_WINS
+        or mapping.direction is not Direction.BIDIRECTIONAL
+    ):
+        return False
+    if state is None or not state.recorded or state.is_in_conflict:
+        return False
+    if _later(state.warp_changed_at, state.last_synced_at):
+        return False
+    return mapping.canonical_warp(warp_value) != mapping.canonical_warp(state.warp_value)
 
 
 def _forms(mapping: FieldMapping, warp_value: Any, hubspot_value: str | None) -> tuple[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -10,8 +11,19 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from shared.conflicts import Action, FieldState, Side, SideValue, decide, state_after
-from shared.mapping import ConflictRule, Direction, EntityType, FieldMapping
+from shared.conflicts import (
+    Action,
+    FieldState,
+    Side,
+    SideValue,
+    awaits_warp_time,
+    decide,
+    state_after,
+    warp_time,
+)
+from shared.engine.plan import HubSpotSnapshot, plan_sync
+from shared.engine.snapshots import warp_snapshot
+from shared.mapping import ConflictRule, Direction, EntityType, FieldMapping, MappingSet
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 EARLY, LATE = T0 + timedelta(hours=1), T0 + timedelta(hours=2)
@@ -273,3 +285,72 @@ def test_deciding_again_after_applying_a_decision_does_nothing(
         warp = SideValue(decision.value, now)
     new_state = state_after(decision, m, warp, hubspot, now, previous=state)
     assert decide(m, new_state, warp, hubspot).action is Action.NOTHING
+
+
+# -- WARP's time of a field --------------------------------------------------------------
+
+
+def test_warp_time_is_the_newest_message_or_the_last_crossing() -> None:
+    crossed = synced("a", "a")  # crossed at T0
+    assert warp_time(replace(crossed, warp_changed_at=LATE)) == LATE
+    assert warp_time(replace(crossed, warp_changed_at=T0 - timedelta(hours=1))) == T0
+    assert warp_time(crossed) == T0
+    # Only a write-ahead record: nothing crossed, so only a message can tell.
+    pending = replace(crossed, recorded=False, last_synced_at=None)
+    assert warp_time(pending) is None
+    assert warp_time(replace(pending, warp_changed_at=EARLY)) == EARLY
+    assert warp_time(None) is None
+
+
+def test_a_decision_waits_for_warps_message_only_when_its_time_matters() -> None:
+    latest, crossed = mapping(), synced("a", "a")  # crossed at T0
+    assert awaits_warp_time(latest, crossed, "b")  # WARP changed, no message since
+    assert not awaits_warp_time(latest, replace(crossed, warp_changed_at=EARLY), "b")
+    assert not awaits_warp_time(latest, crossed, "a")  # WARP did not change
+    assert not awaits_warp_time(latest, None, "b")  # nothing crossed: no baseline
+    assert not awaits_warp_time(mapping(rule=ConflictRule.WARP_WINS), crossed, "b")
+    assert not awaits_warp_time(mapping(Direction.WARP_TO_HUBSPOT), crossed, "b")
+
+
+def _pair() -> MappingSet:
+    """A LATEST_WINS name and a HUBSPOT_WINS credit limit of one company."""
+    name = mapping()
+    limit = replace(
+        mapping(rule=ConflictRule.HUBSPOT_WINS, kind="cents"), name="g", hubspot_property="q"
+    )
+    return MappingSet(EntityType.CUSTOMER, {"f": name, "g": limit})
+
+
+@given(
+    agreed=st.datetimes(timezones=st.just(UTC)),
+    message=times,
+    hubspot_at=times,
+    row_at=times,
+    recorded_g=st.datetimes(timezones=st.just(UTC)),
+)
+def test_latest_wins_compares_the_fields_own_warp_time_not_the_rows(
+    agreed: datetime,
+    message: datetime | None,
+    hubspot_at: datetime | None,
+    row_at: datetime | None,
+    recorded_g: datetime,
+) -> None:
+    # Both sides changed the name since it crossed at ``agreed``; the sync has since
+    # written the credit limit to WARP at any time at all, so the row's time says nothing.
+    pair = _pair()
+    states = {
+        "f": replace(synced("Old", "Old"), last_synced_at=agreed, warp_changed_at=message),
+        "g": replace(
+            synced(Decimal("10.00"), "1000", Direction.HUBSPOT_TO_WARP), last_synced_at=recorded_g
+        ),
+    }
+    row = {"company_name": "WARP", "credit_limit": Decimal("10.00"), "updated_at": row_at}
+    hubspot = HubSpotSnapshot(
+        "1", {"p": "HubSpot", "q": "1000"}, {"p": hubspot_at} if hubspot_at else {}
+    )
+    plan = plan_sync(pair, warp_snapshot(row, states), hubspot, states, now=T0)
+    warp_at = max(t for t in (agreed, message) if t is not None)
+    hubspot_newer = hubspot_at is not None and hubspot_at > warp_at
+    (result,) = [r for r in plan.results if r.field == "f"]
+    assert result.action is (Action.WRITE_WARP if hubspot_newer else Action.WRITE_HUBSPOT)
+    assert result.decision.resolved_by is ConflictRule.LATEST_WINS

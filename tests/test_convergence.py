@@ -138,32 +138,6 @@ class Convergence(RuleBasedStateMachine):
                 self.genuine_warp[(cid, spec.name)] = {observed[spec.name].warp}
         self.set_fault_rate(rate)
 
-    def _blurs_latest(self, cid: str, name: str, side: str) -> bool:
-        """Whether this edit would make a LATEST_WINS outcome depend on WARP's row time.
-
-        The engine takes WARP's time for a field from the row (``updated_at``, or the
-        newest change message of the customer), and the sync's own writes to WARP move
-        ``updated_at`` too. So while a LATEST_WINS field is edited on both sides, an
-        edit of any other field of the customer can make WARP look newer than a later
-        HubSpot edit (docs/reliability.md, "Known limit"). The model keeps per-field
-        times, so such windows are not generated.
-        """
-        edited = {
-            n for (c, n), f in self.model.items() if c == cid and f.warp_edits + f.hubspot_edits
-        }
-        edited.add(name)
-        both = set()
-        for (c, n), f in self.model.items():
-            if c != cid or f.spec.rule != "LATEST_WINS" or f.spec.direction != "BIDIRECTIONAL":
-                continue
-            sides = {"warp"} if f.warp_edits else set()
-            sides |= {"hubspot"} if f.hubspot_edits else set()
-            if n == name:
-                sides.add(side)
-            if sides == {"warp", "hubspot"}:
-                both.add(n)
-        return bool(both) and len(edited) > 1
-
     def _fresh(self, cid: str, name: str) -> str | None:
         """A value this field never held in its current window (None: none left)."""
         field = self.model[(cid, name)]
@@ -194,8 +168,6 @@ class Convergence(RuleBasedStateMachine):
     )
     def warp_edit(self, index: int, name: str, delivery: str) -> None:
         cid = self.customers[index]
-        if self._blurs_latest(cid, name, "warp"):
-            return
         value = self._fresh(cid, name)
         if value is None:
             return
@@ -221,8 +193,6 @@ class Convergence(RuleBasedStateMachine):
     )
     def hubspot_edit(self, index: int, name: str) -> None:
         cid = self.customers[index]
-        if self._blurs_latest(cid, name, "hubspot"):
-            return
         value = self._fresh(cid, name)
         if value is None:
             return

@@ -6,7 +6,6 @@ same calls the webhook receiver makes, so each test names one processing rule.
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 import uuid
@@ -22,7 +21,6 @@ from shared.engine import Engine
 from shared.engine.sync import TO_HUBSPOT, sync_customers
 from shared.inbound.events import parse_batch
 from shared.inbound.process import (
-    ProcessReport,
     process_events,
     process_pending,
     run_inbound_batch,
@@ -30,40 +28,9 @@ from shared.inbound.process import (
 from shared.inbound.receive import store_batch
 from shared.tasks import TaskOutcome
 from tests.conftest import TEST_APP_ID
+from tests.helpers.inbound import change, event, process
 
 pytestmark = pytest.mark.integration
-
-_ids = itertools.count(1_000)
-
-
-def event(
-    kind: str, object_id: str | int, *, at: int | None = None, **extra: Any
-) -> dict[str, Any]:
-    """A HubSpot event object as it arrives on the wire (a user's change by default)."""
-    return {
-        "eventId": next(_ids),
-        "subscriptionId": 7000 + len(kind),
-        "portalId": 62515,
-        "appId": TEST_APP_ID,
-        "occurredAt": at if at is not None else int(time.time() * 1000),
-        "subscriptionType": kind,
-        "attemptNumber": 0,
-        "objectId": int(object_id),
-        "changeSource": "CRM_UI",
-        "sourceId": "userId:1",
-        **extra,
-    }
-
-
-def change(object_id: str | int, prop: str, value: str, **extra: Any) -> dict[str, Any]:
-    """A company.propertyChange event."""
-    kind = extra.pop("kind", "company.propertyChange")
-    return event(kind, object_id, propertyName=prop, propertyValue=value, **extra)
-
-
-def process(engine: Engine, *events: dict[str, Any]) -> ProcessReport:
-    stored = store_batch(engine.database, parse_batch(list(events)))
-    return process_events(engine, stored.to_process)
 
 
 def new_customer(
@@ -168,6 +135,32 @@ def test_stale_event_ignored_and_logged_as_skipped(engine: Engine, emulator: Any
     assert customer(engine, cid)["company_name"] == "Newer"
     latest = logs(engine, cid)[0]
     assert "stale" in latest["field_changes"]["_skipped"]["company_name"]
+
+
+def test_latest_wins_change_waits_for_warps_change_message(engine: Engine, emulator: Any) -> None:
+    # company_name is LATEST_WINS. WARP changed it too, and WARP's time for it is its
+    # change message's: until that arrives, deciding would have to guess WARP's time.
+    cid, company = new_customer(engine, emulator)
+    sync_customers(engine, [cid], triggered_by="test")  # the name crossed: state recorded
+    with engine.database.transaction() as tx:
+        customers.update_columns(tx, cid, {"company_name": "WARP Name"})
+    hubspot_at = datetime.now(UTC)
+    report = process(engine, change(company, "name", "HubSpot Name", at=_ms(hubspot_at)))
+    assert report.counts["awaits_warp"] == 1
+    assert customer(engine, cid)["company_name"] == "WARP Name"
+    assert "change message" in logs(engine, cid)[0]["field_changes"]["_skipped"]["company_name"]
+    # WARP's message arrives (outbound_sync records its time): WARP's edit was the later.
+    with engine.database.transaction() as tx:
+        field_state.record_warp_changes(
+            tx, "customer", cid, company, ["company_name"], hubspot_at + timedelta(seconds=1)
+        )
+    report = process(engine, change(company, "name", "HubSpot Name", at=_ms(hubspot_at)))
+    assert report.counts["warp_newer"] == 1
+    assert customer(engine, cid)["company_name"] == "WARP Name"
+
+
+def _ms(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
 
 
 def test_only_the_newest_change_of_a_property_counts(engine: Engine, emulator: Any) -> None:

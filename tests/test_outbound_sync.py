@@ -32,6 +32,7 @@ from shared.idempotency import PostgresPersistence
 from shared.messages import ChangeMessage
 from shared.messages.envelope import encode_push_envelope
 from shared.outbound import wait_drained
+from tests.helpers import inbound
 from tests.helpers.functions import serve_function
 
 pytestmark = pytest.mark.integration
@@ -364,6 +365,66 @@ def test_echo_of_our_inbound_write_writes_nothing(engine: Engine, emulator: Any,
     assert _send(url, _change(cid, "credit_limit"))["outcome"] == "accepted"
     _drain(engine)
     assert _calls(emulator, UPDATE) == before
+
+
+def test_later_hubspot_edit_wins_though_the_sync_wrote_another_field_since(
+    engine: Engine, emulator: Any, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/reliability.md, finding 3: a LATEST_WINS field is timed by its own WARP edit.
+
+    company_name (LATEST_WINS) is edited in WARP, then later in HubSpot. Before either
+    crosses, HubSpot's edit of credit_limit is applied to WARP by the inbound flow: that
+    moves the row's ``updated_at`` past the HubSpot name edit, and WARP publishes its
+    echo. The later HubSpot name must win on both sides.
+    """
+    cid = _customer(engine, emulator)
+    company = _row(engine, cid)["external_ids"]["hubspot_company_id"]
+    sync_customers(engine, [cid], triggered_by="test")  # both sides agree, states recorded
+    # Both messages in one flush. A delay no other test uses: the flush task's name
+    # holds it, and the task runner never takes a name twice.
+    monkeypatch.setattr(engine.settings, "coalesce_delay_seconds", 3600.0)
+    _update(engine, cid, company_name="WARP Name")
+    _send(url, _change(cid, "company_name", occurred_at=_row(engine, cid)["updated_at"]))
+    emulator.ui_change("companies", company, {"name": "HubSpot Name", "warp_credit_limit": "9000"})
+    # The credit limit's webhook arrives first; the name's is still on its way.
+    assert (
+        inbound.process(engine, inbound.change(company, "warp_credit_limit", "9000")).counts[
+            "applied"
+        ]
+        == 1
+    )
+    echo_at = _row(engine, cid)["updated_at"]  # our write: later than the HubSpot name edit
+    _send(url, _change(cid, "credit_limit", occurred_at=echo_at))
+    engine.dispatcher.run_due_now()  # type: ignore[attr-defined]
+    _drain(engine)
+    sync_customers(engine, [cid], triggered_by="reconciliation", operation="RECONCILE")
+    assert emulator.values("companies", company)["name"] == "HubSpot Name"
+    assert _row(engine, cid)["company_name"] == "HubSpot Name"
+    assert _row(engine, cid)["credit_limit"] == Decimal("9000.00")
+
+
+def test_change_messages_record_each_fields_newest_warp_time(
+    engine: Engine, emulator: Any, url: str
+) -> None:
+    cid = _customer(engine, emulator)
+    sync_customers(engine, [cid], triggered_by="test")
+    newer = datetime.now(UTC) + timedelta(minutes=2)
+    older = newer - timedelta(minutes=1)
+    _send(url, _change(cid, "company_name", "status", occurred_at=newer))
+    _send(url, _change(cid, "status", occurred_at=older))  # out of order
+    duplicate = uuid.uuid4().hex
+    _send(url, _change(cid, "credit_limit", occurred_at=older), duplicate)
+    _send(url, _change(cid, "credit_limit", occurred_at=newer), duplicate)  # redelivery
+    _drain(engine)
+    with engine.database.transaction() as tx:
+        times = {
+            s["field_name"]: s["warp_changed_at"]
+            for s in field_state.get_for_entity(tx, "customer", cid)
+        }
+    assert times["company_name"] == newer
+    assert times["status"] == newer  # the older message changed nothing
+    assert times["credit_limit"] == older  # a message id counts once
+    assert times["ban"] is None  # named by no message
 
 
 # --- deletes --------------------------------------------------------------------------

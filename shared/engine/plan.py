@@ -26,11 +26,12 @@ _WRITES = (Action.WRITE_HUBSPOT, Action.WRITE_WARP)
 
 @dataclass(frozen=True)
 class WarpSnapshot:
-    """A ``accounts.customers`` row and when its values last changed.
+    """A ``accounts.customers`` row and when its values last changed in WARP.
 
-    ``modified_at`` is the best time known for the fields being synced: the change
-    message's ``occurred_at`` in outbound flows, else the row's ``updated_at``.
-    ``field_times`` overrides it per field where a more precise time is known.
+    ``field_times`` holds each field's own time (its newest change message, else when
+    it last crossed: :func:`shared.conflicts.warp_time`); ``modified_at`` stands in
+    for a field without one (the change message's ``occurred_at`` in outbound flows,
+    else the row's ``updated_at``).
     """
 
     row: Mapping[str, Any]

@@ -35,6 +35,7 @@ def states_by_field(rows: Iterable[Row]) -> dict[str, FieldState]:
             is_in_conflict=bool(row.get("is_in_conflict")),
             hubspot_pending=row.get("hubspot_pending_value"),
             recorded=row.get("last_synced_at") is not None or bool(row.get("is_in_conflict")),
+            warp_changed_at=row.get("warp_changed_at"),
         )
     return states
 

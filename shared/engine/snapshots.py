@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from shared.conflicts import FieldState, warp_time
 from shared.engine.plan import HubSpotSnapshot, WarpSnapshot
 from shared.hubspot.models import HubSpotObject, parse_datetime
 from shared.mapping import ConflictRule, EntityType, MappingSet
@@ -51,13 +52,20 @@ def hubspot_snapshot(record: HubSpotObject, entity_type: EntityType) -> HubSpotS
 
 def warp_snapshot(
     row: Mapping[str, Any],
+    states: Mapping[str, FieldState],
     *,
     modified_at: datetime | None = None,
-    field_times: Mapping[str, datetime] | None = None,
 ) -> WarpSnapshot:
-    """A snapshot of a customers row; the time defaults to the row's ``updated_at``."""
+    """A snapshot of a customers row, each field timed from its recorded state.
+
+    A field's time is its own (:func:`shared.conflicts.warp_time`: its newest change
+    message, else when it last crossed). Only a field that never crossed and was never
+    named by a change message takes ``modified_at``, by default the row's
+    ``updated_at``: with no agreement on record there is nothing better to go by.
+    """
+    times = {name: t for name, state in states.items() if (t := warp_time(state)) is not None}
     return WarpSnapshot(
-        row=row, modified_at=modified_at or row.get("updated_at"), field_times=field_times or {}
+        row=row, modified_at=modified_at or row.get("updated_at"), field_times=times
     )
 
 

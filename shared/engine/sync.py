@@ -123,7 +123,9 @@ def sync_customers(
 
     ``fields`` limits a customer to some fields (an outbound message's
     ``changed_fields``); ``warp_times`` gives WARP's modification time per customer
-    (a message's ``occurred_at``). ``dry_run`` plans and reports but writes nothing.
+    (a message's ``occurred_at``) for fields that have no time of their own
+    (:func:`shared.engine.snapshots.warp_snapshot`). ``dry_run`` plans and reports
+    but writes nothing.
     ``on_chunk(tx, outcomes)`` runs in each chunk's transaction after its writes (in
     a dry run too), so a caller's checkpoint commits with them or not at all; an
     exception it raises rolls the chunk's WARP writes back. A chunk is one
@@ -190,7 +192,7 @@ def _sync_chunk(
                 previous = states_by_field(state_rows.get((cid, et.value), []))
                 plan = plan_sync(
                     mappings[(cid, et)],
-                    warp_snapshot(row, modified_at=warp_times.get(cid)),
+                    warp_snapshot(row, previous, modified_at=warp_times.get(cid)),
                     hubspot_snapshot(record, et),
                     previous,
                     now=now,

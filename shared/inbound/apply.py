@@ -17,7 +17,9 @@ Order of work (each event ends with an outcome: a counted category and a note):
      newest change per property counting (older ones are *superseded*). Ignored:
      echoes (``changeSource`` INTEGRATION from our app id, or the value we last
      wrote there), stale changes (not newer than the field's last HubSpot change
-     on record), unmapped properties and ``WARP_TO_HUBSPOT`` fields. The rest is
+     on record), unmapped properties and ``WARP_TO_HUBSPOT`` fields, and
+     LATEST_WINS fields that WARP changed too before its change message came
+     (*awaits_warp*: WARP's time is unknown until then). The rest is
      planned with a snapshot built from the events (value, ``occurredAt`` as its
      time), allowing only WARP writes: a WRITE_HUBSPOT decision means WARP holds
      the newer value and outbound sync carries it. ``commit_plans`` then writes
@@ -43,7 +45,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from shared.conflicts import Action, Decision, FieldState
+from shared.conflicts import Action, Decision, FieldState, awaits_warp_time
 from shared.db import Row, Session
 from shared.db.repositories import customers, field_state, sync_log, webhook_events
 from shared.engine.deps import Engine
@@ -486,7 +488,7 @@ class _Context:
         skipped: list[FieldResult] = []
         for prop, stored in newest.items():
             event = stored.event
-            reason, category = _ignore_reason(mappings, states, prop, event)
+            reason, category = _ignore_reason(mappings, states, self.rows[cid], prop, event)
             if category == "echo":
                 outcomes[stored.row_id] = Outcome(category, reason)
                 continue
@@ -503,7 +505,7 @@ class _Context:
         plan = (
             plan_sync(
                 mappings,
-                warp_snapshot(row),
+                warp_snapshot(row, states),
                 HubSpotSnapshot(object_id, values, times),
                 states,
                 now=self.now,
@@ -523,7 +525,11 @@ class _Context:
 
 
 def _ignore_reason(
-    mappings: MappingSet, states: Mapping[str, FieldState], prop: str, event: Any
+    mappings: MappingSet,
+    states: Mapping[str, FieldState],
+    row: Mapping[str, Any],
+    prop: str,
+    event: Any,
 ) -> tuple[str, str]:
     """Why a property change is not planned ("" when it is), and its category."""
     fields = mappings.by_property(prop)
@@ -545,6 +551,12 @@ def _ignore_reason(
             == mapping.canonical_hubspot(state.hubspot_value)
         ):
             return "echo of our own write (the value we last wrote)", "echo"
+    if any(awaits_warp_time(m, states.get(m.name), m.read_warp(row)) for m in fields):
+        return (
+            "WARP changed this field too and its change message has not arrived: "
+            "outbound sync decides by both times when it does",
+            "awaits_warp",
+        )
     return "", ""
 
 

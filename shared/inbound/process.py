@@ -57,7 +57,7 @@ _RETRYABLE_SQLSTATES = ("40001", "40P01", "55P03", "57014")
 class ProcessReport:
     """What a processing run did. ``counts`` holds event outcomes by category
     (``applied``, ``echo``, ``stale``, ``superseded``, ``unmapped``, ``outbound_only``,
-    ``conflict``, ``warp_newer``, ``in_sync``, ``no_customer``, ``linked``,
+    ``awaits_warp``, ``conflict``, ``warp_newer``, ``in_sync``, ``no_customer``, ``linked``,
     ``unlinked``, ``merged``, ...)."""
 
     processed: int = 0

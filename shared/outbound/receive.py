@@ -21,14 +21,16 @@ import math
 import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import shared.tasks.kinds  # noqa: F401  (the flush task's handler must be registered)
-from shared.db.repositories import customers, outbound_dirty
+from shared.db import Row, Session
+from shared.db.repositories import customers, field_state, outbound_dirty
 from shared.engine.deps import Engine
+from shared.engine.snapshots import linked_id
 from shared.idempotency import AlreadyInProgress, PostgresPersistence, Status, payload_hash
-from shared.mapping import EntityType
+from shared.mapping import EntityType, MappingSet
 from shared.messages import Delivery, MalformedMessage, Operation, parse_delivery
 from shared.outbound.deletes import close_deleted_customer
 from shared.outbound.fields import outbound_fields, stored_fields
@@ -122,9 +124,8 @@ def _handle(engine: Engine, delivery: Delivery) -> Receipt:
             triggered_by_user=change.triggered_by_user,
         )
         return Receipt(mid, result["outcome"], result.get("reason", ""), customer_id)
-    fields = outbound_fields(
-        (engine.mapping_for(customer_id, et) for et in EntityType), change.changed_fields
-    )
+    mappings = {et: engine.mapping_for(customer_id, et) for et in EntityType}
+    fields = outbound_fields(mappings.values(), change.changed_fields)
     if fields is not None and not fields:
         return Receipt(mid, "skipped", "no outbound field among changed_fields", customer_id)
     with engine.database.transaction() as tx:
@@ -134,8 +135,33 @@ def _handle(engine: Engine, delivery: Delivery) -> Receipt:
         if row.get("hubspot_sync_enabled") is False:
             return Receipt(mid, "skipped", "hubspot_sync_enabled is false", customer_id)
         outbound_dirty.mark(tx, customer_id, stored_fields(fields), mid)
+        _record_warp_times(tx, row, mappings, fields, change.occurred_at)
     schedule_flush(engine)
     return Receipt(mid, "accepted", "", customer_id)
+
+
+def _record_warp_times(
+    tx: Session,
+    row: Row,
+    mappings: Mapping[EntityType, MappingSet],
+    fields: set[str] | None,
+    occurred_at: datetime,
+) -> None:
+    """Record the message's time as WARP's change time of each field it names.
+
+    LATEST_WINS then compares each field's own WARP time, which the sync's writes to
+    WARP never move (``shared.conflicts.warp_time``). Written after the dirty mark, in
+    the same transaction, so two messages of one customer take turns on its rows. An
+    entity not linked yet has no field states to stand beside: its first sync, right
+    after the flush links it, takes the message's time for the whole customer.
+    """
+    customer_id = str(row["id"])
+    for et, mapping in mappings.items():
+        object_id = linked_id(row, et)
+        if object_id is None:
+            continue
+        names = {f.name for f in mapping.outbound() if fields is None or f.name in fields}
+        field_state.record_warp_changes(tx, et.value, customer_id, object_id, names, occurred_at)
 
 
 def schedule_flush(engine: Engine) -> bool:

@@ -6,7 +6,8 @@ customer's id for company and contact fields alike.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from shared.db.connection import Row, Session
@@ -99,19 +100,26 @@ SELECT CAST(entity_id AS text) AS entity_id, entity_type,
            'last_synced_direction', last_synced_direction,
            'last_modified_at_warp', CAST(last_modified_at_warp AS text),
            'last_modified_at_hubspot', CAST(last_modified_at_hubspot AS text),
-           'is_in_conflict', is_in_conflict
+           'is_in_conflict', is_in_conflict,
+           'warp_changed_at', CAST(warp_changed_at AS text)
        ) ORDER BY field_name) AS states
 FROM {TABLE} WHERE entity_id = ANY(CAST(:ids AS uuid[]))
 GROUP BY entity_id, entity_type
 """
-_TIME_KEYS = ("last_synced_at", "last_modified_at_warp", "last_modified_at_hubspot")
+_TIME_KEYS = (
+    "last_synced_at",
+    "last_modified_at_warp",
+    "last_modified_at_hubspot",
+    "warp_changed_at",
+)
 
 
 def decision_states(tx: Session, entity_ids: Sequence[str]) -> dict[tuple[str, str], list[Row]]:
     """The field states of these customers, by ``(customer id, entity type)``, by field name.
 
     Each state carries what a sync decides from (``field_name``, both values, the
-    sync and modification times, direction, ``is_in_conflict``), not every column.
+    sync and modification times, WARP's change time, direction, ``is_in_conflict``),
+    not every column.
     """
     if not entity_ids:
         return {}
@@ -165,6 +173,41 @@ def upsert_many(tx: Session, states: Sequence[Mapping[str, Any]]) -> list[Row]:
         )
         written.extend(tx.fetch(sql, {"rows": to_json([dict(r) for r in rows])}))
     return written
+
+
+def record_warp_changes(
+    tx: Session,
+    entity_type: str,
+    entity_id: str,
+    hubspot_object_id: str,
+    field_names: Collection[str],
+    changed_at: datetime,
+) -> None:
+    """Record that WARP changed these fields at ``changed_at`` (a change message's time).
+
+    Each field keeps the newest time it was given, so a message delivered twice or
+    after a newer one changes nothing. A field that never crossed gets a row holding
+    only this time (no baseline yet: ``last_synced_at`` stays NULL). Rows are written in
+    field order, like :func:`upsert_many`, so concurrent writers cannot deadlock.
+    """
+    if not field_names:
+        return
+    tx.execute(
+        f"INSERT INTO {TABLE} AS s "
+        "(entity_type, entity_id, hubspot_object_id, field_name, warp_changed_at) "
+        "SELECT :entity_type, CAST(:entity_id AS uuid), :object_id, f, :changed_at "
+        "FROM unnest(CAST(:names AS text[])) AS f ORDER BY f "
+        "ON CONFLICT (entity_type, entity_id, field_name) DO UPDATE SET "
+        "warp_changed_at = GREATEST(s.warp_changed_at, EXCLUDED.warp_changed_at), "
+        "updated_at = NOW()",
+        {
+            "entity_type": entity_type,
+            "entity_id": str(entity_id),
+            "object_id": str(hubspot_object_id),
+            "names": sorted(field_names),
+            "changed_at": changed_at,
+        },
+    )
 
 
 def open_conflicts(tx: Session, entity_id: str | None = None, *, limit: int = 100) -> list[Row]:
