@@ -507,3 +507,31 @@ def test_concurrent_calls_all_end_before_the_first_error_is_raised(
         client.run_concurrently([partial(call, n) for n in range(4)])
     assert sorted(finished) == [1, 2, 3]
     assert client.run_concurrently([partial(call, n) for n in (3, 1, 2)]) == [3, 1, 2]
+
+
+class _HoldingTransport(httpx.HTTPTransport):
+    """The real transport, holding back the batch read that asks for ``held_id``."""
+
+    def __init__(self, held_id: str) -> None:
+        super().__init__()
+        self.held_id = held_id
+        self.release = threading.Event()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if f'"{self.held_id}"' in request.content.decode():
+            assert self.release.wait(10), "never released"
+        return super().handle_request(request)
+
+
+def test_pending_batch_gives_a_page_while_a_later_one_is_still_on_its_way(
+    make_client: MakeClient, fresh: Emulator
+) -> None:
+    ids = fresh.seed("companies", [{"name": f"N{i}"} for i in range(150)])
+    transport = _HoldingTransport(held_id=ids[120])
+    client = make_client(read_concurrency=2, transport=transport)
+    pending = client.companies.start_batch_read(ids, properties=["name"])
+    assert pending.get(ids[5]) is not None  # page 1 arrived; page 2 is held
+    assert pending.get(ids[5]).properties["name"] == "N5"  # type: ignore[union-attr]
+    assert pending.get("not-asked-for") is None
+    transport.release.set()
+    assert sorted(pending.result().results) == sorted(ids)

@@ -40,7 +40,7 @@ from shared.engine.snapshots import (
     warp_snapshot,
 )
 from shared.errors import SyncError
-from shared.hubspot.models import BatchResult
+from shared.hubspot.client import PendingBatch
 from shared.mapping import EntityType, MappingSet
 
 log = logging.getLogger("warp_hubspot_sync.engine")
@@ -173,10 +173,11 @@ def _sync_chunk(
     with engine.database.transaction() as tx:
         lock_customers(tx, chunk)
         rows = {str(r["id"]): r for r in customers.get_many(tx, chunk)}
+        mappings = {(cid, et): engine.mapping_for(cid, et) for cid in rows for et in ENTITIES}
+        # HubSpot's pages arrive while the states load and the first customers plan.
+        records = {et: _read(engine, et, list(rows.values()), mappings) for et in ENTITIES}
         state_rows = field_state.decision_states(tx, list(rows))
         outcome = {cid: CustomerSync(cid, found=cid in rows) for cid in chunk}
-        mappings = {(cid, et): engine.mapping_for(cid, et) for cid in rows for et in ENTITIES}
-        records = {et: _read(engine, et, list(rows.values()), mappings) for et in ENTITIES}
 
         plans: dict[tuple[str, EntityType], tuple[Plan, dict[str, FieldState]]] = {}
         now = engine.now()
@@ -185,7 +186,7 @@ def _sync_chunk(
                 object_id = linked_id(row, et)
                 if object_id is None:
                     continue
-                record = records[et].results.get(object_id)
+                record = records[et].get(object_id)
                 if record is None or record.archived:
                     outcome[cid].missing.append(et)
                     continue
@@ -247,10 +248,10 @@ def _read(
     entity_type: EntityType,
     rows: list[Row],
     mappings: Mapping[tuple[str, EntityType], MappingSet],
-) -> BatchResult:
+) -> PendingBatch:
     ids = ids_to_read(rows, entity_type)
     if not ids:
-        return BatchResult()
+        return PendingBatch([], [])
     properties: set[str] = set()
     history: set[str] = set()
     for (_, et), mapping in mappings.items():
@@ -258,7 +259,7 @@ def _read(
             properties.update(read_properties(mapping, entity_type))
             history.update(history_properties(mapping))
     api = engine.hubspot.objects(OBJECT_TYPE[entity_type])  # type: ignore[arg-type]
-    return api.batch_read(
+    return api.start_batch_read(
         ids, properties=sorted(properties), properties_with_history=sorted(history)
     )
 

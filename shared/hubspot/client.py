@@ -34,7 +34,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from functools import partial
 from typing import Any, TypeVar
 
@@ -156,32 +156,31 @@ class HubSpotClient:
                 self._executor = None
         self._http.close()
 
-    def run_concurrently(self, calls: Sequence[Callable[[], T]]) -> list[T]:
-        """Run independent calls, ``read_concurrency`` at a time; their results in order.
+    def start_concurrently(self, calls: Sequence[Callable[[], T]]) -> list[Future[T]]:
+        """Start independent calls, ``read_concurrency`` at a time; their futures in order.
 
         HubSpot answers a batch call in tens to hundreds of milliseconds; a large
-        sync's reads overlap those waits instead of queueing behind each other (the
-        shared limiter still paces every call). Each call runs in a copy of the
-        caller's context, so its log lines keep the request's fields; every call
-        ends before the first error is raised, so none is left running unseen.
+        sync's reads overlap those waits (and its own planning) instead of queueing
+        behind each other; the shared limiter still paces every call. Each call runs
+        in a copy of the caller's context, so its log lines keep the request's
+        fields. With a concurrency of 1 the calls run here, one after another.
         """
         if self.read_concurrency == 1 or len(calls) <= 1:
-            return [call() for call in calls]
+            return [_run_now(call) for call in calls]
         with self._executor_lock:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(
                     self.read_concurrency, thread_name_prefix="hubspot-read"
                 )
             executor = self._executor
-        futures = [executor.submit(contextvars.copy_context().run, call) for call in calls]
+        return [executor.submit(contextvars.copy_context().run, call) for call in calls]
+
+    def run_concurrently(self, calls: Sequence[Callable[[], T]]) -> list[T]:
+        """:meth:`start_concurrently` and wait: results in order, every call ended
+        before the first error is raised, so none is left running unseen."""
+        futures = self.start_concurrently(calls)
         wait(futures)
         return [future.result() for future in futures]
-
-    def __enter__(self) -> HubSpotClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # --- objects ------------------------------------------------------------------------
 
@@ -404,6 +403,55 @@ def _chunks(items: Sequence[Any], size: int = BATCH_SIZE) -> Iterator[Sequence[A
         yield items[start : start + size]
 
 
+def _run_now(call: Callable[[], T]) -> Future[T]:
+    future: Future[T] = Future()
+    try:
+        future.set_result(call())
+    except Exception as exc:  # delivered by result(), as from a pool thread
+        future.set_exception(exc)
+    return future
+
+
+class PendingBatch:
+    """A batch read in flight: :meth:`get` waits only for the page holding a key.
+
+    A caller that works through records in the order it asked for them (the sync
+    engine planning customer after customer) starts on the first page while the
+    later ones are still on their way.
+    """
+
+    def __init__(self, chunks: Sequence[Sequence[str]], futures: Sequence[Future[BatchResult]]):
+        self._page_of = {key: page for page, chunk in enumerate(chunks) for key in chunk}
+        self._futures = list(futures)
+        self._collected: set[int] = set()
+        self._outcome = BatchResult()
+
+    def get(self, key: str) -> HubSpotObject | None:
+        """The record read for ``key`` (None: not asked for, or HubSpot had none)."""
+        page = self._page_of.get(str(key))
+        if page is None:
+            return None
+        self._collect(page)
+        return self._outcome.results.get(str(key))
+
+    def result(self) -> BatchResult:
+        """Every page's outcome, merged (waits for all)."""
+        for page in range(len(self._futures)):
+            self._collect(page)
+        return self._outcome
+
+    def _collect(self, page: int) -> None:
+        if page in self._collected:
+            return
+        try:
+            outcome = self._futures[page].result()
+        except BaseException:
+            wait(self._futures)  # none left running unseen when the error goes up
+            raise
+        self._outcome.merge(outcome)
+        self._collected.add(page)
+
+
 class ObjectsApi:
     """CRM v3 operations on one object type (``client.companies``, ``client.contacts``)."""
 
@@ -496,6 +544,22 @@ class ObjectsApi:
         id_property: str | None = None,
     ) -> BatchResult:
         """Read many records, 100 per call (several in flight); keyed by id or ``id_property``."""
+        return self.start_batch_read(
+            ids,
+            properties=properties,
+            properties_with_history=properties_with_history,
+            id_property=id_property,
+        ).result()
+
+    def start_batch_read(
+        self,
+        ids: Iterable[str],
+        *,
+        properties: Sequence[str] = (),
+        properties_with_history: Sequence[str] = (),
+        id_property: str | None = None,
+    ) -> PendingBatch:
+        """Start :meth:`batch_read`'s calls and return at once; records arrive page by page."""
         keys = list(dict.fromkeys(str(i) for i in ids))
 
         def read(chunk: Sequence[str]) -> BatchResult:
@@ -506,14 +570,12 @@ class ObjectsApi:
             }
             if id_property:
                 body["idProperty"] = id_property
-            return self._batch(
-                "read", body, chunk, partial(_key_of, id_property=id_property), idempotent=True
-            )
+            key_of = partial(_key_of, id_property=id_property)
+            return self._batch("read", body, chunk, key_of, idempotent=True)
 
-        outcome = BatchResult()
-        for page in self._client.run_concurrently([partial(read, c) for c in _chunks(keys)]):
-            outcome.merge(page)
-        return outcome
+        chunks = list(_chunks(keys))
+        futures = self._client.start_concurrently([partial(read, c) for c in chunks])
+        return PendingBatch(chunks, futures)
 
     def batch_create(self, items: Mapping[str, Properties]) -> BatchResult:
         """Create many records, 100 per call, keyed by the caller's keys.
