@@ -112,9 +112,7 @@ class Sealer:
             return {"unreadable": "sealed value does not open (altered or wrong field)"}
         return json.loads(plain)
 
-    def seal_changes(
-        self, changes: Mapping[str, Any], sensitive: frozenset[str]
-    ) -> dict[str, Any]:
+    def seal_changes(self, changes: Mapping[str, Any], sensitive: frozenset[str]) -> dict[str, Any]:
         """``field_changes`` with every value of a sensitive field sealed."""
         out: dict[str, Any] = {}
         for name, entry in changes.items():
