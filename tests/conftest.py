@@ -17,10 +17,16 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pg8000.dbapi
 import pytest
+from hypothesis import settings
 
 from shared.db import Database, set_database
 from shared.db.connection import url_connector
 from shared.db.migrate import upgrade
+
+# Property tests assert behaviour, not speed (benchmarks measure speed). Hypothesis's
+# default 200 ms deadline per example turns a busy 2-core machine into a failure.
+settings.register_profile("behaviour", deadline=None)
+settings.load_profile("behaviour")
 
 
 @pytest.fixture(scope="session")
