@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from shared.db import Database
-from shared.hubspot.client import HubSpotClient
+from shared.hubspot.client import HubSpotClient, PendingBatch
 from shared.hubspot.emulator import Emulator
 from shared.hubspot.errors import (
     AuthError,
@@ -28,6 +28,7 @@ from shared.hubspot.errors import (
     Timeout,
     ValidationError,
 )
+from shared.hubspot.models import BatchResult
 from shared.hubspot.properties import COMPANY_PROPERTIES, setup_properties
 from shared.hubspot.ratelimit import Bucket, SharedRateLimiter
 
@@ -497,16 +498,19 @@ def test_concurrent_calls_all_end_before_the_first_error_is_raised(
     client = make_client(read_concurrency=2)
     finished: list[int] = []
 
-    def call(n: int) -> int:
+    def call(n: int) -> BatchResult:
         if n == 0:
             raise ValueError("page 0 failed")
         finished.append(n)
-        return n
+        return BatchResult()
 
+    pages = [[str(n)] for n in range(4)]
+    pending = PendingBatch(pages, client.start_concurrently([partial(call, n) for n in range(4)]))
     with pytest.raises(ValueError, match="page 0 failed"):
-        client.run_concurrently([partial(call, n) for n in range(4)])
+        pending.result()
     assert sorted(finished) == [1, 2, 3]
-    assert client.run_concurrently([partial(call, n) for n in (3, 1, 2)]) == [3, 1, 2]
+    futures = client.start_concurrently([partial(lambda n: n, n) for n in (3, 1, 2)])
+    assert [f.result() for f in futures] == [3, 1, 2]
 
 
 class _HoldingTransport(httpx.HTTPTransport):

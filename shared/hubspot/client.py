@@ -175,13 +175,6 @@ class HubSpotClient:
             executor = self._executor
         return [executor.submit(contextvars.copy_context().run, call) for call in calls]
 
-    def run_concurrently(self, calls: Sequence[Callable[[], T]]) -> list[T]:
-        """:meth:`start_concurrently` and wait: results in order, every call ended
-        before the first error is raised, so none is left running unseen."""
-        futures = self.start_concurrently(calls)
-        wait(futures)
-        return [future.result() for future in futures]
-
     # --- objects ------------------------------------------------------------------------
 
     def objects(self, object_type: ObjectType) -> ObjectsApi:
