@@ -6,7 +6,7 @@ import gc
 
 import pytest
 
-from shared.engine.memory import fewer_collections
+from shared.memory import cold_start, fewer_collections
 
 
 def test_young_threshold_raised_inside_and_restored_after_nesting_and_errors() -> None:
@@ -20,3 +20,16 @@ def test_young_threshold_raised_inside_and_restored_after_nesting_and_errors() -
     with pytest.raises(RuntimeError), fewer_collections():
         raise RuntimeError("a chunk failed")
     assert gc.get_threshold() == before
+
+
+def test_cold_start_collects_less_while_importing_then_freezes_what_was_built() -> None:
+    before = gc.get_threshold()
+    gc.unfreeze()
+    try:
+        with cold_start():
+            assert gc.get_threshold()[0] == 50_000
+            built = [{"module": i} for i in range(1_000)]  # what an import leaves behind
+        assert gc.get_threshold() == before
+        assert gc.get_freeze_count() >= len(built)  # later collections skip them
+    finally:
+        gc.unfreeze()

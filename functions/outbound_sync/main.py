@@ -10,13 +10,17 @@ task creation, another instance holding the message) answers 503 through
 
 from __future__ import annotations
 
-import flask
-import functions_framework
+from shared.memory import cold_start
 
-from shared.auth import authorize_internal_caller
-from shared.engine import get_engine
-from shared.outbound import receive
-from shared.web import error_response, http_function, json_response, read_body
+with cold_start():
+    import flask
+    import functions_framework
+
+    from shared.auth import authorize_internal_caller
+    from shared.engine import get_engine
+    from shared.outbound import receive
+    from shared.web import error_response, http_function, json_response, read_body
+
 
 MAX_BODY_BYTES = 1_048_576  # a Pub/Sub push of a change message is a few hundred bytes
 

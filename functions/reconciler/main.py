@@ -12,14 +12,24 @@ run is running (``force`` starts one anyway).
 
 from __future__ import annotations
 
-import flask
-import functions_framework
+from shared.memory import cold_start
 
-from shared.auth import authorize_internal_caller
-from shared.engine import get_engine
-from shared.engine.gauges import emit_gauges
-from shared.reconcile import InvalidRunRequest, RunInProgress, RunRequest, describe_run, start_run
-from shared.web import error_response, http_function, json_response, read_json
+with cold_start():
+    import flask
+    import functions_framework
+
+    from shared.auth import authorize_internal_caller
+    from shared.engine import get_engine
+    from shared.engine.gauges import emit_gauges
+    from shared.reconcile import (
+        InvalidRunRequest,
+        RunInProgress,
+        RunRequest,
+        describe_run,
+        start_run,
+    )
+    from shared.web import error_response, http_function, json_response, read_json
+
 
 MAX_BODY_BYTES = 16_384
 

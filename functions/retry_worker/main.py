@@ -9,14 +9,18 @@ Tasks what to do: 200 done or failed for good (the queue row is the dead letter)
 
 from __future__ import annotations
 
-import flask
-import functions_framework
+from shared.memory import cold_start
 
-from shared.auth import authorize_internal_caller
-from shared.engine import get_engine
-from shared.engine.gauges import emit_gauges
-from shared.retry import handle_task
-from shared.web import error_response, http_function, json_response, read_json
+with cold_start():
+    import flask
+    import functions_framework
+
+    from shared.auth import authorize_internal_caller
+    from shared.engine import get_engine
+    from shared.engine.gauges import emit_gauges
+    from shared.retry import handle_task
+    from shared.web import error_response, http_function, json_response, read_json
+
 
 MAX_BODY_BYTES = 102_400  # Cloud Tasks' task size limit
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import flask
-import functions_framework
+from shared.memory import cold_start
 
-from shared.api.routes import dispatch
-from shared.web import http_function
+with cold_start():
+    import flask
+    import functions_framework
+
+    from shared.api.routes import dispatch
+    from shared.web import http_function
 
 
 @functions_framework.http

@@ -9,15 +9,18 @@ hands off. Errors become answers through ``http_function`` (401 for signatures,
 
 from __future__ import annotations
 
-import time
+from shared.memory import cold_start
 
-import flask
-import functions_framework
+with cold_start():
+    import time
 
-from shared.engine import get_engine
-from shared.inbound.verify import raw_target
-from shared.inbound.webhook import Delivery, DeliveryRejected, handle_delivery
-from shared.web import error_response, http_function, json_response
+    import flask
+    import functions_framework
+
+    from shared.engine import get_engine
+    from shared.inbound.verify import raw_target
+    from shared.inbound.webhook import Delivery, DeliveryRejected, handle_delivery
+    from shared.web import error_response, http_function, json_response
 
 
 @functions_framework.http

@@ -22,7 +22,6 @@ from shared.conflicts import Action, FieldState
 from shared.db import Row, Session
 from shared.db.repositories import customers, field_state
 from shared.engine.deps import Engine
-from shared.engine.memory import fewer_collections
 from shared.engine.plan import ALL_ACTIONS, Plan, plan_sync
 from shared.engine.record import (
     PlanCommit,
@@ -42,6 +41,7 @@ from shared.engine.snapshots import (
 from shared.errors import SyncError
 from shared.hubspot.client import PendingBatch
 from shared.mapping import EntityType, MappingSet
+from shared.memory import fewer_collections
 
 log = logging.getLogger("warp_hubspot_sync.engine")
 
