@@ -25,9 +25,6 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from shared.config.settings import Settings
 from shared.errors import ConfigurationError
 
@@ -56,6 +53,10 @@ class Sealer:
         current: str | None,
         sensitive_columns: frozenset[str] = frozenset(),
     ) -> None:
+        # cryptography loads here, not at import: a request that seals nothing (an
+        # echo, an API read) does not pay for it in its cold start.
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         self._keys = {kid: AESGCM(key) for kid, key in keys.items()}
         self.current = current if current in self._keys else None
         self.sensitive_columns = sensitive_columns
@@ -101,6 +102,8 @@ class Sealer:
         """
         if not is_sealed(value):
             return value
+        from cryptography.exceptions import InvalidTag
+
         aead = self._keys.get(value["kid"])
         if aead is None:
             return {"unreadable": f"sealed with key {value['kid']!r}, which is not configured"}

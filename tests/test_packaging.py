@@ -9,6 +9,7 @@ import sys
 import sysconfig
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -25,6 +26,17 @@ from shared.packaging import (
     runtime_requirements,
 )
 from tests.test_terraform import terraform_functions
+
+# Packages imported only on the paths that use them: gRPC clients (Cloud Tasks, Pub/Sub),
+# the Cloud SQL connector, the sealing cipher, the Prometheus renderer.
+LOADED_WHERE_USED = (
+    "grpc",
+    "google.cloud.tasks",
+    "google.cloud.pubsub",
+    "google.cloud.sql",
+    "cryptography",
+    "prometheus_client",
+)
 
 REAL = Sources()
 EXISTING = discover_functions(REAL.functions_dir)
@@ -46,14 +58,16 @@ def {name}(request):
 # the entry point is registered and that `shared` came from the folder, not the repo.
 LOADER = textwrap.dedent(
     """
-    import json, sys
+    import gc, json, sys
     import functions_framework
     from functions_framework import _function_registry
     name = sys.argv[1]
     functions_framework.create_app(target=name, source="main.py")
     import shared
     print(json.dumps({"signature": _function_registry.REGISTRY_MAP.get(name),
-                      "shared": shared.__file__}))
+                      "shared": shared.__file__,
+                      "modules": sorted(sys.modules),
+                      "frozen": gc.get_freeze_count()}))
     """
 )
 
@@ -67,7 +81,7 @@ def fake_sources(tmp_path: Path, *names: str) -> Sources:
     return Sources(functions_dir=functions)
 
 
-def load_in_isolation(folder: Path, name: str) -> dict[str, str]:
+def load_in_isolation(folder: Path, name: str) -> dict[str, Any]:
     """Import the staged main.py in a fresh interpreter that sees only the folder + deps.
 
     ``-S`` skips site processing, so the repo's editable install (a .pth finder) cannot
@@ -89,7 +103,7 @@ def load_in_isolation(folder: Path, name: str) -> dict[str, str]:
         check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    loaded: dict[str, str] = json.loads(result.stdout.strip().splitlines()[-1])
+    loaded: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
     return loaded
 
 
@@ -209,7 +223,12 @@ def test_every_function_folder_stages_and_loads(name: str, tmp_path: Path) -> No
     assert (REAL.functions_dir / name / "main.py").is_file(), f"functions/{name} lacks main.py"
     [staged] = package_functions(tmp_path, REAL, names=[name])
     assert (staged.path / "requirements.txt").is_file()
-    assert load_in_isolation(staged.path, name)["signature"] == "http"
+    loaded = load_in_isolation(staged.path, name)
+    assert loaded["signature"] == "http"
+    # A cold start loads what every request needs, nothing that only some paths use.
+    eager = [m for m in loaded["modules"] if m.startswith(LOADED_WHERE_USED)]
+    assert eager == [], f"{name} imports at start what only some requests use"
+    assert loaded["frozen"] > 0, "main.py's imports ran outside shared.memory.cold_start"
 
 
 def test_every_terraform_function_has_a_package() -> None:

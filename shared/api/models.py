@@ -23,14 +23,22 @@ QueueStatus = Literal["QUEUED", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED"
 RunStatus = Literal["RUNNING", "COMPLETED", "FAILED", "CANCELLED"]
 
 
+# Each model builds its validator on first use, not at import: a request uses two or
+# three of these thirty, and building all of them was a tenth of sync_api's cold start
+# (bench/cold_start.py).
+_LAZY = ConfigDict(defer_build=True)
+
+
 class Request(BaseModel):
     """Base of request bodies and query parameters: unknown keys are an error."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", **_LAZY)
 
 
 class Answer(BaseModel):
     """Base of response bodies."""
+
+    model_config = _LAZY
 
 
 # --- errors ---------------------------------------------------------------------------

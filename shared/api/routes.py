@@ -26,7 +26,6 @@ from pydantic import BaseModel, ValidationError
 from shared.api import handlers, models
 from shared.api.auth import NotConfigured, acting_user, authenticate, authenticate_metrics
 from shared.api.context import ApiError, Call, Reply
-from shared.api.metrics import read_snapshot, render
 from shared.engine import get_engine
 from shared.observability import bind
 from shared.web import BadRequest, error_response, json_response, read_json
@@ -79,6 +78,10 @@ class Route:
 
 def metrics(call: Call) -> Reply:
     """GET /metrics: Prometheus text computed from the database."""
+    # Only this route needs prometheus_client; imported here, no other route's cold
+    # start pays for it.
+    from shared.api.metrics import read_snapshot, render
+
     body = render(read_snapshot(call.engine.database))
     return flask.Response(body, status=200, content_type=PROMETHEUS_TEXT)
 
