@@ -1,15 +1,19 @@
 """Cold start: import time of each function's main.py against a bare functions-framework import.
 
 Each measurement is a fresh interpreter (as a new Cloud Functions instance is),
-timed from inside the process around the import alone, median of ``--runs``. What
+timed from inside the process around the import alone, median of ``--runs``. The
+time is the process's CPU time: on an idle machine it equals the wall time within a
+few ms, and unlike wall time it does not grow when other work shares the cores. What
 is imported is what deploys: the folders ``hubspot-sync package`` stages (``main.py``,
 ``shared/`` and their checked-hash bytecode), on a virtual environment holding
 exactly ``requirements/runtime.lock`` with its bytecode compiled as pip installs it
 (built once in ``.venv-bench-runtime``). ``PYTHONDONTWRITEBYTECODE=1``: an instance
 caches nothing for the next one.
-Goal: every function ≤ 1.5x the bare ``import functions_framework`` (heavy
-clients - gRPC Cloud Tasks and Pub/Sub, the Cloud SQL connector - are imported
-only on the paths that use them).
+The issue's goal, every function ≤ 1.5x the bare ``import functions_framework``, is
+below what the packages every function needs cost by themselves (the floor row). What
+our code decides is the rest: packages that only some paths use (gRPC clients, the
+Cloud SQL connector, cryptography, prometheus_client) are imported only there - the
+last column, asserted by tests/test_packaging.py - and the ms above the floor.
 
     .venv/bin/python bench/cold_start.py [--runs 7]
 """
@@ -25,7 +29,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from shared.packaging import package_functions
+from shared.packaging import LOADED_WHERE_USED, package_functions
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIME_VENV = ROOT / ".venv-bench-runtime"
@@ -33,20 +37,24 @@ FUNCTIONS = sorted(p.parent.name for p in (ROOT / "functions").glob("*/main.py")
 
 _PROBE = """
 import time, sys, importlib.util
-t = time.perf_counter()
+t = time.process_time()
 {body}
-print(time.perf_counter() - t)
-HEAVY = ("google.cloud.tasks", "google.cloud.pubsub", "google.cloud.sql", "grpc")
-print(sorted(m for m in sys.modules if m.startswith(HEAVY)))
+print(time.process_time() - t)
+print(sorted(m for m in sys.modules if m.startswith({lazy!r})))
 """
 _BARE = "import functions_framework"
 _FUNCTION = "import main"
-# What any function needs to do its work at all: the chosen packages' own import cost,
-# the part of a cold start no arrangement of our modules can remove.
-_FLOOR = (
-    "import functions_framework, pydantic, httpx, pg8000\n"
-    "from cryptography.hazmat.primitives.ciphers.aead import AESGCM"
-)
+# What every function needs before it can answer at all: the chosen packages' own
+# import cost, the part of a cold start no arrangement of our modules can remove. The
+# settings are a pydantic model, and pydantic loads its schema builder (~45 ms, more
+# than pydantic's import) on the first model defined; so does the floor.
+_FLOOR = """
+import functions_framework, httpx, pg8000
+from pydantic import BaseModel, Field, SecretStr
+class Settings(BaseModel):
+    token: SecretStr | None = None
+    pool_size: int = Field(4, ge=1)
+"""
 
 
 def runtime_python() -> str:
@@ -80,7 +88,7 @@ def measure(body: str, runs: int, folder: Path) -> tuple[float, list[str]]:
     env = {**os.environ, "PYTHONPATH": str(folder), "PYTHONDONTWRITEBYTECODE": "1"}
     for _ in range(runs):
         out = subprocess.run(
-            [python, "-c", _PROBE.format(body=body)],
+            [python, "-c", _PROBE.format(body=body, lazy=LOADED_WHERE_USED)],
             capture_output=True,
             text=True,
             check=True,
@@ -102,25 +110,28 @@ def main() -> None:
         bare, _ = measure(_BARE, args.runs, staged)
         floor, _ = measure(_FLOOR, args.runs, staged)
         print(
-            "| function | import ms | x bare functions_framework | ms above the packages' floor"
-            " | gRPC / connector modules loaded |"
+            "| function | import CPU ms | x bare functions_framework | ms above the packages' floor"
+            " | modules loaded that only some paths use |"
         )
         print("|---|---|---|---|---|")
         print(f"| (bare `import functions_framework`) | {bare * 1000:.0f} | 1.00 | — | — |")
         print(
-            f"| (floor: + pydantic, httpx, pg8000, cryptography) | {floor * 1000:.0f} |"
+            f"| (floor: + httpx, pg8000, a pydantic model) | {floor * 1000:.0f} |"
             f" {floor / bare:.2f} | 0 | — |"
         )
-        worst = 0.0
+        worst, above = 0.0, 0.0
         for name in FUNCTIONS:
             seconds, heavy = measure(_FUNCTION, args.runs, staged / name)
             ratio = seconds / bare
-            worst = max(worst, ratio)
+            worst, above = max(worst, ratio), max(above, seconds - floor)
             print(
                 f"| {name} | {seconds * 1000:.0f} | {ratio:.2f} | {(seconds - floor) * 1000:.0f}"
                 f" | {len(heavy) or 'none'} |"
             )
-    print(f"\nworst ratio {worst:.2f} (goal ≤ 1.50; the floor alone is {floor / bare:.2f})")
+    print(
+        f"\nworst ratio {worst:.2f} (goal ≤ 1.50; the floor alone is {floor / bare:.2f});"
+        f" most above the floor {above * 1000:.0f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -34,6 +34,17 @@ from shared.errors import SyncError
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DISTRIBUTION = "warp-hubspot-sync"
 MANIFEST = "manifest.json"
+# Packages a staged function may import only on the paths that use them, never at
+# start: gRPC clients (Cloud Tasks, Pub/Sub), the Cloud SQL connector, the sealing
+# cipher, the Prometheus renderer (tests/test_packaging.py, bench/cold_start.py).
+LOADED_WHERE_USED = (
+    "grpc",
+    "google.cloud.tasks",
+    "google.cloud.pubsub",
+    "google.cloud.sql",
+    "cryptography",
+    "prometheus_client",
+)
 # Never copied: caches and mtime-checked bytecode differ per machine and would change
 # the hash; the staged folder gets its own checked-hash bytecode instead.
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", ".mypy_cache", ".DS_Store")

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from shared.cli.main import cli
 from shared.packaging import (
+    LOADED_WHERE_USED,
     MANIFEST,
     REPO_ROOT,
     PackagingError,
@@ -26,17 +27,6 @@ from shared.packaging import (
     runtime_requirements,
 )
 from tests.test_terraform import terraform_functions
-
-# Packages imported only on the paths that use them: gRPC clients (Cloud Tasks, Pub/Sub),
-# the Cloud SQL connector, the sealing cipher, the Prometheus renderer.
-LOADED_WHERE_USED = (
-    "grpc",
-    "google.cloud.tasks",
-    "google.cloud.pubsub",
-    "google.cloud.sql",
-    "cryptography",
-    "prometheus_client",
-)
 
 REAL = Sources()
 EXISTING = discover_functions(REAL.functions_dir)
