@@ -56,9 +56,12 @@ def machine() -> str:
     except (ValueError, OSError):
         memory = "?"
     database = "a server (TEST_DATABASE_URL)" if os.environ.get("TEST_DATABASE_URL") else "embedded"
+    # The figures halve when other work shares two cores: say how busy the machine was.
+    load = os.getloadavg()[0]
     return (
         f"{cpu}, {os.cpu_count()} cores, {memory}, Python {platform.python_version()}, "
-        f"{platform.system()} {platform.release()}, PostgreSQL: {database}"
+        f"{platform.system()} {platform.release()}, PostgreSQL: {database}; "
+        f"load average {load:.2f} at the start"
     )
 
 
