@@ -7,7 +7,7 @@ import dataclasses
 import json
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -368,6 +368,30 @@ def test_conflicts_show_both_values_and_rule(
     assert conflict["rule"] == "MANUAL"
     assert conflict["conflict_detected_at"] is not None
     assert conflict["hubspot_modified_at"] is not None
+    # WARP's time is the field's own, as the rules use it: a write of another column
+    # (which moves the row's updated_at) leaves it alone, a change message naming the
+    # field moves it.
+    detected_with = conflict["warp_modified_at"]
+    changed_at = datetime.now(UTC) + timedelta(hours=1)
+    with engine.database.transaction() as tx:
+        tx.execute(
+            "UPDATE accounts.customers SET status = 'SUSPENDED', updated_at = NOW() + "
+            "interval '1 day' WHERE id = CAST(:id AS uuid)",
+            {"id": customer_id},
+        )
+    (other,) = client.get(f"/v1/sync/customers/{customer_id}/conflicts").json()["conflicts"]
+    assert other["warp_modified_at"] == detected_with
+    with engine.database.transaction() as tx:
+        field_state.record_warp_changes(
+            tx,
+            conflict["entity_type"],
+            customer_id,
+            conflict["hubspot_object_id"],
+            ["company_name"],
+            changed_at,
+        )
+    (later,) = client.get(f"/v1/sync/customers/{customer_id}/conflicts").json()["conflicts"]
+    assert datetime.fromisoformat(later["warp_modified_at"]) == changed_at
     assert client.get(f"/v1/sync/customers/{uuid.uuid4()}/conflicts").status_code == 404
 
 

@@ -20,9 +20,11 @@ from typing import Any
 
 import pg8000.exceptions
 
+from shared.conflicts import warp_time
 from shared.db import Row, Session
 from shared.db.repositories import customers, field_state, sync_log
 from shared.engine.deps import Engine
+from shared.engine.record import states_by_field
 from shared.engine.snapshots import LAST_MODIFIED_PROPERTY, linked_id
 from shared.engine.sync import ENTITIES, OBJECT_TYPE, lock_customers
 from shared.errors import SyncError
@@ -163,7 +165,10 @@ def open_conflicts(engine: Engine, customer_id: str) -> list[OpenConflict] | Non
                 rule=state["conflict_resolution"],
                 sync_direction=state["sync_direction"],
                 warp_value=mapping.read_warp(row) if mapping else None,
-                warp_modified_at=state.get("last_modified_at_warp") or row.get("updated_at"),
+                # The field's own time, as the rules use it; the row's updated_at moves
+                # with every column (and the sync's own writes), so it is not shown.
+                warp_modified_at=warp_time(states_by_field([state])[state["field_name"]])
+                or state.get("last_modified_at_warp"),
                 hubspot_value=hub_value,
                 hubspot_modified_at=hub_time,
                 last_synced_warp_value=state.get("warp_value"),
