@@ -22,3 +22,16 @@ class DatabaseUnavailableError(SyncError):
     """The database connection failed or dropped; the work can be retried."""
 
     retryable = True
+
+
+class WarpChangedDuringSync(SyncError):
+    """WARP's application changed a row between the sync's read and its write.
+
+    Nothing of the transaction is written; the work is planned again from fresh reads.
+    """
+
+    retryable = True
+
+    def __init__(self, customer_ids: list[str]) -> None:
+        super().__init__(f"{len(customer_ids)} customer(s) changed in WARP during the sync")
+        self.customer_ids = customer_ids

@@ -98,6 +98,8 @@ class Plan:
     results: list[FieldResult] = field(default_factory=list)
     hubspot_updates: dict[str, str] = field(default_factory=dict)
     warp_updates: dict[str, Any] = field(default_factory=dict)
+    warp_read: dict[str, Any] = field(default_factory=dict)
+    """Each written column as it was read: the write holds only if it still is."""
     states: dict[str, FieldState] = field(default_factory=dict)
     changed: list[FieldResult] = field(default_factory=list)
     """Fields written to either side."""
@@ -172,6 +174,7 @@ def plan_sync(
             column, column_value = mapping.write_warp(working, value)
             working[column] = column_value
             plan.warp_updates[column] = column_value
+            plan.warp_read.setdefault(column, warp.row.get(column))
             decision = replace(decision, value=value)
         plan.add(result(decision, applied=True))
         if decision.action is Action.NOTHING and _unchanged(mapping, previous, warp_side, hub_side):

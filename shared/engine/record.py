@@ -15,6 +15,7 @@ from shared.conflicts import Action, FieldState
 from shared.db import Database, Row, Session
 from shared.db.repositories import customers, field_state, sync_log
 from shared.engine.plan import FieldResult, Plan
+from shared.errors import WarpChangedDuringSync
 from shared.mapping import Direction, EntityType, MappingSet
 from shared.observability import Conflict, log_operation
 from shared.sealing import Sealer, get_sealer
@@ -252,13 +253,19 @@ def commit_plans(
     A batch sync records a page of plans this way: WARP's columns of every
     customer in one statement, the sync stamps in one, the field states grouped
     by column set, and the log rows of the plans that need one in one statement.
+    Raises :class:`WarpChangedDuringSync`, before anything else is written, when WARP's
+    application changed a column the plans write since it was read.
     """
     warp_updates: dict[str, dict[str, Any]] = {}
+    warp_read: dict[str, dict[str, Any]] = {}
     to_hubspot: list[str] = []
     rows: list[dict[str, Any]] = []
     for item in items:
         if item.plan.warp_updates:
             warp_updates.setdefault(item.customer_id, {}).update(item.plan.warp_updates)
+            read = warp_read.setdefault(item.customer_id, {})
+            for column, value in item.plan.warp_read.items():
+                read.setdefault(column, value)
         if item.plan.hubspot_updates:
             to_hubspot.append(item.customer_id)
         rows.extend(
@@ -271,7 +278,11 @@ def commit_plans(
                 now=now,
             )
         )
-    customers.update_many(tx, warp_updates)
+    changed = customers.update_many(tx, warp_updates, warp_read)
+    if changed:
+        # Recording these plans would claim values WARP no longer holds: the caller's
+        # transaction rolls back and the work is planned again from fresh reads.
+        raise WarpChangedDuringSync(changed)
     customers.mark_synced_many(tx, from_hubspot=list(warp_updates), to_hubspot=to_hubspot, at=now)
     if rows:
         field_state.upsert_many(tx, rows)

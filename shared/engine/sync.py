@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any, Literal
 
 from shared.conflicts import Action, FieldState
@@ -38,7 +39,7 @@ from shared.engine.snapshots import (
     read_properties,
     warp_snapshot,
 )
-from shared.errors import SyncError
+from shared.errors import SyncError, WarpChangedDuringSync
 from shared.hubspot.client import PendingBatch
 from shared.mapping import EntityType, MappingSet
 from shared.memory import fewer_collections
@@ -46,6 +47,9 @@ from shared.memory import fewer_collections
 log = logging.getLogger("warp_hubspot_sync.engine")
 
 BATCH = 100
+# A chunk whose rows WARP's application changed under it is planned again at once;
+# after this many tries the caller's retry takes over (the error is retryable).
+CHUNK_ATTEMPTS = 3
 ENTITIES = (EntityType.CUSTOMER, EntityType.CONTACT)
 OBJECT_TYPE = {EntityType.CUSTOMER: "companies", EntityType.CONTACT: "contacts"}
 
@@ -134,24 +138,34 @@ def sync_customers(
     """
     results: list[CustomerSync] = []
     unique = list(dict.fromkeys(str(i) for i in customer_ids))
+    sync_chunk = partial(
+        _sync_chunk,
+        engine,
+        allowed=frozenset(allowed),
+        triggered_by=triggered_by,
+        triggered_by_user=triggered_by_user,
+        fields=fields or {},
+        warp_times=warp_times or {},
+        operation=operation,
+        dry_run=dry_run,
+        record_noop=record_noop,
+        on_chunk=on_chunk,
+    )
     with fewer_collections():
         for start in range(0, len(unique), batch_size):
             chunk = unique[start : start + batch_size]
-            results.extend(
-                _sync_chunk(
-                    engine,
-                    chunk,
-                    allowed=frozenset(allowed),
-                    triggered_by=triggered_by,
-                    triggered_by_user=triggered_by_user,
-                    fields=fields or {},
-                    warp_times=warp_times or {},
-                    operation=operation,
-                    dry_run=dry_run,
-                    record_noop=record_noop,
-                    on_chunk=on_chunk,
-                )
-            )
+            for attempt in range(1, CHUNK_ATTEMPTS + 1):
+                try:
+                    results.extend(sync_chunk(chunk))
+                    break
+                except WarpChangedDuringSync as exc:
+                    # The chunk rolled back; what reached HubSpot compares equal next time.
+                    if attempt == CHUNK_ATTEMPTS:
+                        raise
+                    log.info(
+                        "WARP changed customers during the sync; planning the chunk again",
+                        extra={"fields": {"customer_count": len(exc.customer_ids)}},
+                    )
     return results
 
 

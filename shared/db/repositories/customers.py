@@ -211,17 +211,25 @@ def _stamp(tx: Session, customer_id: str, column: str, at: datetime | None) -> N
 
 
 def update_many(
-    tx: Session, values_by_id: Mapping[str, Mapping[str, Any]], *, touch: bool = True
-) -> int:
+    tx: Session,
+    values_by_id: Mapping[str, Mapping[str, Any]],
+    read_by_id: Mapping[str, Mapping[str, Any]],
+    *,
+    touch: bool = True,
+) -> list[str]:
     """Set columns of many customers in one statement, each customer its own columns.
 
     ``values_by_id`` maps a customer id to ``{column: value}`` as for
-    :func:`update_columns`. The values travel as one JSON document and PostgreSQL
-    converts each to its column's type (``jsonb_populate_record``), so a page of
-    writes is one round trip. Returns the number of rows updated.
+    :func:`update_columns`; ``read_by_id`` gives each written column's value as the
+    caller read it. A customer is written only if every one of its columns still
+    holds that value: WARP's application writes rows without the sync's locks, and a
+    write planned from an older read would silently undo its edit (a JSONB column is
+    written whole). Returns the ids left unwritten for that reason (or gone).
+    The values travel as one JSON document and PostgreSQL converts each to its
+    column's type (``jsonb_populate_record``), so a page of writes is one round trip.
     """
     if not values_by_id:
-        return 0
+        return []
     columns = sorted(
         {
             c
@@ -230,21 +238,32 @@ def update_many(
         }
     )
     if not columns:
-        return 0
+        return []
     # Column names are checked above; the values are one JSON parameter.
     assignments = [
-        f"{c} = CASE WHEN jsonb_exists(u.doc, '{c}') "
-        f"THEN (jsonb_populate_record(NULL::{TABLE}, u.doc)).{c} ELSE c.{c} END"
+        f"{c} = CASE WHEN jsonb_exists(u.doc -> 'new', '{c}') "
+        f"THEN (jsonb_populate_record(NULL::{TABLE}, u.doc -> 'new')).{c} ELSE c.{c} END"
+        for c in columns
+    ]
+    unchanged = [
+        f"(NOT jsonb_exists(u.doc -> 'new', '{c}') OR c.{c} IS NOT DISTINCT FROM "
+        f"(jsonb_populate_record(NULL::{TABLE}, u.doc -> 'read')).{c})"
         for c in columns
     ]
     if touch:
         assignments.append("updated_at = NOW()")
-    docs = {str(cid): dict(values) for cid, values in values_by_id.items()}
-    return tx.execute(
+    docs = {
+        str(cid): {"new": dict(values), "read": dict(read_by_id.get(cid, {}))}
+        for cid, values in values_by_id.items()
+    }
+    written = tx.fetch(
         f"UPDATE {TABLE} AS c SET {', '.join(assignments)} "
-        "FROM jsonb_each(CAST(:docs AS jsonb)) AS u(id, doc) WHERE c.id = CAST(u.id AS uuid)",
+        "FROM jsonb_each(CAST(:docs AS jsonb)) AS u(id, doc) WHERE c.id = CAST(u.id AS uuid) "
+        f"AND {' AND '.join(unchanged)} RETURNING c.id",
         {"docs": to_json(docs)},
     )
+    done = {str(r["id"]) for r in written}
+    return [cid for cid in docs if cid not in done]
 
 
 def mark_synced_many(
