@@ -24,13 +24,15 @@ from shared.db.repositories import (
     sync_log,
     sync_queue,
 )
-from shared.engine import Engine, set_engine
+from shared.engine import Engine, resolve, set_engine
 from shared.engine.sync import BOTH_WAYS, sync_customers
+from shared.errors import WarpChangedDuringSync
 from shared.retry import register_runner
 from tests.conftest import engine_settings
 from tests.helpers.customers import acme_customer
 from tests.helpers.functions import FunctionProcess, serve_function
 from tests.helpers.oidc_issuer import OidcIssuer
+from tests.helpers.races import edit_during_first_call
 
 pytestmark = pytest.mark.integration
 
@@ -441,6 +443,32 @@ def test_resolve_conflict(
         "in_sync"
     )
     assert client.post(url, json=body).status_code == 409
+
+
+def test_resolution_does_not_overwrite_a_warp_edit_made_meanwhile(
+    engine: Engine, emulator: Any
+) -> None:
+    customer_id, company_id = _in_conflict(engine, emulator)
+
+    def application_edit() -> None:
+        with engine.database.transaction() as tx:
+            customers.update_columns(tx, customer_id, {"company_name": "Acme Renamed"})
+
+    # The resolution reads the row, then HubSpot; WARP's application renames meanwhile.
+    with (
+        edit_during_first_call(_current(engine), application_edit) as racing,
+        pytest.raises(WarpChangedDuringSync) as raised,
+    ):
+        resolve.resolve_conflict(
+            racing, customer_id, "company_name", resolve.Resolution.USE_HUBSPOT_VALUE
+        )
+    assert raised.value.retryable  # the API answers 503: try again, with the new value shown
+    with engine.database.transaction() as tx:
+        row = customers.get(tx, customer_id)
+        state = field_state.get(tx, "customer", customer_id, "company_name")
+    assert row is not None and row["company_name"] == "Acme Renamed"
+    assert state is not None and state["is_in_conflict"] is True
+    assert emulator.values("companies", company_id)["name"] == "Acme HubSpot"
 
 
 def test_resolve_refusals(client: httpx.Client, engine: Engine, emulator: Any) -> None:

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-import httpx
 import pytest
 
 from shared.db.repositories import customers, field_state, sync_log
 from shared.engine import Engine
 from shared.engine.sync import BOTH_WAYS, FROM_HUBSPOT, TO_HUBSPOT, sync_customers
-from shared.hubspot.client import HubSpotClient
-from tests.conftest import TEST_ACCESS_TOKEN
 from tests.helpers.customers import acme_customer
+from tests.helpers.races import edit_during_first_call
 
 pytestmark = pytest.mark.integration
 
@@ -161,27 +157,6 @@ def test_a_write_whose_record_was_lost_is_still_known_as_ours(
     assert state["hubspot_pending_value"] is None  # settled by the recorded sync
 
 
-class _EditDuringRead(httpx.BaseTransport):
-    """HTTP to HubSpot, but WARP's application writes the row while the first read is out.
-
-    That is the window the race lives in: the sync has read the row and not yet
-    written it, and WARP's application takes none of the sync's locks.
-    """
-
-    def __init__(self, edit: Callable[[], None]) -> None:
-        self._inner = httpx.HTTPTransport()
-        self._edit: Callable[[], None] | None = edit
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        if self._edit is not None and request.url.path.endswith("/batch/read"):
-            edit, self._edit = self._edit, None
-            edit()
-        return self._inner.handle_request(request)
-
-    def close(self) -> None:
-        self._inner.close()
-
-
 def test_warp_edit_committed_during_a_sync_is_not_overwritten(
     engine: Engine, emulator: Any
 ) -> None:
@@ -197,17 +172,8 @@ def test_warp_edit_committed_during_a_sync_is_not_overwritten(
         with engine.database.transaction() as tx:
             customers.update_columns(tx, customer_id, {"status": "CLOSED"})
 
-    client = HubSpotClient(
-        engine.settings.hubspot_base_url,
-        TEST_ACCESS_TOKEN,
-        limiter=engine.hubspot._limiter,
-        transport=_EditDuringRead(application_edit),
-    )
-    racing = dataclasses.replace(engine, hubspot=client)
-    try:
+    with edit_during_first_call(engine, application_edit) as racing:
         (result,) = sync_customers(racing, [customer_id], triggered_by="test")
-    finally:
-        client.close()
     assert result.error is None, result.error
     with engine.database.transaction() as tx:
         row = customers.get(tx, customer_id)

@@ -27,7 +27,7 @@ from shared.engine.deps import Engine
 from shared.engine.record import states_by_field
 from shared.engine.snapshots import LAST_MODIFIED_PROPERTY, linked_id
 from shared.engine.sync import ENTITIES, OBJECT_TYPE, lock_customers
-from shared.errors import SyncError
+from shared.errors import SyncError, WarpChangedDuringSync
 from shared.hubspot.errors import NotFound
 from shared.hubspot.models import HubSpotObject, parse_datetime
 from shared.mapping import Direction, EntityType, FieldMapping, MappingError
@@ -328,7 +328,11 @@ def _chosen(
 def _write_warp(tx: Session, customer_id: str, mapping: FieldMapping, row: Row, value: Any) -> None:
     try:
         column, column_value = mapping.write_warp(row, value)
-        customers.update_columns(tx, customer_id, {column: column_value})
+        # Only over the column as read: HubSpot was read since, and WARP's application
+        # may have written the row meanwhile (a 503 then; the person tries again).
+        changed = customers.update_many(
+            tx, {customer_id: {column: column_value}}, {customer_id: {column: row.get(column)}}
+        )
     except MappingError as exc:
         raise InvalidValue(str(exc), field="value") from None
     except pg8000.exceptions.DatabaseError as exc:
@@ -339,6 +343,8 @@ def _write_warp(tx: Session, customer_id: str, mapping: FieldMapping, row: Row, 
             raise
         message = info.get("M", "refused") if isinstance(info, dict) else str(exc)
         raise InvalidValue(f"WARP refused the value: {message}", field="value") from None
+    if changed:
+        raise WarpChangedDuringSync(changed)
 
 
 def _sealed(mapping: FieldMapping, change: dict[str, Any], *, source: str) -> dict[str, Any]:
