@@ -90,6 +90,20 @@ def total_calls(emu: Emulator, key: str | None = None) -> int:
 # --- single records ----------------------------------------------------------------------
 
 
+def test_connection_pool_is_built_on_the_first_call_and_again_after_close(
+    make_client: MakeClient,
+) -> None:
+    # An engine builds its client on every cold start; a request that never calls
+    # HubSpot must not pay for the TLS context (~45 ms).
+    client = make_client()
+    assert client._http_client is None
+    created = client.companies.create({"name": "Acme"})
+    assert client._http_client is not None
+    client.close()
+    assert client._http_client is None
+    assert client.companies.get(created.id, properties=["name"]).properties["name"] == "Acme"
+
+
 def test_create_get_update_archive_company(make_client: MakeClient) -> None:
     client = make_client()
     created = client.companies.create({"name": "Acme", "domain": "acme.example"})

@@ -106,16 +106,18 @@ class HubSpotClient:
         if not access_token:
             raise ConfigurationError("HUBSPOT_ACCESS_TOKEN is empty")
         connect, read = timeout
-        self._http = httpx.Client(
-            base_url=base_url.rstrip("/"),
-            headers={
+        self._http_options: dict[str, Any] = {
+            "base_url": base_url.rstrip("/"),
+            "headers": {
                 "Authorization": f"Bearer {access_token}",
                 "Accept": "application/json",
                 "User-Agent": "warp-hubspot-sync",
             },
-            timeout=httpx.Timeout(connect=connect, read=read, write=read, pool=connect),
-            transport=transport,
-        )
+            "timeout": httpx.Timeout(connect=connect, read=read, write=read, pool=connect),
+            "transport": transport,
+        }
+        self._http_client: httpx.Client | None = None
+        self._http_lock = threading.Lock()
         self._limiter = limiter
         self.max_transient_retries = max_transient_retries
         self.max_retry_wait = max_retry_wait
@@ -154,7 +156,22 @@ class HubSpotClient:
             if self._executor is not None:
                 self._executor.shutdown(wait=True)
                 self._executor = None
-        self._http.close()
+        with self._http_lock:
+            if self._http_client is not None:
+                self._http_client.close()
+                self._http_client = None
+
+    def _http(self) -> httpx.Client:
+        # Built on the first call, not with the engine: its TLS context (the CA bundle)
+        # costs ~45 ms, which a cold start whose first request never calls HubSpot (an
+        # echo webhook, an API read) should not pay.
+        client = self._http_client
+        if client is not None:
+            return client
+        with self._http_lock:
+            if self._http_client is None:
+                self._http_client = httpx.Client(**self._http_options)
+            return self._http_client
 
     def start_concurrently(self, calls: Sequence[Callable[[], T]]) -> list[Future[T]]:
         """Start independent calls, ``read_concurrency`` at a time; their futures in order.
@@ -314,7 +331,7 @@ class HubSpotClient:
     ) -> tuple[httpx.Response | None, HubSpotError | None, bool]:
         """One HTTP exchange: (response, error, whether the request may have been applied)."""
         try:
-            response = self._http.request(method, path, params=params, json=json)
+            response = self._http().request(method, path, params=params, json=json)
         except httpx.ConnectTimeout as exc:
             return None, Timeout(f"HubSpot connect timeout: {type(exc).__name__}"), False
         except httpx.TimeoutException as exc:
