@@ -17,7 +17,15 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from shared.conflicts import Action, Decision, FieldState, SideValue, decide, state_after
+from shared.conflicts import (
+    Action,
+    Decision,
+    FieldState,
+    SideValue,
+    decide,
+    same_form,
+    state_after,
+)
 from shared.mapping import FieldMapping, MappingError, MappingSet
 
 ALL_ACTIONS = frozenset(Action)
@@ -188,10 +196,8 @@ def _unchanged(
     """Both values equal what the state recorded (and the state is not a conflict)."""
     if previous is None or previous.is_in_conflict:
         return False
-    return mapping.canonical_warp(previous.warp_value) == mapping.canonical_warp(
-        warp.value
-    ) and mapping.canonical_hubspot(previous.hubspot_value) == mapping.canonical_hubspot(
-        hubspot.value
+    return same_form(mapping.canonical_warp, previous.warp_value, warp.value) and same_form(
+        mapping.canonical_hubspot, previous.hubspot_value, hubspot.value
     )
 
 
