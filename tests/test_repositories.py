@@ -61,6 +61,10 @@ def test_customer_insert_get_and_many(tx: Session) -> None:
         b["id"],
     }
     assert customers.get_many(tx, []) == []
+    (narrow,) = customers.get_many(tx, [a["id"]], ["credit_limit"])
+    assert narrow == {"id": a["id"], "credit_limit": Decimal("5000.00")}
+    with pytest.raises(ValueError, match="not a writable column"):
+        customers.get_many(tx, [a["id"]], ["credit_limit; DROP TABLE x"])
 
 
 def test_company_and_contact_links(tx: Session) -> None:
