@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 from shared.conflicts import (
@@ -147,7 +146,7 @@ def plan_sync(
     share a JSONB column (or a name split into first and last) compose.
     """
     plan = Plan(object_id=hubspot.object_id)
-    working = dict(warp.row)
+    working: dict[str, Any] | None = None  # a copy of the row once a field writes WARP
     for mapping in mappings.active():
         if fields is not None and mapping.name not in fields:
             continue
@@ -156,38 +155,47 @@ def plan_sync(
         warp_side = warp.side(mapping)
         hub_side = hubspot.side(mapping)
         previous = states.get(mapping.name)
-        result = partial(
-            FieldResult,
-            mapping.name,
-            mapping.hubspot_property,
-            warp_before=warp_side.value,
-            hubspot_before=hub_side.value,
-        )
         try:
             decision = decide(mapping, previous, warp_side, hub_side)
         except MappingError as exc:
             decision = Decision(Action.NOTHING, reason=f"cannot map value: {exc}")
-            plan.add(result(decision, applied=False, note=decision.reason))
+            plan.add(_result(mapping, warp_side, hub_side, decision, False, decision.reason))
             continue
         if decision.action in _WRITES and decision.action not in allowed:
-            plan.add(result(decision, applied=False, note=_not_here(decision.action)))
+            note = _not_here(decision.action)
+            plan.add(_result(mapping, warp_side, hub_side, decision, False, note))
             continue
         if decision.action is Action.WRITE_HUBSPOT:
             plan.hubspot_updates[mapping.hubspot_property] = decision.value
         elif decision.action is Action.WRITE_WARP:
+            if working is None:
+                working = dict(warp.row)
             # Recompute against the working copy: an earlier field may have changed it.
             value = mapping.to_warp(hub_side.value, mapping.read_warp(working))
             column, column_value = mapping.write_warp(working, value)
             working[column] = column_value
             plan.warp_updates[column] = column_value
             decision = replace(decision, value=value)
-        plan.add(result(decision, applied=True))
+        plan.add(_result(mapping, warp_side, hub_side, decision, True))
         if decision.action is Action.NOTHING and _unchanged(mapping, previous, warp_side, hub_side):
             continue  # in sync and already recorded so: no state write
         plan.states[mapping.name] = state_after(
             decision, mapping, warp_side, hub_side, now, previous
         )
     return plan
+
+
+def _result(
+    mapping: FieldMapping,
+    warp: SideValue,
+    hubspot: SideValue,
+    decision: Decision,
+    applied: bool,
+    note: str = "",
+) -> FieldResult:
+    return FieldResult(
+        mapping.name, mapping.hubspot_property, decision, warp.value, hubspot.value, applied, note
+    )
 
 
 def _unchanged(
