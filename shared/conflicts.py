@@ -19,9 +19,11 @@ from the value recorded for it when the field last crossed (``FieldState``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import cache
 from typing import Any
 
 from shared.mapping import ConflictRule, Direction, FieldMapping
@@ -171,6 +173,35 @@ def _echo(state: FieldState | None, toward: Side, unchanged: bool) -> str:
     return ""
 
 
+# Types whose equal values are indistinguishable, so they have one canonical form under
+# any mapping. Not Decimal ("1.0" = "1.00"), float (0.0 = -0.0), datetime (equal instants
+# in other zones) or containers (key order): those are compared by their forms.
+_PLAIN_TYPES = frozenset({str, int, bool, type(None)})
+
+
+def same_form(
+    canonical: Callable[[Any], str], recorded: Any, value: Any, form: str | None = None
+) -> bool:
+    """Whether ``value`` has ``recorded``'s canonical form (``form``: ``value``'s, if known).
+
+    Most fields of a sync hold what their state recorded, value for value; those are
+    told unchanged without converting either (a third of planning a reconciliation).
+    """
+    if _same_value(recorded, value):
+        return True
+    return canonical(recorded) == (canonical(value) if form is None else form)
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    return a is b or (type(a) is type(b) and type(a) in _PLAIN_TYPES and a == b)
+
+
+@cache
+def _in_sync(echo: str) -> Decision:
+    # One shared (frozen) decision per reason: nearly every field of a sync is in sync.
+    return Decision(Action.NOTHING, reason=f"in sync: {echo}" if echo else "in sync")
+
+
 def decide(
     mapping: FieldMapping, state: FieldState | None, warp: SideValue, hubspot: SideValue
 ) -> Decision:
@@ -178,8 +209,12 @@ def decide(
     warp_form, hub_form = _forms(mapping, warp.value, hubspot.value)
     warp_changed = hub_changed = True
     if state is not None and state.recorded:
-        old_warp, old_hub = _forms(mapping, state.warp_value, state.hubspot_value)
-        warp_changed, hub_changed = warp_form != old_warp, hub_form != old_hub
+        warp_changed = not same_form(
+            mapping.canonical_warp, state.warp_value, warp.value, warp_form
+        )
+        hub_changed = not same_form(
+            mapping.canonical_hubspot, state.hubspot_value, hubspot.value, hub_form
+        )
     if (
         hub_changed
         and state is not None
@@ -195,7 +230,7 @@ def decide(
         echo = _echo(state, Side.HUBSPOT, not hub_changed) or _echo(
             state, Side.WARP, not warp_changed
         )
-        return Decision(Action.NOTHING, reason=f"in sync: {echo}" if echo else "in sync")
+        return _in_sync(echo)
     if mapping.direction is Direction.NONE:
         return Decision(Action.NOTHING, reason="not synced (direction NONE)")
     if mapping.direction is Direction.WARP_TO_HUBSPOT:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
+from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from hypothesis import assume, given
@@ -354,3 +358,91 @@ def test_latest_wins_compares_the_fields_own_warp_time_not_the_rows(
     (result,) = [r for r in plan.results if r.field == "f"]
     assert result.action is (Action.WRITE_WARP if hubspot_newer else Action.WRITE_HUBSPOT)
     assert result.decision.resolved_by is ConflictRule.LATEST_WINS
+
+
+# -- the unchanged-value shortcut ----------------------------------------------------------
+
+# Values that compare equal across types and representations are where a shortcut
+# taken on equality would go wrong: 1 = 1.0 = True = Decimal("1.00"), 0.0 = -0.0,
+# one instant in two time zones.
+tricky = st.one_of(
+    st.none(),
+    st.sampled_from(["", " ", "0", "1", "1.0", "-0", "ACTIVE", "active", "Ann Lee", "Bo Ng"]),
+    st.text(max_size=5),
+    st.integers(-2, 2),
+    st.booleans(),
+    st.floats(),
+    st.decimals(),
+    st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=2))])),
+)
+
+
+def _twins(value: Any) -> list[Any]:
+    """``value`` and values equal to it: other types, other objects, other zones."""
+    twins = [value, copy.copy(value)]
+    if isinstance(value, str):
+        twins.append("".join(list(value)))  # an equal string that is another object
+    with contextlib.suppress(ValueError, ArithmeticError):  # none finite or in range
+        if isinstance(value, bool | int | float | Decimal):
+            twins += [int(value), float(value), Decimal(value), Decimal(value).scaleb(-2).scaleb(2)]
+        if isinstance(value, datetime):
+            twins.append(value.astimezone(timezone(timedelta(hours=-5))))
+    return [t for t in twins if t is value or t == value]
+
+
+@st.composite
+def near_states(draw: st.DrawFn) -> tuple[FieldMapping, FieldState | None, SideValue, SideValue]:
+    """Scenarios whose recorded values are mostly the current ones, or equal to them."""
+    m = mapping(
+        draw(st.sampled_from(list(Direction))),
+        draw(st.sampled_from(list(ConflictRule))),
+        unless_blank=draw(st.booleans()),
+        kind=draw(st.sampled_from(sorted(KINDS))),
+    )
+    warp = SideValue(draw(tricky), draw(times))
+    hubspot = SideValue(draw(st.one_of(tricky, st.text(max_size=5))), draw(times))
+
+    def recorded(current: Any) -> Any:
+        return draw(st.one_of(st.sampled_from(_twins(current)), tricky))
+
+    state = None
+    if draw(st.integers(0, 4)):
+        state = FieldState(
+            recorded(warp.value),
+            recorded(hubspot.value),
+            draw(times),
+            draw(st.sampled_from([None, Direction.WARP_TO_HUBSPOT, Direction.HUBSPOT_TO_WARP])),
+            draw(times),
+            draw(times),
+            is_in_conflict=draw(st.booleans()),
+            hubspot_pending=draw(st.one_of(st.none(), st.sampled_from(_twins(hubspot.value)))),
+            recorded=draw(st.integers(0, 4)) > 0,
+        )
+    return m, state, warp, hubspot
+
+
+def _outcome(call: Callable[[], Any]) -> Any:
+    try:
+        return call()
+    except Exception as exc:  # the slow path must fail alike, with the same error
+        return type(exc), str(exc)
+
+
+@given(near_states())
+def test_the_unchanged_shortcut_decides_as_comparing_forms_does(scenario: tuple) -> None:
+    m, state, warp, hubspot = scenario
+    row = {m.warp_column: {m.warp_path[0]: warp.value} if m.warp_path else warp.value}
+    states = {m.name: state} if state is not None else {}
+    one = MappingSet(EntityType.CUSTOMER, {m.name: m})
+    snapshot = HubSpotSnapshot("1", {m.hubspot_property: hubspot.value})
+
+    def both() -> tuple[Any, Any]:
+        return (
+            _outcome(lambda: decide(m, state, warp, hubspot)),
+            _outcome(lambda: plan_sync(one, warp_snapshot(row, states), snapshot, states, now=T0)),
+        )
+
+    fast = both()
+    with patch("shared.conflicts._same_value", lambda a, b: False):
+        slow = both()
+    assert fast == slow

@@ -11,6 +11,7 @@ from typing import Any
 import pg8000.dbapi
 import pytest
 
+from shared.conflicts import FieldState
 from shared.db import Database, Session
 from shared.db.repositories import (
     customers,
@@ -22,6 +23,8 @@ from shared.db.repositories import (
     sync_queue,
     webhook_events,
 )
+from shared.engine.record import states_by_field
+from shared.mapping import Direction
 
 pytestmark = pytest.mark.integration
 
@@ -58,6 +61,10 @@ def test_customer_insert_get_and_many(tx: Session) -> None:
         b["id"],
     }
     assert customers.get_many(tx, []) == []
+    (narrow,) = customers.get_many(tx, [a["id"]], ["credit_limit"])
+    assert narrow == {"id": a["id"], "credit_limit": Decimal("5000.00")}
+    with pytest.raises(ValueError, match="not a writable column"):
+        customers.get_many(tx, [a["id"]], ["credit_limit; DROP TABLE x"])
 
 
 def test_company_and_contact_links(tx: Session) -> None:
@@ -153,6 +160,57 @@ def test_field_state_upsert_partial_and_many(tx: Session) -> None:
     assert field_state.get(tx, "customer", c["id"], "credit_limit")["warp_value"] is None
     assert [r["field_name"] for r in field_state.open_conflicts(tx, c["id"])] == ["status"]
     assert len(field_state.get_for_entities(tx, [c["id"]])) == 3
+
+
+def test_decision_states_hold_every_column_in_its_place(tx: Session) -> None:
+    # decision_states hands each state over as an array (DECISION_COLUMNS order) and
+    # states_by_field unpacks it by position: every column must land where it belongs.
+    c = new_customer(tx)
+    base = datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=UTC)
+    field_state.upsert(
+        tx,
+        {
+            "entity_type": "customer",
+            "entity_id": c["id"],
+            "hubspot_object_id": "1",
+            "field_name": "credit_limit",
+            "warp_value": {"amount": "5000.00"},
+            "hubspot_value": "5000",
+            "hubspot_pending_value": "6000",
+            "last_synced_at": base,
+            "last_synced_direction": "WARP_TO_HUBSPOT",
+            "last_modified_at_warp": base - timedelta(seconds=1),
+            "last_modified_at_hubspot": base - timedelta(seconds=2),
+            "is_in_conflict": True,
+        },
+    )
+    field_state.record_warp_changes(
+        tx, "customer", c["id"], "1", ["credit_limit"], base + timedelta(seconds=3)
+    )
+    field_state.record_warp_changes(tx, "contact", c["id"], "2", ["phone"], base)
+    found = field_state.decision_states(tx, [c["id"]])
+    assert set(found) == {(str(c["id"]), "customer"), (str(c["id"]), "contact")}
+    state = states_by_field(found[(str(c["id"]), "customer")])["credit_limit"]
+    assert state == FieldState(
+        warp_value={"amount": "5000.00"},
+        hubspot_value="5000",
+        last_synced_at=base,
+        last_synced_direction=Direction.WARP_TO_HUBSPOT,
+        last_modified_at_warp=base - timedelta(seconds=1),
+        last_modified_at_hubspot=base - timedelta(seconds=2),
+        is_in_conflict=True,
+        hubspot_pending="6000",
+        recorded=True,
+        warp_changed_at=base + timedelta(seconds=3),
+    )
+    # Only a WARP change time: nothing crossed yet.
+    only_time = states_by_field(found[(str(c["id"]), "contact")])["phone"]
+    assert (only_time.recorded, only_time.warp_changed_at, only_time.last_synced_direction) == (
+        False,
+        base,
+        None,
+    )
+    assert field_state.decision_states(tx, []) == {}
 
 
 def test_field_state_rejects_bad_input(tx: Session) -> None:

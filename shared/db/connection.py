@@ -144,13 +144,32 @@ class Database:
         A dropped connection raises :class:`DatabaseUnavailableError` (retryable)
         and the connection is discarded, so the next transaction reconnects.
         """
+        with self._session(autocommit=False) as session:
+            yield session
+
+    @contextlib.contextmanager
+    def autocommit(self) -> Iterator[Session]:
+        """A session whose every statement is a transaction of its own, like :meth:`transaction`'s.
+
+        For one statement on a row many processes update (the rate limiter's): it is one
+        round trip, and its row lock ends with the statement. In a transaction the lock
+        lasts until the client's COMMIT arrives, two more round trips, each as slow as
+        the client's busiest thread is to give up the GIL.
+        """
+        with self._session(autocommit=True) as session:
+            yield session
+
+    @contextlib.contextmanager
+    def _session(self, *, autocommit: bool) -> Iterator[Session]:
         self._slots.acquire()
         connection: pg8000.dbapi.Connection | None = None
         try:
             connection = self._checkout()
+            connection.autocommit = autocommit
             try:
                 yield Session(connection)
-                connection.commit()
+                if not autocommit:
+                    connection.commit()
             except BaseException as exc:
                 if _is_disconnect(exc):
                     self._discard(connection)
@@ -171,6 +190,7 @@ class Database:
                 raise
         finally:
             if connection is not None:
+                connection.autocommit = False
                 self._idle.put(connection)
             self._slots.release()
 

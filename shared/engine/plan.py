@@ -14,10 +14,17 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from functools import partial
 from typing import Any
 
-from shared.conflicts import Action, Decision, FieldState, SideValue, decide, state_after
+from shared.conflicts import (
+    Action,
+    Decision,
+    FieldState,
+    SideValue,
+    decide,
+    same_form,
+    state_after,
+)
 from shared.mapping import FieldMapping, MappingError, MappingSet
 
 ALL_ACTIONS = frozenset(Action)
@@ -141,7 +148,7 @@ def plan_sync(
     share a JSONB column (or a name split into first and last) compose.
     """
     plan = Plan(object_id=hubspot.object_id)
-    working = dict(warp.row)
+    working: dict[str, Any] | None = None  # a copy of the row once a field writes WARP
     for mapping in mappings.active():
         if fields is not None and mapping.name not in fields:
             continue
@@ -150,25 +157,21 @@ def plan_sync(
         warp_side = warp.side(mapping)
         hub_side = hubspot.side(mapping)
         previous = states.get(mapping.name)
-        result = partial(
-            FieldResult,
-            mapping.name,
-            mapping.hubspot_property,
-            warp_before=warp_side.value,
-            hubspot_before=hub_side.value,
-        )
         try:
             decision = decide(mapping, previous, warp_side, hub_side)
         except MappingError as exc:
             decision = Decision(Action.NOTHING, reason=f"cannot map value: {exc}")
-            plan.add(result(decision, applied=False, note=decision.reason))
+            plan.add(_result(mapping, warp_side, hub_side, decision, False, decision.reason))
             continue
         if decision.action in _WRITES and decision.action not in allowed:
-            plan.add(result(decision, applied=False, note=_not_here(decision.action)))
+            note = _not_here(decision.action)
+            plan.add(_result(mapping, warp_side, hub_side, decision, False, note))
             continue
         if decision.action is Action.WRITE_HUBSPOT:
             plan.hubspot_updates[mapping.hubspot_property] = decision.value
         elif decision.action is Action.WRITE_WARP:
+            if working is None:
+                working = dict(warp.row)
             # Recompute against the working copy: an earlier field may have changed it.
             value = mapping.to_warp(hub_side.value, mapping.read_warp(working))
             column, column_value = mapping.write_warp(working, value)
@@ -176,7 +179,7 @@ def plan_sync(
             plan.warp_updates[column] = column_value
             plan.warp_read.setdefault(column, warp.row.get(column))
             decision = replace(decision, value=value)
-        plan.add(result(decision, applied=True))
+        plan.add(_result(mapping, warp_side, hub_side, decision, True))
         if decision.action is Action.NOTHING and _unchanged(mapping, previous, warp_side, hub_side):
             continue  # in sync and already recorded so: no state write
         plan.states[mapping.name] = state_after(
@@ -185,16 +188,27 @@ def plan_sync(
     return plan
 
 
+def _result(
+    mapping: FieldMapping,
+    warp: SideValue,
+    hubspot: SideValue,
+    decision: Decision,
+    applied: bool,
+    note: str = "",
+) -> FieldResult:
+    return FieldResult(
+        mapping.name, mapping.hubspot_property, decision, warp.value, hubspot.value, applied, note
+    )
+
+
 def _unchanged(
     mapping: FieldMapping, previous: FieldState | None, warp: SideValue, hubspot: SideValue
 ) -> bool:
     """Both values equal what the state recorded (and the state is not a conflict)."""
     if previous is None or previous.is_in_conflict:
         return False
-    return mapping.canonical_warp(previous.warp_value) == mapping.canonical_warp(
-        warp.value
-    ) and mapping.canonical_hubspot(previous.hubspot_value) == mapping.canonical_hubspot(
-        hubspot.value
+    return same_form(mapping.canonical_warp, previous.warp_value, warp.value) and same_form(
+        mapping.canonical_hubspot, previous.hubspot_value, hubspot.value
     )
 
 

@@ -296,7 +296,7 @@ class _Context:
                 value = (row.get("external_ids") or {}).get(key)
                 if value:
                     self.links.setdefault((et, str(value)), cid)
-        self.state_rows: dict[tuple[str, str], list[Row]] = defaultdict(list)
+        self.state_rows: dict[tuple[str, str], list[list[Any]]] = defaultdict(list)
         self.commits: list[PlanCommit] = []
 
     def commit(self) -> list[tuple[Plan, EntityType, str]]:

@@ -87,49 +87,63 @@ def get_for_entities(tx: Session, entity_ids: Sequence[str]) -> list[Row]:
 # per customer and entity type instead of a row per field. pg8000 decodes every
 # value of every row in Python; one json.loads per array is C. For a 2,000-customer
 # reconciliation window (16,000 states) that is ~0.1 s instead of ~0.33 s for
-# ``SELECT *`` (measured). Times travel as their text form and are read with the
-# connection's own timestamptz reader, so they come out exactly as columns do.
+# ``SELECT *`` (measured). Each state is an array of these columns in this order,
+# not an object: the keys repeated per state were most of the bytes to build, send
+# and parse (10,000 customers' 90,000 states: 0.71 -> 0.51 s with the times below).
+# Times travel as their text form and are read with the connection's own timestamptz
+# reader, so they come out exactly as columns do.
+DECISION_COLUMNS = (
+    "field_name",
+    "warp_value",
+    "hubspot_value",
+    "hubspot_pending_value",
+    "last_synced_at",
+    "last_synced_direction",
+    "last_modified_at_warp",
+    "last_modified_at_hubspot",
+    "is_in_conflict",
+    "warp_changed_at",
+)
+_TIME_COLUMNS = frozenset(
+    {"last_synced_at", "last_modified_at_warp", "last_modified_at_hubspot", "warp_changed_at"}
+)
+_TIME_POSITIONS = tuple(i for i, c in enumerate(DECISION_COLUMNS) if c in _TIME_COLUMNS)
+_STATE_VALUES = ", ".join(
+    f"CAST({c} AS text)" if c in _TIME_COLUMNS else c for c in DECISION_COLUMNS
+)
 _DECISION_STATES_SQL = f"""
 SELECT CAST(entity_id AS text) AS entity_id, entity_type,
-       json_agg(json_build_object(
-           'field_name', field_name,
-           'warp_value', warp_value,
-           'hubspot_value', hubspot_value,
-           'hubspot_pending_value', hubspot_pending_value,
-           'last_synced_at', CAST(last_synced_at AS text),
-           'last_synced_direction', last_synced_direction,
-           'last_modified_at_warp', CAST(last_modified_at_warp AS text),
-           'last_modified_at_hubspot', CAST(last_modified_at_hubspot AS text),
-           'is_in_conflict', is_in_conflict,
-           'warp_changed_at', CAST(warp_changed_at AS text)
-       ) ORDER BY field_name) AS states
+       json_agg(json_build_array({_STATE_VALUES})) AS states
 FROM {TABLE} WHERE entity_id = ANY(CAST(:ids AS uuid[]))
 GROUP BY entity_id, entity_type
 """
-_TIME_KEYS = (
-    "last_synced_at",
-    "last_modified_at_warp",
-    "last_modified_at_hubspot",
-    "warp_changed_at",
-)
 
 
-def decision_states(tx: Session, entity_ids: Sequence[str]) -> dict[tuple[str, str], list[Row]]:
-    """The field states of these customers, by ``(customer id, entity type)``, by field name.
+def decision_states(
+    tx: Session, entity_ids: Sequence[str]
+) -> dict[tuple[str, str], list[list[Any]]]:
+    """The field states of these customers, by ``(customer id, entity type)``.
 
-    Each state carries what a sync decides from (``field_name``, both values, the
-    sync and modification times, WARP's change time, direction, ``is_in_conflict``),
-    not every column.
+    Each state is a list of the :data:`DECISION_COLUMNS` (what a sync decides from:
+    the field's name, both values, the sync and modification times, WARP's change
+    time, direction, ``is_in_conflict``), times read as datetimes; not every column.
     """
     if not entity_ids:
         return {}
-    found: dict[tuple[str, str], list[Row]] = {}
+    # A window's states were mostly recorded by a few syncs, so a few distinct times
+    # stand for tens of thousands: each text form is read once.
+    times: dict[str, Any] = {}
+    found: dict[tuple[str, str], list[list[Any]]] = {}
     for row in tx.fetch(_DECISION_STATES_SQL, {"ids": [str(i) for i in entity_ids]}):
-        states: list[Row] = row["states"]
+        states: list[list[Any]] = row["states"]
         for state in states:
-            for key in _TIME_KEYS:
-                if state[key] is not None:
-                    state[key] = read_timestamptz(state[key])
+            for i in _TIME_POSITIONS:
+                text = state[i]
+                if text is not None:
+                    when = times.get(text)
+                    if when is None:
+                        when = times[text] = read_timestamptz(text)
+                    state[i] = when
         found[(row["entity_id"], row["entity_type"])] = states
     return found
 
