@@ -27,7 +27,7 @@ def test_cold_start_collects_less_while_importing_then_freezes_what_was_built() 
     gc.unfreeze()
     try:
         with cold_start():
-            assert gc.get_threshold()[0] == 50_000
+            assert gc.get_threshold()[0] > before[0]  # the young generation waits longer
             built = [{"module": i} for i in range(1_000)]  # what an import leaves behind
         assert gc.get_threshold() == before
         assert gc.get_freeze_count() >= len(built)  # later collections skip them

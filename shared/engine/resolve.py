@@ -20,7 +20,7 @@ from typing import Any
 
 import pg8000.exceptions
 
-from shared.conflicts import warp_time
+from shared.conflicts import FieldState, warp_time
 from shared.db import Row, Session
 from shared.db.repositories import customers, field_state, sync_log
 from shared.engine.deps import Engine
@@ -167,8 +167,9 @@ def open_conflicts(engine: Engine, customer_id: str) -> list[OpenConflict] | Non
                 warp_value=mapping.read_warp(row) if mapping else None,
                 # The field's own time, as the rules use it; the row's updated_at moves
                 # with every column (and the sync's own writes), so it is not shown.
-                warp_modified_at=warp_time(states_by_field([state])[state["field_name"]])
-                or state.get("last_modified_at_warp"),
+                warp_modified_at=(
+                    warp_time(_field_state(state)) or state.get("last_modified_at_warp")
+                ),
                 hubspot_value=hub_value,
                 hubspot_modified_at=hub_time,
                 last_synced_warp_value=state.get("warp_value"),
@@ -178,6 +179,12 @@ def open_conflicts(engine: Engine, customer_id: str) -> list[OpenConflict] | Non
             )
         )
     return out
+
+
+def _field_state(row: Row) -> FieldState:
+    """A ``hubspot_field_state`` row as the rules read it."""
+    ((_, state),) = states_by_field([[row[c] for c in field_state.DECISION_COLUMNS]]).items()
+    return state
 
 
 def resolve_conflict(
