@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from shared.db.repositories import customers, field_state, sync_log
+from shared.db.repositories import customers, field_state, sync_config, sync_log
 from shared.engine import Engine
 from shared.engine.sync import BOTH_WAYS, FROM_HUBSPOT, TO_HUBSPOT, sync_customers
 from tests.helpers.customers import acme_customer
@@ -179,3 +179,43 @@ def test_warp_edit_committed_during_a_sync_is_not_overwritten(
         row = customers.get(tx, customer_id)
     assert row is not None and row["status"] == "CLOSED"
     assert emulator.values("companies", company_id)["warp_status"] == "CLOSED"
+
+
+def test_company_and_contact_fields_sharing_a_jsonb_column_both_land(
+    engine: Engine, emulator: Any
+) -> None:
+    # A customer's own configuration maps the company's phone into the contact column,
+    # where the contact's phone lives too. Both change in HubSpot; the company's plan
+    # and the contact's plan each write that column, and neither may drop the other's key.
+    customer_id, company_id = acme_customer(engine, emulator)
+    (contact_id,) = emulator.seed(
+        "contacts", [{"firstname": "Jane", "lastname": "Doe", "email": "jane@acme.example"}]
+    )
+    with engine.database.transaction() as tx:
+        customers.set_contact_link(tx, customer_id, contact_id)
+        sync_config.save(
+            tx,
+            config_name=f"shared-column-{customer_id[:8]}",
+            customer_id=customer_id,
+            field_mappings={
+                "company_phone": {
+                    "hubspot_property": "phone",
+                    "warp_field": "contact.company_phone",
+                    "sync_direction": "BIDIRECTIONAL",
+                    "conflict_resolution": "HUBSPOT_WINS",
+                }
+            },
+        )
+    engine.reload_mappings()
+    sync_customers(engine, [customer_id], triggered_by="test")  # records the baseline
+    emulator.ui_change("companies", company_id, {"phone": "+1 555 0199"})
+    emulator.ui_change("contacts", contact_id, {"phone": "+1 555 0142"})
+    (result,) = sync_customers(engine, [customer_id], triggered_by="test")
+    assert result.error is None, result.error
+    with engine.database.transaction() as tx:
+        row = customers.get(tx, customer_id)
+    assert row is not None
+    assert (row["contact"]["company_phone"], row["contact"]["phone"]) == (
+        "+1 555 0199",
+        "+1 555 0142",
+    )

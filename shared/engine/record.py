@@ -277,6 +277,8 @@ def commit_plans(
     for item in items:
         if item.plan.warp_updates:
             warp_updates.setdefault(item.customer_id, {}).update(item.plan.warp_updates)
+            # The first plan to write a column read it from the database; a later plan
+            # of the same customer planned on top of that write (sync_customers).
             read = warp_read.setdefault(item.customer_id, {})
             for column, value in item.plan.warp_read.items():
                 read.setdefault(column, value)

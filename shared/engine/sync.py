@@ -223,6 +223,10 @@ def _sync_chunk(
                 )
                 outcome[cid].plans[et] = plan
                 plans[(cid, et)] = (plan, previous)
+                if plan.warp_updates:
+                    # The next entity's fields may write the same (JSONB) column: they
+                    # plan on top of these writes, so the last document keeps both.
+                    row = {**row, **plan.warp_updates}
 
         if dry_run:
             if on_chunk is not None:
