@@ -37,5 +37,5 @@ def check_columns(names: Iterable[str], allowed: frozenset[str], table: str) -> 
     names = list(names)
     unknown = sorted(set(names) - allowed)
     if unknown:
-        raise ValueError(f"not a writable column of {table}: {', '.join(unknown)}")
+        raise ValueError(f"not a column this statement may use in {table}: {', '.join(unknown)}")
     return names
