@@ -51,4 +51,7 @@ def cold_start() -> Iterator[None]:
     """
     with fewer_collections():
         yield
-    gc.freeze()
+    # Once per process: a long-lived process that loads functions again (the test suite,
+    # the demo) would otherwise freeze its own garbage too, finalizers never run.
+    if gc.get_freeze_count() == 0:
+        gc.freeze()
