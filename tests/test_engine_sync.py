@@ -163,22 +163,30 @@ def test_warp_edit_committed_during_a_sync_is_not_overwritten(
     # warp_status is BIDIRECTIONAL WARP_WINS. HubSpot changes it, then WARP's application
     # changes it too while the sync is reading HubSpot: both changed, so WARP's value
     # wins on both sides. Written from the row as first read, HubSpot's value would
-    # silently replace the application's edit in WARP.
-    customer_id, company_id = acme_customer(engine, emulator)
-    sync_customers(engine, [customer_id], triggered_by="test")  # records the baseline
-    emulator.ui_change("companies", company_id, {"warp_status": "SUSPENDED"})
+    # silently replace the application's edit in WARP. Another customer of the same
+    # chunk, untouched by the application, is recorded on the first pass.
+    raced, raced_company = acme_customer(engine, emulator)
+    other, other_company = acme_customer(engine, emulator)
+    sync_customers(engine, [raced, other], triggered_by="test")  # records the baseline
+    emulator.ui_change("companies", raced_company, {"warp_status": "SUSPENDED"})
+    emulator.ui_change("companies", other_company, {"warp_credit_limit": "7000"})
 
     def application_edit() -> None:
         with engine.database.transaction() as tx:
-            customers.update_columns(tx, customer_id, {"status": "CLOSED"})
+            customers.update_columns(tx, raced, {"status": "CLOSED"})
 
+    before = dict(emulator.stats()["calls"])
     with edit_during_first_call(engine, application_edit) as racing:
-        (result,) = sync_customers(racing, [customer_id], triggered_by="test")
-    assert result.error is None, result.error
+        results = sync_customers(racing, [raced, other], triggered_by="test")
+    assert [r.error for r in results] == [None, None]
     with engine.database.transaction() as tx:
-        row = customers.get(tx, customer_id)
-    assert row is not None and row["status"] == "CLOSED"
-    assert emulator.values("companies", company_id)["warp_status"] == "CLOSED"
+        rows = {cid: customers.get(tx, cid) for cid in (raced, other)}
+    assert rows[raced]["status"] == "CLOSED"  # type: ignore[index]
+    assert emulator.values("companies", raced_company)["warp_status"] == "CLOSED"
+    assert rows[other]["credit_limit"] == Decimal("7000.00")  # type: ignore[index]
+    calls = emulator.stats()["calls"]
+    # One write: the raced customer's WARP value, planned again; the other needed none.
+    assert calls.get(UPDATE, 0) - before.get(UPDATE, 0) == 1
 
 
 def test_company_and_contact_fields_sharing_a_jsonb_column_both_land(

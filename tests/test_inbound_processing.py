@@ -105,6 +105,33 @@ def test_property_change_applied_with_state_log_and_stamp(engine: Engine, emulat
     )
 
 
+def test_warp_edit_committed_while_a_chunk_applies_is_kept_and_its_events_retried(
+    engine: Engine, emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raced, raced_company = new_customer(engine, emulator)
+    other, other_company = new_customer(engine, emulator)
+    read_states = field_state.decision_states
+
+    def states_after_an_application_edit(tx: Any, ids: Any) -> Any:
+        # The chunk has read its rows; WARP's application renames one customer now.
+        with engine.database.transaction() as edit:
+            customers.update_columns(edit, raced, {"company_name": "WARP Renamed"})
+        monkeypatch.setattr(field_state, "decision_states", read_states)
+        return read_states(tx, ids)
+
+    monkeypatch.setattr(field_state, "decision_states", states_after_an_application_edit)
+    report = process(
+        engine,
+        change(raced_company, "name", "HubSpot Renamed"),
+        change(other_company, "name", "Other Renamed"),
+    )
+    assert customer(engine, raced)["company_name"] == "WARP Renamed"  # not undone
+    assert customer(engine, other)["company_name"] == "Other Renamed"  # the rest applied
+    assert report.counts["applied"] == 1 and len(report.retry) == 1
+    (pending,) = stored_rows(engine, raced_company)
+    assert not pending["processed"] and "changed in WARP" in pending["processing_error"]
+
+
 def test_echoes_of_our_writes_are_ignored_and_counted(engine: Engine, emulator: Any) -> None:
     cid, company = new_customer(engine, emulator)
     ours = change(

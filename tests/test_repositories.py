@@ -115,6 +115,37 @@ def test_update_columns_checks_names_and_writes_jsonb(tx: Session) -> None:
         customers.update_columns(tx, c["id"], {"company_name = 'x'; --": 1})
 
 
+def test_update_many_writes_only_columns_that_still_hold_what_was_read(tx: Session) -> None:
+    # Read as pg8000 gives them: a Decimal, a document, a JSON null and a SQL NULL
+    # (both None in Python) compare equal to what the row holds.
+    same = new_customer(tx, credit_limit=Decimal("5000.00"), custom_fields=None)
+    tx.execute(
+        "UPDATE accounts.customers SET kyc_data = NULL WHERE id = CAST(:id AS uuid)",
+        {"id": same["id"]},
+    )
+    moved = new_customer(tx)
+    read = {cid: customers.get(tx, cid) for cid in (same["id"], moved["id"])}
+    assert read[same["id"]]["custom_fields"] is None and read[same["id"]]["kyc_data"] is None
+    customers.update_columns(tx, moved["id"], {"contact": {**moved["contact"], "phone": "+9"}})
+    writes = {
+        same["id"]: {
+            "credit_limit": Decimal("6000.00"),
+            "contact": {**same["contact"], "email": "new@globex.example"},
+            "custom_fields": {"tier": "gold"},
+            "kyc_data": {"checked": True},
+        },
+        moved["id"]: {"contact": {**moved["contact"], "email": "lost@globex.example"}},
+    }
+    reads = {cid: {c: read[cid][c] for c in columns} for cid, columns in writes.items()}
+    assert customers.update_many(tx, writes, reads) == [str(moved["id"])]
+    after = customers.get(tx, same["id"])
+    assert after["credit_limit"] == Decimal("6000.00")
+    assert after["contact"]["email"] == "new@globex.example"
+    assert (after["custom_fields"], after["kyc_data"]) == ({"tier": "gold"}, {"checked": True})
+    kept = customers.get(tx, moved["id"])["contact"]
+    assert (kept["phone"], kept["email"]) == ("+9", "ann@globex.example")  # nothing undone
+
+
 def test_mark_synced(tx: Session) -> None:
     c = new_customer(tx)
     at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)

@@ -105,8 +105,6 @@ class Plan:
     results: list[FieldResult] = field(default_factory=list)
     hubspot_updates: dict[str, str] = field(default_factory=dict)
     warp_updates: dict[str, Any] = field(default_factory=dict)
-    warp_read: dict[str, Any] = field(default_factory=dict)
-    """Each written column as it was read: the write holds only if it still is."""
     states: dict[str, FieldState] = field(default_factory=dict)
     changed: list[FieldResult] = field(default_factory=list)
     """Fields written to either side."""
@@ -177,7 +175,6 @@ def plan_sync(
             column, column_value = mapping.write_warp(working, value)
             working[column] = column_value
             plan.warp_updates[column] = column_value
-            plan.warp_read.setdefault(column, warp.row.get(column))
             decision = replace(decision, value=value)
         plan.add(_result(mapping, warp_side, hub_side, decision, True))
         if decision.action is Action.NOTHING and _unchanged(mapping, previous, warp_side, hub_side):

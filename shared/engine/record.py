@@ -15,7 +15,6 @@ from shared.conflicts import Action, FieldState
 from shared.db import Database, Session
 from shared.db.repositories import customers, field_state, sync_log
 from shared.engine.plan import FieldResult, Plan
-from shared.errors import WarpChangedDuringSync
 from shared.mapping import Direction, EntityType, MappingSet
 from shared.observability import Conflict, log_operation
 from shared.sealing import Sealer, get_sealer
@@ -203,51 +202,29 @@ def log_direction(plan: Plan) -> str:
 
 @dataclass(frozen=True)
 class PlanCommit:
-    """One carried-out plan to record: whose it is and the states it was decided from."""
+    """One carried-out plan to record: whose it is, and the row and states it was decided from.
+
+    ``read`` is the customer's row as the flow read it from the database (before any
+    plan's writes): WARP's columns are written only where they still hold that.
+    """
 
     plan: Plan
     mappings: MappingSet
     entity_type: EntityType
     customer_id: str
     previous: Mapping[str, FieldState]
+    read: Mapping[str, Any]
 
 
-def commit_plan(
-    tx: Session,
-    plan: Plan,
-    mappings: MappingSet,
-    *,
-    entity_type: EntityType,
-    customer_id: str,
-    previous: Mapping[str, FieldState],
-    now: datetime,
-    operation: str = "UPDATE",
-    triggered_by: str,
-    triggered_by_user: str | None = None,
-    started_at: datetime | None = None,
-    record_noop: bool = False,
-    sealer: Sealer | None = None,
-) -> str | None:
-    """Write WARP's columns, the field states and one sync-log row; return the log id.
+@dataclass
+class Committed:
+    """What :func:`commit_plans` recorded."""
 
-    HubSpot must already hold ``plan.hubspot_updates`` when this runs (the caller
-    wrote them), so the recorded state never claims a value HubSpot does not have.
-    A plan that changed nothing, held no conflict and skipped nothing writes no log
-    row unless ``record_noop`` (reconciliation wants one per record checked).
-    Values of sensitive fields are sealed before they reach the log (``shared.sealing``).
-    """
-    (log_id,) = commit_plans(
-        tx,
-        [PlanCommit(plan, mappings, entity_type, customer_id, previous)],
-        now=now,
-        operation=operation,
-        triggered_by=triggered_by,
-        triggered_by_user=triggered_by_user,
-        started_at=started_at,
-        record_noop=record_noop,
-        sealer=sealer,
-    )
-    return log_id
+    log_ids: list[str | None]
+    """Per item, its sync-log row (None: no row needed, or the customer is in ``changed``)."""
+    changed: list[str]
+    """Customers WARP's application changed since they were read: nothing of theirs was
+    written, their plans are to be made again from a fresh read."""
 
 
 def commit_plans(
@@ -261,29 +238,40 @@ def commit_plans(
     started_at: datetime | None = None,
     record_noop: bool = False,
     sealer: Sealer | None = None,
-) -> list[str | None]:
-    """:func:`commit_plan` for many plans at once; the log ids in the order of ``items``.
+) -> Committed:
+    """Write WARP's columns, the field states and the sync-log rows of these plans.
 
-    A batch sync records a page of plans this way: WARP's columns of every
-    customer in one statement, the sync stamps in one, the field states grouped
-    by column set, and the log rows of the plans that need one in one statement.
-    Raises :class:`WarpChangedDuringSync`, before anything else is written, when WARP's
-    application changed a column the plans write since it was read.
+    HubSpot must already hold each plan's ``hubspot_updates`` (the caller wrote
+    them), so the recorded state never claims a value HubSpot does not have. A batch
+    sync records a page of plans this way: WARP's columns of every customer in one
+    statement, the sync stamps in one, the field states grouped by column set, and
+    the log rows of the plans that need one in one statement. A plan that changed
+    nothing, held no conflict and skipped nothing writes no log row unless
+    ``record_noop`` (reconciliation wants one per record checked). Values of
+    sensitive fields are sealed before they reach the log (``shared.sealing``).
+
+    WARP's application takes none of the sync's locks: a customer whose written
+    columns it changed since ``read`` is left out whole (``Committed.changed``), so
+    its edit is never undone and no state claims a value WARP does not hold.
     """
     warp_updates: dict[str, dict[str, Any]] = {}
     warp_read: dict[str, dict[str, Any]] = {}
-    to_hubspot: list[str] = []
-    rows: list[dict[str, Any]] = []
     for item in items:
         if item.plan.warp_updates:
             warp_updates.setdefault(item.customer_id, {}).update(item.plan.warp_updates)
-            # The first plan to write a column read it from the database; a later plan
-            # of the same customer planned on top of that write (sync_customers).
-            read = warp_read.setdefault(item.customer_id, {})
-            for column, value in item.plan.warp_read.items():
-                read.setdefault(column, value)
-        if item.plan.hubspot_updates:
-            to_hubspot.append(item.customer_id)
+            read = {c: item.read[c] for c in item.plan.warp_updates}
+            warp_read.setdefault(item.customer_id, {}).update(read)
+    changed = customers.update_many(tx, warp_updates, warp_read)
+    left_out = set(changed)
+    kept = [i for i in items if i.customer_id not in left_out]
+    customers.mark_synced_many(
+        tx,
+        from_hubspot=[cid for cid in warp_updates if cid not in left_out],
+        to_hubspot=[i.customer_id for i in kept if i.plan.hubspot_updates],
+        at=now,
+    )
+    rows: list[dict[str, Any]] = []
+    for item in kept:
         rows.extend(
             state_rows(
                 item.plan,
@@ -294,12 +282,6 @@ def commit_plans(
                 now=now,
             )
         )
-    changed = customers.update_many(tx, warp_updates, warp_read)
-    if changed:
-        # Recording these plans would claim values WARP no longer holds: the caller's
-        # transaction rolls back and the work is planned again from fresh reads.
-        raise WarpChangedDuringSync(changed)
-    customers.mark_synced_many(tx, from_hubspot=list(warp_updates), to_hubspot=to_hubspot, at=now)
     if rows:
         field_state.upsert_many(tx, rows)
     sealer = sealer or get_sealer()
@@ -314,10 +296,12 @@ def commit_plans(
             started_at=started_at,
             record_noop=record_noop,
         )
-        for item in items
+        for item in kept
     ]
     written = iter(sync_log.record_many(tx, [e for e in entries if e is not None]))
-    return [None if e is None else next(written) for e in entries]
+    kept_ids = iter([None if e is None else next(written) for e in entries])
+    log_ids = [None if i.customer_id in left_out else next(kept_ids) for i in items]
+    return Committed(log_ids, changed)
 
 
 def _log_entry(

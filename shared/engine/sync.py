@@ -47,8 +47,8 @@ from shared.memory import fewer_collections
 log = logging.getLogger("warp_hubspot_sync.engine")
 
 BATCH = 100
-# A chunk whose rows WARP's application changed under it is planned again at once;
-# after this many tries the caller's retry takes over (the error is retryable).
+# Customers whose rows WARP's application changed under a chunk are planned again at
+# once; after this many tries they fail with a retryable error (the caller's retry).
 CHUNK_ATTEMPTS = 3
 ENTITIES = (EntityType.CUSTOMER, EntityType.CONTACT)
 OBJECT_TYPE = {EntityType.CUSTOMER: "companies", EntityType.CONTACT: "contacts"}
@@ -153,19 +153,7 @@ def sync_customers(
     )
     with fewer_collections():
         for start in range(0, len(unique), batch_size):
-            chunk = unique[start : start + batch_size]
-            for attempt in range(1, CHUNK_ATTEMPTS + 1):
-                try:
-                    results.extend(sync_chunk(chunk))
-                    break
-                except WarpChangedDuringSync as exc:
-                    # The chunk rolled back; what reached HubSpot compares equal next time.
-                    if attempt == CHUNK_ATTEMPTS:
-                        raise
-                    log.info(
-                        "WARP changed customers during the sync; planning the chunk again",
-                        extra={"fields": {"customer_count": len(exc.customer_ids)}},
-                    )
+            results.extend(sync_chunk(unique[start : start + batch_size]))
     return results
 
 
@@ -196,68 +184,63 @@ def _sync_chunk(
         rows = {str(r["id"]): r for r in customers.get_many(tx, chunk, columns)}
         mappings = {key: fields for key, fields in mappings.items() if key[0] in rows}
         # HubSpot's pages arrive while the states load and the first customers plan.
-        records = {et: _read(engine, et, list(rows.values()), mappings) for et in ENTITIES}
+        records = _read_all(engine, rows, mappings)
         state_rows = field_state.decision_states(tx, list(rows))
         outcome = {cid: CustomerSync(cid, found=cid in rows) for cid in chunk}
-
-        plans: dict[tuple[str, EntityType], tuple[Plan, dict[str, FieldState]]] = {}
-        now = engine.now()
-        for cid, row in rows.items():
-            for et in ENTITIES:
-                object_id = linked_id(row, et)
-                if object_id is None:
-                    continue
-                record = records[et].get(object_id)
-                if record is None or record.archived:
-                    outcome[cid].missing.append(et)
-                    continue
-                previous = states_by_field(state_rows.get((cid, et.value), []))
-                plan = plan_sync(
-                    mappings[(cid, et)],
-                    warp_snapshot(row, previous, modified_at=warp_times.get(cid)),
-                    hubspot_snapshot(record, et),
-                    previous,
-                    now=now,
-                    fields=fields.get(cid),
-                    allowed=allowed,
-                )
-                outcome[cid].plans[et] = plan
-                plans[(cid, et)] = (plan, previous)
-                if plan.warp_updates:
-                    # The next entity's fields may write the same (JSONB) column: they
-                    # plan on top of these writes, so the last document keeps both.
-                    row = {**row, **plan.warp_updates}
-
-        if dry_run:
-            if on_chunk is not None:
-                on_chunk(tx, list(outcome.values()))
-            return list(outcome.values())
-
-        failed = _write_hubspot(engine, plans, outcome)
-        to_commit = [
-            PlanCommit(plan, mappings[(cid, et)], et, cid, previous)
-            for (cid, et), (plan, previous) in plans.items()
-            if cid not in failed
-        ]
-        log_ids = commit_plans(
+        plan = partial(
+            _plan_rows,
+            mappings=mappings,
+            state_rows=state_rows,
+            outcome=outcome,
+            fields=fields,
+            warp_times=warp_times,
+            allowed=allowed,
+        )
+        carry_out = partial(
+            _carry_out,
+            engine,
             tx,
-            to_commit,
-            now=now,
+            mappings=mappings,
+            outcome=outcome,
             operation=operation,
             triggered_by=triggered_by,
             triggered_by_user=triggered_by_user,
-            started_at=started,
+            started=started,
             record_noop=record_noop,
         )
-        for item, log_id in zip(to_commit, log_ids, strict=True):
-            if log_id:
-                outcome[item.customer_id].log_ids.append(log_id)
+        done: dict[tuple[str, EntityType], Plan] = {}
+        for attempt in range(1, CHUNK_ATTEMPTS + 1):
+            plans = plan(rows, records, now=engine.now())
+            if dry_run:
+                done.update((key, p) for key, (p, _) in plans.items())
+                break
+            changed = set(carry_out(plans, rows, now=engine.now()))
+            last = attempt == CHUNK_ATTEMPTS
+            done.update((key, p) for key, (p, _) in plans.items() if last or key[0] not in changed)
+            if not changed:
+                break
+            if last:
+                for cid in changed:
+                    outcome[cid].error = WarpChangedDuringSync([cid])
+                break
+            # WARP's application wrote these rows after they were read: nothing of theirs
+            # was recorded. Plan them again on fresh reads of both sides (what our writes
+            # already put in HubSpot then compares equal).
+            log.info(
+                "WARP changed customers during the sync; planning them again",
+                extra={"fields": {"customer_count": len(changed)}},
+            )
+            rows = {str(r["id"]): r for r in customers.get_many(tx, sorted(changed), columns)}
+            outcome.update((cid, CustomerSync(cid, found=cid in rows)) for cid in changed)
+            records = _read_all(engine, rows, mappings)
         if on_chunk is not None:
             on_chunk(tx, list(outcome.values()))
+    if dry_run:
+        return list(outcome.values())
     elapsed_ms = (engine.now() - started).total_seconds() * 1000
-    for (cid, et), (plan, _) in plans.items():
+    for (cid, et), done_plan in done.items():
         log_plan(
-            plan,
+            done_plan,
             entity_type=et,
             customer_id=cid,
             operation=operation,
@@ -266,6 +249,96 @@ def _sync_chunk(
             triggered_by=triggered_by,
         )
     return list(outcome.values())
+
+
+Plans = dict[tuple[str, EntityType], tuple[Plan, dict[str, FieldState]]]
+
+
+def _plan_rows(
+    rows: Mapping[str, Row],
+    records: Mapping[EntityType, PendingBatch],
+    *,
+    now: datetime,
+    mappings: Mapping[tuple[str, EntityType], MappingSet],
+    state_rows: Mapping[tuple[str, str], list[list[Any]]],
+    outcome: Mapping[str, CustomerSync],
+    fields: Mapping[str, Collection[str]],
+    warp_times: Mapping[str, datetime],
+    allowed: frozenset[Action],
+) -> Plans:
+    """Each linked record's plan, with the states it was decided from."""
+    plans: Plans = {}
+    for cid, row in rows.items():
+        for et in ENTITIES:
+            object_id = linked_id(row, et)
+            if object_id is None:
+                continue
+            record = records[et].get(object_id)
+            if record is None or record.archived:
+                outcome[cid].missing.append(et)
+                continue
+            previous = states_by_field(state_rows.get((cid, et.value), []))
+            plan = plan_sync(
+                mappings[(cid, et)],
+                warp_snapshot(row, previous, modified_at=warp_times.get(cid)),
+                hubspot_snapshot(record, et),
+                previous,
+                now=now,
+                fields=fields.get(cid),
+                allowed=allowed,
+            )
+            outcome[cid].plans[et] = plan
+            plans[(cid, et)] = (plan, previous)
+            if plan.warp_updates:
+                # The next entity's fields may write the same (JSONB) column: they
+                # plan on top of these writes, so the last document keeps both.
+                row = {**row, **plan.warp_updates}
+    return plans
+
+
+def _carry_out(
+    engine: Engine,
+    tx: Session,
+    plans: Plans,
+    rows: Mapping[str, Row],
+    *,
+    now: datetime,
+    mappings: Mapping[tuple[str, EntityType], MappingSet],
+    outcome: Mapping[str, CustomerSync],
+    operation: str,
+    triggered_by: str,
+    triggered_by_user: str | None,
+    started: datetime,
+    record_noop: bool,
+) -> list[str]:
+    """Write HubSpot, then record; the customers WARP changed under the plans (not recorded)."""
+    failed = _write_hubspot(engine, plans, outcome)
+    to_commit = [
+        PlanCommit(plan, mappings[(cid, et)], et, cid, previous, rows[cid])
+        for (cid, et), (plan, previous) in plans.items()
+        if cid not in failed
+    ]
+    committed = commit_plans(
+        tx,
+        to_commit,
+        now=now,
+        operation=operation,
+        triggered_by=triggered_by,
+        triggered_by_user=triggered_by_user,
+        started_at=started,
+        record_noop=record_noop,
+    )
+    for item, log_id in zip(to_commit, committed.log_ids, strict=True):
+        if log_id:
+            outcome[item.customer_id].log_ids.append(log_id)
+    return committed.changed
+
+
+def _read_all(
+    engine: Engine, rows: Mapping[str, Row], mappings: Mapping[tuple[str, EntityType], MappingSet]
+) -> dict[EntityType, PendingBatch]:
+    """Start the batch reads of these rows' linked records, per entity type."""
+    return {et: _read(engine, et, list(rows.values()), mappings) for et in ENTITIES}
 
 
 def _read(

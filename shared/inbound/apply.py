@@ -53,7 +53,7 @@ from shared.engine.plan import FieldResult, HubSpotSnapshot, Plan, plan_sync
 from shared.engine.record import PlanCommit, commit_plans, states_by_field
 from shared.engine.snapshots import warp_snapshot
 from shared.engine.sync import FROM_HUBSPOT, lock_customers
-from shared.errors import SyncError
+from shared.errors import SyncError, WarpChangedDuringSync
 from shared.hubspot.errors import NotFound
 from shared.inbound.queries import customers_linked_to
 from shared.inbound.receive import StoredEvent
@@ -142,6 +142,11 @@ def apply_chunk(
         for (object_type, object_id), group in properties.items():
             result.outcomes.update(ctx.property_changes(ENTITY[object_type], object_id, group))
         result.plans = ctx.commit()
+        for row_id, cid in ctx.changed_events():
+            # WARP's application wrote the customer after it was read: nothing of it was
+            # recorded, and its events are tried again later on a fresh read.
+            result.outcomes.pop(row_id, None)
+            result.failed[row_id] = WarpChangedDuringSync([cid])
         for stored in deletions:
             result.outcomes[stored.row_id] = ctx.deletion(stored)
         webhook_events.mark_processed(tx, list(result.outcomes))
@@ -290,6 +295,9 @@ class _Context:
     def __init__(self, engine: Engine, tx: Session, now: datetime, rows: Sequence[Row]) -> None:
         self.engine, self.tx, self.now = engine, tx, now
         self.rows: dict[str, Row] = {str(r["id"]): r for r in rows}
+        # The rows as the database holds them: self.rows also carries the chunk's own
+        # planned writes, which a later object's plan composes with.
+        self.read: dict[str, Row] = dict(self.rows)
         self.links: dict[tuple[EntityType, str], str] = {}
         for cid, row in self.rows.items():
             for et, key in LINK_KEY.items():
@@ -298,10 +306,12 @@ class _Context:
                     self.links.setdefault((et, str(value)), cid)
         self.state_rows: dict[tuple[str, str], list[list[Any]]] = defaultdict(list)
         self.commits: list[PlanCommit] = []
+        self.planned_events: dict[str, list[str]] = defaultdict(list)
+        self.changed: list[str] = []
 
     def commit(self) -> list[tuple[Plan, EntityType, str]]:
         """Record every plan of the chunk (few statements for all); the plans to log."""
-        commit_plans(
+        committed = commit_plans(
             self.tx,
             self.commits,
             now=self.now,
@@ -309,7 +319,17 @@ class _Context:
             triggered_by=TRIGGERED_BY,
             started_at=self.now,
         )
-        return [(c.plan, c.entity_type, c.customer_id) for c in self.commits]
+        self.changed = committed.changed
+        left_out = set(committed.changed)
+        return [
+            (c.plan, c.entity_type, c.customer_id)
+            for c in self.commits
+            if c.customer_id not in left_out
+        ]
+
+    def changed_events(self) -> list[tuple[str, str]]:
+        """(event row id, customer id) of the planned events whose customer was left out."""
+        return [(row_id, cid) for cid in self.changed for row_id in self.planned_events[cid]]
 
     # -- links ---------------------------------------------------------------------
 
@@ -435,7 +455,7 @@ class _Context:
         )
         row = setter(self.tx, cid, object_id)
         if row is not None:
-            self.rows[cid] = row
+            self.rows[cid] = self.read[cid] = row
         if old is not None:
             self.links.pop((et, old), None)
         if object_id is not None:
@@ -516,7 +536,8 @@ class _Context:
         )
         for result in skipped:
             plan.add(result)
-        self.commits.append(PlanCommit(plan, mappings, et, cid, states))
+        self.commits.append(PlanCommit(plan, mappings, et, cid, states, self.read[cid]))
+        self.planned_events[cid].extend(stored.row_id for stored in group)
         if plan.warp_updates:
             self.rows[cid] = {**row, **plan.warp_updates}
         for prop, stored in by_property.items():

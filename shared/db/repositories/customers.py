@@ -227,6 +227,21 @@ def _stamp(tx: Session, customer_id: str, column: str, at: datetime | None) -> N
     )
 
 
+def _still(column: str) -> str:
+    """SQL: ``column`` of row ``c`` still holds the value read (``u.doc -> 'read'``)."""
+    if column in JSONB_COLUMNS:
+        # Compared as JSON: pg8000 reads SQL NULL and JSON null alike as None, and a
+        # document is equal to itself whatever its key order.
+        return (
+            f"COALESCE(c.{column}, 'null'::jsonb) = "
+            f"COALESCE(u.doc -> 'read' -> '{column}', 'null'::jsonb)"
+        )
+    return (
+        f"c.{column} IS NOT DISTINCT FROM "
+        f"(jsonb_populate_record(NULL::{TABLE}, u.doc -> 'read')).{column}"
+    )
+
+
 def update_many(
     tx: Session,
     values_by_id: Mapping[str, Mapping[str, Any]],
@@ -262,11 +277,7 @@ def update_many(
         f"THEN (jsonb_populate_record(NULL::{TABLE}, u.doc -> 'new')).{c} ELSE c.{c} END"
         for c in columns
     ]
-    unchanged = [
-        f"(NOT jsonb_exists(u.doc -> 'new', '{c}') OR c.{c} IS NOT DISTINCT FROM "
-        f"(jsonb_populate_record(NULL::{TABLE}, u.doc -> 'read')).{c})"
-        for c in columns
-    ]
+    unchanged = [f"(NOT jsonb_exists(u.doc -> 'new', '{c}') OR {_still(c)})" for c in columns]
     if touch:
         assignments.append("updated_at = NOW()")
     docs = {
