@@ -25,13 +25,12 @@ class DatabaseUnavailableError(SyncError):
 
 
 class WarpChangedDuringSync(SyncError):
-    """WARP's application changed a row between the sync's read and its write.
+    """WARP's application changed a customer between a flow's read and its write.
 
-    Nothing of the transaction is written; the work is planned again from fresh reads.
+    Nothing of that customer was written; the work is tried again on a fresh read.
     """
 
     retryable = True
 
-    def __init__(self, customer_ids: list[str]) -> None:
-        super().__init__(f"{len(customer_ids)} customer(s) changed in WARP during the sync")
-        self.customer_ids = customer_ids
+    def __init__(self, customer_id: str) -> None:
+        super().__init__(f"customer {customer_id} changed in WARP during the sync")

@@ -351,7 +351,7 @@ def _write_warp(tx: Session, customer_id: str, mapping: FieldMapping, row: Row, 
         message = info.get("M", "refused") if isinstance(info, dict) else str(exc)
         raise InvalidValue(f"WARP refused the value: {message}", field="value") from None
     if changed:
-        raise WarpChangedDuringSync(changed)
+        raise WarpChangedDuringSync(customer_id)
 
 
 def _sealed(mapping: FieldMapping, change: dict[str, Any], *, source: str) -> dict[str, Any]:

@@ -221,7 +221,7 @@ def _sync_chunk(
                 break
             if last:
                 for cid in changed:
-                    outcome[cid].error = WarpChangedDuringSync([cid])
+                    outcome[cid].error = WarpChangedDuringSync(cid)
                 break
             # WARP's application wrote these rows after they were read: nothing of theirs
             # was recorded. Plan them again on fresh reads of both sides (what our writes

@@ -146,7 +146,7 @@ def apply_chunk(
             # WARP's application wrote the customer after it was read: nothing of it was
             # recorded, and its events are tried again later on a fresh read.
             result.outcomes.pop(row_id, None)
-            result.failed[row_id] = WarpChangedDuringSync([cid])
+            result.failed[row_id] = WarpChangedDuringSync(cid)
         for stored in deletions:
             result.outcomes[stored.row_id] = ctx.deletion(stored)
         webhook_events.mark_processed(tx, list(result.outcomes))
