@@ -338,7 +338,7 @@ def _write_warp(tx: Session, customer_id: str, mapping: FieldMapping, row: Row, 
         # Only over the column as read: HubSpot was read since, and WARP's application
         # may have written the row meanwhile (a 503 then; the person tries again).
         changed = customers.update_many(
-            tx, {customer_id: {column: column_value}}, {customer_id: {column: row.get(column)}}
+            tx, {customer_id: {column: column_value}}, {customer_id: {column: row[column]}}
         )
     except MappingError as exc:
         raise InvalidValue(str(exc), field="value") from None

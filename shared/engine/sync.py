@@ -187,7 +187,7 @@ def _sync_chunk(
         records = _read_all(engine, rows, mappings)
         state_rows = field_state.decision_states(tx, list(rows))
         outcome = {cid: CustomerSync(cid, found=cid in rows) for cid in chunk}
-        plan = partial(
+        plan_rows = partial(
             _plan_rows,
             mappings=mappings,
             state_rows=state_rows,
@@ -210,9 +210,8 @@ def _sync_chunk(
         )
         done: dict[tuple[str, EntityType], Plan] = {}
         for attempt in range(1, CHUNK_ATTEMPTS + 1):
-            plans = plan(rows, records, now=engine.now())
+            plans = plan_rows(rows, records, now=engine.now())
             if dry_run:
-                done.update((key, p) for key, (p, _) in plans.items())
                 break
             changed = set(carry_out(plans, rows, now=engine.now()))
             last = attempt == CHUNK_ATTEMPTS

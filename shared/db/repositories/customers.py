@@ -281,7 +281,8 @@ def update_many(
     if touch:
         assignments.append("updated_at = NOW()")
     docs = {
-        str(cid): {"new": dict(values), "read": dict(read_by_id.get(cid, {}))}
+        # A written column with no value read is the caller's bug, not a NULL read.
+        str(cid): {"new": dict(values), "read": {c: read_by_id[cid][c] for c in values}}
         for cid, values in values_by_id.items()
     }
     written = tx.fetch(
