@@ -294,17 +294,20 @@ def _expire_leases(stack: LocalStack) -> None:
 
     A lease is a timer, like the task backoff ``run_due_now`` skips: a flush whose
     transaction committed but whose answer was lost with a killed connection leaves
-    its rows leased for five minutes, and production waits that out. Called only
-    when no task runs, so no live flush holds those rows.
+    its rows leased for five minutes, and production waits that out. A flush task
+    whose every attempt lost its connection before taking its rows leaves them with
+    no task at all; in production the next flush of any customer takes them (a flush
+    takes every due row). Called only when no task runs, so no live flush holds rows.
     """
     engine = stack.require_engine()
 
     def run() -> int:
         with engine.database.transaction() as tx:
-            return tx.execute(
+            tx.execute(
                 f"UPDATE {outbound_dirty.TABLE} SET leased_until = NULL "
                 "WHERE leased_until IS NOT NULL"
             )
+            return outbound_dirty.pending_count(tx)
 
     if retrying(run):
         stack.dispatcher.submit(Task(FLUSH_KIND, {}))
