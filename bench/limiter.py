@@ -24,11 +24,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from localdev.emulator import Emulator
 from shared.db import Database
 from shared.db.connection import embedded_database_url, url_connector
 from shared.db.migrate import upgrade
 from shared.hubspot.client import HubSpotClient
-from shared.hubspot.emulator import Emulator
 from shared.hubspot.errors import HubSpotError
 from shared.hubspot.ratelimit import SharedRateLimiter
 

@@ -33,16 +33,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/reconcile.py's
 import httpx
 from reconcile import create_database, drop_database, seed, server_url
 
+from localdev.drain import wait_drained
+from localdev.emulator import Emulator
 from shared.config.settings import load_settings
 from shared.db import Database
 from shared.db.connection import url_connector
 from shared.engine import Engine, set_engine
 from shared.hubspot.client import HubSpotClient, set_hubspot_client
-from shared.hubspot.emulator import Emulator
 from shared.hubspot.properties import setup_properties
 from shared.messages import ChangeMessage
 from shared.messages.envelope import encode_push_envelope
-from shared.outbound import wait_drained
 from shared.tasks import InProcessDispatcher, set_dispatcher
 from tests.helpers.functions import serve_function
 

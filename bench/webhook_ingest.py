@@ -34,10 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
 
+from localdev.emulator import Emulator
 from shared.db import Database
 from shared.db.connection import embedded_database_url, url_connector
 from shared.db.migrate import upgrade
-from shared.hubspot.emulator import Emulator
 from shared.hubspot.signatures import sign_v3
 from tests.helpers.functions import FunctionProcess
 

@@ -116,7 +116,7 @@ def emulator() -> Iterator[Any]:
     Its webhooks go nowhere until a test sets ``emulator.webhooks`` up; the rate
     limit is high so tests about other things never meet it.
     """
-    from shared.hubspot.emulator import Emulator
+    from localdev.emulator import Emulator
 
     emu = Emulator(
         rate_limit=10_000,

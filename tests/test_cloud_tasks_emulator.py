@@ -22,11 +22,12 @@ from typing import Any
 
 import pytest
 
+from localdev.drain import wait_drained
 from shared.db.repositories import customers, sync_queue
 from shared.engine import Engine
 from shared.messages import ChangeMessage
 from shared.messages.envelope import encode_push_envelope
-from shared.outbound import receive, wait_drained
+from shared.outbound import receive
 from shared.retry import enqueue_failure
 from shared.tasks import CloudTasksDispatcher
 from tests.conftest import engine_settings

@@ -44,7 +44,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from shared.local.stack import LocalStack, StackConfig
+from localdev.stack import LocalStack, StackConfig
 from shared.tasks import InProcessDispatcher
 from tests.helpers import convergence as hands
 from tests.helpers.convergence_model import FIELDS, STATUSES, Edit, FieldModel, FieldSpec

@@ -22,11 +22,11 @@ from typing import Any
 import httpx
 import pytest
 
+from localdev.drain import wait_drained
 from shared.db.connection import url_connector
 from shared.db.repositories import customers, sync_queue
 from shared.engine import Engine
 from shared.messages.envelope import encode_push_envelope
-from shared.outbound import wait_drained
 from tests.helpers.db_kill import in_thread, kill_lock_waiter
 from tests.helpers.functions import serve_function
 from tests.test_api import configured

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.local.story import build_story
+from localdev.story import build_story
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.hubspot.emulator import Emulator
+from localdev.emulator import Emulator
 from tests.helpers.webhook_sink import WebhookSink
 
 pytestmark = pytest.mark.integration

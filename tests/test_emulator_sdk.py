@@ -37,10 +37,10 @@ from hubspot.crm.properties import PropertyCreate, PropertyGroupCreate
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.hubspot.emulator import Emulator
-from shared.hubspot.emulator.properties import PropertyRegistry
-from shared.hubspot.emulator.search import run_search
-from shared.hubspot.emulator.store import Source, Store
+from localdev.emulator import Emulator
+from localdev.emulator.properties import PropertyRegistry
+from localdev.emulator.search import run_search
+from localdev.emulator.store import Source, Store
 
 pytestmark = pytest.mark.integration
 APP_ID = 424242

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from hubspot.utils.signature import Signature
 
-from shared.hubspot.emulator import Emulator
+from localdev.emulator import Emulator
 from shared.hubspot.signatures import normalize_v3_uri, verify_v3
 from tests.helpers.webhook_sink import Received, WebhookSink
 

@@ -26,10 +26,10 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from localdev.drain import wait_drained
 from shared.db.repositories import customers
 from shared.engine import Engine
 from shared.idempotency import PostgresPersistence
-from shared.outbound import wait_drained
 from tests.helpers.functions import serve_function
 
 pytestmark = pytest.mark.integration

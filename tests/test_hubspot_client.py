@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
+from localdev.emulator import Emulator
 from shared.db import Database
 from shared.hubspot.client import HubSpotClient, PendingBatch
-from shared.hubspot.emulator import Emulator
 from shared.hubspot.errors import (
     AuthError,
     Conflict,

@@ -19,10 +19,10 @@ from typing import Any
 import httpx
 import pytest
 
+from localdev.drain import outbound_backlog, wait_drained
 from shared.engine import Engine, set_engine
 from shared.hubspot.client import HubSpotClient, set_hubspot_client
 from shared.messages.envelope import encode_push_envelope
-from shared.outbound import outbound_backlog, wait_drained
 from shared.tasks import InProcessDispatcher, set_dispatcher
 from tests.conftest import engine_settings
 from tests.helpers.functions import serve_function

@@ -21,11 +21,11 @@ import httpx
 import pytest
 from rich.console import Console
 
+from localdev.checks import check_consistency
+from localdev.seed import DRIFTS, Book, Standing, plan_book, seed_book
+from localdev.stack import LocalStack, StackConfig, safe_url
+from localdev.story import Scene, Step, StepFailed, run_story
 from shared.errors import ConfigurationError
-from shared.local.checks import check_consistency
-from shared.local.seed import DRIFTS, Book, Standing, plan_book, seed_book
-from shared.local.stack import LocalStack, StackConfig, safe_url
-from shared.local.story import Scene, Step, StepFailed, run_story
 
 ROOT = Path(__file__).resolve().parents[1]
 

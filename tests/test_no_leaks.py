@@ -25,9 +25,9 @@ import httpx
 import pytest
 from rich.console import Console
 
-from shared.local.seed import Book, plan_book, seed_book
-from shared.local.stack import LocalStack, StackConfig
-from shared.local.story import Scene, StepResult, build_story, run_story
+from localdev.seed import Book, plan_book, seed_book
+from localdev.stack import LocalStack, StackConfig
+from localdev.story import Scene, StepResult, build_story, run_story
 from shared.observability.logging import build_entry
 from shared.sealing import is_sealed, set_sealer
 

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from localdev.drain import wait_drained
 from shared.db.repositories import (
     customers,
     field_state,
@@ -31,7 +32,6 @@ from shared.engine.sync import FROM_HUBSPOT, sync_customers
 from shared.idempotency import PostgresPersistence
 from shared.messages import ChangeMessage
 from shared.messages.envelope import encode_push_envelope
-from shared.outbound import wait_drained
 from tests.helpers import inbound
 from tests.helpers.functions import serve_function
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -229,3 +231,50 @@ def test_every_terraform_function_has_a_package() -> None:
 
 def test_repo_root_is_this_checkout() -> None:
     assert (REPO_ROOT / "pyproject.toml").is_file()
+
+
+def _imported_modules(source: str) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def test_no_staged_module_imports_local_tooling(tmp_path: Path) -> None:
+    staged = package_functions(tmp_path, REAL)
+    offenders = [
+        f"{path.relative_to(tmp_path)} imports {module}"
+        for function in staged
+        for path in function.path.rglob("*.py")
+        for module in _imported_modules(path.read_text(encoding="utf-8"))
+        if module == "localdev" or module.startswith("localdev.")
+    ]
+    assert offenders == []
+    assert not any((f.path / "localdev").exists() for f in staged)
+
+
+def test_changing_local_tooling_redeploys_no_function(tmp_path: Path) -> None:
+    """Only what runs in production enters a function's hash: editing the emulator,
+    the demo or any other local tool leaves every hash as it was."""
+    for folder in ("functions", "shared", "localdev"):
+        shutil.copytree(
+            REPO_ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    sources = Sources(
+        functions_dir=tmp_path / "functions",
+        shared_dir=tmp_path / "shared",
+        lock_file=REAL.lock_file,
+    )
+    before = {s.name: s.content_hash for s in package_functions(tmp_path / "a", sources)}
+    for path in (tmp_path / "localdev").rglob("*.py"):
+        path.write_text(path.read_text(encoding="utf-8") + "\n# edited\n", encoding="utf-8")
+    after = {s.name: s.content_hash for s in package_functions(tmp_path / "b", sources)}
+    assert after == before
+    # The same edit to the deployed package changes every hash: the check can fail.
+    with (tmp_path / "shared" / "errors.py").open("a", encoding="utf-8") as handle:
+        handle.write("\n# edited\n")
+    changed = {s.name: s.content_hash for s in package_functions(tmp_path / "c", sources)}
+    assert all(changed[name] != before[name] for name in before)

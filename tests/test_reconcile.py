@@ -390,8 +390,8 @@ class Crash(Exception):
 @pytest.fixture
 def new_world(create_database: Callable[[str], str]) -> Iterator[Callable[[], tuple[Engine, Any]]]:
     """Factory of worlds (a fresh database and emulator each) for runs compared side by side."""
+    from localdev.emulator import Emulator
     from shared.hubspot.client import HubSpotClient
-    from shared.hubspot.emulator import Emulator
     from shared.hubspot.properties import setup_properties
     from shared.tasks import InProcessDispatcher
 

@@ -17,10 +17,10 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from localdev.drain import wait_drained
 from shared.db.repositories import customers, sync_log
 from shared.engine import Engine
 from shared.messages.envelope import encode_push_envelope
-from shared.outbound import wait_drained
 from tests.helpers.functions import serve_function
 from tests.test_api import configured
 from tests.test_fuzz_webhook import signed

@@ -2,7 +2,9 @@
 
 Subcommands live in their own modules and are imported only when invoked, so
 ``hubspot-sync db upgrade`` does not pay for the emulator or the Google clients.
-To add one, write a click command in ``shared/cli/<name>.py`` and list it below.
+To add one, write a click command in ``shared/cli/<name>.py`` (an operator command) or
+``localdev/cli/<name>.py`` (a developer command: it never ships in a function) and list
+it below. Naming modules by string keeps ``shared`` free of any import of ``localdev``.
 """
 
 from __future__ import annotations
@@ -17,13 +19,13 @@ from shared.errors import ConfigurationError
 # command name -> "module:attribute"
 COMMANDS: dict[str, str] = {
     "db": "shared.cli.db:db",
-    "demo": "shared.cli.demo:demo",
-    "emulator": "shared.cli.emulator:emulator",
+    "demo": "localdev.cli.demo:demo",
+    "emulator": "localdev.cli.emulator:emulator",
     "hubspot": "shared.cli.hubspot:hubspot",
     "package": "shared.cli.package:package",
     "publish-change": "shared.cli.publish:publish_change",
     "reconcile": "shared.cli.reconcile:reconcile",
-    "serve": "shared.cli.serve:serve",
+    "serve": "localdev.cli.serve:serve",
 }
 
 

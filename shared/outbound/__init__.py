@@ -3,12 +3,10 @@
 - :func:`receive` handles one Pub/Sub delivery (``outbound_sync``);
 - :func:`flush` pushes up to 100 dirty customers (the ``outbound_flush`` task);
 - :func:`push_customer` links and syncs one customer now (the API's to-hubspot);
-- :func:`close_deleted_customer` closes a deleted customer's company;
-- :func:`wait_drained` waits until nothing outbound is pending.
+- :func:`close_deleted_customer` closes a deleted customer's company.
 """
 
 from shared.outbound.deletes import close_deleted_customer
-from shared.outbound.drain import outbound_backlog, wait_drained
 from shared.outbound.flush import FlushReport, flush
 from shared.outbound.linking import LinkOutcome, link_customers
 from shared.outbound.push import PushResult, push_customer, push_customers
@@ -22,10 +20,8 @@ __all__ = [
     "close_deleted_customer",
     "flush",
     "link_customers",
-    "outbound_backlog",
     "push_customer",
     "push_customers",
     "receive",
     "schedule_flush",
-    "wait_drained",
 ]

@@ -2,7 +2,7 @@
 HubSpot UI edits, killed database connections, draining, reconciling, and reading both
 sides back in the mapping's canonical form.
 
-Everything goes through the local stack (``shared.local.stack.LocalStack``): the
+Everything goes through the local stack (``localdev.stack.LocalStack``): the
 functions over real HTTP, the emulator, the in-process task stand-in.
 """
 
@@ -18,12 +18,13 @@ from typing import Any, TypeVar
 
 import httpx
 
+from localdev.drain import read_backlog
+from localdev.stack import LocalStack
 from shared.db.repositories import customers, field_state, outbound_dirty, sync_config
 from shared.engine import Engine
 from shared.engine.sync import sync_customers
 from shared.errors import DatabaseUnavailableError
 from shared.hubspot.models import parse_datetime
-from shared.local.stack import LocalStack
 from shared.mapping import EntityType
 from shared.messages import ChangeMessage, Operation
 from shared.messages.envelope import encode_push_envelope
@@ -252,22 +253,14 @@ def _wait(condition: Callable[[], bool], what: str, timeout: float) -> None:
 
 
 def _idle(stack: LocalStack) -> bool:
-    engine = stack.require_engine()
     dispatcher = stack.dispatcher
     assert isinstance(dispatcher, InProcessDispatcher) and stack.emulator is not None
     if dispatcher.pending() or not stack.emulator.webhooks.wait_idle(0):
         return False
     try:
-        with engine.database.transaction() as tx:
-            dirty = outbound_dirty.pending_count(tx)
-            busy = tx.fetch_value(
-                "SELECT (SELECT count(*) FROM accounts.hubspot_webhook_events "
-                "WHERE processed IS NOT TRUE) + (SELECT count(*) FROM "
-                "accounts.hubspot_sync_queue WHERE status IN ('QUEUED', 'PROCESSING'))"
-            )
+        return read_backlog(stack.require_engine().database).quiet
     except Exception:  # a connection we killed: ask again
         return False
-    return dirty == 0 and int(busy) == 0
 
 
 def drain(stack: LocalStack, timeout: float = 60.0) -> None:
@@ -315,27 +308,12 @@ def _expire_leases(stack: LocalStack) -> None:
 
 def backlog(stack: LocalStack) -> dict[str, Any]:
     """What is still waiting, everywhere (for a NotSettled message)."""
-    engine = stack.require_engine()
     assert stack.emulator is not None and isinstance(stack.dispatcher, InProcessDispatcher)
-
-    def read() -> dict[str, Any]:
-        with engine.database.transaction() as tx:
-            return {
-                "dirty": outbound_dirty.pending_count(tx),
-                "unprocessed_events": tx.fetch(
-                    "SELECT id, processing_error, received_at FROM "
-                    "accounts.hubspot_webhook_events WHERE processed IS NOT TRUE LIMIT 5"
-                ),
-                "queue": tx.fetch(
-                    "SELECT kind, status, retry_count, last_error FROM "
-                    "accounts.hubspot_sync_queue WHERE status IN ('QUEUED', 'PROCESSING') LIMIT 5"
-                ),
-            }
-
+    database = stack.require_engine().database
     return {
         "tasks": stack.dispatcher.pending(),
         "webhooks": stack.emulator.webhooks.stats(),
-        **retrying(read),
+        "tables": retrying(lambda: read_backlog(database)),
     }
 
 

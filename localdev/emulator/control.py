@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from shared.hubspot.emulator.errors import ApiError, validation
-from shared.hubspot.emulator.properties import canonical_type
-from shared.hubspot.emulator.server import Answer, error_answer
-
-if TYPE_CHECKING:
-    from shared.hubspot.emulator.emulator import Emulator
+from localdev.emulator.answers import Answer, error_answer
+from localdev.emulator.errors import ApiError, validation
+from localdev.emulator.properties import canonical_type
+from localdev.emulator.ratelimit import RateLimiter
+from localdev.emulator.store import Store
+from localdev.emulator.webhooks import WebhookDispatcher
 
 _WEBHOOK_SETTINGS = {
     "url": "url",
@@ -36,10 +36,55 @@ _LIMIT_SETTINGS = {
 }
 
 
-class ControlApi:
-    """Routes ``/_emulator/...`` requests to the emulator's Python API."""
+class Controllable(Protocol):
+    """The part of the emulator's Python API that the control routes call (``Emulator``)."""
 
-    def __init__(self, emulator: Emulator) -> None:
+    limits: RateLimiter
+    state: Store
+    webhooks: WebhookDispatcher
+
+    def reset(self) -> None: ...
+    def stats(self) -> dict[str, Any]: ...
+    def set_faults(
+        self,
+        *,
+        rate: float | None = None,
+        kinds: list[str] | None = None,
+        latency_ms: int | None = None,
+        hold_ms: int | None = None,
+        outage: bool | None = None,
+        seed: int | None = None,
+    ) -> None: ...
+    def seed(self, object_type: str, records: list[dict[str, Any]]) -> list[str]: ...
+    def snapshot(self, object_type: str, object_id: str) -> dict[str, Any]: ...
+    def ui_create(self, object_type: str, properties: dict[str, Any], *, user_id: int) -> str: ...
+    def ui_change(
+        self, object_type: str, object_id: str, properties: dict[str, Any], *, user_id: int
+    ) -> Any: ...
+    def ui_delete(self, object_type: str, object_id: str, *, user_id: int) -> None: ...
+    def merge(self, object_type: str, primary: str, merged: str, *, user_id: int) -> str: ...
+    def define_property(
+        self,
+        object_type: str,
+        name: str,
+        type: str = ...,
+        *,
+        field_type: str | None = ...,
+        label: str | None = ...,
+        options: list[str] | list[dict[str, Any]] | None = ...,
+        unique: bool = ...,
+        group: str | None = ...,
+    ) -> dict[str, Any]: ...
+
+
+class ControlApi:
+    """Routes ``/_emulator/...`` requests to the emulator's Python API.
+
+    It knows the emulator only as ``Controllable``, so this module and ``emulator.py``
+    do not import each other.
+    """
+
+    def __init__(self, emulator: Controllable) -> None:
         self.emu = emulator
 
     def handle(self, method: str, path: str, raw: bytes) -> Answer:

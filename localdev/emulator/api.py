@@ -14,16 +14,16 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
-from shared.hubspot.emulator.errors import ApiError, not_found, validation
-from shared.hubspot.emulator.properties import SINGULAR, PropertyRegistry, canonical_type
-from shared.hubspot.emulator.render import (
+from localdev.emulator.errors import ApiError, not_found, validation
+from localdev.emulator.properties import SINGULAR, PropertyRegistry, canonical_type
+from localdev.emulator.render import (
     batch_body,
     now_iso,
     render_associations,
     render_record,
 )
-from shared.hubspot.emulator.search import run_search
-from shared.hubspot.emulator.store import (
+from localdev.emulator.search import run_search
+from localdev.emulator.store import (
     ASSOCIATION_TYPE_IDS,
     Record,
     Source,

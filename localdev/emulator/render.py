@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from shared.hubspot.emulator.properties import DEFAULT_REQUESTED, LAST_MODIFIED, SINGULAR, iso_ms
-from shared.hubspot.emulator.store import Record, Store
+from localdev.emulator.properties import DEFAULT_REQUESTED, LAST_MODIFIED, SINGULAR, iso_ms
+from localdev.emulator.store import Record, Store
 
 # Formatting a time was ~40 % of rendering a batch read (a record's history holds
 # several), and records share times (a seed, a burst of writes in one millisecond):

@@ -39,7 +39,7 @@ def emulator(
     retry_base_ms: int,
 ) -> None:
     """Serve HubSpot's CRM v3 API locally, with its limits, errors and signed webhooks."""
-    from shared.hubspot.emulator import Emulator
+    from localdev.emulator import Emulator
 
     if webhook_url and not client_secret:
         raise click.UsageError("--webhook-url needs --client-secret (HubSpot signs every delivery)")

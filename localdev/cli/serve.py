@@ -20,9 +20,9 @@ from types import FrameType
 import click
 from rich.console import Console
 
-from shared.cli.demo import print_stack
-from shared.local.seed import Book, Standing, seed_book
-from shared.local.stack import LocalStack, StackConfig
+from localdev.cli.demo import print_stack
+from localdev.seed import Book, Standing, seed_book
+from localdev.stack import LocalStack, StackConfig
 from shared.messages.change import ChangeMessage, Operation
 from shared.messages.envelope import encode_push_envelope
 

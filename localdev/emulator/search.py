@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from shared.hubspot.emulator.errors import validation
-from shared.hubspot.emulator.properties import SEARCHABLE, PropertyDef, parse_instant
-from shared.hubspot.emulator.store import Record
+from localdev.emulator.errors import validation
+from localdev.emulator.properties import SEARCHABLE, PropertyDef, parse_instant
+from localdev.emulator.store import Record
 
 MAX_GROUPS, MAX_FILTERS_PER_GROUP, MAX_FILTERS = 5, 6, 18
 MAX_LIMIT, MAX_RESULTS, MAX_BODY_CHARS = 200, 10_000, 3_000

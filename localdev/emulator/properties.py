@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.hubspot.emulator.errors import ApiError, validation
+from localdev.emulator.errors import ApiError, validation
 
 OBJECT_TYPES = {"companies": "0-2", "contacts": "0-1"}
 _ALIASES = {

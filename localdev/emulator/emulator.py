@@ -6,20 +6,21 @@ from __future__ import annotations
 
 import random
 import threading
-from collections import Counter
 from types import TracebackType
 from typing import Any
 
-from shared.hubspot.emulator.api import CrmApi
-from shared.hubspot.emulator.control import ControlApi
-from shared.hubspot.emulator.errors import ApiError, not_found
-from shared.hubspot.emulator.faults import DEFAULT_KINDS, FaultInjector
-from shared.hubspot.emulator.properties import PropertyRegistry
-from shared.hubspot.emulator.ratelimit import RateLimiter
-from shared.hubspot.emulator.render import now_iso, render_record
-from shared.hubspot.emulator.server import CrmPipeline, EmulatorHTTPServer
-from shared.hubspot.emulator.store import Record, Source, Store
-from shared.hubspot.emulator.webhooks import WebhookDispatcher
+from localdev.emulator.answers import Answer
+from localdev.emulator.api import CrmApi
+from localdev.emulator.control import ControlApi
+from localdev.emulator.errors import ApiError, not_found
+from localdev.emulator.faults import DEFAULT_KINDS, FaultInjector
+from localdev.emulator.pipeline import CallCounts, CrmPipeline
+from localdev.emulator.properties import PropertyRegistry
+from localdev.emulator.ratelimit import RateLimiter
+from localdev.emulator.render import now_iso, render_record
+from localdev.emulator.server import EmulatorHTTPServer
+from localdev.emulator.store import Record, Source, Store
+from localdev.emulator.webhooks import WebhookDispatcher
 
 DEFAULT_APP_ID = 1_234_567
 DEFAULT_PORTAL_ID = 49_547_190
@@ -101,11 +102,16 @@ class Emulator:
         self.limits = RateLimiter(rate_limit, window_ms, daily_limit, search_rate_per_second)
         self.faults = FaultInjector(fault_rate, fault_kinds, latency_ms, timeout_hold_ms, seed)
         self.api = CrmApi(self.state, self.properties, random.Random(seed))
-        self.pipeline = CrmPipeline(self)
+        self.counts = CallCounts()
+        self.pipeline = CrmPipeline(
+            self.api,
+            limits=self.limits,
+            faults=self.faults,
+            access_tokens=self.access_tokens,
+            source=lambda: self.api_source,
+            counts=self.counts,
+        )
         self.control = ControlApi(self)
-        self._counts_lock = threading.Lock()
-        self.calls: Counter[str] = Counter()
-        self.rate_limited: Counter[str] = Counter()
         self._server: EmulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -113,7 +119,7 @@ class Emulator:
 
     def start(self) -> Emulator:
         """Serve on ``host:port`` (port 0: any free port) in background threads."""
-        self._server = EmulatorHTTPServer((self.host, self.port), self)
+        self._server = EmulatorHTTPServer((self.host, self.port), self._route)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.05,), name="emulator-http", daemon=True
@@ -163,9 +169,7 @@ class Emulator:
         self.webhooks.clear()
         self.faults.outage = False
         self.faults.injected.clear()
-        with self._counts_lock:
-            self.calls.clear()
-            self.rate_limited.clear()
+        self.counts.clear()
 
     # -- acting "in HubSpot" -------------------------------------------------------
 
@@ -299,20 +303,9 @@ class Emulator:
         if outage is not None:
             self.faults.outage = bool(outage)
 
-    def count_call(self, key: str) -> None:
-        """Record one CRM call, e.g. ``POST /crm/v3/objects/companies/batch/update``."""
-        with self._counts_lock:
-            self.calls[key] += 1
-
-    def count_rate_limited(self, key: str) -> None:
-        """Record one 429 from the rate limiter."""
-        with self._counts_lock:
-            self.rate_limited[key] += 1
-
     def stats(self) -> dict[str, Any]:
         """Call counts per endpoint, 429 counts, faults injected, webhook counters."""
-        with self._counts_lock:
-            calls, limited = dict(self.calls), dict(self.rate_limited)
+        calls, limited = self.counts.read()
         return {
             "calls": calls,
             "totalCalls": sum(calls.values()),
@@ -329,6 +322,13 @@ class Emulator:
         }
 
     # -- internals ---------------------------------------------------------------------
+
+    def _route(
+        self, method: str, path: str, query: dict[str, list[str]], headers: Any, raw: bytes
+    ) -> Answer:
+        if path.startswith("/_emulator/"):
+            return self.control.handle(method, path, raw)
+        return self.pipeline.handle(method, path, query, headers, raw)
 
     def _on_changes(self, changes: list[dict[str, Any]]) -> None:
         if not self._muted:

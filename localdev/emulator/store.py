@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.hubspot.emulator.properties import (
+from localdev.emulator.properties import (
     LAST_MODIFIED,
     OBJECT_TYPES,
     SINGULAR,

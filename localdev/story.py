@@ -29,11 +29,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from shared.db.repositories import customers, field_state, outbound_dirty, sync_config, sync_queue
+from localdev.checks import check_consistency
+from localdev.drain import read_backlog
+from localdev.seed import Book, SeededCustomer, Standing
+from localdev.stack import LocalStack
+from shared.db.repositories import customers, field_state, sync_config, sync_queue
 from shared.engine import Engine
-from shared.local.checks import check_consistency
-from shared.local.seed import Book, SeededCustomer, Standing
-from shared.local.stack import LocalStack
 from shared.messages.change import ChangeMessage, Operation
 from shared.messages.envelope import encode_push_envelope
 from shared.tasks import InProcessDispatcher
@@ -142,29 +143,8 @@ class Scene:
             raise StepFailed(f"{exc} ({', '.join(self.pending_work())})") from None
 
     def pending_work(self) -> list[str]:
-        """What is still to do: customers to push, webhook events, work queue items.
-
-        Judged by the tables, not by the task runner: flows also schedule
-        safety-net tasks minutes ahead (a flush after a lease ends), which are not
-        work waiting to be done.
-        """
-        waiting = []
-        with self.engine.database.transaction() as tx:
-            dirty = outbound_dirty.pending_count(tx)
-            events = tx.fetch(
-                "SELECT processing_error FROM accounts.hubspot_webhook_events "
-                "WHERE processed IS NOT TRUE"
-            )
-            queued = sync_queue.depth(tx)
-        open_items = queued.get("QUEUED", 0) + queued.get("PROCESSING", 0)
-        if dirty:
-            waiting.append(f"{dirty} customers to push")
-        if open_items:
-            waiting.append(f"{open_items} queue items open")
-        if events:
-            errors = {str(e["processing_error"])[:120] for e in events if e["processing_error"]}
-            waiting.append(f"{len(events)} webhook events unprocessed {sorted(errors)[:2]}")
-        return waiting
+        """What is still to do: customers to push, webhook events, work queue items."""
+        return read_backlog(self.engine.database).describe()
 
     # -- WARP ------------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """``hubspot-sync demo``: the whole system on embedded defaults, every flow shown working.
 
-Starts the local stack (``shared/local/stack.py``), seeds a book of customers, runs
-the scripted story (``shared/local/story.py``) and ends with a summary table. Exits
+Starts the local stack (``localdev/stack.py``), seeds a book of customers, runs
+the scripted story (``localdev/story.py``) and ends with a summary table. Exits
 1 when any step failed. The functions' JSON log lines go to a file (named at the
 end) so the console shows only the story.
 """
@@ -19,9 +19,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from shared.local.seed import Standing, seed_book
-from shared.local.stack import LocalStack, StackConfig
-from shared.local.story import Scene, StepResult, build_story, progress_bar, run_story
+from localdev.seed import Standing, seed_book
+from localdev.stack import LocalStack, StackConfig
+from localdev.story import Scene, StepResult, build_story, progress_bar, run_story
 
 
 @click.command()

@@ -31,7 +31,7 @@ from shared.errors import ConfigurationError
 from shared.mapping import EntityType, MappingSet
 
 if TYPE_CHECKING:
-    from shared.local.stack import LocalStack
+    from localdev.stack import LocalStack
 
 _PLACES = (
     "Northwind", "Bluepeak", "Cedar", "Harbor", "Summit", "Riverside", "Granite", "Oakridge",

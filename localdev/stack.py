@@ -52,9 +52,9 @@ from shared.observability.logging import (
 if TYPE_CHECKING:
     from werkzeug.serving import BaseWSGIServer
 
+    from localdev.emulator import Emulator
     from shared.engine import Engine
     from shared.hubspot.client import HubSpotClient
-    from shared.hubspot.emulator import Emulator
     from shared.tasks import Dispatcher
 
 log = logging.getLogger("warp_hubspot_sync.local")
@@ -277,7 +277,7 @@ class LocalStack:
         return FunctionServer(name, f"http://127.0.0.1:{server.server_port}", server, thread)
 
     def _start_emulator(self, webhook_url: str) -> Emulator:
-        from shared.hubspot.emulator import Emulator
+        from localdev.emulator import Emulator
 
         self._emulator_token = "local-" + secrets.token_urlsafe(18)
         self._emulator_secret = secrets.token_urlsafe(32)

@@ -1,0 +1,1 @@
+"""The developer commands of ``hubspot-sync``: ``demo``, ``serve`` and ``emulator``."""
