@@ -28,7 +28,7 @@ from shared.inbound.process import (
 from shared.inbound.receive import store_batch
 from shared.tasks import TaskOutcome
 from tests.conftest import TEST_APP_ID
-from tests.helpers.inbound import change, event, process
+from tests.helpers.inbound import change, event, now_ms, process
 
 pytestmark = pytest.mark.integration
 
@@ -155,7 +155,7 @@ def test_echoes_of_our_writes_are_ignored_and_counted(engine: Engine, emulator: 
 
 def test_stale_event_ignored_and_logged_as_skipped(engine: Engine, emulator: Any) -> None:
     cid, company = new_customer(engine, emulator)
-    now = int(time.time() * 1000)
+    now = now_ms()
     process(engine, change(company, "name", "Newer", at=now))
     report = process(engine, change(company, "name", "Older", at=now - 60_000))
     assert report.counts["stale"] == 1
@@ -192,7 +192,7 @@ def _ms(at: datetime) -> int:
 
 def test_only_the_newest_change_of_a_property_counts(engine: Engine, emulator: Any) -> None:
     cid, company = new_customer(engine, emulator)
-    now = int(time.time() * 1000)
+    now = now_ms()
     # Delivered out of order, as HubSpot may.
     report = process(
         engine,
@@ -290,7 +290,7 @@ def test_creation_with_properties_in_the_batch_then_applies_them(
 ) -> None:
     cid, _ = new_customer(engine, emulator, link=False, company_name="Orbit Telecom")
     domain = customer(engine, cid)["contact"]["email"].split("@")[1]
-    now = int(time.time() * 1000)
+    now = now_ms()
     report = process(
         engine,
         event("company.creation", 555001, at=now),
@@ -390,7 +390,7 @@ def test_primary_contact_association_sets_and_removes_the_link(
 def test_one_bad_event_does_not_stop_the_others(engine: Engine, emulator: Any) -> None:
     bad_cid, bad = new_customer(engine, emulator)
     good_cid, good = new_customer(engine, emulator)
-    now = int(time.time() * 1000)
+    now = now_ms()
     # warp_credit_limit is HUBSPOT_WINS; 10**14 overflows WARP's DECIMAL(12, 2) column.
     report = process(
         engine,

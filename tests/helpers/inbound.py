@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from typing import Any
 
@@ -15,6 +16,17 @@ from tests.conftest import TEST_APP_ID
 _ids = itertools.count(1_000)
 
 
+def now_ms() -> int:
+    """HubSpot's millisecond time of an edit made now, rounded up.
+
+    A WARP write's time has microseconds; an edit made after it, truncated to the
+    millisecond, can fall before it when both happen within one millisecond, and a
+    LATEST_WINS test would then see WARP as newer on a fast run only. Rounded up, a
+    time taken after a write is never earlier than the write.
+    """
+    return math.ceil(time.time() * 1000)
+
+
 def event(
     kind: str, object_id: str | int, *, at: int | None = None, **extra: Any
 ) -> dict[str, Any]:
@@ -24,7 +36,7 @@ def event(
         "subscriptionId": 7000 + len(kind),
         "portalId": 62515,
         "appId": TEST_APP_ID,
-        "occurredAt": at if at is not None else int(time.time() * 1000),
+        "occurredAt": at if at is not None else now_ms(),
         "subscriptionType": kind,
         "attemptNumber": 0,
         "objectId": int(object_id),
