@@ -77,6 +77,17 @@ class FieldState:
     warp_changed_at: datetime | None = None
 
 
+class ConflictKind(StrEnum):
+    """Why a field's rule had to decide: what the conflicts metric tells apart."""
+
+    # Both sides changed since the field last crossed (or differ though neither did).
+    EDITED = "edited"
+    # No sync state yet: the sides differed when first linked, nobody edited against us.
+    FIRST_SYNC = "first_sync"
+    # A MANUAL conflict still waiting for a person, seen again: counted once, when new.
+    OPEN = "open"
+
+
 @dataclass(frozen=True)
 class Decision:
     """The outcome: the action, the value to write (HubSpot string or WARP value), why, who won."""
@@ -88,6 +99,12 @@ class Decision:
     # The rule that settled a conflict (both sides changed, or no state and they differ);
     # None when only one side changed. Metrics count conflicts by field and rule.
     resolved_by: ConflictRule | None = None
+    conflict: ConflictKind | None = None
+
+    @property
+    def new_conflict(self) -> bool:
+        """A conflict the rule settled or held now, not one already open."""
+        return self.resolved_by is not None and self.conflict is not ConflictKind.OPEN
 
 
 _NAME = {Side.WARP: "WARP", Side.HUBSPOT: "HubSpot"}
@@ -148,6 +165,7 @@ def _write(
     hubspot: SideValue,
     why: str,
     resolved_by: ConflictRule | None = None,
+    conflict: ConflictKind | None = None,
 ) -> Decision:
     warp_form, hub_form = _forms(mapping, warp.value, hubspot.value)
     if mapping.unless_blank and (warp_form if winner is Side.WARP else hub_form) == "":
@@ -157,12 +175,13 @@ def _write(
             reason=f"{why}; unless_blank: blank {_NAME[winner]} value "
             f"does not overwrite {_NAME[loser]}'s",
             resolved_by=resolved_by,
+            conflict=conflict,
         )
     if winner is Side.WARP:
         value = mapping.to_hubspot(warp.value)
-        return Decision(Action.WRITE_HUBSPOT, value, why, Side.WARP, resolved_by)
+        return Decision(Action.WRITE_HUBSPOT, value, why, Side.WARP, resolved_by, conflict)
     value = mapping.to_warp(hubspot.value, warp.value)
-    return Decision(Action.WRITE_WARP, value, why, Side.HUBSPOT, resolved_by)
+    return Decision(Action.WRITE_WARP, value, why, Side.HUBSPOT, resolved_by, conflict)
 
 
 def _echo(state: FieldState | None, toward: Side, unchanged: bool) -> str:
@@ -242,7 +261,10 @@ def decide(
 
     if state is not None and state.is_in_conflict and mapping.rule is ConflictRule.MANUAL:
         return Decision(
-            Action.CONFLICT, reason="unresolved manual conflict", resolved_by=ConflictRule.MANUAL
+            Action.CONFLICT,
+            reason="unresolved manual conflict",
+            resolved_by=ConflictRule.MANUAL,
+            conflict=ConflictKind.OPEN,
         )
     if warp_changed != hub_changed:
         winner = Side.WARP if warp_changed else Side.HUBSPOT
@@ -251,6 +273,7 @@ def decide(
         why = f"changed in {_NAME[winner]}" + (f" ({echo})" if echo else "")
         return _write(mapping, winner, warp, hubspot, why)
 
+    kind = ConflictKind.FIRST_SYNC if state is None else ConflictKind.EDITED
     if state is None:
         why = "no sync state yet, values differ"
     elif warp_changed:
@@ -259,19 +282,20 @@ def decide(
         why = "values differ though neither changed since last sync"
     rule = mapping.rule
     if rule is ConflictRule.WARP_WINS:
-        return _write(mapping, Side.WARP, warp, hubspot, f"{why}; WARP_WINS", rule)
+        return _write(mapping, Side.WARP, warp, hubspot, f"{why}; WARP_WINS", rule, kind)
     if rule is ConflictRule.HUBSPOT_WINS:
-        return _write(mapping, Side.HUBSPOT, warp, hubspot, f"{why}; HUBSPOT_WINS", rule)
+        return _write(mapping, Side.HUBSPOT, warp, hubspot, f"{why}; HUBSPOT_WINS", rule, kind)
     if rule is ConflictRule.LATEST_WINS:
         if _later(hubspot.modified_at, warp.modified_at):
             why = f"{why}; LATEST_WINS: HubSpot is newer"
-            return _write(mapping, Side.HUBSPOT, warp, hubspot, why, rule)
+            return _write(mapping, Side.HUBSPOT, warp, hubspot, why, rule, kind)
         why = f"{why}; LATEST_WINS: WARP is newer or tied"
-        return _write(mapping, Side.WARP, warp, hubspot, why, rule)
+        return _write(mapping, Side.WARP, warp, hubspot, why, rule, kind)
     return Decision(
         Action.CONFLICT,
         reason=f"{why}; MANUAL: waiting for resolve-conflict",
         resolved_by=ConflictRule.MANUAL,
+        conflict=kind,
     )
 
 

@@ -670,6 +670,61 @@ def test_metrics_come_from_the_database(
     assert budget and 0 < budget[0] < 1  # the emulator calls above drew on the daily budget
 
 
+def _sample(name: str, **labels: str) -> str:
+    """A sample's key as the exposition writes it (labels sorted by name)."""
+    inner = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    return f"{name}{{{inner}}}"
+
+
+def test_duration_histogram_from_the_sync_log(
+    client: httpx.Client, engine: Engine, emulator: Any
+) -> None:
+    labels = {"entity_type": "customer", "direction": "WARP_TO_HUBSPOT", "status": "SUCCESS"}
+    before = _samples(client.get("/metrics").text)
+    started = datetime.now(UTC)
+    customer_id, _ = acme_customer(engine, emulator)
+    with engine.database.transaction() as tx:
+        sync_log.record(
+            tx,
+            entity_type="customer",
+            entity_id=customer_id,
+            operation="UPDATE",
+            direction="WARP_TO_HUBSPOT",
+            status="SUCCESS",
+            started_at=started,
+            completed_at=started + timedelta(milliseconds=300),
+        )
+    after = _samples(client.get("/metrics").text)
+
+    def grew(name: str, **extra: str) -> float:
+        key = _sample(name, **labels, **extra)
+        return after[key] - before.get(key, 0)
+
+    assert grew("hubspot_sync_duration_seconds_count") == 1
+    assert grew("hubspot_sync_duration_seconds_sum") == pytest.approx(0.3)
+    assert grew("hubspot_sync_duration_seconds_bucket", le="0.25") == 0
+    assert grew("hubspot_sync_duration_seconds_bucket", le="0.5") == 1
+    assert grew("hubspot_sync_duration_seconds_bucket", le="+Inf") == 1
+
+
+def test_conflicts_counted_once_and_first_syncs_told_apart(
+    client: httpx.Client, engine: Engine, emulator: Any
+) -> None:
+    counter = _sample(
+        "hubspot_sync_conflicts_total",
+        entity_type="customer",
+        field_name="company_name",
+        resolution="MANUAL",
+        kind="first_sync",
+    )
+    before = _samples(client.get("/metrics").text).get(counter, 0)
+    customer_id, _ = _in_conflict(engine, emulator)  # linked with differing names: a backfill
+    assert _samples(client.get("/metrics").text)[counter] == before + 1
+    # Syncing again finds the same conflict still open: not a new one.
+    sync_customers(_current(engine), [customer_id], allowed=BOTH_WAYS, triggered_by="test")
+    assert _samples(client.get("/metrics").text)[counter] == before + 1
+
+
 # --- the OpenAPI document -------------------------------------------------------------
 
 

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from shared.conflicts import (
     Action,
+    ConflictKind,
     FieldState,
     Side,
     SideValue,
@@ -192,6 +193,27 @@ def test_manual_conflict_stays_until_resolved_or_sides_agree() -> None:
         agreed, manual, SideValue("same"), SideValue("same"), LATE, previous=state
     )
     assert not cleared.is_in_conflict and cleared.warp_value == "same"
+
+
+@pytest.mark.parametrize("rule", list(ConflictRule))
+def test_a_conflict_says_whether_it_came_from_edits_or_a_first_sync(rule: ConflictRule) -> None:
+    field = mapping(rule=rule)
+    first = decide(field, None, SideValue("w", EARLY), SideValue("h", LATE))
+    edited = decide(field, synced("old", "old"), SideValue("w", EARLY), SideValue("h", LATE))
+    one_sided = decide(field, synced("old", "old"), SideValue("w", EARLY), SideValue("old"))
+    assert (first.conflict, edited.conflict) == (ConflictKind.FIRST_SYNC, ConflictKind.EDITED)
+    assert first.new_conflict and edited.new_conflict
+    assert one_sided.conflict is None and not one_sided.new_conflict
+
+
+def test_an_open_manual_conflict_seen_again_is_not_a_new_one() -> None:
+    manual = mapping(rule=ConflictRule.MANUAL)
+    first = decide(manual, synced("old", "old"), SideValue("w"), SideValue("h"))
+    state = state_after(
+        first, manual, SideValue("w"), SideValue("h"), LATE, previous=synced("old", "old")
+    )
+    again = decide(manual, state, SideValue("w"), SideValue("h2"))
+    assert again.conflict is ConflictKind.OPEN and not again.new_conflict
 
 
 def test_write_warp_value_keeps_the_rest_of_a_name() -> None:

@@ -289,7 +289,9 @@ def test_sync_operation_success_line(stdout: Captured) -> None:
     operation, conflict = lines(stdout)
     assert operation["event"] == "sync_operation" and operation["outcome"] == "success"
     assert operation["fields"] == ["domain", "name"]
-    assert operation["conflicts"] == [{"field": "domain", "resolution": "WARP_WINS"}]
+    assert operation["conflicts"] == [
+        {"field": "domain", "resolution": "WARP_WINS", "kind": "edited"}
+    ]
     assert operation["duration_ms"] >= 0 and operation["duration_seconds"] >= 0
     assert (operation["direction"], operation["entity_type"]) == ("WARP_TO_HUBSPOT", "customer")
     assert conflict["event"] == "sync_conflict"

@@ -6,6 +6,13 @@ so nothing is carried from one scrape (or one test) to the next.
 
 Metrics (names are what WARP's Prometheus rules use):
 
+- ``hubspot_sync_duration_seconds{entity_type,direction,status}``: a histogram of the
+  sync log's operations, from each row's ``started_at`` to its ``completed_at``
+  (``rate(_sum[5m]) / rate(_count[5m])`` is the mean duration);
+- ``hubspot_sync_conflicts_total{entity_type,field_name,resolution,kind}``: fields whose
+  rule settled (or MANUAL held) a conflict, counted once each; ``kind`` is ``edited``
+  (both sides changed) or ``first_sync`` (the sides differed when first linked: a
+  backfill, not something to page about);
 - ``hubspot_sync_queue_depth{status}``: rows of ``hubspot_sync_queue`` by status;
 - ``hubspot_sync_conflicts_open``: fields waiting for ``resolve-conflict``;
 - ``hubspot_sync_operations_total{direction,status}``: sync-log rows ever written (a
@@ -28,7 +35,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from shared.db import Database, Session
@@ -37,6 +49,18 @@ from shared.hubspot.ratelimit import daily_budget_used
 
 QUEUE_STATUSES = ("QUEUED", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED")
 DIRECTIONS = ("WARP_TO_HUBSPOT", "HUBSPOT_TO_WARP", "BIDIRECTIONAL")
+# Upper bounds (seconds) of the duration histogram: a one-record flush takes tens of
+# milliseconds, a batch of 100 a second or two, a retried one up to minutes.
+DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+@dataclass(frozen=True)
+class Durations:
+    """One label set of the duration histogram: cumulative bucket counts, sum, count."""
+
+    buckets: tuple[int, ...]
+    total_seconds: float
+    count: int
 
 
 @dataclass
@@ -44,6 +68,8 @@ class Snapshot:
     """The numbers of one scrape, read in one transaction."""
 
     queue_depth: dict[str, int] = field(default_factory=dict)
+    durations: dict[tuple[str, str, str], Durations] = field(default_factory=dict)
+    conflicts_total: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
     conflicts_open: int = 0
     operations_total: dict[tuple[str, str], int] = field(default_factory=dict)
     operations_last_hour: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -59,6 +85,8 @@ def read_snapshot(database: Database) -> Snapshot:
     snap = Snapshot()
     with database.transaction() as tx:
         snap.queue_depth = sync_queue.depth(tx)
+        snap.durations = _durations(tx)
+        snap.conflicts_total = _conflicts(tx)
         snap.conflicts_open = field_state.count_open_conflicts(tx)
         snap.operations_total = _operations(tx, since_hours=None)
         snap.operations_last_hour = _operations(tx, since_hours=1)
@@ -97,6 +125,46 @@ def _operations(tx: Session, *, since_hours: int | None) -> dict[tuple[str, str]
     return {(r["direction"], r["status"]): int(r["n"]) for r in rows}
 
 
+# One count per bucket in a single scan; the bounds are this module's constants.
+_BUCKET_COUNTS = ", ".join(f"count(*) FILTER (WHERE d <= {b})" for b in DURATION_BUCKETS)
+
+
+def _durations(tx: Session) -> dict[tuple[str, str, str], Durations]:
+    rows = tx.fetch(
+        f"SELECT entity_type, direction, status, count(*) AS n, COALESCE(sum(d), 0) AS total, "
+        f"ARRAY[{_BUCKET_COUNTS}] AS buckets FROM ("
+        "SELECT entity_type, direction, status, "
+        "GREATEST(extract(epoch FROM completed_at - started_at), 0) AS d "
+        "FROM accounts.hubspot_sync_log WHERE completed_at IS NOT NULL) AS l "
+        "GROUP BY entity_type, direction, status"
+    )
+    return {
+        (str(r["entity_type"]), str(r["direction"]), str(r["status"])): Durations(
+            tuple(int(n) for n in r["buckets"]), float(r["total"]), int(r["n"])
+        )
+        for r in rows
+    }
+
+
+def _conflicts(tx: Session) -> dict[tuple[str, str, str, str], int]:
+    # The sync log marks each field a rule settled with its rule and kind
+    # (shared/engine/record.py); rows WARP's own code wrote may hold any JSON.
+    rows = tx.fetch(
+        "SELECT l.entity_type, c.key AS field_name, c.value->>'resolution' AS resolution, "
+        "COALESCE(c.value->>'conflict_kind', 'edited') AS kind, count(*) AS n "
+        "FROM accounts.hubspot_sync_log AS l CROSS JOIN LATERAL jsonb_each(CASE WHEN "
+        "jsonb_typeof(l.field_changes) = 'object' THEN l.field_changes ELSE '{}' END) AS c "
+        "WHERE jsonb_typeof(c.value) = 'object' AND c.value ? 'resolution' "
+        "GROUP BY 1, 2, 3, 4"
+    )
+    return {
+        (str(r["entity_type"]), str(r["field_name"]), str(r["resolution"]), str(r["kind"])): int(
+            r["n"]
+        )
+        for r in rows
+    }
+
+
 class _SnapshotCollector(Collector):
     def __init__(self, snap: Snapshot) -> None:
         self._snap = snap
@@ -109,6 +177,25 @@ class _SnapshotCollector(Collector):
         for status in sorted(set(QUEUE_STATUSES) | set(s.queue_depth)):
             depth.add_metric([status], s.queue_depth.get(status, 0))
         yield depth
+        durations = HistogramMetricFamily(
+            "hubspot_sync_duration_seconds",
+            "Duration of sync operations",
+            labels=["entity_type", "direction", "status"],
+        )
+        for labels, d in sorted(s.durations.items()):
+            bounds = [*(str(b) for b in DURATION_BUCKETS), "+Inf"]
+            durations.add_metric(
+                list(labels), list(zip(bounds, [*d.buckets, d.count], strict=True)), d.total_seconds
+            )
+        yield durations
+        conflicts = CounterMetricFamily(
+            "hubspot_sync_conflicts",
+            "Conflicts settled by a rule or held for a person, by field",
+            labels=["entity_type", "field_name", "resolution", "kind"],
+        )
+        for conflict_labels, n in sorted(s.conflicts_total.items()):
+            conflicts.add_metric(list(conflict_labels), n)
+        yield conflicts
         yield GaugeMetricFamily(
             "hubspot_sync_conflicts_open",
             "Fields in conflict waiting for resolve-conflict",

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from shared.conflicts import Action, FieldState
+from shared.conflicts import Action, ConflictKind, FieldState
 from shared.db import Database, Session
 from shared.db.repositories import customers, field_state, sync_log
 from shared.engine.plan import FieldResult, Plan
@@ -172,9 +172,9 @@ def log_plan(
     else:
         outcome = "skipped"
     conflicts = [
-        Conflict(r.field, r.decision.resolved_by.value)
-        for r in plan.results
-        if r.decision.resolved_by is not None and (r.applied or r.action is Action.CONFLICT)
+        Conflict(r.field, r.decision.resolved_by.value, _conflict_kind(r))
+        for r in _new_conflicts(plan.results)
+        if r.decision.resolved_by is not None
     ]
     log_operation(
         entity_type=entity_type.value,
@@ -189,6 +189,18 @@ def log_plan(
         hubspot_object_id=plan.object_id,
         **extra,
     )
+
+
+def _new_conflicts(results: Iterable[FieldResult]) -> list[FieldResult]:
+    """Conflicts settled or held by this plan; a MANUAL one already open is not new."""
+    return [
+        r for r in results if r.decision.new_conflict and (r.applied or r.action is Action.CONFLICT)
+    ]
+
+
+def _conflict_kind(result: FieldResult) -> str:
+    kind = result.decision.conflict
+    return (kind or ConflictKind.EDITED).value
 
 
 def log_direction(plan: Plan) -> str:
@@ -333,6 +345,14 @@ def _log_entry(
         if m.warp_column in sealer.sensitive_columns
     )
     changes = sealer.seal_changes(changes, sensitive)
+    # The conflicts metric counts these keys (shared/api/metrics.py): rule and kind.
+    for result in _new_conflicts(plan.results):
+        if result.field in changes and result.decision.resolved_by is not None:
+            changes[result.field] = {
+                **changes[result.field],
+                "resolution": result.decision.resolved_by.value,
+                "conflict_kind": _conflict_kind(result),
+            }
     if skipped:
         changes["_skipped"] = skipped
     return sync_log.LogEntry(

@@ -7,11 +7,12 @@ fields; renaming any of them is a change to both places:
     ``entity_type``, ``entity_id``, ``direction`` (WARP_TO_HUBSPOT | HUBSPOT_TO_WARP |
     BIDIRECTIONAL), ``operation`` (CREATE, UPDATE, ...), ``outcome`` (success | failed |
     conflict | skipped), ``duration_ms`` and ``duration_seconds``, ``fields`` (names
-    only, never values), ``conflicts`` ([{field, resolution}]), ``conflict_count``, and
+    only, never values), ``conflicts`` ([{field, resolution, kind}]), ``conflict_count``, and
     on failure ``error_type`` and ``retryable``.
 ``event="sync_conflict"``
     one line per conflicting field: ``entity_type``, ``entity_id``, ``direction``,
-    ``field``, ``resolution`` (the rule that decided it, or MANUAL). A log-based metric
+    ``field``, ``resolution`` (the rule that decided it, or MANUAL), ``kind`` (``edited``
+    or ``first_sync``: sides that differed when first linked). A log-based metric
     labels by one value per entry, so conflicts get their own lines.
 ``event="gauge"``
     ``metric`` and ``reading`` plus labels: point-in-time readings such as
@@ -45,10 +46,15 @@ _log = logging.getLogger("warp_hubspot_sync.sync")
 
 @dataclass(frozen=True)
 class Conflict:
-    """A field both sides changed, and the rule that settled it (or MANUAL)."""
+    """A field both sides changed, and the rule that settled it (or MANUAL).
+
+    ``kind`` tells edits on both sides (``edited``) from sides that merely differed when
+    first linked (``first_sync``): nobody wants to be paged for a backfill.
+    """
 
     field: str
     resolution: str
+    kind: str = "edited"
 
 
 def _check(value: str, allowed: frozenset[str], what: str) -> str:
@@ -91,7 +97,9 @@ def log_operation(
         "duration_ms": round(duration_ms, 3),
         "duration_seconds": round(duration_ms / 1000.0, 6),
         "fields": sorted(set(fields)),
-        "conflicts": [{"field": c.field, "resolution": c.resolution} for c in conflict_list],
+        "conflicts": [
+            {"field": c.field, "resolution": c.resolution, "kind": c.kind} for c in conflict_list
+        ],
         "conflict_count": len(conflict_list),
         **extra,
     }
@@ -126,6 +134,7 @@ def log_operation(
                     "direction": direction,
                     "field": conflict.field,
                     "resolution": conflict.resolution,
+                    "kind": conflict.kind,
                 }
             },
         )
