@@ -32,7 +32,7 @@ from shared.engine.deps import Engine, get_engine
 from shared.errors import DatabaseUnavailableError
 from shared.outbound.fields import fields_from_stored
 from shared.outbound.push import push_customers
-from shared.outbound.receive import FLUSH_KIND, delivery_records, triggered_by
+from shared.outbound.receive import FLUSH_KIND, delivery_records, schedule_flush, triggered_by
 from shared.retry import enqueue_failure
 from shared.tasks import Task, TaskOutcome, task_name
 
@@ -136,17 +136,18 @@ def flush(engine: Engine, *, attempt: int = 0, limit: int = BATCH) -> FlushRepor
 
 
 def _settle(engine: Engine, rows: Sequence[Row]) -> None:
-    """Drop the pushed rows; a customer changed again meanwhile gets another flush."""
+    """Drop the pushed rows; a customer changed again meanwhile gets another flush.
+
+    That flush is asked for as a new change asks for one: during a burst it joins
+    the window's flush instead of chaining a flush per change that came in flight.
+    """
 
     def settle() -> list[str]:
         with engine.database.transaction() as tx:
             return outbound_dirty.settle(tx, rows)
 
-    remarked = _on_fresh_connection(settle)
-    if remarked:
-        engine.dispatcher.submit(
-            Task(FLUSH_KIND, {}, name=task_name(FLUSH_KIND, "remarked", *sorted(remarked)))
-        )
+    if _on_fresh_connection(settle):
+        schedule_flush(engine)
 
 
 def _release(engine: Engine, rows: Sequence[Row]) -> None:
