@@ -86,7 +86,7 @@ locals {
     retry_worker  = [google_service_account.tasks.email]
     reconciler    = [google_service_account.scheduler.email]
     # Groups cannot be checked in code (ID tokens carry no group claim): their members
-    # call with SYNC_API_TOKEN instead (docs/deploy.md, step 9).
+    # call with SYNC_API_TOKEN instead (docs/deploy.md, step 2).
     sync_api = [for m in var.api_invokers : split(":", m)[1] if startswith(m, "serviceAccount:") || startswith(m, "user:")]
   }
   # Keyed by names known when the plan starts, never by an email: a service account

@@ -24,7 +24,7 @@ locals {
       value       = "EXTRACT(jsonPayload.duration_seconds)"
       unit        = "s"
       labels      = { entity_type = "entity_type", direction = "direction", outcome = "outcome" }
-      buckets     = { count = 16, growth = 2, scale = 0.01 } # 10 ms .. ~5.5 min
+      buckets     = { count = 16, growth = 2, scale = 0.01 } # finite buckets 10 ms .. 655 s (0.01 × 2^16, ~11 min)
     }
     operations = {
       name        = "${local.metric_prefix}_operations_total"
@@ -60,7 +60,7 @@ locals {
       value       = "EXTRACT(jsonPayload.reading)"
       unit        = "1"
       labels      = {}
-      buckets     = { count = 20, growth = 2, scale = 1 } # 1 .. ~1M items
+      buckets     = { count = 20, growth = 2, scale = 1 } # finite buckets 1 .. 2^20 (~1M) items
     }
     budget_used = {
       name        = "${local.metric_prefix}_budget_used"

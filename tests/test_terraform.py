@@ -604,3 +604,30 @@ def test_the_dashboard_matches_what_the_api_reads_back(offline_plan: Any) -> Non
             metric = re.search(r'metric\.type="([^"]+)"', query["filter"])[1]  # type: ignore[index]
             if metric in distributions:
                 assert aggregation["perSeriesAligner"] != "ALIGN_COUNT", tile["widget"]["title"]
+
+
+# ---- the deploy guide says what Terraform does ---------------------------------------
+
+DEPLOY_GUIDE = REPO / "docs" / "deploy.md"
+
+
+def _code_blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", DEPLOY_GUIDE.read_text(), re.S)
+
+
+def test_the_guide_shows_the_example_tfvars_ci_plans() -> None:
+    example = (EXAMPLES / "deploy-guide.tfvars").read_text()
+    settings = "".join(line + "\n" for line in example.splitlines() if not line.startswith("#"))
+    assert settings in _code_blocks("hcl"), "docs/deploy.md step 2 differs from the example"
+
+
+def test_the_guide_shows_the_scheduler_body_terraform_sends() -> None:
+    body = parsed()["locals"]["nightly_reconcile_body"]
+    bodies = re.findall(r"The Scheduler job posts `(\{.*?\})`", DEPLOY_GUIDE.read_text())
+    assert [json.loads(b) for b in bodies] == [body]
+
+
+def test_the_guide_reads_terraform_outputs_only_after_the_full_apply() -> None:
+    text = DEPLOY_GUIDE.read_text()
+    full_apply = text.index("terraform apply plan.tfplan")
+    assert "terraform output" not in text[:full_apply]
