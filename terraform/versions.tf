@@ -1,7 +1,7 @@
 # Providers. hashicorp/google only (every resource used here is GA); hashicorp/time
 # waits where Google is eventually consistent (IAM grants, new log-based metrics).
 terraform {
-  required_version = ">= 1.5"
+  required_version = ">= 1.6" # the oldest Terraform CI checks (.ci/terraform.sh)
 
   required_providers {
     google = {

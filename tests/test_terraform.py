@@ -492,7 +492,7 @@ def test_sync_api_never_gets_oidc_with_an_empty_allow_list() -> None:
     conditions = [p["condition"] for p in block(function, "lifecycle")["precondition"]]
     assert any(
         'contains(keys(local.function_env[each.key]), "OIDC_AUDIENCE")' in c
-        and "length(local.invoker_emails[each.key]) > 0" in c
+        and "length(lookup(local.invoker_emails, each.key, [])) > 0" in c
         for c in conditions
     ), conditions
 
