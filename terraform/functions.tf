@@ -369,12 +369,12 @@ resource "google_service_account" "scheduler" {
   depends_on = [google_project_service.this]
 }
 
-# Cloud Build runs as this account. Left to the default, builds fail in projects
-# created since 2024 and in organisations that stop granting roles to default service
-# accounts (the legacy Cloud Build account no longer exists there, and the Compute
-# default account has no roles). The roles are those the provider's
-# cloudfunctions2 "basic builder" example grants: write build logs, push the
-# image to Artifact Registry, read the uploaded source.
+# Cloud Build runs as this account. Left to the default, projects created since 2024
+# build as the Compute Engine default account, which secure-by-default organisations
+# (iam.automaticIamGrantsForDefaultServiceAccounts) leave without any role, so the
+# build fails. The roles are those the provider's cloudfunctions2 "basic builder"
+# example grants: write build logs, push the image to Artifact Registry, read the
+# uploaded source.
 resource "google_service_account" "builder" {
   account_id   = "${var.name_prefix}-build"
   display_name = "HubSpot sync: Cloud Build of the functions"
