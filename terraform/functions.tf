@@ -86,15 +86,18 @@ locals {
     retry_worker  = [google_service_account.tasks.email]
     reconciler    = [google_service_account.scheduler.email]
     # Groups cannot be checked in code (ID tokens carry no group claim): their members
-    # call with SYNC_API_TOKEN instead (docs/deploy.md, step 7).
+    # call with SYNC_API_TOKEN instead (docs/deploy.md, step 2).
     sync_api = [for m in var.api_invokers : split(":", m)[1] if startswith(m, "serviceAccount:") || startswith(m, "user:")]
   }
+  # Keyed by names known when the plan starts, never by an email: a service account
+  # created in the same apply has an unknown email at plan time on providers before
+  # 6.13, and for_each refuses unknown keys ("Invalid for_each argument").
   invoker_members = {
-    webhook_receiver = ["allUsers"] # HubSpot cannot send Google tokens; the v3 signature is checked in code
-    outbound_sync    = [for e in local.invoker_emails.outbound_sync : "serviceAccount:${e}"]
-    retry_worker     = [for e in local.invoker_emails.retry_worker : "serviceAccount:${e}"]
-    reconciler       = [for e in local.invoker_emails.reconciler : "serviceAccount:${e}"]
-    sync_api         = var.api_invokers # never public: see the variable's validation
+    webhook_receiver = { public = "allUsers" } # HubSpot cannot send Google tokens; the v3 signature is checked in code
+    outbound_sync    = { pubsub_push = "serviceAccount:${google_service_account.pubsub_push.email}" }
+    retry_worker     = { tasks = "serviceAccount:${google_service_account.tasks.email}" }
+    reconciler       = { scheduler = "serviceAccount:${google_service_account.scheduler.email}" }
+    sync_api         = { for m in var.api_invokers : m => m } # never public: see the variable's validation
   }
 
   # Runtime settings every function reads (names are shared/config/settings.py fields).
@@ -140,9 +143,13 @@ locals {
       OIDC_AUDIENCE       = local.function_urls.reconciler
       OIDC_ALLOWED_EMAILS = join(",", local.invoker_emails.reconciler)
     }
+    # OIDC only with someone to allow: an empty OIDC_ALLOWED_EMAILS would let any
+    # Google identity through. Without it the API accepts SYNC_API_TOKEN alone.
     sync_api = {
-      OIDC_AUDIENCE       = local.function_urls.sync_api
-      OIDC_ALLOWED_EMAILS = join(",", local.invoker_emails.sync_api)
+      for k, v in {
+        OIDC_AUDIENCE       = local.function_urls.sync_api
+        OIDC_ALLOWED_EMAILS = join(",", local.invoker_emails.sync_api)
+      } : k => v if length(local.invoker_emails.sync_api) > 0
     }
   }
 
@@ -156,6 +163,10 @@ locals {
     for name, f in local.functions :
     name => var.db_iam_auth ? f.secrets : concat(f.secrets, ["DB_PASSWORD"])
   }
+
+  # The Cloud SQL instance may live in another project (WARP's): its IAM roles and
+  # database users are granted there, where Cloud SQL checks them.
+  db_project = split(":", var.db_instance_connection_name)[0]
 
   connection_budget = var.db_max_connections - var.db_reserved_connections
   connections_used  = sum([for name, _ in local.functions : lookup(var.max_instances, name, 0) * var.db_pool_size])
@@ -182,12 +193,14 @@ resource "google_service_account" "function" {
 
   account_id   = each.value.service # <= 30 characters, unlike prefix + entry point
   display_name = "HubSpot sync: ${each.key}"
+
+  depends_on = [google_project_service.this] # the IAM API
 }
 
 resource "google_project_iam_member" "cloudsql_client" {
   for_each = google_service_account.function
 
-  project = var.project_id
+  project = local.db_project
   role    = "roles/cloudsql.client"
   member  = "serviceAccount:${each.value.email}"
 }
@@ -195,7 +208,7 @@ resource "google_project_iam_member" "cloudsql_client" {
 resource "google_project_iam_member" "cloudsql_instance_user" {
   for_each = { for name, sa in google_service_account.function : name => sa if var.db_iam_auth }
 
-  project = var.project_id
+  project = local.db_project
   role    = "roles/cloudsql.instanceUser"
   member  = "serviceAccount:${each.value.email}"
 }
@@ -203,7 +216,7 @@ resource "google_project_iam_member" "cloudsql_instance_user" {
 resource "google_sql_user" "function" {
   for_each = { for name, sa in google_service_account.function : name => sa if var.db_iam_auth && var.db_create_iam_users }
 
-  project  = split(":", var.db_instance_connection_name)[0]
+  project  = local.db_project
   instance = split(":", var.db_instance_connection_name)[2]
   name     = local.db_users[each.key]
   type     = "CLOUD_IAM_SERVICE_ACCOUNT"
@@ -219,6 +232,8 @@ resource "google_storage_bucket" "source" {
   uniform_bucket_level_access = true
   public_access_prevention    = "enforced"
   force_destroy               = true
+
+  depends_on = [google_project_service.this]
 
   lifecycle_rule {
     condition {
@@ -257,12 +272,16 @@ resource "google_cloudfunctions2_function" "function" {
   build_config {
     runtime         = "python311"
     entry_point     = each.key
-    service_account = var.build_service_account
+    service_account = google_service_account.builder.id
 
     source {
       storage_source {
         bucket = google_storage_bucket.source.name
         object = google_storage_bucket_object.function[each.key].name
+        # From the object itself: left unset, the provider keeps the generation of the
+        # previous object in state, and a new package would build from a generation
+        # the new object does not have.
+        generation = google_storage_bucket_object.function[each.key].generation
       }
     }
   }
@@ -296,10 +315,19 @@ resource "google_cloudfunctions2_function" "function" {
     }
   }
 
+  lifecycle {
+    # An empty allow-list with OIDC on would admit any Google identity.
+    precondition {
+      condition     = !contains(keys(local.function_env[each.key]), "OIDC_AUDIENCE") || length(lookup(local.invoker_emails, each.key, [])) > 0
+      error_message = "${each.key}: OIDC_AUDIENCE is set but OIDC_ALLOWED_EMAILS would be empty."
+    }
+  }
+
   depends_on = [
     google_project_service.this,
     google_secret_manager_secret_iam_member.accessor,
     terraform_data.db_connection_budget,
+    time_sleep.builder_roles,
   ]
 }
 
@@ -308,8 +336,8 @@ resource "google_cloudfunctions2_function" "function" {
 resource "google_cloud_run_v2_service_iam_member" "invoker" {
   for_each = {
     for pair in flatten([
-      for name, members in local.invoker_members : [for m in members : { name = name, member = m }]
-    ]) : "${pair.name} ${pair.member}" => pair
+      for name, members in local.invoker_members : [for key, m in members : { name = name, key = key, member = m }]
+    ]) : "${pair.name} ${pair.key}" => pair
   }
 
   project  = var.project_id
@@ -323,16 +351,55 @@ resource "google_cloud_run_v2_service_iam_member" "invoker" {
 resource "google_service_account" "pubsub_push" {
   account_id   = "${var.name_prefix}-push"
   display_name = "HubSpot sync: Pub/Sub push to outbound_sync"
+
+  depends_on = [google_project_service.this]
 }
 
 resource "google_service_account" "tasks" {
   account_id   = "${var.name_prefix}-tasks"
   display_name = "HubSpot sync: Cloud Tasks to retry_worker"
+
+  depends_on = [google_project_service.this]
 }
 
 resource "google_service_account" "scheduler" {
   account_id   = "${var.name_prefix}-scheduler"
   display_name = "HubSpot sync: Cloud Scheduler to reconciler"
+
+  depends_on = [google_project_service.this]
+}
+
+# Cloud Build runs as this account. Left to the default, projects created since 2024
+# build as the Compute Engine default account, which secure-by-default organisations
+# (iam.automaticIamGrantsForDefaultServiceAccounts) leave without any role, so the
+# build fails. The roles are those the provider's cloudfunctions2 "basic builder"
+# example grants: write build logs, push the image to Artifact Registry, read the
+# uploaded source.
+resource "google_service_account" "builder" {
+  account_id   = "${var.name_prefix}-build"
+  display_name = "HubSpot sync: Cloud Build of the functions"
+
+  depends_on = [google_project_service.this]
+}
+
+resource "google_project_iam_member" "builder" {
+  for_each = toset([
+    "roles/logging.logWriter",
+    "roles/artifactregistry.writer",
+    "roles/storage.objectViewer",
+  ])
+
+  project = var.project_id
+  role    = each.value
+  member  = "serviceAccount:${google_service_account.builder.email}"
+}
+
+# IAM grants take effect after a delay (up to minutes); a build started at once can
+# still be refused. The provider's example waits 60 s the same way.
+resource "time_sleep" "builder_roles" {
+  create_duration = "60s"
+
+  depends_on = [google_project_iam_member.builder]
 }
 
 # Every function creates tasks (webhook: deferred batches; outbound: retries; retry

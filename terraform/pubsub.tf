@@ -80,7 +80,13 @@ resource "google_pubsub_subscription" "outbound" {
 
   labels = { app = "hubspot-sync" }
 
-  depends_on = [google_pubsub_topic_iam_member.dead_letter_publisher]
+  # Pushing starts as soon as the subscription exists; with WARP's existing topic,
+  # messages would otherwise arrive before outbound_sync exists or lets the push
+  # account in, and be retried towards the dead-letter topic.
+  depends_on = [
+    google_pubsub_topic_iam_member.dead_letter_publisher,
+    google_cloud_run_v2_service_iam_member.invoker,
+  ]
 }
 
 # Dead letters are kept for a person: nothing consumes this subscription, the
@@ -118,4 +124,6 @@ resource "google_service_account_iam_member" "push_token_creator" {
   service_account_id = google_service_account.pubsub_push.name
   role               = "roles/iam.serviceAccountTokenCreator"
   member             = local.pubsub_service_agent
+
+  depends_on = [google_project_service.this] # the Pub/Sub API creates the service agent
 }

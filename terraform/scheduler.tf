@@ -40,5 +40,9 @@ resource "google_cloud_scheduler_job" "reconcile" {
     }
   }
 
-  depends_on = [google_project_service.this]
+  # Its first run must find the reconciler deployed and the scheduler account allowed in.
+  depends_on = [
+    google_project_service.this,
+    google_cloud_run_v2_service_iam_member.invoker,
+  ]
 }

@@ -27,12 +27,6 @@ variable "package_dir" {
   default     = null
 }
 
-variable "build_service_account" {
-  description = "Service account Cloud Build uses to build the functions, as projects/PROJECT/serviceAccounts/EMAIL (null: the project default)."
-  type        = string
-  default     = null
-}
-
 # ---- Cloud SQL -----------------------------------------------------------------------
 variable "db_instance_connection_name" {
   description = "WARP's Cloud SQL instance as project:region:instance."
@@ -63,7 +57,7 @@ variable "db_user" {
 }
 
 variable "db_create_iam_users" {
-  description = "Create the Cloud SQL IAM users for the function service accounts (needs the instance in this project). Table grants stay a DBA step (docs/deploy.md)."
+  description = "Create the Cloud SQL IAM users of the function service accounts in the instance's project (the one in db_instance_connection_name; whoever applies needs cloudsql.users.create there). Table grants stay a DBA step (docs/deploy.md)."
   type        = bool
   default     = false
 }

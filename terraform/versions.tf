@@ -1,6 +1,7 @@
-# Providers. Only hashicorp/google is needed: every resource used here is GA.
+# Providers. hashicorp/google only (every resource used here is GA); hashicorp/time
+# waits where Google is eventually consistent (IAM grants, new log-based metrics).
 terraform {
-  required_version = ">= 1.5"
+  required_version = ">= 1.6" # the oldest Terraform CI checks (.ci/terraform.sh)
 
   required_providers {
     google = {
@@ -10,6 +11,10 @@ terraform {
     archive = {
       source  = "hashicorp/archive"
       version = ">= 2.4, < 3.0"
+    }
+    time = {
+      source  = "hashicorp/time"
+      version = ">= 0.9, < 1.0"
     }
   }
 }
@@ -32,6 +37,7 @@ resource "google_project_service" "this" {
     "cloudfunctions.googleapis.com",
     "cloudscheduler.googleapis.com",
     "cloudtasks.googleapis.com",
+    "compute.googleapis.com", # Cloud Build and Cloud Run need it in a new project
     "iam.googleapis.com",
     "logging.googleapis.com",
     "monitoring.googleapis.com",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -100,7 +101,10 @@ def function_env(name: str) -> set[str]:
     service = block(resource("google_cloudfunctions2_function", "function"), "service_config")
     expression = service["environment_variables"]
     inline = re.findall(r"\{([^{}]*)\}\)\}$", expression)
-    names = set(local["common_env"]) | set(local["function_env"][name])
+    own = local["function_env"][name]
+    # A for-expression (settings given only on a condition) arrives as one string.
+    own_names = set(re.findall(r"([A-Z][A-Z0-9_]+)\s*=", own)) if isinstance(own, str) else set(own)
+    names = set(local["common_env"]) | own_names
     names |= {m for part in inline for m in re.findall(r"([A-Z][A-Z0-9_]+)\s*=", part)}
     names |= set(local["functions"][name]["secrets"])
     return names
@@ -217,7 +221,7 @@ def test_only_the_webhook_is_public() -> None:
         if "allUsers" in json.dumps(members) or "allAuthenticatedUsers" in json.dumps(members)
     ]
     assert public == ["webhook_receiver"], invokers
-    assert invokers["sync_api"] == "${var.api_invokers}"
+    assert invokers["sync_api"] == "${{for m in var.api_invokers : m => m}}"
     validation = block(parsed()["variable"]["api_invokers"], "validation")
     assert "allUsers" in validation["condition"]
     # No resource grants to the public directly, outside that one map.
@@ -342,3 +346,288 @@ def test_the_nightly_scheduler_body_is_a_run_the_reconciler_accepts() -> None:
     assert "local.nightly_reconcile_body" in job["body"]
     request = RunRequest.from_body(body, idempotency_key="scheduler:t", triggered_by="scheduler")
     assert (request.run_type, request.entity_type) == ("FULL", "customer")
+
+
+# ---- the dependency graph (what Terraform orders by) ---------------------------------
+
+_REFERENCE = re.compile(r"(?<![\w.])((?:google_\w+|time_sleep|terraform_data)\.\w+)")
+_LOCAL = re.compile(r"(?<![\w.])local\.(\w+)")
+
+
+def _references(value: Any) -> set[str]:
+    """Resources an expression names, directly or through the locals it reads."""
+    text = json.dumps(value)
+    found = set(_REFERENCE.findall(text))
+    seen: set[str] = set()
+    pending = set(_LOCAL.findall(text))
+    while pending:
+        name = pending.pop()
+        if name in seen or name not in parsed()["locals"]:
+            continue
+        seen.add(name)
+        local_text = json.dumps(parsed()["locals"][name])
+        found |= set(_REFERENCE.findall(local_text))
+        pending |= set(_LOCAL.findall(local_text))
+    return found
+
+
+def depends_on_transitively(address: str) -> set[str]:
+    """Every resource ``address`` (type.name) waits for, through references and depends_on."""
+    result: set[str] = set()
+    pending = [address]
+    while pending:
+        rtype, name = pending.pop().split(".")
+        for ref in _references(resource(rtype, name)):
+            if ref not in result:
+                result.add(ref)
+                pending.append(ref)
+    return result
+
+
+def all_resources() -> list[str]:
+    return [f"{rtype}.{name}" for rtype, named in parsed()["resource"].items() for name in named]
+
+
+def test_every_google_resource_waits_for_the_apis() -> None:
+    # Issue 23 item 4: in an empty project a resource created before its API is
+    # enabled fails (service accounts, the Pub/Sub service agent's binding, ...).
+    waiting = [
+        address
+        for address in all_resources()
+        if address.startswith("google_")
+        and address != "google_project_service.this"
+        and "google_project_service.this" not in depends_on_transitively(address)
+    ]
+    assert not waiting, f"these do not wait for google_project_service.this: {waiting}"
+
+
+@pytest.mark.parametrize(
+    "address", ["google_pubsub_subscription.outbound", "google_cloud_scheduler_job.reconcile"]
+)
+def test_triggers_wait_for_the_functions_and_their_invokers(address: str) -> None:
+    # Issue 23 item 6: a push or a scheduled call before the function and its
+    # run.invoker binding exist fails (and push messages head for the dead-letter topic).
+    assert "google_cloud_run_v2_service_iam_member.invoker" in depends_on_transitively(address)
+    assert "google_cloudfunctions2_function.function" in depends_on_transitively(address)
+
+
+def test_invoker_for_each_keys_are_known_before_the_service_accounts_exist() -> None:
+    # Issue 23 item 1: on providers 6.0-6.12 a new service account's email is unknown
+    # at plan time, and for_each refuses unknown keys.
+    invoker = resource("google_cloud_run_v2_service_iam_member", "invoker")
+    key_expression = invoker["for_each"].split(":")[-1].split("=>")[0]
+    assert "pair.key" in key_expression and "member" not in key_expression
+    members = parsed()["locals"]["invoker_members"]
+    for name in ENTRY_POINTS - {"sync_api"}:
+        assert all("${" not in key for key in members[name]), (name, members[name])
+    assert members["sync_api"] == "${{for m in var.api_invokers : m => m}}"  # variables are known
+    for address in all_resources():
+        rtype, name = address.split(".")
+        for_each = str(resource(rtype, name).get("for_each", ""))
+        keys = [part.split("=>")[0] for part in for_each.split(":")[1:] if "=>" in part]
+        assert not any(".email" in k for k in keys), (address, for_each)
+
+
+def test_alerts_on_log_based_metrics_wait_until_monitoring_knows_them() -> None:
+    # Issue 23 item 2: an alert created right after its log-based metric 404s
+    # (provider issue #11102); Monitoring says up to 10 minutes.
+    wait = resource("time_sleep", "log_metrics_visible")
+    assert int(wait["create_duration"].rstrip("s")) >= 600
+    assert "google_logging_metric.sync" in wait["triggers"]
+    assert parsed()["locals"]["metric_type"] == "${time_sleep.log_metrics_visible.triggers}"
+    for name, policy in parsed()["resource"]["google_monitoring_alert_policy"].items():
+        if "logging.googleapis.com/user" in json.dumps(policy) or "metric_type" in json.dumps(
+            policy
+        ):
+            assert "time_sleep.log_metrics_visible" in depends_on_transitively(
+                f"google_monitoring_alert_policy.{name}"
+            ), name
+
+
+def test_functions_build_as_their_own_service_account_with_the_roles_it_needs() -> None:
+    # Issue 23 item 3: new projects and secure-by-default organisations give the
+    # default build account no roles (or have none).
+    function = resource("google_cloudfunctions2_function", "function")
+    assert block(function, "build_config")["service_account"] == (
+        "${google_service_account.builder.id}"
+    )
+    roles = resource("google_project_iam_member", "builder")
+    for role in ("logging.logWriter", "artifactregistry.writer", "storage.objectViewer"):
+        assert f'"roles/{role}"' in roles["for_each"], role
+    assert roles["member"] == "serviceAccount:${google_service_account.builder.email}"
+    assert "time_sleep.builder_roles" in depends_on_transitively(
+        "google_cloudfunctions2_function.function"
+    )
+    builder_wait = depends_on_transitively("time_sleep.builder_roles")
+    assert "google_project_iam_member.builder" in builder_wait
+    services = resource("google_project_service", "this")["for_each"]
+    assert "compute.googleapis.com" in services
+
+
+def test_cloud_sql_roles_and_users_are_in_the_instance_project() -> None:
+    # Issue 23 item 5: Cloud SQL checks cloudsql.client / instanceUser in the project
+    # that owns the instance, which may be WARP's, not this one.
+    assert parsed()["locals"]["db_project"] == ('${split(":", var.db_instance_connection_name)[0]}')
+    for name in ("cloudsql_client", "cloudsql_instance_user"):
+        assert resource("google_project_iam_member", name)["project"] == "${local.db_project}"
+    assert resource("google_sql_user", "function")["project"] == "${local.db_project}"
+
+
+def test_a_new_package_builds_from_its_own_object_generation() -> None:
+    # Issue 23 item 8: left unset, the generation in state is the old object's.
+    function = resource("google_cloudfunctions2_function", "function")
+    storage = block(block(block(function, "build_config"), "source"), "storage_source")
+    assert storage["generation"] == (
+        "${google_storage_bucket_object.function[each.key].generation}"
+    )
+
+
+def test_sync_api_never_gets_oidc_with_an_empty_allow_list() -> None:
+    # Issue 21 item 6: OIDC_AUDIENCE with an empty OIDC_ALLOWED_EMAILS admits any
+    # Google identity. sync_api gets OIDC only with someone to allow, and a
+    # precondition refuses the combination for every function.
+    env = parsed()["locals"]["function_env"]["sync_api"]
+    assert "if length(local.invoker_emails.sync_api) > 0" in env
+    function = resource("google_cloudfunctions2_function", "function")
+    conditions = [p["condition"] for p in block(function, "lifecycle")["precondition"]]
+    assert any(
+        'contains(keys(local.function_env[each.key]), "OIDC_AUDIENCE")' in c
+        and "length(lookup(local.invoker_emails, each.key, [])) > 0" in c
+        for c in conditions
+    ), conditions
+
+
+# ---- plans through the offline provider (../shared/tools/terraform-offline) ---------
+
+EXAMPLES = REPO / "terraform" / "examples"
+
+
+def _offline_tool() -> Path | None:
+    tool = Path(os.environ.get("TF_OFFLINE_TOOL", REPO.parent / "shared/tools/terraform-offline"))
+    found = shutil.which("terraform") is not None and (tool / "run.sh").is_file()
+    if not found and os.environ.get("TF_OFFLINE_REQUIRED") == "1":
+        pytest.fail(f"TF_OFFLINE_REQUIRED=1 but terraform or {tool}/run.sh is missing")
+    return tool if found else None
+
+
+@pytest.fixture(scope="module")
+def offline_plan(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """tfvars file name, schema tag, emails known -> `terraform show -json` of its plan."""
+    from shared.packaging import package_functions
+
+    tool = _offline_tool()
+    if tool is None:
+        pytest.skip("terraform or the offline tool is not available")
+    work = tmp_path_factory.mktemp("offline-plan")
+    package_functions(work / "functions")
+    plans: dict[tuple[str, str, str], Any] = {}
+
+    def run(args: list[str], tag: str, emails: str) -> str:
+        env = {**os.environ, "TF_OFFLINE_TAG": tag, "TF_OFFLINE_EMAIL_AT_PLAN": emails}
+        result = subprocess.run(
+            [str(tool / "run.sh"), str(TERRAFORM), *args, "-no-color"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+            check=False,
+        )
+        assert result.returncode == 0, f"{args}:\n{result.stdout}{result.stderr}"
+        return result.stdout
+
+    def plan(tfvars: str, tag: str = "v7.45.0", emails: str = "1") -> Any:
+        key = (tfvars, tag, emails)
+        if key not in plans:
+            out = work / f"{tfvars}-{tag}-{emails}.tfplan"
+            run(
+                [
+                    "plan",
+                    "-input=false",
+                    f"-var-file={EXAMPLES / tfvars}",
+                    f"-var=package_dir={work / 'functions'}",
+                    f"-out={out}",
+                ],
+                tag,
+                emails,
+            )
+            plans[key] = json.loads(run(["show", "-json", str(out)], tag, emails))
+        return plans[key]
+
+    return plan
+
+
+def planned(plan: dict[str, Any], address: str) -> dict[str, Any]:
+    """The planned values of one resource instance (``type.name[key]``)."""
+    for change in plan["resource_changes"]:
+        if change["address"] == address:
+            after: dict[str, Any] = change["change"]["after"]
+            return after
+    raise KeyError(address)
+
+
+def sync_api_env(plan: dict[str, Any]) -> dict[str, str]:
+    function = planned(plan, 'google_cloudfunctions2_function.function["sync_api"]')
+    env: dict[str, str] = function["service_config"][0]["environment_variables"]
+    return env
+
+
+def test_the_plan_gives_sync_api_oidc_only_with_an_allow_list(offline_plan: Any) -> None:
+    # Issue 21 item 6, as planned: a service-account caller is the allow-list; a
+    # group-only caller list means no OIDC at all (the API token alone).
+    with_account = sync_api_env(offline_plan("deploy-guide.tfvars"))
+    assert with_account["OIDC_ALLOWED_EMAILS"] == "warp-backend@warp-prod.iam.gserviceaccount.com"
+    assert with_account["OIDC_AUDIENCE"].startswith("https://")
+    groups_only = sync_api_env(offline_plan("self-contained.tfvars"))
+    assert "OIDC_AUDIENCE" not in groups_only and "OIDC_ALLOWED_EMAILS" not in groups_only
+
+
+def test_the_dashboard_matches_what_the_api_reads_back(offline_plan: Any) -> None:
+    # Issue 23 item 7: zero xPos/yPos and empty groupByFields are dropped by the API,
+    # so the provider diffs on every plan (#16173); ALIGN_COUNT is refused on
+    # distribution values.
+    plan = offline_plan("deploy-guide.tfvars")
+    dashboard = json.loads(planned(plan, "google_monitoring_dashboard.sync")["dashboard_json"])
+    distributions = {
+        f"logging.googleapis.com/user/{m['name']}"
+        for change in plan["resource_changes"]
+        if change["type"] == "google_logging_metric"
+        for m in [change["change"]["after"]]
+        if m["metric_descriptor"][0]["value_type"] == "DISTRIBUTION"
+    }
+    assert distributions
+    for tile in dashboard["mosaicLayout"]["tiles"]:
+        assert tile.get("xPos", 1) != 0 and tile.get("yPos", 1) != 0, tile
+        for data_set in tile["widget"]["xyChart"]["dataSets"]:
+            query = data_set["timeSeriesQuery"]["timeSeriesFilter"]
+            aggregation = query["aggregation"]
+            assert aggregation.get("groupByFields", ["x"]) != [], tile["widget"]["title"]
+            metric = re.search(r'metric\.type="([^"]+)"', query["filter"])[1]  # type: ignore[index]
+            if metric in distributions:
+                assert aggregation["perSeriesAligner"] != "ALIGN_COUNT", tile["widget"]["title"]
+
+
+# ---- the deploy guide says what Terraform does ---------------------------------------
+
+DEPLOY_GUIDE = REPO / "docs" / "deploy.md"
+
+
+def _code_blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", DEPLOY_GUIDE.read_text(), re.S)
+
+
+def test_the_guide_shows_the_example_tfvars_ci_plans() -> None:
+    example = (EXAMPLES / "deploy-guide.tfvars").read_text()
+    settings = "".join(line + "\n" for line in example.splitlines() if not line.startswith("#"))
+    assert settings in _code_blocks("hcl"), "docs/deploy.md step 2 differs from the example"
+
+
+def test_the_guide_shows_the_scheduler_body_terraform_sends() -> None:
+    body = parsed()["locals"]["nightly_reconcile_body"]
+    bodies = re.findall(r"The Scheduler job posts `(\{.*?\})`", DEPLOY_GUIDE.read_text())
+    assert [json.loads(b) for b in bodies] == [body]
+
+
+def test_the_guide_reads_terraform_outputs_only_after_the_full_apply() -> None:
+    text = DEPLOY_GUIDE.read_text()
+    full_apply = text.index("terraform apply plan.tfplan")
+    assert "terraform output" not in text[:full_apply]
