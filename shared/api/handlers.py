@@ -27,6 +27,7 @@ from shared.errors import SyncError
 from shared.mapping import EntityType
 from shared.outbound.linking import link_customers
 from shared.sealing import get_sealer
+from shared.untrusted_time import parse_time
 
 TRIGGERED_BY = "api"  # hubspot_sync_log.triggered_by of syncs started through the API
 RESOLVED_BY = "manual"  # ... and of conflicts a person resolved
@@ -258,8 +259,8 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         text = base64.urlsafe_b64decode(cursor.encode()).decode()
         when, _, row_id = text.partition("|")
-        return datetime.fromisoformat(when), str(UUID(row_id))
-    except (binascii.Error, UnicodeError, ValueError):
+        return parse_time(when), str(UUID(row_id))
+    except (binascii.Error, UnicodeError, ValueError):  # UnacceptableTime is a ValueError
         raise ApiError(400, "cursor is not one this API gave out", field="cursor") from None
 
 

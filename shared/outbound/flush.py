@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -35,6 +35,7 @@ from shared.outbound.push import push_customers
 from shared.outbound.receive import FLUSH_KIND, delivery_records, triggered_by
 from shared.retry import enqueue_failure
 from shared.tasks import Task, TaskOutcome, task_name
+from shared.tasks.kinds import FlushPayload
 
 log = logging.getLogger("warp_hubspot_sync.outbound")
 
@@ -57,7 +58,7 @@ class FlushReport:
     gave_up: bool = False
 
 
-def run_flush_task(payload: Mapping[str, Any], attempt: int) -> TaskOutcome:
+def run_flush_task(payload: FlushPayload, attempt: int) -> TaskOutcome:
     """Task handler of ``outbound_flush``."""
     report = flush(get_engine(), attempt=attempt)
     return TaskOutcome.FAILED if report.gave_up else TaskOutcome.DONE

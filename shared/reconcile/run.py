@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import shared.tasks.kinds  # noqa: F401  (continuations must have their handler registered)
 from shared.db import Row, Session
 from shared.db.repositories import customers, field_state, reconciliation_runs
 from shared.engine.deps import Engine
@@ -41,6 +40,7 @@ from shared.reconcile.incremental import changed_in_hubspot, since
 from shared.reconcile.pages import PAGE, match_unlinked, sync_page
 from shared.reconcile.report import SAMPLE_LIMIT, DriftReport
 from shared.tasks import Task, TaskOutcome, backoff_delay, task_name
+from shared.tasks.kinds import ReconcileContinuePayload  # (importing it registers every kind)
 
 log = logging.getLogger("warp_hubspot_sync.reconcile")
 
@@ -470,23 +470,23 @@ def _fail(engine: Engine, run_id: str, message: str) -> Row:
 # --- continuing and recovering --------------------------------------------------------
 
 
-def continue_run(payload: Mapping[str, Any], attempt: int) -> TaskOutcome:
+def continue_run(payload: ReconcileContinuePayload, attempt: int) -> TaskOutcome:
     """Task handler of ``reconcile_continue``: work on the run for one more time budget."""
     from shared.engine import get_engine
 
     engine = get_engine()
-    run_id = str(payload["run_id"])
+    run_id = str(payload.run_id)
     with engine.database.transaction() as tx:
         row = reconciliation_runs.get(tx, run_id)
     if row is None or row["status"] != "RUNNING":
         return TaskOutcome.DONE
-    if "seq" in payload and _seq(row) != int(payload["seq"]):
+    if payload.seq is not None and _seq(row) != payload.seq:
         return TaskOutcome.DONE  # another worker moved the run on; this task is stale
     result = advance(
         engine,
         run_id,
         budget_seconds=engine.settings.reconcile_time_budget_seconds,
-        failures=int(payload.get("failures", 0)),
+        failures=payload.failures,
     )
     return TaskOutcome.FAILED if result.status == "FAILED" else TaskOutcome.DONE
 
