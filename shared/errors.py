@@ -25,6 +25,14 @@ class SyncError(Exception):
 
     retryable: bool = False
 
+    def loggable(self) -> str:
+        """What a log line may say about this error: our own words, no outside content.
+
+        A subclass whose message can quote what a party sent (HubSpot's validation
+        messages quote property values) overrides this to leave that out.
+        """
+        return str(self)
+
 
 class ConfigurationError(SyncError):
     """A setting or a mapping configuration is missing or invalid."""

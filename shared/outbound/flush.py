@@ -30,6 +30,7 @@ from shared.db import Row
 from shared.db.repositories import outbound_dirty
 from shared.engine.deps import Engine, get_engine
 from shared.errors import DatabaseUnavailableError
+from shared.observability.redaction import describe_error
 from shared.outbound.fields import fields_from_stored
 from shared.outbound.push import push_customers
 from shared.outbound.receive import FLUSH_KIND, delivery_records, triggered_by
@@ -94,7 +95,13 @@ def flush(engine: Engine, *, attempt: int = 0, limit: int = BATCH) -> FlushRepor
             _release(engine, rows)
             log.warning(
                 "flush failed as a whole; customers are dirty again and the flush retries",
-                extra={"fields": {"customers": len(rows), "attempt": attempt, "error": str(exc)}},
+                extra={
+                    "fields": {
+                        "customers": len(rows),
+                        "attempt": attempt,
+                        "error": describe_error(exc),
+                    }
+                },
             )
             raise
         for row in rows:

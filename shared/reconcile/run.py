@@ -35,6 +35,7 @@ from shared.engine.deps import Engine
 from shared.engine.snapshots import linked_id
 from shared.errors import SyncError
 from shared.mapping import EntityType
+from shared.observability.redaction import describe_error
 from shared.reconcile import queries
 from shared.reconcile.incremental import changed_in_hubspot, since
 from shared.reconcile.pages import PAGE, match_unlinked, sync_page
@@ -394,7 +395,7 @@ def _failed_step(engine: Engine, run_id: str, exc: SyncError, failures: int) -> 
             engine, run_id, dict(row["checkpoint"] or {}), failures=attempts, delay=delay
         )
         return RunResult(row, continued=True)
-    return RunResult(_fail(engine, run_id, f"{type(exc).__name__}: {exc}"))
+    return RunResult(_fail(engine, run_id, describe_error(exc)))
 
 
 def _continue_later(

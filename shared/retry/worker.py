@@ -22,6 +22,7 @@ from shared.db import Row
 from shared.db.repositories import sync_queue
 from shared.engine.deps import Engine, get_engine
 from shared.errors import first_problem
+from shared.observability.redaction import describe_error
 from shared.tasks import TaskOutcome, backoff_ceiling, run_task
 from shared.tasks.kinds import QueueItemPayload  # (importing it registers every kind)
 from shared.tasks.registry import InvalidTaskPayload, UnknownTaskKind
@@ -101,7 +102,7 @@ def _record_failure(
         retry_at = engine.now() + timedelta(seconds=ceiling)
     with engine.database.transaction() as tx:
         sync_queue.fail(tx, str(row["id"]), message, retry_at=retry_at)
-    fields = {**fields, "error": message, "retryable": retryable, "failures": failures}
+    fields = {**fields, "error": describe_error(exc), "retryable": retryable, "failures": failures}
     if retry_at is not None:
         log.warning("queue item failed; it will be retried", extra={"fields": fields})
         return TaskOutcome.RETRY
@@ -142,7 +143,7 @@ def handle_task(body: Any, attempt: int) -> tuple[int, dict[str, Any]]:
             raise  # the adapter answers 503/500 and Cloud Tasks tries again
         log.error(
             "task failed permanently",
-            extra={"fields": {"kind": kind, "attempt": attempt, "error": str(exc)}},
+            extra={"fields": {"kind": kind, "attempt": attempt, "error": describe_error(exc)}},
         )
         return 200, {"outcome": TaskOutcome.FAILED.value, "kind": kind, "error": str(exc)}
     status = 503 if outcome is TaskOutcome.RETRY else 200
