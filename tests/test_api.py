@@ -235,6 +235,12 @@ def test_bad_query_and_body_name_the_field(
     assert huge.status_code == 413
     user = client.get(f"{base}/status", headers={"X-Triggered-By-User": "x" * 101})
     assert user.status_code == 400 and user.json()["field"] == "X-Triggered-By-User"
+    # Booleans are JSON booleans: pydantic's lax mode read "yes", "on" and 1 as true.
+    for flag, value in (("dry_run", "yes"), ("dry_run", 1), ("force", "on")):
+        run = client.post("/v1/sync/reconcile", json={"customer_id": customer_id, flag: value})
+        assert run.status_code == 400 and run.json()["field"] == flag, run.text
+    unknown = client.post("/v1/sync/reconcile", json={"customer_id": str(uuid.uuid4())})
+    assert unknown.status_code == 404 and unknown.json()["field"] == "customer_id"
 
 
 # --- sync now -------------------------------------------------------------------------
