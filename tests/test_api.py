@@ -490,8 +490,15 @@ def test_resolve_refusals(client: httpx.Client, engine: Engine, emulator: Any) -
         url,
         json={"field_name": "company_name", "resolution": "use_custom_value", "value": "x" * 300},
     )
-    # WARP's column refuses it before HubSpot is touched: a 400, HubSpot unchanged.
+    # WARP's column refuses it before HubSpot is touched: a 400, HubSpot unchanged, and
+    # the answer in our words, naming the field and the limit (never PostgreSQL's text).
     assert too_long.status_code == 400 and too_long.json()["field"] == "value"
+    assert too_long.json()["error"] == "company_name: at most 255 characters (this value has 300)"
+    empty = client.post(
+        url, json={"field_name": "company_name", "resolution": "use_custom_value", "value": None}
+    )
+    assert empty.status_code == 400, empty.text
+    assert empty.json()["error"] == "company_name: WARP requires a value"
     assert emulator.values("companies", company_id)["name"] == "Acme HubSpot"
     nobody = f"/v1/sync/customers/{uuid.uuid4()}/resolve-conflict"
     assert (
@@ -500,6 +507,41 @@ def test_resolve_refusals(client: httpx.Client, engine: Engine, emulator: Any) -
         ).status_code
         == 404
     )
+
+
+def test_a_value_warp_schema_refuses_is_400_in_our_words(
+    client: httpx.Client, engine: Engine, emulator: Any
+) -> None:
+    customer_id, company_id = acme_customer(engine, emulator, warp_status="TRIAL")
+    with engine.database.transaction() as tx:
+        sync_config.save(
+            tx,
+            config_name=f"manual-status-{customer_id[:8]}",
+            customer_id=customer_id,
+            field_mappings={
+                "status": {
+                    "hubspot_property": "warp_status",
+                    "warp_field": "status",
+                    "sync_direction": "BIDIRECTIONAL",
+                    "conflict_resolution": "MANUAL",
+                }
+            },
+        )
+    current = _current(engine)
+    current.reload_mappings()
+    (result,) = sync_customers(current, [customer_id], allowed=BOTH_WAYS, triggered_by="test")
+    assert result.status == "conflict", result
+    refused = client.post(
+        f"/v1/sync/customers/{customer_id}/resolve-conflict",
+        json={"field_name": "status", "resolution": "use_custom_value", "value": "DELETED"},
+    )
+    # The status CHECK constraint refuses it: no PostgreSQL text, no constraint internals.
+    assert refused.status_code == 400, refused.text
+    assert refused.json() == {
+        "error": "status: not allowed by a rule of WARP's schema",
+        "field": "value",
+    }
+    assert emulator.values("companies", company_id)["warp_status"] == "TRIAL"
 
 
 def test_oidc_email_is_the_resolver(
