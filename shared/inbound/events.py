@@ -50,6 +50,9 @@ _GENERIC_OBJECT_TYPES = {"0-1": "contact", "0-2": "company"}
 # timestamp in shared/untrusted_time.py's range): beyond them a valid-looking event
 # used to fail at INSERT as a 500 instead of a 400 (found by tests/test_fuzz_webhook.py).
 Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+# HubSpot sends at most 100 events a request (docs/hubspot.md, "Webhook batch size"); a
+# bigger batch is not HubSpot's, and would only stretch one delivery's transaction.
+MAX_BATCH_EVENTS = 100
 
 
 class ObjectType(StrEnum):
@@ -198,6 +201,11 @@ def parse_batch(data: Any) -> list[tuple[WebhookEvent, Mapping[str, Any]]]:
     """
     if not isinstance(data, list):
         raise EventProblem(f"body must be a JSON array of events, not {_json_type(data)}")
+    if len(data) > MAX_BATCH_EVENTS:
+        raise EventProblem(
+            f"a batch holds at most {MAX_BATCH_EVENTS} events (HubSpot sends at most "
+            f"{MAX_BATCH_EVENTS}); this one has {len(data)}"
+        )
     parsed: list[tuple[WebhookEvent, Mapping[str, Any]]] = []
     problems: list[str] = []
     for index, item in enumerate(data):
