@@ -37,6 +37,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
+from werkzeug.serving import WSGIRequestHandler
+
 from shared.config.settings import Settings, get_settings, reset_settings
 from shared.db import Database, set_database
 from shared.db.connection import embedded_database_url, url_connector
@@ -59,6 +61,26 @@ if TYPE_CHECKING:
     from shared.tasks import Dispatcher
 
 log = logging.getLogger("warp_hubspot_sync.local")
+
+
+class RawTargetHandler(WSGIRequestHandler):
+    """Serves the request target exactly as the client sent it, as gunicorn does.
+
+    Python's http.server collapses a leading ``//`` of the path (gh-87389, against
+    open redirects in file servers), so werkzeug's ``RAW_URI`` held ``/v1//x`` for a
+    request to ``//v1//x``, and the webhook signature was checked over a URI HubSpot
+    never signed: a correct delivery got 401 and one signed over the collapsed path
+    200 (issue 21, item 9). Deployed, gunicorn keeps the target as sent.
+    """
+
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        words = self.requestline.split()
+        if len(words) >= 2:
+            self.path = words[1]
+        return True
+
 
 # pgserver asks platformdirs for a runtime folder, which warns on machines without
 # XDG_RUNTIME_DIR (containers); the fallback it uses is fine.
@@ -264,7 +286,9 @@ class LocalStack:
         from werkzeug.serving import make_server
 
         deferred = _Deferred(name)
-        server = make_server("127.0.0.1", 0, deferred, threaded=True)
+        server = make_server(
+            "127.0.0.1", 0, deferred, threaded=True, request_handler=RawTargetHandler
+        )
         thread = threading.Thread(
             target=server.serve_forever, args=(0.05,), name=f"fn-{name}", daemon=True
         )

@@ -7,11 +7,31 @@ to do from :attr:`SyncError.retryable` alone, never from the concrete class.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+
+def first_problem(exc: ValidationError) -> str:
+    """``where: why`` of a validation error's first problem, never the input itself."""
+    error = exc.errors()[0]
+    where = ".".join(str(p) for p in error.get("loc", ())) or "body"
+    return f"{where}: {str(error.get('msg', 'invalid')).removeprefix('Value error, ')}"
+
 
 class SyncError(Exception):
     """Base class. ``retryable`` tells the caller whether trying again can help."""
 
     retryable: bool = False
+
+    def loggable(self) -> str:
+        """What a log line may say about this error: our own words, no outside content.
+
+        A subclass whose message can quote what a party sent (HubSpot's validation
+        messages quote property values) overrides this to leave that out.
+        """
+        return str(self)
 
 
 class ConfigurationError(SyncError):

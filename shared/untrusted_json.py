@@ -8,6 +8,8 @@ tests/test_fuzz_pubsub.py):
 - integers longer than Python's conversion limit (a ``ValueError`` that is not a
   ``JSONDecodeError``);
 - ``NaN`` / ``Infinity``, which are not JSON and which JSONB refuses;
+- numbers beyond a double's range (``1e400`` is valid JSON): Python reads them as
+  ``inf``, which JSONB refuses too (issue 21: a 500 whose log quoted the event);
 - strings (keys included) holding U+0000 or an unpaired surrogate: PostgreSQL's
   text and JSONB cannot store the first, UTF-8 cannot encode the second.
 
@@ -18,6 +20,7 @@ message names the problem and never echoes the input.
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -32,7 +35,7 @@ class UnreadableJson(ValueError):
 def loads_untrusted(raw: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
     """Parse ``raw`` as JSON, refusing what :mod:`shared.untrusted_json` lists."""
     try:
-        value = json.loads(raw, parse_constant=_refuse_constant)
+        value = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
     except RecursionError:
         raise UnreadableJson(f"nested deeper than {max_depth} levels") from None
     except UnreadableJson:
@@ -47,6 +50,13 @@ def loads_untrusted(raw: bytes | str, *, max_depth: int = MAX_DEPTH) -> Any:
 
 def _refuse_constant(name: str) -> Any:
     raise UnreadableJson(f"{name} is not a JSON value")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise UnreadableJson("a number is beyond the range of a double")
+    return value
 
 
 def _short(exc: ValueError) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import json
@@ -13,6 +14,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from shared.api.openapi import render_document
 from shared.api.routes import DOCUMENT_PATH, ROUTES
@@ -235,6 +238,55 @@ def test_bad_query_and_body_name_the_field(
     assert huge.status_code == 413
     user = client.get(f"{base}/status", headers={"X-Triggered-By-User": "x" * 101})
     assert user.status_code == 400 and user.json()["field"] == "X-Triggered-By-User"
+    # Booleans are JSON booleans: pydantic's lax mode read "yes", "on" and 1 as true.
+    for flag, value in (("dry_run", "yes"), ("dry_run", 1), ("force", "on")):
+        run = client.post("/v1/sync/reconcile", json={"customer_id": customer_id, flag: value})
+        assert run.status_code == 400 and run.json()["field"] == flag, run.text
+    unknown = client.post("/v1/sync/reconcile", json={"customer_id": str(uuid.uuid4())})
+    assert unknown.status_code == 404 and unknown.json()["field"] == "customer_id"
+
+
+_BAD_TIMES = [
+    "0001-01-01T00:00:00+14:00",
+    "9999-12-31T23:59:59-14:00",
+    "1969-12-31T23:59:59Z",
+    "2024-01-01T00:00:00",
+]
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    route=st.sampled_from(["resolve", "reconcile"]),
+    field=st.sampled_from(
+        ["field_name", "resolution", "value", "customer_id", "dry_run", "force", "run_type"]
+    ),
+    raw=st.sampled_from(["1e400", "-1e400", "1E+309", *(json.dumps(t) for t in _BAD_TIMES)]),
+)
+def test_non_finite_numbers_and_bad_times_in_bodies_are_400(
+    client: httpx.Client, route: str, field: str, raw: str
+) -> None:
+    customer_id = str(uuid.uuid4())
+    if route == "resolve":
+        url = f"/v1/sync/customers/{customer_id}/resolve-conflict"
+        body = {"field_name": "company_name", "resolution": "use_custom_value", "value": "x"}
+    else:
+        url, body = "/v1/sync/reconcile", {"customer_id": customer_id, "dry_run": True}
+    text = json.dumps({**body, field: "__raw__"}).replace('"__raw__"', raw)
+    response = client.post(url, content=text, headers={"Content-Type": "application/json"})
+    # A time is text to these fields (400 or 404 for the unknown customer), a huge number
+    # is never JSON this API reads.
+    allowed = {400} if raw[0] != '"' else {400, 404}
+    assert response.status_code in allowed, response.text
+
+
+def test_log_cursors_with_times_out_of_range_are_400(
+    client: httpx.Client, engine: Engine, emulator: Any
+) -> None:
+    customer_id, _ = acme_customer(engine, emulator)
+    for when in _BAD_TIMES:
+        cursor = base64.urlsafe_b64encode(f"{when}|{uuid.uuid4()}".encode()).decode()
+        response = client.get(f"/v1/sync/customers/{customer_id}/logs", params={"cursor": cursor})
+        assert response.status_code == 400 and response.json()["field"] == "cursor", response.text
 
 
 # --- sync now -------------------------------------------------------------------------
@@ -484,8 +536,15 @@ def test_resolve_refusals(client: httpx.Client, engine: Engine, emulator: Any) -
         url,
         json={"field_name": "company_name", "resolution": "use_custom_value", "value": "x" * 300},
     )
-    # WARP's column refuses it before HubSpot is touched: a 400, HubSpot unchanged.
+    # WARP's column refuses it before HubSpot is touched: a 400, HubSpot unchanged, and
+    # the answer in our words, naming the field and the limit (never PostgreSQL's text).
     assert too_long.status_code == 400 and too_long.json()["field"] == "value"
+    assert too_long.json()["error"] == "company_name: at most 255 characters (this value has 300)"
+    empty = client.post(
+        url, json={"field_name": "company_name", "resolution": "use_custom_value", "value": None}
+    )
+    assert empty.status_code == 400, empty.text
+    assert empty.json()["error"] == "company_name: WARP requires a value"
     assert emulator.values("companies", company_id)["name"] == "Acme HubSpot"
     nobody = f"/v1/sync/customers/{uuid.uuid4()}/resolve-conflict"
     assert (
@@ -494,6 +553,41 @@ def test_resolve_refusals(client: httpx.Client, engine: Engine, emulator: Any) -
         ).status_code
         == 404
     )
+
+
+def test_a_value_warp_schema_refuses_is_400_in_our_words(
+    client: httpx.Client, engine: Engine, emulator: Any
+) -> None:
+    customer_id, company_id = acme_customer(engine, emulator, warp_status="TRIAL")
+    with engine.database.transaction() as tx:
+        sync_config.save(
+            tx,
+            config_name=f"manual-status-{customer_id[:8]}",
+            customer_id=customer_id,
+            field_mappings={
+                "status": {
+                    "hubspot_property": "warp_status",
+                    "warp_field": "status",
+                    "sync_direction": "BIDIRECTIONAL",
+                    "conflict_resolution": "MANUAL",
+                }
+            },
+        )
+    current = _current(engine)
+    current.reload_mappings()
+    (result,) = sync_customers(current, [customer_id], allowed=BOTH_WAYS, triggered_by="test")
+    assert result.status == "conflict", result
+    refused = client.post(
+        f"/v1/sync/customers/{customer_id}/resolve-conflict",
+        json={"field_name": "status", "resolution": "use_custom_value", "value": "DELETED"},
+    )
+    # The status CHECK constraint refuses it: no PostgreSQL text, no constraint internals.
+    assert refused.status_code == 400, refused.text
+    assert refused.json() == {
+        "error": "status: not allowed by a rule of WARP's schema",
+        "field": "value",
+    }
+    assert emulator.values("companies", company_id)["warp_status"] == "TRIAL"
 
 
 def test_oidc_email_is_the_resolver(

@@ -63,6 +63,40 @@ def test_tampered_and_missing_tokens(issuer: OidcIssuer, verifier: OidcVerifier)
         verifier.verify({})
 
 
+SECRET_LOOKING = "s3cret-credential-value"
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        (SECRET_LOOKING, "malformed"),  # google-auth: "Wrong number of segments in token: b'...'"
+        (f"{SECRET_LOOKING}.{SECRET_LOOKING}.x", "malformed"),  # "Can't parse segment: b'...'"
+        ("e30.WyJzM2NyZXQtY3JlZGVudGlhbC12YWx1ZSJd.x", "malformed"),  # payload is a list
+    ],
+)
+def test_rejections_never_echo_the_presented_token(
+    verifier: OidcVerifier, token: str, reason: str
+) -> None:
+    with pytest.raises(Unauthenticated) as caught:
+        verifier.verify(_auth(token))
+    assert str(caught.value) == f"identity token rejected: {reason}"
+
+
+def test_rejections_name_the_reason(issuer: OidcIssuer, verifier: OidcVerifier) -> None:
+    expired = issuer.token(audience=AUDIENCE, email=CALLER, lifetime=-120)
+    elsewhere = issuer.token(audience="https://elsewhere", email=CALLER)
+    head, body, sig = issuer.token(audience=AUDIENCE, email=CALLER).split(".")
+    for token, reason in (
+        (expired, "expired"),
+        (elsewhere, "issued for another audience"),
+        (f"{head}.{body}.{sig[:-4]}AAAA", "bad signature"),
+    ):
+        with pytest.raises(Unauthenticated) as caught:
+            verifier.verify(_auth(token))
+        assert str(caught.value) == f"identity token rejected: {reason}"
+        assert "https://elsewhere" not in str(caught.value)
+
+
 def test_bearer_constant_time_check() -> None:
     check_bearer({"Authorization": "Bearer s3cret"}, "s3cret")
     with pytest.raises(Unauthenticated):

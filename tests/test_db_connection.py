@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
+from datetime import datetime
 
 import pg8000.dbapi
 import pytest
 
 from shared.db import Database
-from shared.db.connection import url_connector
+from shared.db.connection import BrokenSession, url_connector
 from shared.errors import DatabaseUnavailableError
 
 pytestmark = pytest.mark.integration
@@ -55,7 +57,9 @@ def test_reconnects_after_the_server_ends_the_session(pool: Database, database: 
         assert tx.fetch_value("SELECT pg_backend_pid()") != doomed
 
 
-def test_rollback_on_error_leaves_nothing(pool: Database) -> None:
+def test_rollback_on_error_leaves_nothing_and_keeps_the_connection(pool: Database) -> None:
+    with pool.transaction() as tx:
+        pid = tx.fetch_value("SELECT pg_backend_pid()")
     with pytest.raises(RuntimeError, match="boom"), pool.transaction() as tx:
         tx.execute(
             "INSERT INTO accounts.customers (ban, company_name, customer_type) "
@@ -64,6 +68,36 @@ def test_rollback_on_error_leaves_nothing(pool: Database) -> None:
         raise RuntimeError("boom")
     with pool.transaction() as tx:
         assert tx.fetch_value("SELECT count(*) FROM accounts.customers WHERE ban = 'RB-1'") == 0
+        # The application's own error says nothing about the connection: it stays pooled.
+        assert tx.fetch_value("SELECT pg_backend_pid()") == pid
+
+
+# An aware datetime whose UTC form is before year 1: pg8000 1.31 fails to convert it
+# after it has sent Parse/Describe/Sync, leaving the server's replies unread (issue 21).
+POISON = datetime.fromisoformat("0001-01-01T00:00:00+14:00")
+
+
+def test_a_driver_failure_mid_statement_discards_the_connection(pool: Database) -> None:
+    with pool.transaction() as tx:
+        pid = tx.fetch_value("SELECT pg_backend_pid()")
+    with pytest.raises(OverflowError), pool.transaction() as tx:
+        tx.fetch_value("SELECT CAST(:t AS timestamptz)", {"t": POISON})
+    # Pooled again, this connection answered each statement with the previous one's
+    # result. It is gone; every later statement reads its own answer.
+    for n in range(5):
+        with pool.transaction() as tx:
+            assert tx.fetch_one("SELECT CAST(:n AS int) AS n", {"n": n}) == {"n": n}
+            assert tx.fetch_value("SELECT pg_backend_pid()") != pid
+
+
+def test_a_session_whose_driver_failed_refuses_further_statements(pool: Database) -> None:
+    # Code that catches the driver's error must not go on reading someone else's answer.
+    with pytest.raises(BrokenSession), pool.transaction() as tx:
+        with contextlib.suppress(OverflowError):
+            tx.execute("SELECT CAST(:t AS timestamptz)", {"t": POISON})
+        tx.fetch_value("SELECT 1")
+    with pool.transaction() as tx:
+        assert tx.fetch_value("SELECT 2") == 2
 
 
 def test_sql_error_is_not_a_disconnect_and_the_connection_survives(pool: Database) -> None:

@@ -228,6 +228,71 @@ def test_mutated_change_messages_are_settled_with_no_claim_left(
         assert stored["response"]["outcome"] == answer["outcome"]
 
 
+# Times whose UTC form is outside what can be stored or read back (issue 21: the first two
+# poisoned a pooled connection), and the stored range's edges.
+TIMES = [
+    "0001-01-01T00:00:00+14:00",
+    "9999-12-31T23:59:59-14:00",
+    "9999-12-31T23:59:59.999999+00:00",
+    "0001-01-01T00:00:00Z",
+    "1969-12-31T23:59:59Z",
+    "2024-06-01T12:00:00",  # no offset
+    "2024-06-01T12:00:00+23:59",
+]
+
+
+@FUZZ
+@given(
+    where=st.sampled_from(["occurred_at", "publishTime"]),
+    when=st.sampled_from(TIMES)
+    | st.datetimes(timezones=st.timezones()).map(lambda d: d.isoformat()),
+)
+@example(where="occurred_at", when="0001-01-01T00:00:00+14:00")
+def test_times_out_of_range_are_rejected_and_acknowledged(
+    engine: Engine, url: str, http: httpx.Client, where: str, when: str
+) -> None:
+    document = change(occurred_at=when) if where == "occurred_at" else change()
+    extra = {"publishTime": when} if where == "publishTime" else {}
+    before = dirty_snapshot(engine)
+    answer = push(http, url, envelope(b64(document), uuid.uuid4().hex, **extra)).json()
+    assert answer["outcome"] == ("skipped" if storable(when) else "rejected"), answer
+    assert dirty_snapshot(engine) == before
+
+
+def storable(text: str) -> bool:
+    """Whether a time may be kept: aware, UTC form within 1970-01-01 .. 9999-12-30."""
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        return False
+    try:
+        utc = moment.astimezone(UTC)
+    except OverflowError:
+        return False
+    return datetime(1970, 1, 1, tzinfo=UTC) <= utc <= datetime(9999, 12, 30, tzinfo=UTC)
+
+
+@FUZZ
+@given(
+    where=st.sampled_from([*FIELDS, "envelope"]),
+    number=st.sampled_from(["1e400", "-1e400", "1E+309"]),
+)
+def test_non_finite_numbers_are_rejected_and_acknowledged(
+    engine: Engine, url: str, http: httpx.Client, where: str, number: str
+) -> None:
+    """Valid JSON that Python reads as inf, in the message or in the envelope around it."""
+    message_id = uuid.uuid4().hex
+    if where == "envelope":
+        body = envelope(b64(change()), message_id, extra="__number__")
+    else:
+        data = json.dumps(change(**{where: "__number__"})).replace('"__number__"', number)
+        body = envelope(base64.b64encode(data.encode()).decode(), message_id)
+    body = body.replace(b'"__number__"', number.encode())
+    before = dirty_snapshot(engine)
+    answer = push(http, url, body).json()
+    assert answer["outcome"] == "rejected" and "double" in answer["reason"], answer
+    assert dirty_snapshot(engine) == before
+
+
 def test_readable_message_with_unusual_text_reaches_hubspot_and_the_log(
     engine: Engine, emulator: Any, url: str, http: httpx.Client
 ) -> None:

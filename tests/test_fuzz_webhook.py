@@ -233,6 +233,39 @@ def test_mutated_events_store_the_whole_batch_or_nothing(
 
 @FUZZ
 @given(
+    where=st.sampled_from(FIELDS),
+    number=st.sampled_from(["1e400", "-1e400", "1E+309", "2e308", "-9.9e999"]),
+    valid_too=st.integers(min_value=0, max_value=3),
+)
+@example(where="propertyValue", number="1e400", valid_too=1)  # JSONB: 500, logged the event
+def test_non_finite_numbers_anywhere_are_400_with_nothing_stored(
+    engine: Engine, receiver: str, http: httpx.Client, where: str, number: str, valid_too: int
+) -> None:
+    """Valid JSON that Python reads as inf (json.dumps cannot write it: placed as text)."""
+    batch = [valid_event() for _ in range(valid_too)] + [valid_event(**{where: "__number__"})]
+    body = json.dumps(batch).replace('"__number__"', number).encode()
+    before = table_snapshot(engine)
+    response = post_signed(http, receiver, body)
+    assert_answer(response, {400})
+    assert "double" in response.json()["error"]
+    assert table_snapshot(engine) == before
+
+
+def test_batches_of_more_than_100_events_are_refused(
+    engine: Engine, receiver: str, http: httpx.Client
+) -> None:
+    before = table_snapshot(engine)
+    too_many = post_signed(http, receiver, json.dumps([valid_event() for _ in range(101)]).encode())
+    assert_answer(too_many, {400})
+    assert "at most 100 events" in too_many.json()["error"]
+    assert table_snapshot(engine) == before
+    full = post_signed(http, receiver, json.dumps([valid_event() for _ in range(100)]).encode())
+    assert_answer(full, {200})
+    assert full.json()["stored"] == 100
+
+
+@FUZZ
+@given(
     text=st.text(
         alphabet=st.characters(codec="utf-8", categories=("Cc", "Cs", "Lo", "Po", "Zs", "So")),
         max_size=40,

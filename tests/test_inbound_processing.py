@@ -23,10 +23,9 @@ from shared.inbound.events import parse_batch
 from shared.inbound.process import (
     process_events,
     process_pending,
-    run_inbound_batch,
 )
 from shared.inbound.receive import store_batch
-from shared.tasks import TaskOutcome
+from shared.tasks import TaskOutcome, run_task
 from tests.conftest import TEST_APP_ID
 from tests.helpers.inbound import change, event, now_ms, process
 
@@ -449,7 +448,7 @@ def test_task_and_sweep_pick_up_unprocessed_events(engine: Engine, emulator: Any
     cid, company = new_customer(engine, emulator)
     stored = store_batch(engine.database, parse_batch([change(company, "name", "Via Task")]))
     ids = [s.row_id for s in stored.to_process]
-    assert run_inbound_batch({"event_ids": ids}, 0) is TaskOutcome.DONE
+    assert run_task("inbound_batch", {"event_ids": ids}, 0) is TaskOutcome.DONE
     assert customer(engine, cid)["company_name"] == "Via Task"
     # The sweep: stored and never processed (a lost task) is found by age.
     stored = store_batch(engine.database, parse_batch([change(company, "name", "Via Sweep")]))
@@ -464,9 +463,9 @@ def test_last_attempt_leaves_a_failed_replayable_queue_row(engine: Engine, emula
     ids = [s.row_id for s in stored.to_process]
     emulator.set_faults(outage=True)  # the creation needs a HubSpot read: retryable failure
     try:
-        assert run_inbound_batch({"event_ids": ids}, 0) is TaskOutcome.RETRY
+        assert run_task("inbound_batch", {"event_ids": ids}, 0) is TaskOutcome.RETRY
         last = engine.settings.retry_max_attempts - 1
-        assert run_inbound_batch({"event_ids": ids}, last) is TaskOutcome.FAILED
+        assert run_task("inbound_batch", {"event_ids": ids}, last) is TaskOutcome.FAILED
     finally:
         emulator.set_faults(outage=False)
     with engine.database.transaction() as tx:
@@ -479,4 +478,4 @@ def test_last_attempt_leaves_a_failed_replayable_queue_row(engine: Engine, emula
     (row,) = stored_rows(engine, "555999")
     assert row["processed"] is False and row["processing_error"]
     # After the outage the replayed work succeeds.
-    assert run_inbound_batch(items[0]["payload"], 0) is TaskOutcome.DONE
+    assert run_task("inbound_batch", items[0]["payload"], 0) is TaskOutcome.DONE

@@ -101,6 +101,34 @@ def test_stack_uses_the_given_database_and_says_so(stack: LocalStack) -> None:
 
 
 @pytest.mark.integration
+def test_signed_uri_keeps_a_leading_double_slash_as_deployed(stack: LocalStack) -> None:
+    """A delivery to ``//v1//...`` is checked over the target as sent, as under gunicorn."""
+    from shared.hubspot.signatures import sign_v3
+
+    base = stack.url("webhook_receiver")
+    target = "//v1//webhooks/hubspot/company"
+    body = b"[]"
+
+    def deliver(signed_target: str) -> int:
+        ts = int(time.time() * 1000)
+        signature = sign_v3(stack._emulator_secret, "POST", base + signed_target, body, ts)
+        headers = {
+            "Content-Type": "application/json",
+            "X-HubSpot-Signature-v3": signature,
+            "X-HubSpot-Request-Timestamp": str(ts),
+        }
+        with httpx.Client() as client:
+            request = client.build_request("POST", base + target, content=body, headers=headers)
+            assert request.url.raw_path == target.encode()  # sent as is
+            return client.send(request).status_code
+
+    assert deliver(target) == 200
+    assert (
+        deliver("/v1//webhooks/hubspot/company") == 401
+    )  # the collapsed form HubSpot never signed
+
+
+@pytest.mark.integration
 def test_check_finds_exactly_the_seeded_drift(stack: LocalStack, book: Book) -> None:
     report = check_consistency(stack.require_engine(), [c.customer_id for c in book.customers])
     drifted = {(c.customer_id, c.drift) for c in book.of(Standing.DRIFTED)}

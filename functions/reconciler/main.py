@@ -25,6 +25,7 @@ with cold_start():
         InvalidRunRequest,
         RunInProgress,
         RunRequest,
+        UnknownCustomer,
         describe_run,
         start_run,
     )
@@ -55,6 +56,9 @@ def reconciler(request: flask.Request) -> flask.Response:
         )
     except InvalidRunRequest as exc:
         return error_response(400, str(exc))
+    except UnknownCustomer as exc:
+        # Retrying cannot create the customer: a 404, which Scheduler gives up on.
+        return error_response(404, str(exc), field="customer_id")
     except RunInProgress as exc:
         return error_response(409, str(exc), run_id=exc.run_id)
     emit_gauges(engine)

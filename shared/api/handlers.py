@@ -27,6 +27,7 @@ from shared.errors import SyncError
 from shared.mapping import EntityType
 from shared.outbound.linking import link_customers
 from shared.sealing import get_sealer
+from shared.untrusted_time import parse_time
 
 TRIGGERED_BY = "api"  # hubspot_sync_log.triggered_by of syncs started through the API
 RESOLVED_BY = "manual"  # ... and of conflicts a person resolved
@@ -258,8 +259,8 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         text = base64.urlsafe_b64decode(cursor.encode()).decode()
         when, _, row_id = text.partition("|")
-        return datetime.fromisoformat(when), str(UUID(row_id))
-    except (binascii.Error, UnicodeError, ValueError):
+        return parse_time(when), str(UUID(row_id))
+    except (binascii.Error, UnicodeError, ValueError):  # UnacceptableTime is a ValueError
         raise ApiError(400, "cursor is not one this API gave out", field="cursor") from None
 
 
@@ -371,26 +372,18 @@ def start_reconcile(call: Call) -> Reply:
     The answer is the run: 200 when it finished within the call, 202 while a task
     carries it on (poll ``GET /reconciliation-runs/{id}``).
     """
-    body: models.ReconcileRequest = call.body
-    customer_id = str(body.customer_id) if body.customer_id else None
-    if customer_id is not None:
-        with call.engine.database.transaction() as tx:
-            if customers.get(tx, customer_id) is None:
-                raise ApiError(404, f"customer {customer_id} not found", field="customer_id")
-    request = reconcile.RunRequest(
-        run_type=body.run_type or ("CUSTOMER_SPECIFIC" if customer_id else "FULL"),
-        entity_type=body.entity_type.value,
-        customer_id=customer_id,
-        dry_run=body.dry_run,
-        force=body.force,
+    request = reconcile.RunRequest.from_model(
+        call.body,
         triggered_by=f"{TRIGGERED_BY}:{call.user}"[:100] if call.user else TRIGGERED_BY,
     )
     try:
         # Inline for one customer; otherwise start it and hand it to a task at once,
         # so the call answers well inside the function's timeout.
         result = reconcile.start_run(
-            call.engine, request, budget_seconds=None if customer_id else 0.0
+            call.engine, request, budget_seconds=None if request.customer_id else 0.0
         )
+    except reconcile.UnknownCustomer as exc:
+        raise ApiError(404, str(exc), field="customer_id") from None
     except reconcile.InvalidRunRequest as exc:
         raise ApiError(400, str(exc), field=_named_field(str(exc))) from None
     except reconcile.RunInProgress as exc:

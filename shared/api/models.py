@@ -15,6 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.engine.resolve import Resolution
 from shared.mapping import EntityType
+from shared.reconcile.request import ReconcileRequest
+
+__all__ = ["ReconcileRequest"]  # defined beside the reconciler, which reads it too
 
 SyncStatus = Literal["synced", "in_sync", "conflict", "not_linked", "missing", "failed"]
 LogStatus = Literal["PENDING", "IN_PROGRESS", "SUCCESS", "FAILED", "CONFLICT"]
@@ -229,49 +232,6 @@ class ResolveConflictResult(Answer):
 
 
 # --- reconciliation -------------------------------------------------------------------
-
-
-class ReconcileRequest(Request):
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "allOf": [
-                {
-                    "if": {
-                        "properties": {"run_type": {"const": "CUSTOMER_SPECIFIC"}},
-                        "required": ["run_type"],
-                    },
-                    "then": {
-                        "properties": {"customer_id": {"type": "string", "format": "uuid"}},
-                        "required": ["customer_id"],
-                    },
-                },
-                {
-                    "if": {
-                        "properties": {"customer_id": {"type": "string"}},
-                        "required": ["customer_id"],
-                    },
-                    "then": {"properties": {"run_type": {"enum": ["CUSTOMER_SPECIFIC", None]}}},
-                },
-            ]
-        },
-    )
-
-    run_type: Literal["FULL", "INCREMENTAL", "CUSTOMER_SPECIFIC"] | None = Field(
-        None, description="default: CUSTOMER_SPECIFIC with customer_id, else FULL"
-    )
-    entity_type: EntityType = EntityType.CUSTOMER
-    customer_id: UUID | None = None
-    force: bool = Field(False, description="start even if a full run is already running")
-    dry_run: bool = False
-
-    @model_validator(mode="after")
-    def _customer_matches_run_type(self) -> ReconcileRequest:
-        if self.run_type == "CUSTOMER_SPECIFIC" and self.customer_id is None:
-            raise ValueError("customer_id is required for a CUSTOMER_SPECIFIC run")
-        if self.customer_id is not None and self.run_type not in (None, "CUSTOMER_SPECIFIC"):
-            raise ValueError("run_type must be CUSTOMER_SPECIFIC when customer_id is given")
-        return self
 
 
 class RunSummary(Answer):

@@ -50,7 +50,7 @@ class Route:
     tag: str
     responses: Mapping[int, tuple[type[BaseModel] | None, str]]
     query: type[models.Request] | None = None
-    body: type[models.Request] | None = None
+    body: type[BaseModel] | None = None
     auth: Literal["api", "metrics"] = "api"
     media_type: str = "application/json"
     segments: tuple[str, ...] = field(init=False)
@@ -381,7 +381,7 @@ def _body(request: flask.Request) -> Any:
     return body
 
 
-def _validate(model: type[models.Request], data: Mapping[str, Any]) -> Any:
+def _validate(model: type[BaseModel], data: Mapping[str, Any]) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -55,7 +55,7 @@ class OidcVerifier:
                 token, certs=self._certificates(), audience=self.audience, clock_skew_in_seconds=30
             )
         except (ValueError, gexc.GoogleAuthError) as exc:
-            raise Unauthenticated(f"identity token rejected: {exc}") from None
+            raise Unauthenticated(f"identity token rejected: {rejection_reason(exc)}") from None
         if claims.get("iss") not in _GOOGLE_ISSUERS:
             raise Unauthenticated("identity token not issued by Google")
         email = claims.get("email")
@@ -109,3 +109,40 @@ def authorize_internal_caller(headers: Mapping[str, str], settings: Settings) ->
     verifier = verifier_for(settings)
     if verifier is not None:
         verifier.verify(headers)
+
+
+# google-auth's messages quote the token, its segments or its claims ("Wrong number of
+# segments in token: b'<the token>'"); an answer or a log line must never echo a
+# credential (issue 21, item 8). Each is mapped by its fixed opening to our words.
+_REJECTIONS = (
+    (
+        (
+            "Wrong number of segments",
+            "Can't parse segment",
+            "Header segment",
+            "Payload segment",
+            "Incorrect padding",  # binascii, decoding a segment
+            "Invalid base64",
+        ),
+        "malformed",
+    ),
+    (("Token does not contain required claim",), "a required claim is missing"),
+    (("Token used too early",), "not valid yet"),
+    (("Token expired",), "expired"),
+    (("Certificate for key id",), "signed with an unknown key"),
+    (("Could not verify token signature",), "bad signature"),
+    (("Token has wrong audience",), "issued for another audience"),
+    (
+        ("Unsupported signature algorithm", "The key algorithm", "Certificate key type"),
+        "unsupported signing algorithm",
+    ),
+)
+
+
+def rejection_reason(exc: BaseException) -> str:
+    """Why google-auth refused a token, in our words, never quoting it."""
+    text = str(exc)
+    for openings, reason in _REJECTIONS:
+        if text.startswith(openings):
+            return reason
+    return "not a valid identity token"

@@ -9,10 +9,12 @@ The way is chosen by settings (``Settings.database_mode``):
 - ``embedded``: a ``pgserver`` PostgreSQL with its data in a per-user cache folder,
   for the demo and the tests on a machine with no database.
 
-Connections are kept per process and reused across invocations; a connection
-that failed at the network level is discarded and the next transaction opens a
-new one. Cloud Functions serve one request per instance, so the pool rarely
-holds more than one connection there; locally functions-framework runs threads.
+Connections are kept per process and reused across invocations. Only a
+connection whose every failure was a clean SQL error from the server goes back to
+the pool: one that failed at the network level, or whose driver raised anything
+else mid-statement, is discarded and the next transaction opens a new one. Cloud
+Functions serve one request per instance, so the pool rarely holds more than one
+connection there; locally functions-framework runs threads.
 """
 
 from __future__ import annotations
@@ -85,11 +87,38 @@ def _is_disconnect(exc: BaseException) -> bool:
     return False
 
 
+def is_server_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is the server's answer to a statement (an ErrorResponse).
+
+    pg8000 raises it only after reading the server's replies up to ReadyForQuery,
+    so the connection is in step and may serve the next transaction. Anything else
+    it raises mid-statement may leave replies unread: pg8000 1.31 sends
+    Parse/Describe/Sync and only then converts the parameters, so a parameter it
+    cannot convert (an aware datetime whose UTC form is before year 1) raises with
+    the server's replies still queued. Pooled, such a connection answered every
+    later statement with the previous statement's result (issue 21).
+    """
+    if not isinstance(exc, pg8000.exceptions.DatabaseError) or not exc.args:
+        return False
+    info = exc.args[0]
+    return isinstance(info, dict) and "C" in info
+
+
+class BrokenSession(RuntimeError):
+    """A statement on this session's connection failed in the driver; it is not used again."""
+
+
 class Session:
-    """One transaction on one connection. Parameters are named: ``:customer_id``."""
+    """One transaction on one connection. Parameters are named: ``:customer_id``.
+
+    A failure in the driver (anything but :func:`is_server_error`) marks the session
+    broken: its connection leaves the pool, and any further statement on it raises
+    :class:`BrokenSession` instead of reading an answer meant for another.
+    """
 
     def __init__(self, connection: pg8000.dbapi.Connection) -> None:
         self._connection = connection
+        self.broken: BaseException | None = None
 
     def fetch(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
         """Run ``sql`` and return every row as a dict keyed by column name."""
@@ -116,16 +145,36 @@ class Session:
     def execute_many(self, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
         """Run one statement for each parameter mapping in ``rows``."""
         if rows:
-            cursor = self._connection.cursor()
-            cursor.executemany(sql, [dict(r) for r in rows])
+            with self._guard():
+                cursor = self._connection.cursor()
+                cursor.executemany(sql, [dict(r) for r in rows])
+
+    def commit(self) -> None:
+        """Commit the transaction (the pool calls it when the block ends)."""
+        with self._guard():
+            self._connection.commit()
 
     def _cursor(self, sql: str, params: Mapping[str, Any] | None) -> Any:
-        cursor = self._connection.cursor()
-        if params:
-            cursor.execute(sql, dict(params))
-        else:
-            cursor.execute(sql)
-        return cursor
+        with self._guard():
+            cursor = self._connection.cursor()
+            if params:
+                cursor.execute(sql, dict(params))
+            else:
+                cursor.execute(sql)
+            return cursor
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        if self.broken is not None:
+            raise BrokenSession(
+                "an earlier statement failed in the database driver; this transaction is over"
+            ) from self.broken
+        try:
+            yield
+        except BaseException as exc:
+            if not is_server_error(exc):
+                self.broken = exc
+            raise
 
 
 class Database:
@@ -135,6 +184,7 @@ class Database:
         self._connect = connect
         self._idle: queue.LifoQueue[pg8000.dbapi.Connection] = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(pool_size)
+        self.pool_size = pool_size
         self.description = description
 
     @contextlib.contextmanager
@@ -166,10 +216,11 @@ class Database:
         try:
             connection = self._checkout()
             connection.autocommit = autocommit
+            session = Session(connection)
             try:
-                yield Session(connection)
+                yield session
                 if not autocommit:
-                    connection.commit()
+                    session.commit()
             except BaseException as exc:
                 if _is_disconnect(exc):
                     self._discard(connection)
@@ -180,11 +231,13 @@ class Database:
                     # (found by tests/test_db_faults.py: one 503 per pooled connection).
                     self.close()
                     raise DatabaseUnavailableError(f"database connection lost: {exc}") from exc
-                try:
-                    connection.rollback()
-                except Exception as rollback_exc:  # the connection is unusable now
-                    if not _is_disconnect(rollback_exc):
-                        raise
+                if session.broken is not None or not self._rolled_back(connection):
+                    # Out of step with the server, or unable to end its transaction:
+                    # never handed to another request (see is_server_error).
+                    log.warning(
+                        "database connection discarded after a driver failure",
+                        extra={"fields": {"error_type": type(session.broken or exc).__name__}},
+                    )
                     self._discard(connection)
                     connection = None
                 raise
@@ -215,6 +268,15 @@ class Database:
             ) from exc
         connection.register_in_adapter(TIMESTAMPTZ_OID, _timestamptz_in)
         return connection
+
+    @staticmethod
+    def _rolled_back(connection: pg8000.dbapi.Connection) -> bool:
+        """Roll back; False when even that failed (the connection is unusable)."""
+        try:
+            connection.rollback()
+        except Exception:
+            return False
+        return True
 
     @staticmethod
     def _discard(connection: pg8000.dbapi.Connection) -> None:

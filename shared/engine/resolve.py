@@ -335,23 +335,55 @@ def _chosen(
 def _write_warp(tx: Session, customer_id: str, mapping: FieldMapping, row: Row, value: Any) -> None:
     try:
         column, column_value = mapping.write_warp(row, value)
+    except MappingError as exc:
+        raise InvalidValue(str(exc), field="value") from None
+    _check_column(tx, mapping, column, column_value)
+    try:
         # Only over the column as read: HubSpot was read since, and WARP's application
         # may have written the row meanwhile (a 503 then; the person tries again).
         changed = customers.update_many(
             tx, {customer_id: {column: column_value}}, {customer_id: {column: row[column]}}
         )
-    except MappingError as exc:
-        raise InvalidValue(str(exc), field="value") from None
     except pg8000.exceptions.DatabaseError as exc:
         info = exc.args[0] if exc.args else {}
-        code = info.get("C", "") if isinstance(info, dict) else ""
+        code = str(info.get("C", "")) if isinstance(info, dict) else ""
         # Class 22 (data exception) and 23 (integrity constraint): the value, not the database.
         if not code.startswith(("22", "23")):
             raise
-        message = info.get("M", "refused") if isinstance(info, dict) else str(exc)
-        raise InvalidValue(f"WARP refused the value: {message}", field="value") from None
+        # In our words: PostgreSQL's own text names internals and its detail quotes rows.
+        reason = _REFUSALS.get(code, f"refused by WARP's database (SQLSTATE {code})")
+        raise InvalidValue(f"{mapping.name}: {reason}", field="value") from None
     if changed:
         raise WarpChangedDuringSync(customer_id)
+
+
+# What a refusal of WARP's database means for the value (SQLSTATEs of classes 22 and 23).
+_REFUSALS = {
+    "22001": "too long for WARP's column",
+    "22003": "out of the range WARP's column holds",
+    "22007": "not a valid date or time",
+    "22008": "not a valid date or time",
+    "22P02": "not a valid value for WARP's column type",
+    "23502": "WARP requires a value",
+    "23503": "refers to something WARP does not have",
+    "23505": "another customer already has this value",
+    "23514": "not allowed by a rule of WARP's schema",
+}
+
+
+def _check_column(tx: Session, mapping: FieldMapping, column: str, value: Any) -> None:
+    """Refuse, naming the field and the limit, what the column's own rules would refuse."""
+    rules = customers.column_rules(tx, column)
+    if rules is None:
+        return
+    if value is None and not rules["nullable"]:
+        raise InvalidValue(f"{mapping.name}: WARP requires a value", field="value")
+    limit = rules["max_length"]
+    if limit is not None and isinstance(value, str) and len(value) > limit:
+        raise InvalidValue(
+            f"{mapping.name}: at most {limit} characters (this value has {len(value)})",
+            field="value",
+        )
 
 
 def _sealed(mapping: FieldMapping, change: dict[str, Any], *, source: str) -> dict[str, Any]:

@@ -61,6 +61,15 @@ class HubSpotError(SyncError):
             parts.append(f"correlation_id={self.correlation_id}")
         return " ".join(parts)
 
+    # True when the message is HubSpot's own text, which can quote property values.
+    quotes_hubspot: bool = False
+
+    def loggable(self) -> str:
+        """Our own message, or for HubSpot's text only status, category and correlation id."""
+        if not self.quotes_hubspot:
+            return str(self)
+        return " ".join(f"{k}={v}" for k, v in self.as_dict().items() if v is not None)
+
     def as_dict(self) -> dict[str, Any]:
         """The fields a log line or a queue row keeps (no token, no property values)."""
         return {
@@ -96,23 +105,28 @@ class HubSpotError(SyncError):
             policy = data.get("policyName")
             if not policy and message == _SECONDLY_MESSAGE:
                 policy = POLICY_SECONDLY
-            return RateLimited(message, policy=policy, **fields)
-        klass = _BY_STATUS.get(status)
-        if klass is None:
-            klass = ServerError if status >= 500 else HubSpotError
-        return klass(message, **fields)
+            error: HubSpotError = RateLimited(message, policy=policy, **fields)
+        else:
+            klass = _BY_STATUS.get(status)
+            if klass is None:
+                klass = ServerError if status >= 500 else HubSpotError
+            error = klass(message, **fields)
+        error.quotes_hubspot = True
+        return error
 
     @classmethod
     def from_batch_error(cls, error: Mapping[str, Any]) -> HubSpotError:
         """One per-record error of a 207 answer (its ``status`` is a word, not a code)."""
         category = error.get("category")
         klass = _BY_CATEGORY.get(str(category), HubSpotError)
-        return klass(
+        refused = klass(
             str(error.get("message") or "batch input failed")[:200],
             status=klass.status_code,
             category=category,
             context=error.get("context") if isinstance(error.get("context"), Mapping) else None,
         )
+        refused.quotes_hubspot = True
+        return refused
 
 
 class RateLimited(HubSpotError):

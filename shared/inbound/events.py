@@ -31,6 +31,8 @@ from typing import Annotated, Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from shared.untrusted_time import LATEST_EPOCH_MS
+
 # Structural events are applied before property changes and deletions after them
 # (see shared/inbound/apply.py); within one kind, occurredAt orders.
 KIND_RANK = {
@@ -45,10 +47,12 @@ KIND_RANK = {
 _GENERIC_OBJECT_TYPES = {"0-1": "contact", "0-2": "company"}
 
 # Bounds of the columns the event is stored in (BIGINT ids, INTEGER attempt, a
-# timestamp Python can represent): beyond them a valid-looking event used to fail
-# at INSERT as a 500 instead of a 400 (found by tests/test_fuzz_webhook.py).
+# timestamp in shared/untrusted_time.py's range): beyond them a valid-looking event
+# used to fail at INSERT as a 500 instead of a 400 (found by tests/test_fuzz_webhook.py).
 Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
-_MAX_OCCURRED_AT_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+# HubSpot sends at most 100 events a request (docs/hubspot.md, "Webhook batch size"); a
+# bigger batch is not HubSpot's, and would only stretch one delivery's transaction.
+MAX_BATCH_EVENTS = 100
 
 
 class ObjectType(StrEnum):
@@ -70,7 +74,7 @@ class WebhookEvent(BaseModel):
     event_id: Int64 = Field(alias="eventId")
     subscription_id: Int64 = Field(alias="subscriptionId")
     portal_id: Int64 = Field(alias="portalId")
-    occurred_at_ms: int = Field(alias="occurredAt", ge=0, le=_MAX_OCCURRED_AT_MS)
+    occurred_at_ms: int = Field(alias="occurredAt", ge=0, le=LATEST_EPOCH_MS)
     subscription_type: str = Field(
         validation_alias=AliasChoices("subscriptionType", "eventType"),
         serialization_alias="subscriptionType",
@@ -197,6 +201,11 @@ def parse_batch(data: Any) -> list[tuple[WebhookEvent, Mapping[str, Any]]]:
     """
     if not isinstance(data, list):
         raise EventProblem(f"body must be a JSON array of events, not {_json_type(data)}")
+    if len(data) > MAX_BATCH_EVENTS:
+        raise EventProblem(
+            f"a batch holds at most {MAX_BATCH_EVENTS} events (HubSpot sends at most "
+            f"{MAX_BATCH_EVENTS}); this one has {len(data)}"
+        )
     parsed: list[tuple[WebhookEvent, Mapping[str, Any]]] = []
     problems: list[str] = []
     for index, item in enumerate(data):

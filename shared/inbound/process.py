@@ -43,6 +43,7 @@ from shared.inbound.events import parse_event
 from shared.inbound.queries import unprocessed_before, unprocessed_by_ids
 from shared.inbound.receive import StoredEvent
 from shared.tasks import TaskOutcome
+from shared.tasks.kinds import InboundBatchPayload
 
 log = logging.getLogger("warp_hubspot_sync.inbound")
 
@@ -275,21 +276,15 @@ def task_payload(row_ids: Sequence[str]) -> dict[str, Any]:
     return {"event_ids": [str(i) for i in row_ids]}
 
 
-def run_inbound_batch(payload: Mapping[str, Any], attempt: int) -> TaskOutcome:
+def run_inbound_batch(payload: InboundBatchPayload, attempt: int) -> TaskOutcome:
     """Task handler of kind ``inbound_batch`` (registered in shared/tasks/kinds.py)."""
     engine = get_engine()
-    if "event_ids" in payload:
-        ids = [str(i) for i in payload["event_ids"]]
-        report = process_ids(engine, ids)
-    elif "received_before" in payload:
-        report = process_pending(
-            engine,
-            limit=int(payload.get("limit", 1000)),
-            received_before=datetime.fromisoformat(str(payload["received_before"])),
-        )
+    if payload.event_ids is not None:
+        report = process_ids(engine, [str(i) for i in payload.event_ids])
     else:
-        log.error("inbound_batch task without event_ids or received_before")
-        return TaskOutcome.FAILED
+        report = process_pending(
+            engine, limit=payload.limit, received_before=payload.received_before
+        )
     if not report.remaining:
         return TaskOutcome.DONE
     if attempt + 1 < engine.settings.retry_max_attempts:

@@ -10,7 +10,9 @@ import enum
 from typing import Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.untrusted_time import UntrustedTime
 
 
 class Operation(enum.StrEnum):
@@ -29,6 +31,6 @@ class ChangeMessage(BaseModel):
     entity_id: UUID
     operation: Operation
     changed_fields: list[str] = Field(default_factory=list, max_length=200)
-    occurred_at: AwareDatetime
+    occurred_at: UntrustedTime
     trigger_source: str = Field(min_length=1, max_length=100)
     triggered_by_user: str | None = Field(None, max_length=100)

@@ -18,9 +18,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from shared.errors import SyncError
+from shared.errors import SyncError, first_problem
 from shared.messages.change import ChangeMessage
 from shared.untrusted_json import UnreadableJson, loads_untrusted
+from shared.untrusted_time import UntrustedTime
 
 
 class MalformedMessage(SyncError):
@@ -35,7 +36,7 @@ class _PubsubMessage(BaseModel):
     # Pub/Sub ids are short decimal strings; the bound keeps the idempotency key
     # indexable (a btree entry holds at most ~2.7 kB).
     message_id: str = Field(alias="messageId", min_length=1, max_length=256)
-    publish_time: datetime | None = Field(None, alias="publishTime")
+    publish_time: UntrustedTime | None = Field(None, alias="publishTime")
 
 
 class _PushEnvelope(BaseModel):
@@ -80,7 +81,7 @@ def parse_delivery(body: bytes, headers: Mapping[str, str]) -> Delivery:
     try:
         envelope = _PushEnvelope.model_validate(document)
     except ValidationError as exc:
-        raise MalformedMessage(f"not a Pub/Sub push envelope: {_first_error(exc)}") from None
+        raise MalformedMessage(f"not a Pub/Sub push envelope: {first_problem(exc)}") from None
     message = envelope.message
     try:
         payload: Any = loads_untrusted(base64.b64decode(message.data, validate=True))
@@ -90,7 +91,7 @@ def parse_delivery(body: bytes, headers: Mapping[str, str]) -> Delivery:
     try:
         change = ChangeMessage.model_validate(payload)
     except ValidationError as exc:
-        problem = f"invalid change message: {_first_error(exc)}"
+        problem = f"invalid change message: {first_problem(exc)}"
         raise _with_id(MalformedMessage(problem), message) from None
     return Delivery(
         message_id=message.message_id,
@@ -128,9 +129,3 @@ def encode_push_envelope(
 def _with_id(exc: MalformedMessage, message: _PubsubMessage) -> MalformedMessage:
     exc.message_id = message.message_id  # type: ignore[attr-defined]
     return exc
-
-
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err.get("loc", ())) or "body"
-    return f"{where}: {err.get('msg', 'invalid')}"

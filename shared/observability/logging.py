@@ -14,8 +14,9 @@ Line shape (``jsonPayload`` keys other than the special ``logging.googleapis.com
     <request-context fields>, <record fields>, stack_trace
 
 Everything from the context and ``extra={"fields": {...}}`` passes through
-:mod:`shared.observability.redaction`; the message and stack trace are scrubbed of
-e-mail addresses and credentials.
+:mod:`shared.observability.redaction`; the message is scrubbed of e-mail addresses and
+credentials, and the stack trace names each exception without its outside content
+(:func:`~shared.observability.redaction.describe_error`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.observability.context import current_context, default_function_name
-from shared.observability.redaction import redact, redact_mapping, scrub_text
+from shared.observability.redaction import redact, redact_mapping, safe_traceback, scrub_text
 
 LOGGER_NAMESPACE = "warp_hubspot_sync"
 TRACE_KEY = "logging.googleapis.com/trace"
@@ -101,9 +102,11 @@ def build_entry(record: logging.LogRecord) -> dict[str, Any]:
         _merge(entry, redact_mapping(fields))
     elif fields is not None:
         entry["fields_value"] = redact(fields)
-    if record.exc_info and record.exc_info[0] is not None:
-        # Error Reporting reads jsonPayload.stack_trace first.
-        entry["stack_trace"] = scrub_text(logging.Formatter().formatException(record.exc_info))
+    if record.exc_info and record.exc_info[1] is not None:
+        # Error Reporting reads jsonPayload.stack_trace first. Exception texts can quote
+        # what a party sent (PostgreSQL's detail quoted event JSON): safe_traceback keeps
+        # frames and types and only the words redaction allows.
+        entry["stack_trace"] = scrub_text(safe_traceback(record.exc_info[1]))
     elif record.stack_info:
         entry["stack_trace"] = scrub_text(record.stack_info)
     return entry

@@ -27,8 +27,11 @@ Masking replaces the whole value with :data:`REDACTED`, whatever its type.
 from __future__ import annotations
 
 import re
+import traceback
 from collections.abc import Mapping
 from typing import Any
+
+from shared.errors import SyncError
 
 REDACTED = "[REDACTED]"
 
@@ -164,3 +167,64 @@ def redact_mapping(fields: Mapping[Any, Any], _depth: int = 0) -> dict[str, Any]
         key = str(raw_key)
         out[key] = REDACTED if is_sensitive_key(key) else redact(raw_value, _depth + 1)
     return out
+
+
+# PostgreSQL error fields that name schema objects, never data (protocol "Error and
+# Notice Message Fields"): schema, table, column, data type, constraint.
+_SERVER_ERROR_NAMES = (
+    ("s", "schema"),
+    ("t", "table"),
+    ("c", "column"),
+    ("d", "type"),
+    ("n", "constraint"),
+)
+
+
+def describe_error(exc: BaseException) -> str:
+    """``Type: text`` for a log line, with nothing a party sent us in ``text``.
+
+    A PostgreSQL error keeps its SQLSTATE and the names of the objects involved: its
+    message, detail and context quote the values (``Token "Infinity" is invalid ...
+    {"phone": "+1 555 ...``). Our own errors keep their words (:meth:`SyncError.loggable`).
+    Any other exception keeps only its type: a built-in message quotes its input
+    (``invalid literal for int() with base 10: 'Jane'``), and the stack trace already
+    says where it happened.
+    """
+    name = type(exc).__name__
+    info = exc.args[0] if exc.args else None
+    if isinstance(info, dict) and "C" in info:  # pg8000's DatabaseError: the server's fields
+        named = [f"{label} {info[key]}" for key, label in _SERVER_ERROR_NAMES if key in info]
+        names = ", ".join(named)
+        return f"{name}: SQLSTATE {info['C']}" + (f" ({names})" if names else "")
+    if isinstance(exc, SyncError):
+        return f"{name}: {scrub_text(exc.loggable())}"
+    return name
+
+
+def safe_traceback(exc: BaseException) -> str:
+    """A Python traceback of ``exc`` and its chain, each exception as :func:`describe_error`."""
+    chain: list[tuple[BaseException, str]] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    link = ""
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        chain.append((current, link))
+        if current.__cause__ is not None:
+            current, link = current.__cause__, _CAUSE
+        elif current.__context__ is not None and not current.__suppress_context__:
+            current, link = current.__context__, _CONTEXT
+        else:
+            current = None
+    parts: list[str] = []
+    for error, link_to_next in reversed(chain):
+        parts.append("Traceback (most recent call last):\n")
+        parts.extend(traceback.format_tb(error.__traceback__))
+        parts.append(describe_error(error) + "\n")
+        if link_to_next:
+            parts.append(link_to_next)
+    return "".join(parts).rstrip("\n")
+
+
+_CAUSE = "\nThe above exception was the direct cause of the following exception:\n\n"
+_CONTEXT = "\nDuring handling of the above exception, another exception occurred:\n\n"

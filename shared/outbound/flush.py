@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -30,11 +30,13 @@ from shared.db import Row
 from shared.db.repositories import outbound_dirty
 from shared.engine.deps import Engine, get_engine
 from shared.errors import DatabaseUnavailableError
+from shared.observability.redaction import describe_error
 from shared.outbound.fields import fields_from_stored
 from shared.outbound.push import push_customers
 from shared.outbound.receive import FLUSH_KIND, delivery_records, schedule_flush, triggered_by
 from shared.retry import enqueue_failure
 from shared.tasks import Task, TaskOutcome, task_name
+from shared.tasks.kinds import FlushPayload
 
 log = logging.getLogger("warp_hubspot_sync.outbound")
 
@@ -57,7 +59,7 @@ class FlushReport:
     gave_up: bool = False
 
 
-def run_flush_task(payload: Mapping[str, Any], attempt: int) -> TaskOutcome:
+def run_flush_task(payload: FlushPayload, attempt: int) -> TaskOutcome:
     """Task handler of ``outbound_flush``."""
     report = flush(get_engine(), attempt=attempt)
     return TaskOutcome.FAILED if report.gave_up else TaskOutcome.DONE
@@ -93,7 +95,13 @@ def flush(engine: Engine, *, attempt: int = 0, limit: int = BATCH) -> FlushRepor
             _release(engine, rows)
             log.warning(
                 "flush failed as a whole; customers are dirty again and the flush retries",
-                extra={"fields": {"customers": len(rows), "attempt": attempt, "error": str(exc)}},
+                extra={
+                    "fields": {
+                        "customers": len(rows),
+                        "attempt": attempt,
+                        "error": describe_error(exc),
+                    }
+                },
             )
             raise
         for row in rows:

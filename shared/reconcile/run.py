@@ -29,18 +29,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import shared.tasks.kinds  # noqa: F401  (continuations must have their handler registered)
 from shared.db import Row, Session
 from shared.db.repositories import customers, field_state, reconciliation_runs
 from shared.engine.deps import Engine
 from shared.engine.snapshots import linked_id
-from shared.errors import SyncError
+from shared.errors import SyncError, first_problem
 from shared.mapping import EntityType
+from shared.observability.redaction import describe_error
 from shared.reconcile import queries
 from shared.reconcile.incremental import changed_in_hubspot, since
 from shared.reconcile.pages import PAGE, match_unlinked, sync_page
 from shared.reconcile.report import SAMPLE_LIMIT, DriftReport
+from shared.reconcile.request import ReconcileRequest
 from shared.tasks import Task, TaskOutcome, backoff_delay, task_name
+from shared.tasks.kinds import ReconcileContinuePayload  # (importing it registers every kind)
 
 log = logging.getLogger("warp_hubspot_sync.reconcile")
 
@@ -63,6 +65,14 @@ Progress = Callable[[int, int | None], None]  # (records done, records expected 
 
 class InvalidRunRequest(SyncError):
     """The request names no valid run (the caller's mistake: 400)."""
+
+
+class UnknownCustomer(SyncError):
+    """A CUSTOMER_SPECIFIC run names a customer WARP does not have (404); never retried."""
+
+    def __init__(self, customer_id: str) -> None:
+        super().__init__(f"customer {customer_id} not found")
+        self.customer_id = customer_id
 
 
 class RunInProgress(SyncError):
@@ -91,30 +101,30 @@ class RunRequest:
     def from_body(
         cls, body: Any, *, idempotency_key: str | None = None, triggered_by: str = "api"
     ) -> RunRequest:
-        """Parse ``{run_type, entity_type, customer_id?, dry_run?, force?}``; problems raise 400."""
-        if body is None:
-            body = {}
-        if not isinstance(body, Mapping):
-            raise InvalidRunRequest("body must be a JSON object")
-        unknown = sorted(set(body) - {"run_type", "entity_type", "customer_id", "dry_run", "force"})
-        if unknown:
-            raise InvalidRunRequest(f"unknown field(s): {', '.join(unknown)}")
-        for flag in ("dry_run", "force"):
-            if flag in body and not isinstance(body[flag], bool):
-                raise InvalidRunRequest(f"{flag} must be true or false")
-        customer_id = body.get("customer_id")
-        run_type = body.get("run_type") or ("CUSTOMER_SPECIFIC" if customer_id else "FULL")
-        request = cls(
-            run_type=str(run_type).upper(),
-            entity_type=str(body.get("entity_type") or "customer").lower(),
-            customer_id=None if customer_id is None else str(customer_id),
-            dry_run=bool(body.get("dry_run", False)),
-            force=bool(body.get("force", False)),
+        """Read a reconciliation body (:class:`ReconcileRequest`); problems raise 400."""
+        from pydantic import ValidationError
+
+        try:
+            parsed = ReconcileRequest.model_validate({} if body is None else body)
+        except ValidationError as exc:
+            raise InvalidRunRequest(first_problem(exc)) from None
+        return cls.from_model(parsed, idempotency_key=idempotency_key, triggered_by=triggered_by)
+
+    @classmethod
+    def from_model(
+        cls, body: ReconcileRequest, *, idempotency_key: str | None = None, triggered_by: str
+    ) -> RunRequest:
+        """The run a validated body asks for (CUSTOMER_SPECIFIC with a customer, else FULL)."""
+        customer_id = str(body.customer_id) if body.customer_id else None
+        return cls(
+            run_type=body.run_type or ("CUSTOMER_SPECIFIC" if customer_id else "FULL"),
+            entity_type=body.entity_type.value,
+            customer_id=customer_id,
+            dry_run=body.dry_run,
+            force=body.force,
             idempotency_key=idempotency_key,
             triggered_by=triggered_by,
         )
-        request.validate()
-        return request
 
     def validate(self) -> None:
         """Raise :class:`InvalidRunRequest` naming what is wrong."""
@@ -190,7 +200,8 @@ def start_run(
     """Start a run (or find the one this trigger started) and work on it for ``budget_seconds``.
 
     None as budget works to the end (the CLI). Raises :class:`RunInProgress` for a
-    second FULL run without ``force`` and :class:`InvalidRunRequest` for a bad one.
+    second FULL run without ``force``, :class:`InvalidRunRequest` for a bad one and
+    :class:`UnknownCustomer` for a customer WARP does not have.
     """
     request.validate()
     recover_stale(engine)
@@ -199,6 +210,8 @@ def start_run(
             existing = queries.by_idempotency_key(tx, request.idempotency_key)
             if existing is not None:
                 return RunResult(existing, started=False)
+        if request.customer_id is not None and customers.get(tx, request.customer_id) is None:
+            raise UnknownCustomer(request.customer_id)
         if request.run_type == "FULL":
             tx.fetch_value("SELECT pg_advisory_xact_lock(:key)", {"key": _FULL_LOCK})
             running = None if request.force else queries.running_full(tx)
@@ -394,7 +407,7 @@ def _failed_step(engine: Engine, run_id: str, exc: SyncError, failures: int) -> 
             engine, run_id, dict(row["checkpoint"] or {}), failures=attempts, delay=delay
         )
         return RunResult(row, continued=True)
-    return RunResult(_fail(engine, run_id, f"{type(exc).__name__}: {exc}"))
+    return RunResult(_fail(engine, run_id, describe_error(exc)))
 
 
 def _continue_later(
@@ -470,23 +483,23 @@ def _fail(engine: Engine, run_id: str, message: str) -> Row:
 # --- continuing and recovering --------------------------------------------------------
 
 
-def continue_run(payload: Mapping[str, Any], attempt: int) -> TaskOutcome:
+def continue_run(payload: ReconcileContinuePayload, attempt: int) -> TaskOutcome:
     """Task handler of ``reconcile_continue``: work on the run for one more time budget."""
     from shared.engine import get_engine
 
     engine = get_engine()
-    run_id = str(payload["run_id"])
+    run_id = str(payload.run_id)
     with engine.database.transaction() as tx:
         row = reconciliation_runs.get(tx, run_id)
     if row is None or row["status"] != "RUNNING":
         return TaskOutcome.DONE
-    if "seq" in payload and _seq(row) != int(payload["seq"]):
+    if payload.seq is not None and _seq(row) != payload.seq:
         return TaskOutcome.DONE  # another worker moved the run on; this task is stale
     result = advance(
         engine,
         run_id,
         budget_seconds=engine.settings.reconcile_time_budget_seconds,
-        failures=int(payload.get("failures", 0)),
+        failures=payload.failures,
     )
     return TaskOutcome.FAILED if result.status == "FAILED" else TaskOutcome.DONE
 

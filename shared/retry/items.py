@@ -11,6 +11,7 @@ from typing import Any
 from shared.db import Row
 from shared.db.repositories import sync_queue
 from shared.engine.deps import Engine
+from shared.observability.redaction import describe_error
 from shared.tasks import Task, backoff_delay, task_name
 
 log = logging.getLogger("warp_hubspot_sync.retry")
@@ -66,7 +67,7 @@ def enqueue_failure(
                 "kind": kind,
                 "entity_id": entity_id,
                 "status": row["status"],
-                "error": message,
+                "error": error if isinstance(error, str) else describe_error(error),
             }
         },
     )

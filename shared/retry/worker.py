@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-import shared.tasks.kinds  # noqa: F401  (registers every task kind this worker may run)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from shared.db import Row
 from shared.db.repositories import sync_queue
 from shared.engine.deps import Engine, get_engine
+from shared.errors import first_problem
+from shared.observability.redaction import describe_error
 from shared.tasks import TaskOutcome, backoff_ceiling, run_task
-from shared.tasks.registry import UnknownTaskKind
+from shared.tasks.kinds import QueueItemPayload  # (importing it registers every kind)
+from shared.tasks.registry import InvalidTaskPayload, UnknownTaskKind
 
 log = logging.getLogger("warp_hubspot_sync.retry")
 
@@ -51,9 +55,9 @@ def _resolve(kind: str | None) -> Runner:
     return runner
 
 
-def run_queue_task(payload: Mapping[str, Any], attempt: int) -> TaskOutcome:
-    """Task handler of ``queue_item``: process the row ``payload["id"]``."""
-    return process_item(get_engine(), str(payload["id"]), attempt)
+def run_queue_task(payload: QueueItemPayload, attempt: int) -> TaskOutcome:
+    """Task handler of ``queue_item``: process the row ``payload.id``."""
+    return process_item(get_engine(), str(payload.id), attempt)
 
 
 def process_item(engine: Engine, item_id: str, attempt: int = 0) -> TaskOutcome:
@@ -98,7 +102,7 @@ def _record_failure(
         retry_at = engine.now() + timedelta(seconds=ceiling)
     with engine.database.transaction() as tx:
         sync_queue.fail(tx, str(row["id"]), message, retry_at=retry_at)
-    fields = {**fields, "error": message, "retryable": retryable, "failures": failures}
+    fields = {**fields, "error": describe_error(exc), "retryable": retryable, "failures": failures}
     if retry_at is not None:
         log.warning("queue item failed; it will be retried", extra={"fields": fields})
         return TaskOutcome.RETRY
@@ -106,29 +110,47 @@ def _record_failure(
     return TaskOutcome.FAILED
 
 
+class TaskBody(BaseModel):
+    """What ``retry_worker`` receives: ``{"kind": ..., "payload": {...}}``."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    kind: str = Field(min_length=1, max_length=100)
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
 def handle_task(body: Any, attempt: int) -> tuple[int, dict[str, Any]]:
     """Run a task body as ``retry_worker`` received it: (HTTP status, JSON answer).
 
     200 for DONE and FAILED (a FAILED row is the dead letter; Cloud Tasks must not
-    retry it), 503 for RETRY so Cloud Tasks backs off and delivers again. A body
-    naming no known kind, or a permanent failure a handler raised, is answered 200
-    with the error (logged): retrying cannot fix it.
+    retry it), 503 for RETRY so Cloud Tasks backs off and delivers again. A body or
+    payload its model refuses is a 400 naming the field (logged; the queue's
+    retry_config bounds what Cloud Tasks does with it). A body naming no known kind,
+    or a permanent failure a handler raised, is answered 200 with the error (logged):
+    retrying cannot fix it.
     """
-    if not isinstance(body, Mapping) or not isinstance(body.get("kind"), str):
-        return 400, {"error": 'task body must be {"kind": str, "payload": object}'}
-    payload = body.get("payload") or {}
-    if not isinstance(payload, Mapping):
-        return 400, {"error": "task payload must be an object"}
-    kind = body["kind"]
     try:
-        outcome = run_task(kind, payload, attempt)
+        task = TaskBody.model_validate(body)
+    except ValidationError as exc:
+        return _refused(f"task body: {first_problem(exc)}", attempt)
+    kind = task.kind
+    try:
+        outcome = run_task(kind, task.payload, attempt)
+    except InvalidTaskPayload as exc:
+        return _refused(str(exc), attempt)
     except Exception as exc:
         if getattr(exc, "retryable", not isinstance(exc, UnknownTaskKind)):
             raise  # the adapter answers 503/500 and Cloud Tasks tries again
         log.error(
             "task failed permanently",
-            extra={"fields": {"kind": kind, "attempt": attempt, "error": str(exc)}},
+            extra={"fields": {"kind": kind, "attempt": attempt, "error": describe_error(exc)}},
         )
         return 200, {"outcome": TaskOutcome.FAILED.value, "kind": kind, "error": str(exc)}
     status = 503 if outcome is TaskOutcome.RETRY else 200
     return status, {"outcome": outcome.value, "kind": kind, "attempt": attempt}
+
+
+def _refused(problem: str, attempt: int) -> tuple[int, dict[str, Any]]:
+    fields = {"error": problem, "attempt": attempt}
+    log.error("task refused: malformed body", extra={"fields": fields})
+    return 400, {"error": problem}

@@ -10,9 +10,12 @@ from __future__ import annotations
 import enum
 import importlib
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from shared.errors import SyncError
+from pydantic import BaseModel, ValidationError
+
+from shared.errors import SyncError, first_problem
 
 
 class TaskOutcome(enum.StrEnum):
@@ -23,32 +26,58 @@ class TaskOutcome(enum.StrEnum):
     FAILED = "FAILED"  # permanent failure or last attempt, recorded as FAILED: 200
 
 
-Handler = Callable[[Mapping[str, Any], int], TaskOutcome]
+# A handler takes (payload, attempt) with attempt 0-based, as Cloud Tasks counts it
+# in X-CloudTasks-TaskRetryCount; the payload is the kind's model when it has one.
+Handler = Callable[[Any, int], TaskOutcome]
 
-# kind -> "module:function"; a handler takes (payload, attempt) with attempt 0-based,
-# as Cloud Tasks counts it in X-CloudTasks-TaskRetryCount.
-_HANDLERS: dict[str, str] = {}
+
+@dataclass(frozen=True)
+class _Registration:
+    target: str  # "module:function"
+    payload: type[BaseModel] | None
+
+
+_HANDLERS: dict[str, _Registration] = {}
 
 
 class UnknownTaskKind(SyncError):
     """A task names a kind nobody registered: permanent, retrying cannot help."""
 
 
-def register(kind: str, target: str) -> None:
-    """Name the handler of ``kind`` as ``"module:function"``."""
-    _HANDLERS[kind] = target
+class InvalidTaskPayload(SyncError):
+    """A payload its kind's model refuses: permanent, the same bytes can never succeed."""
+
+
+def register(kind: str, target: str, payload: type[BaseModel] | None = None) -> None:
+    """Name the handler of ``kind`` as ``"module:function"``, and the model of its payload."""
+    _HANDLERS[kind] = _Registration(target, payload)
+
+
+def _registration(kind: str) -> _Registration:
+    registration = _HANDLERS.get(kind)
+    if registration is None:
+        raise UnknownTaskKind(f"no handler for task kind {kind!r}")
+    return registration
 
 
 def resolve(kind: str) -> Handler:
     """Import and return the handler of ``kind``."""
-    target = _HANDLERS.get(kind)
-    if target is None:
-        raise UnknownTaskKind(f"no handler for task kind {kind!r}")
-    module_name, _, attribute = target.partition(":")
+    module_name, _, attribute = _registration(kind).target.partition(":")
     handler: Handler = getattr(importlib.import_module(module_name), attribute)
     return handler
 
 
+def validate_payload(kind: str, payload: Mapping[str, Any]) -> Any:
+    """``payload`` as its kind's model; raises UnknownTaskKind or InvalidTaskPayload."""
+    model = _registration(kind).payload
+    if model is None:
+        return payload
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        raise InvalidTaskPayload(f"{kind} payload: {first_problem(exc)}") from None
+
+
 def run_task(kind: str, payload: Mapping[str, Any], attempt: int) -> TaskOutcome:
-    """Run one task through its handler; an unknown kind is a permanent failure."""
-    return resolve(kind)(payload, attempt)
+    """Validate the payload and run the task; an unknown kind or a bad payload is permanent."""
+    return resolve(kind)(validate_payload(kind, payload), attempt)

@@ -22,6 +22,8 @@ from pathlib import Path
 import functions_framework
 from werkzeug.serving import make_server
 
+from shared.local.stack import RawTargetHandler
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -34,7 +36,8 @@ def source_of(name: str) -> str:
 def serve_function(name: str) -> Iterator[str]:
     """Serve function ``name`` in-process; yield its base URL."""
     app = functions_framework.create_app(name, source_of(name))
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    # The request target as sent, as gunicorn serves it (see RawTargetHandler).
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=RawTargetHandler)
     thread = threading.Thread(target=server.serve_forever, name=f"fn-{name}", daemon=True)
     thread.start()
     try:

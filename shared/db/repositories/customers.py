@@ -61,6 +61,20 @@ def _params(values: Mapping[str, Any]) -> dict[str, Any]:
     return {k: to_json(v) if k in JSONB_COLUMNS else v for k, v in values.items()}
 
 
+def column_rules(tx: Session, column: str) -> Row | None:
+    """Whether a column of ``accounts.customers`` takes NULL, and its character limit.
+
+    Read from the catalog, so the limits WARP's own schema sets are the ones named.
+    ``{"nullable": bool, "max_length": int | None}``, or None for no such column.
+    """
+    return tx.fetch_one(
+        "SELECT is_nullable = 'YES' AS nullable, character_maximum_length AS max_length "
+        "FROM information_schema.columns WHERE table_schema = 'accounts' "
+        "AND table_name = 'customers' AND column_name = :column",
+        {"column": column},
+    )
+
+
 def get(tx: Session, customer_id: str, *, lock: bool = False) -> Row | None:
     """The customer with this id, or None; ``lock`` takes a row lock until commit."""
     suffix = " FOR UPDATE" if lock else ""
