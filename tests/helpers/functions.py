@@ -20,9 +20,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import functions_framework
-from werkzeug.serving import make_server
-
 from shared.local.stack import RawTargetHandler
+from werkzeug.serving import make_server
 
 ROOT = Path(__file__).resolve().parents[2]
 
