@@ -35,14 +35,14 @@ MAX_BODY_BYTES = 16_384
 
 
 @functions_framework.http
-@http_function("reconciler")
+@http_function("reconciler", max_body_bytes=MAX_BODY_BYTES)
 def reconciler(request: flask.Request) -> flask.Response:
     """Start (or find) a reconciliation run and work on it within the time budget."""
     if request.method != "POST":
         return error_response(405, "use POST")
     engine = get_engine()
     authorize_internal_caller(request.headers, engine.settings)
-    body = read_json(request, max_bytes=MAX_BODY_BYTES) if request.get_data(cache=True) else {}
+    body = read_json(request, if_empty={})
     schedule_time = request.headers.get("X-CloudScheduler-ScheduleTime")
     try:
         run_request = RunRequest.from_body(
