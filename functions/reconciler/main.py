@@ -8,6 +8,10 @@ The function works for ``RECONCILE_TIME_BUDGET_SECONDS`` and hands the rest to
 ``reconcile_continue`` tasks, so it always answers before Scheduler's deadline:
 200 with the finished run, 202 while tasks continue it, 409 while another FULL
 run is running (``force`` starts one anyway).
+
+Before the run it sweeps stored webhook events left unprocessed (their task lost)
+for a tenth of the budget (``shared.inbound.process.process_pending``); the answer
+carries what the sweep did as ``stranded_events``.
 """
 
 from __future__ import annotations
@@ -15,12 +19,15 @@ from __future__ import annotations
 from shared.memory import cold_start
 
 with cold_start():
+    import time
+
     import flask
     import functions_framework
 
     from shared.auth import authorize_internal_caller
     from shared.engine import get_engine
     from shared.engine.gauges import emit_gauges
+    from shared.inbound.process import process_pending
     from shared.reconcile import (
         InvalidRunRequest,
         RunInProgress,
@@ -50,13 +57,23 @@ def reconciler(request: flask.Request) -> flask.Response:
             idempotency_key=f"scheduler:{schedule_time}" if schedule_time else None,
             triggered_by="scheduler" if schedule_time else "api",
         )
-        result = start_run(
-            engine, run_request, budget_seconds=engine.settings.reconcile_time_budget_seconds
-        )
     except InvalidRunRequest as exc:
         return error_response(400, str(exc))
+    budget = engine.settings.reconcile_time_budget_seconds
+    started = time.monotonic()
+    # A dry run writes nothing, so it leaves the stranded events to the next real run.
+    swept = None if run_request.dry_run else process_pending(engine, deadline=started + budget / 10)
+    try:
+        result = start_run(
+            engine, run_request, budget_seconds=budget - (time.monotonic() - started)
+        )
     except RunInProgress as exc:
         return error_response(409, str(exc), run_id=exc.run_id)
     emit_gauges(engine)
     status = 202 if result.status == "RUNNING" else 200
-    return json_response({"started": result.started, "run": describe_run(result.run)}, status)
+    answer = {
+        "started": result.started,
+        "run": describe_run(result.run),
+        "stranded_events": swept.as_dict() if swept else None,
+    }
+    return json_response(answer, status)
