@@ -149,7 +149,9 @@ class RequestBody(io.RawIOBase):
             return 0
         try:
             data = self._source.read(size)
-        except (OSError, ValueError) as exc:  # reset, timeout, broken chunk framing
+        except Exception as exc:
+            # Whatever the server's stream raises (reset, timeout, gunicorn's
+            # InvalidChunkSize, werkzeug's ValueError on bad framing), the body is unreadable.
             raise self._broken_off(type(exc).__name__) from None
         if not data:
             if self._declared is not None:
@@ -176,13 +178,16 @@ class RequestBody(io.RawIOBase):
         return BadRequest(f"request body broke off after {self._read} bytes")
 
 
-def read_json(request: flask.Request, *, if_empty: Any = ...) -> Any:
+_REQUIRED: Any = object()
+
+
+def read_json(request: flask.Request, *, if_empty: Any = _REQUIRED) -> Any:
     """The request body parsed as JSON; raises BadRequest naming the problem.
 
     An empty body is ``if_empty`` when given, else a BadRequest.
     """
     raw = read_body(request)
-    if not raw and if_empty is not ...:
+    if not raw and if_empty is not _REQUIRED:
         return if_empty
     try:
         # Strict and bounded: deep nesting, NaN, huge integers and NUL used to be 500s.

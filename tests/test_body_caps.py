@@ -147,12 +147,17 @@ def test_a_client_gone_mid_body_is_one_json_line(database_url: str, emulator: An
             sock.sendall(_head("outbound_sync", fn.port, "Content-Length: 5000") + b"{" * 100)
         # One thread serves: this answer comes after the broken request was handled.
         assert httpx.get(fn.url).status_code == 405
+        with socket.create_connection(("127.0.0.1", fn.port)) as sock:
+            sock.sendall(_head("outbound_sync", fn.port, "Transfer-Encoding: chunked") + b"zz\r\n")
+            assert _status(sock) == 400  # broken chunk framing: unreadable, not a 500
     lines = [line for line in fn.output().splitlines() if line.strip()]
     for line in lines:
         json.loads(line)  # no plain-text traceback anywhere
-    broke = [line for line in lines if "request body broke off" in line]
-    assert len(broke) == 1, lines
-    assert json.loads(broke[0])["bytes_read"] == 100
+    broke = [json.loads(line) for line in lines if "request body broke off" in line]
+    assert [(b["bytes_read"], b["cause"]) for b in broke] == [
+        (100, "end of stream"),
+        (0, "InvalidChunkSize"),
+    ], lines
 
 
 def test_a_client_gone_mid_body_is_one_log_line_under_the_local_server(
