@@ -221,6 +221,26 @@ def _in_sync(echo: str) -> Decision:
     return Decision(Action.NOTHING, reason=f"in sync: {echo}" if echo else "in sync")
 
 
+def holds_pending_write(mapping: FieldMapping, state: FieldState | None, hub_form: Any) -> bool:
+    """HubSpot's value (in canonical form) is the write-ahead value we were about to write."""
+    return (
+        state is not None
+        and state.hubspot_pending is not None
+        and hub_form == mapping.canonical_hubspot(state.hubspot_pending)
+    )
+
+
+def lost_write(mapping: FieldMapping, state: FieldState | None, hubspot_value: Any) -> bool:
+    """HubSpot holds our write-ahead value and the recorded state does not: the write
+    happened, and the transaction that was to record it (and log it) never committed."""
+    if state is None or state.hubspot_pending is None:
+        return False
+    hub_form = mapping.canonical_hubspot(hubspot_value)
+    return holds_pending_write(mapping, state, hub_form) and not same_form(
+        mapping.canonical_hubspot, state.hubspot_value, hubspot_value, hub_form
+    )
+
+
 def decide(
     mapping: FieldMapping, state: FieldState | None, warp: SideValue, hubspot: SideValue
 ) -> Decision:
@@ -234,12 +254,7 @@ def decide(
         hub_changed = not same_form(
             mapping.canonical_hubspot, state.hubspot_value, hubspot.value, hub_form
         )
-    if (
-        hub_changed
-        and state is not None
-        and state.hubspot_pending is not None
-        and hub_form == mapping.canonical_hubspot(state.hubspot_pending)
-    ):
+    if hub_changed and holds_pending_write(mapping, state, hub_form):
         # We wrote this value and died before recording it: HubSpot did not change.
         hub_changed = False
     if state is not None and not state.recorded:

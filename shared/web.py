@@ -3,11 +3,12 @@
 An adapter in ``functions/<name>/main.py`` is::
 
     @functions_framework.http
-    @http_function("retry_worker")
+    @http_function("retry_worker", max_body_bytes=102_400)
     def retry_worker(request: flask.Request) -> ResponseReturnValue:
         ...call the engine, return json_response(...)
 
-``http_function`` configures logging once per process, scopes each request's log
+``http_function`` configures logging once per process, bounds the request body (see
+:class:`RequestBody`), scopes each request's log
 context (trace, correlation id, cold start), and turns what escapes the handler
 into the answer its caller needs: 401/403 for auth failures, 503 for retryable
 failures (the caller, HubSpot, Pub/Sub or Cloud Tasks, tries again), 500 for
@@ -17,10 +18,11 @@ anything unexpected, always as a JSON body that names the problem without secret
 from __future__ import annotations
 
 import functools
+import io
 import json
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import IO, Any
 
 import flask
 
@@ -54,15 +56,23 @@ def error_response(status: int, message: str, **details: Any) -> flask.Response:
     return json_response({"error": message, **details}, status, headers)
 
 
-def http_function(name: str) -> Callable[[Handler], Handler]:
-    """Wrap a functions-framework HTTP handler (see the module docstring)."""
+def http_function(
+    name: str, *, max_body_bytes: int | Callable[[], int]
+) -> Callable[[Handler], Handler]:
+    """Wrap a functions-framework HTTP handler (see the module docstring).
+
+    ``max_body_bytes`` is the function's body cap (a callable when it is a setting).
+    """
     configure_logging()
 
     def decorate(handler: Handler) -> Handler:
         @functools.wraps(handler)
         def wrapper(request: flask.Request) -> flask.Response:
             with request_context(function=name, headers=dict(request.headers)):
+                body: RequestBody | None = None
                 try:
+                    cap = max_body_bytes() if callable(max_body_bytes) else max_body_bytes
+                    body = RequestBody.install(request, cap)
                     return handler(request)
                 except (AuthFailure, BadRequest) as exc:
                     return error_response(exc.status, str(exc))
@@ -81,21 +91,104 @@ def http_function(name: str) -> Callable[[Handler], Handler]:
                 except Exception:
                     log.exception("unexpected failure")
                     return error_response(500, "internal error")
+                finally:
+                    if body is not None:
+                        # functions-framework's after_request hook reads "the rest" of
+                        # the body once we have answered: let it find nothing.
+                        body.finish()
 
         return wrapper
 
     return decorate
 
 
-def read_json(request: flask.Request, *, max_bytes: int) -> Any:
+class RequestBody(io.RawIOBase):
+    """The request body as everyone in the process reads it: bounded, and over on answer.
+
+    Installed as ``wsgi.input`` before Flask builds ``request.stream`` (marked
+    ``wsgi.input_terminated``, so werkzeug reads it as is). It yields at most the
+    function's cap plus one byte, never more than the declared ``Content-Length``,
+    and nothing once :meth:`finish` is called. Without it, functions-framework's
+    ``after_request(read_request)`` read every body whole after a 413 or 401 (a
+    256 MiB body took ~530 MB) and waited for a declared body that never came.
+    A client that goes away mid-body is one log line and a 400, not a traceback.
+    """
+
+    def __init__(self, source: IO[bytes], *, cap: int, left: int, declared: int | None) -> None:
+        super().__init__()
+        self.cap = cap
+        self._source = source
+        self._left = left
+        self._declared = declared
+        self._read = 0
+
+    @classmethod
+    def install(cls, request: flask.Request, cap: int) -> RequestBody:
+        """Bound ``request``'s body at ``cap`` + 1 bytes; the handler has not read it yet."""
+        if "stream" in vars(request):
+            raise RuntimeError("the request body was opened before its cap was installed")
+        environ = request.environ
+        declared = request.content_length
+        if declared is not None:
+            left = min(declared, cap + 1)
+        elif environ.get("wsgi.input_terminated"):
+            left = cap + 1  # chunked: the server ends the stream with the body
+        else:
+            left = 0  # no length and no framing: there is no body (werkzeug's rule too)
+        body = cls(environ["wsgi.input"], cap=cap, left=left, declared=declared)
+        environ["wsgi.input"] = body
+        environ["wsgi.input_terminated"] = True
+        return body
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        size = min(len(buffer), self._left)
+        if size <= 0:
+            return 0
+        try:
+            data = self._source.read(size)
+        except Exception as exc:
+            # Whatever the server's stream raises (reset, timeout, gunicorn's
+            # InvalidChunkSize, werkzeug's ValueError on bad framing), the body is unreadable.
+            raise self._broken_off(type(exc).__name__) from None
+        if not data:
+            if self._declared is not None:
+                raise self._broken_off("end of stream")
+            self._left = 0
+            return 0
+        buffer[: len(data)] = data
+        self._left -= len(data)
+        self._read += len(data)
+        return len(data)
+
+    def finish(self) -> None:
+        """The answer is decided: whatever is still unread stays unread."""
+        self._left = 0
+
+    def _broken_off(self, cause: str) -> BadRequest:
+        self._left = 0
+        log.warning(
+            "request body broke off: the client went away or sent a malformed body",
+            extra={
+                "fields": {"bytes_read": self._read, "declared": self._declared, "cause": cause}
+            },
+        )
+        return BadRequest(f"request body broke off after {self._read} bytes")
+
+
+_REQUIRED: Any = object()
+
+
+def read_json(request: flask.Request, *, if_empty: Any = _REQUIRED) -> Any:
     """The request body parsed as JSON; raises BadRequest naming the problem.
 
-    The size check comes first so an oversized body is refused before it is read.
+    An empty body is ``if_empty`` when given, else a BadRequest.
     """
-    _refuse_declared_excess(request, max_bytes)
-    raw = request.get_data(cache=True)
-    if len(raw) > max_bytes:
-        raise _too_large(max_bytes)
+    raw = read_body(request)
+    if not raw and if_empty is not _REQUIRED:
+        return if_empty
     try:
         # Strict and bounded: deep nesting, NaN, huge integers and NUL used to be 500s.
         return loads_untrusted(raw)
@@ -103,23 +196,21 @@ def read_json(request: flask.Request, *, max_bytes: int) -> Any:
         raise BadRequest(f"body is not JSON: {exc}") from None
 
 
-def read_body(request: flask.Request, *, max_bytes: int) -> bytes:
-    """The raw request body; raises BadRequest (413) beyond ``max_bytes``.
+def read_body(request: flask.Request) -> bytes:
+    """The raw request body; raises BadRequest (413) beyond the function's cap.
 
-    At most one byte more than the cap is read, so an oversized body that did not
-    declare its length is never held whole.
+    A declared oversized body is refused unread; one that did not declare its length
+    is read up to the cap plus one byte, never held whole.
     """
-    _refuse_declared_excess(request, max_bytes)
-    body: bytes = request.stream.read(max_bytes + 1)
-    if len(body) > max_bytes:
-        raise _too_large(max_bytes)
-    return body
-
-
-def _refuse_declared_excess(request: flask.Request, max_bytes: int) -> None:
-    # Checked before reading, so a declared oversized body is refused unread.
-    if (request.content_length or 0) > max_bytes:
-        raise _too_large(max_bytes)
+    body = request.environ.get("wsgi.input")
+    if not isinstance(body, RequestBody):
+        raise RuntimeError("read_body needs the cap http_function installs")
+    if (request.content_length or 0) > body.cap:
+        raise _too_large(body.cap)
+    data: bytes = request.get_data(cache=True)
+    if len(data) > body.cap:
+        raise _too_large(body.cap)
+    return data
 
 
 def _too_large(max_bytes: int) -> BadRequest:

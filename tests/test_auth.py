@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
 
-from shared.auth import Forbidden, OidcVerifier, Unauthenticated, check_bearer
+from shared.auth import (
+    Forbidden,
+    OidcVerifier,
+    Unauthenticated,
+    authorize_internal_caller,
+    check_bearer,
+    verifier_for,
+)
+from shared.config.settings import load_settings
 from tests.helpers.oidc_issuer import OidcIssuer
 
 AUDIENCE = "https://retry-worker-abc.a.run.app"
@@ -105,3 +114,24 @@ def test_bearer_constant_time_check() -> None:
         check_bearer({"Authorization": "Basic s3cret"}, "s3cret")
     with pytest.raises(Forbidden):
         check_bearer({"authorization": "Bearer nope"}, "s3cret")
+
+
+def test_an_empty_allow_list_admits_no_google_identity(
+    issuer: OidcIssuer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 21 (6): any Google account can mint a token for our audience; none may pass."""
+    settings = load_settings(
+        oidc_audience=AUDIENCE, oidc_allowed_emails=" , ", google_certs_url=issuer.certs_url
+    )
+    with caplog.at_level(logging.ERROR, logger="warp_hubspot_sync.auth"):
+        verifier = verifier_for(settings)
+        assert verifier is not None and verifier_for(settings) is verifier
+        for email in ("anyone@gmail.com", CALLER):
+            with pytest.raises(Forbidden):
+                verifier.verify(_auth(issuer.token(audience=AUDIENCE, email=email)))
+            with pytest.raises(Forbidden):
+                authorize_internal_caller(
+                    _auth(issuer.token(audience=AUDIENCE, email=email)), settings
+                )
+    complaints = [r for r in caplog.records if "OIDC_ALLOWED_EMAILS is empty" in r.getMessage()]
+    assert len(complaints) == 1

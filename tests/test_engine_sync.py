@@ -8,11 +8,13 @@ from typing import Any
 
 import pytest
 
+from shared.db.connection import url_connector
 from shared.db.repositories import customers, field_state, sync_config, sync_log
 from shared.engine import Engine
 from shared.engine.sync import BOTH_WAYS, FROM_HUBSPOT, TO_HUBSPOT, sync_customers
 from tests.helpers.customers import acme_customer
-from tests.helpers.races import edit_during_first_call
+from tests.helpers.db_kill import kill_open_transactions
+from tests.helpers.races import after_first_write, edit_during_first_call
 
 pytestmark = pytest.mark.integration
 
@@ -227,3 +229,38 @@ def test_company_and_contact_fields_sharing_a_jsonb_column_both_land(
         "+1 555 0199",
         "+1 555 0142",
     )
+
+
+def test_a_write_whose_connection_died_after_hubspot_accepted_it_is_logged_once(
+    engine: Engine, emulator: Any, database_url: str
+) -> None:
+    """Issue 21 (5): the retry finds both sides equal; the write still gets its log row."""
+    from shared.errors import DatabaseUnavailableError
+
+    customer_id, company_id = acme_customer(engine, emulator)
+    sync_customers(engine, [customer_id], triggered_by="test")  # records the state
+    with engine.database.transaction() as tx:
+        customers.update_columns(tx, customer_id, {"credit_limit": Decimal("5100")})
+    killer = url_connector(database_url)()
+    try:
+        # The flow holds its transaction across the HubSpot call: killed right after it.
+        with (
+            after_first_write(engine, lambda: kill_open_transactions(killer)) as dying,
+            pytest.raises(DatabaseUnavailableError),
+        ):
+            sync_customers(dying, [customer_id], triggered_by="test")
+    finally:
+        killer.close()
+    assert emulator.values("companies", company_id)["warp_credit_limit"] == "5100"
+
+    def credit_limit_writes() -> list[dict[str, Any]]:
+        with engine.database.transaction() as tx:
+            rows = sync_log.list_for_customer(tx, customer_id)
+        return [r for r in rows if "credit_limit" in (r["fields_synced"] or [])]
+
+    before = len(credit_limit_writes())
+    sync_customers(engine, [customer_id], triggered_by="test")  # both sides hold 5100
+    sync_customers(engine, [customer_id], triggered_by="test")  # settled: nothing more
+    (logged,) = credit_limit_writes()[before:]
+    assert logged["direction"] == "WARP_TO_HUBSPOT" and logged["status"] == "SUCCESS"
+    assert "_recorded_late" in logged["field_changes"]

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from shared.db.connection import url_connector
 from shared.db.repositories import customers, field_state, sync_log, sync_queue
 from shared.engine import Engine
 from shared.engine.sync import TO_HUBSPOT, sync_customers
@@ -27,6 +28,7 @@ from shared.inbound.process import (
 from shared.inbound.receive import store_batch
 from shared.tasks import TaskOutcome, run_task
 from tests.conftest import TEST_APP_ID
+from tests.helpers.db_kill import lock_waiter
 from tests.helpers.inbound import change, event, now_ms, process
 
 pytestmark = pytest.mark.integration
@@ -479,3 +481,38 @@ def test_last_attempt_leaves_a_failed_replayable_queue_row(engine: Engine, emula
     assert row["processed"] is False and row["processing_error"]
     # After the outage the replayed work succeeds.
     assert run_task("inbound_batch", items[0]["payload"], 0) is TaskOutcome.DONE
+
+
+def test_events_another_worker_applies_meanwhile_are_applied_once(
+    engine: Engine, emulator: Any, database_url: str
+) -> None:
+    """A late task and the sweep holding the same stored events: the second applies nothing."""
+    cid, company = new_customer(engine, emulator)
+    stored = store_batch(engine.database, parse_batch([change(company, "name", "Applied Once")]))
+    ids = [s.row_id for s in stored.to_process]
+    other = url_connector(database_url)()  # the other worker, inside its transaction
+    try:
+        cursor = other.cursor()
+        cursor.execute(
+            "SELECT id FROM accounts.hubspot_webhook_events "
+            "WHERE id = ANY(CAST(:ids AS uuid[])) FOR UPDATE",
+            {"ids": ids},
+        )
+        box: dict[str, Any] = {}
+        worker = threading.Thread(
+            target=lambda: box.update(report=process_events(engine, stored.to_process))
+        )
+        worker.start()
+        lock_waiter(other)  # the sweep waits for the other worker's events
+        cursor.execute(
+            "UPDATE accounts.hubspot_webhook_events SET processed = TRUE "
+            "WHERE id = ANY(CAST(:ids AS uuid[]))",
+            {"ids": ids},
+        )
+        other.commit()
+        worker.join(30)
+    finally:
+        other.close()
+    assert box["report"].processed == 0 and not box["report"].remaining
+    assert customer(engine, cid)["company_name"] != "Applied Once"
+    assert logs(engine, cid) == []

@@ -53,6 +53,8 @@ def test_environment_read_by_name_in_any_case_and_typed(monkeypatch: pytest.Monk
         ({"DB_POOL_SIZE": "0"}, "DB_POOL_SIZE"),
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
         ({"TASKS_QUEUE": "q"}, "GCP_PROJECT"),
+        ({"OIDC_ALLOWED_EMAILS": "serviceAccount:tasks@p.iam.gserviceaccount.com"}, "OIDC_ALLOWED"),
+        ({"OIDC_ALLOWED_EMAILS": "a@p.iam.gserviceaccount.com,group:ops@x.com"}, "OIDC_ALLOWED"),
     ],
 )
 def test_bad_values_name_the_variable(

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -18,7 +19,9 @@ from hubspot.utils.signature import Signature
 
 from shared.db.connection import url_connector
 from shared.engine import Engine, set_engine
+from shared.inbound.process import process_pending
 from shared.inbound.queries import count_echoes
+from shared.tasks import Task
 from tests.conftest import TEST_ACCESS_TOKEN, TEST_APP_ID, TEST_CLIENT_SECRET
 from tests.helpers.db_kill import in_thread, kill_lock_waiter
 from tests.helpers.functions import FunctionProcess, serve_function
@@ -271,3 +274,79 @@ def test_functions_framework_process_verifies_over_the_public_url(
         )
         assert ok.status_code == 200, ok.text
     assert customer(engine, cid)["company_name"] == "Through The Process"
+
+
+class _LostTasks:
+    """A dispatcher whose tasks never run: the process died after the hand-off."""
+
+    def __init__(self) -> None:
+        self.tasks: list[Task] = []
+
+    def submit(self, task: Task) -> bool:
+        self.tasks.append(task)
+        return True
+
+
+def _events_processed(engine: Engine, company: str) -> list[bool]:
+    with engine.database.transaction() as tx:
+        rows = tx.fetch(
+            "SELECT processed FROM accounts.hubspot_webhook_events WHERE object_id = :o",
+            {"o": str(company)},
+        )
+    return [bool(r["processed"]) for r in rows]
+
+
+def test_events_whose_task_was_lost_are_applied_once_by_the_next_scheduled_sweep(
+    engine: Engine, emulator: Any, receiver: str
+) -> None:
+    """Issue 21 (4): stored, handed off, the task lost; the reconciler's sweep applies them."""
+    cid, company = new_customer(engine, emulator)
+    emulator.ui_change("companies", company, {"name": "Stranded Two"})
+    at = int(time.time() * 1000)
+    events = [
+        change(company, "name", "Stranded One", occurredAt=at),
+        change(company, "name", "Stranded Two", occurredAt=at + 1),
+    ]
+    lost = _LostTasks()
+    hurried = dataclasses.replace(engine, dispatcher=lost)
+    hurried.settings = engine.settings.model_copy(update={"webhook_time_budget_seconds": 1e-6})
+    hurried.mappings = engine.mappings
+    set_engine(hurried)
+    try:
+        response = deliver(receiver, COMPANY_PATH, events)
+    finally:
+        set_engine(engine)
+    assert response.status_code == 200 and response.json()["handed_off"] == 2, response.text
+    assert len(lost.tasks) == 1 and _events_processed(engine, company) == [False, False]
+
+    def sweep(clock_ahead: timedelta) -> httpx.Response:
+        later = dataclasses.replace(engine, clock=lambda: datetime.now(UTC) + clock_ahead)
+        later.mappings = engine.mappings
+        set_engine(later)
+        try:
+            schedule = datetime.now(UTC).isoformat()  # a new trigger each time
+            return httpx.post(
+                reconciler,
+                json={"run_type": "CUSTOMER_SPECIFIC", "customer_id": cid},
+                headers={"X-CloudScheduler-ScheduleTime": schedule},
+                timeout=60,
+            )
+        finally:
+            set_engine(engine)
+
+    assert process_pending(engine).processed == 0  # within the grace period: left to its task
+    with serve_function("reconciler") as reconciler:
+        first = sweep(timedelta(minutes=2))
+        again = sweep(timedelta(minutes=3))
+    assert first.status_code == 200, first.text
+    assert first.json()["stranded_events"]["processed"] == 2
+    assert again.json()["stranded_events"]["processed"] == 0
+    assert _events_processed(engine, company) == [True, True]
+    assert customer(engine, cid)["company_name"] == "Stranded Two"
+    with engine.database.transaction() as tx:
+        applied = tx.fetch_value(
+            "SELECT count(*) FROM accounts.hubspot_sync_log WHERE entity_id = :c "
+            "AND triggered_by = 'webhook' AND direction = 'HUBSPOT_TO_WARP'",
+            {"c": cid},
+        )
+    assert applied == 1

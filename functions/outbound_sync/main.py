@@ -26,13 +26,13 @@ MAX_BODY_BYTES = 1_048_576  # a Pub/Sub push of a change message is a few hundre
 
 
 @functions_framework.http
-@http_function("outbound_sync")
+@http_function("outbound_sync", max_body_bytes=MAX_BODY_BYTES)
 def outbound_sync(request: flask.Request) -> flask.Response:
     """Take one change message off the subscription."""
     if request.method != "POST":
         return error_response(405, "Pub/Sub pushes with POST")
     engine = get_engine()
     authorize_internal_caller(request.headers, engine.settings)
-    body = read_body(request, max_bytes=MAX_BODY_BYTES)
+    body = read_body(request)
     receipt = receive(engine, body, dict(request.headers))
     return json_response(receipt.as_dict())

@@ -26,13 +26,13 @@ MAX_BODY_BYTES = 102_400  # Cloud Tasks' task size limit
 
 
 @functions_framework.http
-@http_function("retry_worker")
+@http_function("retry_worker", max_body_bytes=MAX_BODY_BYTES)
 def retry_worker(request: flask.Request) -> flask.Response:
     """Run one task."""
     if request.method != "POST":
         return error_response(405, "Cloud Tasks calls with POST")
     authorize_internal_caller(request.headers, get_engine().settings)
-    body = read_json(request, max_bytes=MAX_BODY_BYTES)
+    body = read_json(request)
     attempt = _attempt(request.headers.get("X-CloudTasks-TaskRetryCount"))
     status, answer = handle_task(body, attempt)
     emit_gauges(get_engine())

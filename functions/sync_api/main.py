@@ -8,12 +8,12 @@ with cold_start():
     import flask
     import functions_framework
 
-    from shared.api.routes import dispatch
+    from shared.api.routes import MAX_BODY_BYTES, dispatch
     from shared.web import http_function
 
 
 @functions_framework.http
-@http_function("sync_api")
+@http_function("sync_api", max_body_bytes=MAX_BODY_BYTES)
 def sync_api(request: flask.Request) -> flask.Response:
     """Answer one management API request (auth, routing and validation in ``dispatch``)."""
     return dispatch(request)

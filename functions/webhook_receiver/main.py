@@ -1,7 +1,7 @@
 """Cloud Function ``webhook_receiver``: HubSpot's webhook deliveries, at any path.
 
-A thin adapter: it reads the raw request (at most the body cap plus one byte, so
-an oversized body is never held whole) and hands it to
+A thin adapter: it reads the raw request (``read_body``: a declared oversized body
+is refused unread, any other read at most to the cap plus one byte) and hands it to
 ``shared.inbound.webhook.handle_delivery``, which verifies, stores, processes and
 hands off. Errors become answers through ``http_function`` (401 for signatures,
 503 for retryable failures) and ``DeliveryRejected`` (400/413).
@@ -20,26 +20,27 @@ with cold_start():
     from shared.engine import get_engine
     from shared.inbound.verify import raw_target
     from shared.inbound.webhook import Delivery, DeliveryRejected, handle_delivery
-    from shared.web import error_response, http_function, json_response
+    from shared.web import error_response, http_function, json_response, read_body
+
+
+def _max_body_bytes() -> int:
+    return get_engine().settings.webhook_max_body_bytes
 
 
 @functions_framework.http
-@http_function("webhook_receiver")
+@http_function("webhook_receiver", max_body_bytes=_max_body_bytes)
 def webhook_receiver(request: flask.Request) -> flask.Response:
     """Receive one batch of HubSpot events."""
     started = time.monotonic()
     if request.method != "POST":
         return error_response(405, "HubSpot delivers webhooks with POST")
     engine = get_engine()
-    limit = engine.settings.webhook_max_body_bytes
-    if (request.content_length or 0) > limit:
-        return error_response(413, f"body larger than {limit} bytes")
     delivery = Delivery(
         method=request.method,
         target=raw_target(request.environ, request.path, request.query_string),
         host_url=request.host_url,
         headers=request.headers,
-        body=request.stream.read(limit + 1),
+        body=read_body(request),
         started=started,
     )
     try:

@@ -370,10 +370,8 @@ def _query_args(request: flask.Request) -> dict[str, str]:
 
 
 def _body(request: flask.Request) -> Any:
-    if not request.get_data(cache=True):
-        return {}
     try:
-        body = read_json(request, max_bytes=MAX_BODY_BYTES)
+        body = read_json(request, if_empty={})
     except BadRequest as exc:
         raise ApiError(exc.status, str(exc)) from None
     if not isinstance(body, dict):

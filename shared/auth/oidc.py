@@ -7,6 +7,7 @@ binding cannot open an internal function to every Google account.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Mapping
@@ -22,9 +23,16 @@ GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
 _GOOGLE_ISSUERS = frozenset({"https://accounts.google.com", "accounts.google.com"})
 _CERTS_TTL_SECONDS = 3600.0
 
+log = logging.getLogger("warp_hubspot_sync.auth")
+
 
 class OidcVerifier:
-    """Verifies RS256 ID tokens against Google's certificates (cached for an hour)."""
+    """Verifies RS256 ID tokens against Google's certificates (cached for an hour).
+
+    Only the ``allowed_emails`` get in: an empty allow-list admits nobody, since a
+    valid Google token with our audience is not proof of anything (any Google account
+    can mint one for any audience).
+    """
 
     def __init__(
         self,
@@ -41,6 +49,13 @@ class OidcVerifier:
         self._certs: Mapping[str, str] = {}
         self._fetched_at = float("-inf")
         self._lock = threading.Lock()
+        if not allowed_emails:
+            # Once per process and configuration (``verifier_for`` caches): the fix is a
+            # deployment setting, so say it where the operator looks, not on every call.
+            log.error(
+                "OIDC_AUDIENCE is set but OIDC_ALLOWED_EMAILS is empty:"
+                " every identity token is refused until the allowed callers are configured"
+            )
 
     def verify(self, headers: Mapping[str, str]) -> Mapping[str, Any]:
         """Return the token's claims, or raise Unauthenticated / Forbidden."""
@@ -61,7 +76,7 @@ class OidcVerifier:
         email = claims.get("email")
         if not email or claims.get("email_verified") is not True:
             raise Forbidden("identity token carries no verified email")
-        if self.allowed_emails and email not in self.allowed_emails:
+        if email not in self.allowed_emails:
             raise Forbidden("caller is not allowed")
         return claims
 

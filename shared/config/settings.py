@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections.abc import Mapping
 from typing import Literal
 from urllib.parse import urlsplit
@@ -31,6 +32,7 @@ from pydantic import (
 from shared.errors import ConfigurationError
 
 DEFAULT_HUBSPOT_BASE_URL = "https://api.hubapi.com"
+_EMAIL = re.compile(r"[^@\s:,]+@[^@\s:,]+\.[^@\s:,]+")
 
 
 class Settings(BaseModel):
@@ -185,6 +187,20 @@ class Settings(BaseModel):
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError("must be an http(s) URL with a host")
         return value.rstrip("/")
+
+    @field_validator("oidc_allowed_emails")
+    @classmethod
+    def _emails(cls, value: str | None) -> str | None:
+        # Tokens carry a bare address; an IAM member string ("serviceAccount:x@y") or a
+        # group would never match, so such a list would refuse its own callers silently.
+        for entry in (value or "").split(","):
+            entry = entry.strip()
+            if entry and not _EMAIL.fullmatch(entry):
+                raise ValueError(
+                    "must be comma-separated e-mail addresses of service accounts"
+                    " (no serviceAccount:/group: prefix)"
+                )
+        return value
 
     @field_validator("instance_connection_name")
     @classmethod

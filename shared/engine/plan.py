@@ -20,14 +20,17 @@ from shared.conflicts import (
     Action,
     Decision,
     FieldState,
+    Side,
     SideValue,
     decide,
+    lost_write,
     same_form,
     state_after,
 )
 from shared.mapping import FieldMapping, MappingError, MappingSet
 
 ALL_ACTIONS = frozenset(Action)
+_RECOVERED = "our write reached HubSpot, and the transaction recording it did not commit"
 _WRITES = (Action.WRITE_HUBSPOT, Action.WRITE_WARP)
 
 
@@ -112,6 +115,9 @@ class Plan:
     """Fields held for manual resolution."""
     skipped: list[FieldResult] = field(default_factory=list)
     """Fields this flow decided not to write, with their reasons."""
+    recovered: list[FieldResult] = field(default_factory=list)
+    """Earlier HubSpot writes of ours that were never recorded (the connection died
+    after HubSpot accepted them): logged when this plan records their fields."""
 
     def add(self, result: FieldResult) -> None:
         """Record one field's result."""
@@ -179,6 +185,21 @@ def plan_sync(
         plan.add(_result(mapping, warp_side, hub_side, decision, True))
         if decision.action is Action.NOTHING and _unchanged(mapping, previous, warp_side, hub_side):
             continue  # in sync and already recorded so: no state write
+        if previous is not None and lost_write(mapping, previous, hub_side.value):
+            # Recording this field's state clears the write-ahead value: log its write
+            # in the same transaction, or no row would ever say it happened.
+            written = Decision(Action.WRITE_HUBSPOT, hub_side.value, _RECOVERED, Side.WARP)
+            plan.recovered.append(
+                FieldResult(
+                    mapping.name,
+                    mapping.hubspot_property,
+                    written,
+                    warp_side.value,
+                    previous.hubspot_value,
+                    True,
+                    _RECOVERED,
+                )
+            )
         plan.states[mapping.name] = state_after(
             decision, mapping, warp_side, hub_side, now, previous
         )

@@ -310,10 +310,43 @@ def commit_plans(
         )
         for item in kept
     ]
+    # Earlier writes whose record was lost come first: they happened first.
+    lost = [_lost_writes_entry(item, sealer, now=now, triggered_by=triggered_by) for item in kept]
+    sync_log.record_many(tx, [e for e in lost if e is not None])
     written = iter(sync_log.record_many(tx, [e for e in entries if e is not None]))
     kept_ids = iter([None if e is None else next(written) for e in entries])
     log_ids = [None if i.customer_id in left_out else next(kept_ids) for i in items]
     return Committed(log_ids, changed)
+
+
+def _lost_writes_entry(
+    item: PlanCommit, sealer: Sealer, *, now: datetime, triggered_by: str
+) -> sync_log.LogEntry | None:
+    """The log row of the plan's recovered writes (``Plan.recovered``); None without any."""
+    plan = item.plan
+    if not plan.recovered:
+        return None
+    changes = sealer.seal_changes(
+        field_changes(plan.recovered), _sensitive_fields(item.mappings, sealer)
+    )
+    return sync_log.LogEntry(
+        entity_type=item.entity_type.value,
+        entity_id=item.customer_id,
+        hubspot_object_id=plan.object_id,
+        operation="UPDATE",
+        direction=Direction.WARP_TO_HUBSPOT.value,
+        status="SUCCESS",
+        fields_synced=[r.field for r in plan.recovered],
+        field_changes={**changes, "_recorded_late": plan.recovered[0].note},
+        completed_at=now,
+        triggered_by=triggered_by,
+    )
+
+
+def _sensitive_fields(mappings: MappingSet, sealer: Sealer) -> frozenset[str]:
+    return frozenset(
+        name for name, m in mappings.fields.items() if m.warp_column in sealer.sensitive_columns
+    )
 
 
 def _log_entry(
@@ -339,12 +372,7 @@ def _log_entry(
             "hubspot": result.hubspot_before,
             "conflict": result.decision.reason,
         }
-    sensitive = frozenset(
-        name
-        for name, m in item.mappings.fields.items()
-        if m.warp_column in sealer.sensitive_columns
-    )
-    changes = sealer.seal_changes(changes, sensitive)
+    changes = sealer.seal_changes(changes, _sensitive_fields(item.mappings, sealer))
     # The conflicts metric counts these keys (shared/api/metrics.py): rule and kind.
     for result in _new_conflicts(plan.results):
         if result.field in changes and result.decision.resolved_by is not None:

@@ -29,6 +29,8 @@ Order of work (each event ends with an outcome: a counted category and a note):
      customer is unlinked and a CONFLICT sync-log row flags it for review. A
      WARP customer is never deleted.
    Every event of the chunk is then marked processed, in the same transaction.
+   Under the customers' locks the chunk's events are locked too, and those another
+   worker processed meanwhile (a late task, the sweep) are left out: each once.
 
 Echoes are counted, not written to the sync log: the write they echo is logged
 already. Unmapped, ``WARP_TO_HUBSPOT`` and stale changes of a linked customer are
@@ -116,6 +118,8 @@ def apply_chunk(
             # SET cannot take a parameter; the value is an int computed here.
             tx.execute(f"SET LOCAL lock_timeout = '{max(1, int(lock_timeout_ms))}ms'")
         lock_customers(tx, prepared.customer_ids)
+        pending = webhook_events.lock_unprocessed(tx, [s.row_id for s in work])
+        work = [s for s in work if s.row_id in pending]
         ctx = _Context(engine, tx, now, customers.get_many(tx, sorted(prepared.customer_ids)))
         ctx.state_rows.update(field_state.decision_states(tx, sorted(ctx.rows)))
 

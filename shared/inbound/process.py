@@ -18,8 +18,10 @@ its payload names (``{"event_ids": [...]}``) or every unprocessed event received
 before a time (``{"received_before": iso}``). While events stay unprocessed it
 asks to be retried; after the last attempt it leaves a FAILED
 ``hubspot_sync_queue`` row naming them (visible in the API's queue, replayable).
-:func:`process_pending` is the sweep the reconciler calls: nothing stored is
-lost even when every task failed.
+:func:`process_pending` is the sweep: the reconciler function runs it before every
+run (nightly from Scheduler), and any later scheduled sweep may call it too, so
+events whose task was lost (the in-process stand-in died with its process, a
+Cloud Task ran out of retries) are applied, once, instead of waiting for ever.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ log = logging.getLogger("warp_hubspot_sync.inbound")
 
 KIND = "inbound_batch"
 CHUNK = 100
+# The sweep leaves younger events to the delivery or task still working on them.
+SWEEP_GRACE_SECONDS = 60.0
 # SQLSTATEs after which the same work can succeed later: serialization failure,
 # deadlock, lock wait timeout (our time budget), statement cancelled.
 _RETRYABLE_SQLSTATES = ("40001", "40P01", "55P03", "57014")
@@ -253,19 +257,23 @@ def process_pending(
     engine: Engine,
     limit: int = 1000,
     *,
-    older_than_seconds: float = 60.0,
+    older_than_seconds: float = SWEEP_GRACE_SECONDS,
     received_before: datetime | None = None,
+    deadline: float | None = None,
 ) -> ProcessReport:
-    """The sweep: process up to ``limit`` unprocessed events, oldest first.
+    """The sweep: process up to ``limit`` unprocessed events, oldest first, until ``deadline``.
 
     Only events received ``older_than_seconds`` ago (or before ``received_before``)
     are taken, so the sweep does not race a delivery still processing its own.
-    Events that failed for good are processed-with-error and not picked up again.
+    Events that failed for good are processed-with-error and not picked up again;
+    the events not started by ``deadline`` (``time.monotonic()``) wait for the next
+    sweep. Applying an event marks it processed in the same transaction, so a
+    sweep racing a late task applies each event once.
     """
     before = received_before or engine.now() - timedelta(seconds=older_than_seconds)
     with engine.database.transaction() as tx:
         rows = unprocessed_before(tx, before, limit)
-    return process_events(engine, _stored(engine, rows))
+    return process_events(engine, _stored(engine, rows), deadline=deadline)
 
 
 # -- the task ----------------------------------------------------------------------

@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 
 
-def kill_lock_waiter(connection: Any, *, timeout: float = 15.0) -> None:
-    """Terminate the other backend of this database that waits on a lock (polled until
+def lock_waiter(connection: Any, *, timeout: float = 15.0) -> int:
+    """The pid of the other backend of this database that waits on a lock (polled until
     ``timeout``; AssertionError when none ever waits)."""
     cursor = connection.cursor()
     deadline = time.monotonic() + timeout
@@ -27,10 +27,26 @@ def kill_lock_waiter(connection: Any, *, timeout: float = 15.0) -> None:
         )
         rows = cursor.fetchall()
         if rows:
-            cursor.execute("SELECT pg_terminate_backend(:p)", {"p": rows[0][0]})
-            return
+            return int(rows[0][0])
         time.sleep(0.02)  # polling for the condition, with a deadline
     raise AssertionError(f"no connection waited on the test's lock within {timeout} s")
+
+
+def kill_lock_waiter(connection: Any, *, timeout: float = 15.0) -> None:
+    """Terminate the other backend of this database that waits on a lock (see ``lock_waiter``)."""
+    pid = lock_waiter(connection, timeout=timeout)
+    connection.cursor().execute("SELECT pg_terminate_backend(:p)", {"p": pid})
+
+
+def kill_open_transactions(connection: Any) -> int:
+    """Terminate every other backend of this database inside a transaction; how many."""
+    cursor = connection.cursor()
+    cursor.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+        "AND state LIKE 'idle in transaction%'"
+    )
+    return len(cursor.fetchall())
 
 
 def in_thread(call: Callable[[], httpx.Response]) -> Callable[[], httpx.Response]:

@@ -32,11 +32,15 @@ def source_of(name: str) -> str:
 
 
 @contextlib.contextmanager
-def serve_function(name: str) -> Iterator[str]:
-    """Serve function ``name`` in-process; yield its base URL."""
+def serve_function(name: str, *, threaded: bool = True) -> Iterator[str]:
+    """Serve function ``name`` in-process; yield its base URL.
+
+    Not ``threaded``, one request is served at a time: an answer then proves that
+    every earlier request is over.
+    """
     app = functions_framework.create_app(name, source_of(name))
     # The request target as sent, as gunicorn serves it (see RawTargetHandler).
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=RawTargetHandler)
+    server = make_server("127.0.0.1", 0, app, threaded=threaded, request_handler=RawTargetHandler)
     thread = threading.Thread(target=server.serve_forever, name=f"fn-{name}", daemon=True)
     thread.start()
     try:
@@ -93,6 +97,11 @@ class FunctionProcess:
                 return
             time.sleep(0.05)  # polling a port that is not open yet; not a timing assumption
         raise TimeoutError(f"{self.name} did not listen on {self.port} within {timeout}s")
+
+    @property
+    def pid(self) -> int:
+        """The served process (gunicorn's arbiter; its workers are its children)."""
+        return self._process.pid
 
     def output(self) -> str:
         """Everything the process printed (only after close)."""

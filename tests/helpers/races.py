@@ -1,4 +1,8 @@
-"""WARP's application writing a row while a flow is between its read and its write."""
+"""Something happening at a chosen point of a flow's HubSpot calls.
+
+WARP's application writing a row while a flow is between its read and its write;
+the flow's database connection dying just after HubSpot accepted its write.
+"""
 
 from __future__ import annotations
 
@@ -43,6 +47,40 @@ def edit_during_first_call(engine: Engine, edit: Callable[[], None]) -> Iterator
         TEST_ACCESS_TOKEN,
         limiter=engine.hubspot._limiter,
         transport=_EditOnFirstCall(edit),
+    )
+    try:
+        yield dataclasses.replace(engine, hubspot=client)
+    finally:
+        client.close()
+
+
+class _AfterFirstWrite(httpx.BaseTransport):
+    """HTTP to HubSpot, but ``action`` runs once the first batch update has been answered."""
+
+    def __init__(self, action: Callable[[], None]) -> None:
+        self._inner = httpx.HTTPTransport()
+        self._action: Callable[[], None] | None = action
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self._inner.handle_request(request)
+        if self._action is not None and request.url.path.endswith("/batch/update"):
+            response.read()  # HubSpot has answered: the write happened
+            action, self._action = self._action, None
+            action()
+        return response
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+@contextlib.contextmanager
+def after_first_write(engine: Engine, action: Callable[[], None]) -> Iterator[Engine]:
+    """``engine`` with a HubSpot client that runs ``action`` after its first batch update."""
+    client = HubSpotClient(
+        engine.settings.hubspot_base_url,
+        TEST_ACCESS_TOKEN,
+        limiter=engine.hubspot._limiter,
+        transport=_AfterFirstWrite(action),
     )
     try:
         yield dataclasses.replace(engine, hubspot=client)

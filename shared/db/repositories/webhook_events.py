@@ -78,6 +78,22 @@ def get_many(tx: Session, ids: Sequence[str]) -> list[Row]:
     )
 
 
+def lock_unprocessed(tx: Session, ids: Sequence[str]) -> set[str]:
+    """Those of these events still unprocessed, locked until the transaction ends.
+
+    Two workers holding the same events (a late task and the sweep) then apply each
+    once: the second waits for the first's commit and finds them processed.
+    """
+    if not ids:
+        return set()
+    rows = tx.fetch(
+        f"SELECT id FROM {TABLE} WHERE id = ANY(CAST(:ids AS uuid[])) "
+        "AND processed IS NOT TRUE ORDER BY id FOR UPDATE",
+        {"ids": [str(i) for i in ids]},
+    )
+    return {str(row["id"]) for row in rows}
+
+
 def mark_processed(tx: Session, ids: Sequence[str]) -> None:
     """Mark events processed successfully (clears any earlier error)."""
     if ids:
