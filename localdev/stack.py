@@ -48,6 +48,7 @@ from shared.observability.logging import (
     build_entry,
     configure_logging,
 )
+from shared.packaging import Sources
 
 if TYPE_CHECKING:
     from werkzeug.serving import BaseWSGIServer
@@ -68,7 +69,7 @@ WEBHOOK_PATH = "/v1/webhooks/hubspot"
 DEMO_DATABASE = "warp_demo"
 # The app id our emulated HubSpot app has; any positive number works locally.
 LOCAL_APP_ID = 5_151_515
-FUNCTIONS_DIR = Path(__file__).resolve().parents[2] / "functions"
+FUNCTIONS_DIR = Sources().functions_dir
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Any]
 
