@@ -102,7 +102,7 @@ class CrmPipeline:
             assert decision.error is not None
             return _limit_answer(decision.error, decision.headers)
         fault = self.faults.draw()
-        if fault in ("429", "500", "502", "503"):
+        if fault in ("429", "429_secondly", "500", "502", "503"):
             return _fault_answer(fault, route.search, decision.headers)
         if fault == "timeout":
             return self._hold()
@@ -147,6 +147,17 @@ def _limit_answer(body: dict[str, Any], headers: dict[str, str]) -> Answer:
 
 
 def _fault_answer(kind: str, search: bool, headers: dict[str, str]) -> Answer:
+    if kind == "429_secondly":
+        # HubSpot's retired per-second limit: its 429s named the policy "SECONDLY".
+        return _limit_answer(
+            {
+                "status": "error",
+                "message": "You have reached your secondly limit.",
+                "errorType": "RATE_LIMIT",
+                "policyName": "SECONDLY",
+            },
+            headers,
+        )
     if kind == "429":
         if search:
             return _limit_answer(

@@ -35,6 +35,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
@@ -355,20 +356,14 @@ class HubSpotClient:
             self._limiter.observe(status)
 
     def _pause_for(self, error: RateLimited, bucket: Bucket) -> None:
-        """Pause the bucket the 429 names for every instance; set ``error.retry_after``."""
-        if error.policy == POLICY_DAILY:
-            seconds = error.retry_after or DAILY_429_PAUSE_SECONDS
-            self._limiter.pause_daily(seconds, POLICY_DAILY)
-            error.retry_after = seconds
-            return
-        if bucket is Bucket.SEARCH or error.policy == POLICY_SECONDLY:
-            seconds = error.retry_after or 1.0
-            self._limiter.pause(Bucket.SEARCH, seconds, error.policy or POLICY_SECONDLY)
+        """Pause the bucket the 429 concerns for every instance; set ``error.retry_after``."""
+        interval = self.last_rate_limit.interval_ms if self.last_rate_limit else None
+        pause = pause_for_429(error.policy, bucket, error.retry_after, interval)
+        if pause.bucket is None:
+            self._limiter.pause_daily(pause.seconds, pause.reason)
         else:
-            interval = self.last_rate_limit.interval_ms if self.last_rate_limit else None
-            seconds = error.retry_after or (interval or 10_000) / 1000
-            self._limiter.pause(Bucket.BURST, seconds, error.policy or "429")
-        error.retry_after = seconds
+            self._limiter.pause(pause.bucket, pause.seconds, pause.reason)
+        error.retry_after = pause.seconds
 
     def _delay(self, error: HubSpotError, attempt: int) -> float | None:
         """Seconds to wait before the next attempt (None: raise for the caller to retry)."""
@@ -381,6 +376,33 @@ class HubSpotClient:
         if isinstance(error, Locked):
             return 2.0 + _backoff(attempt)  # HubSpot asks for at least 2 s
         return _backoff(attempt)
+
+
+@dataclass(frozen=True)
+class Pause:
+    """What a 429 pauses: a bucket (None: every call, the daily limit), how long, and why."""
+
+    bucket: Bucket | None
+    seconds: float
+    reason: str
+
+
+def pause_for_429(
+    policy: str | None, bucket: Bucket, retry_after: float | None, interval_ms: int | None
+) -> Pause:
+    """The pause a 429 calls for, given its policy and the bucket of the refused request.
+
+    The daily policy stops every call. Otherwise the refused request's own bucket
+    pauses, whatever the policy says: search has its own budget, and a burst call
+    refused with the legacy ``SECONDLY`` policy (HubSpot's old per-second limit, still
+    named in some answers) must not stop searches that were never over theirs. A
+    per-second policy pauses a second; the rolling one the window HubSpot reports.
+    """
+    if policy == POLICY_DAILY:
+        return Pause(None, retry_after or DAILY_429_PAUSE_SECONDS, POLICY_DAILY)
+    if bucket is Bucket.SEARCH or policy == POLICY_SECONDLY:
+        return Pause(bucket, retry_after or 1.0, policy or POLICY_SECONDLY)
+    return Pause(bucket, retry_after or (interval_ms or 10_000) / 1000, policy or "429")
 
 
 def _error_from(response: httpx.Response) -> HubSpotError:
