@@ -197,6 +197,36 @@ def test_batch_validation_whole_400_or_traced_207(fresh: Emulator, client: HubSp
     assert "PROPERTY_DOESNT_EXIST" in partial.errors[0].message
 
 
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "1e3", " 1500 ", "1_000", "1,500", "1.2.3"])
+def test_number_properties_refuse_what_hubspot_refuses(
+    fresh: Emulator, client: HubSpot, value: str
+) -> None:
+    with pytest.raises(ApiException) as caught:
+        client.crm.companies.basic_api.create(
+            SimplePublicObjectInputForCreate(properties={"numberofemployees": value})
+        )
+    body = _body(caught.value)
+    assert caught.value.status == 400 and body["category"] == "VALIDATION_ERROR"
+    assert body["errors"] == [
+        {
+            "message": f"{value} was not a valid long.",
+            "code": "INVALID_LONG",
+            "context": {"propertyName": ["numberofemployees"]},
+        }
+    ]
+    assert fresh.state.live("companies") == []
+
+
+@pytest.mark.parametrize("value", ["1500", "-2.5", "0.0", "007", ""])
+def test_number_properties_take_digits_a_sign_and_a_point(
+    fresh: Emulator, client: HubSpot, value: str
+) -> None:
+    created = client.crm.companies.basic_api.create(
+        SimplePublicObjectInputForCreate(properties={"numberofemployees": value})
+    )
+    assert fresh.values("companies", created.id)["numberofemployees"] == value
+
+
 def test_search_filters_sort_and_paging(fresh: Emulator, client: HubSpot) -> None:
     fresh.seed(
         "companies",
