@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -227,3 +228,42 @@ def test_company_and_contact_fields_sharing_a_jsonb_column_both_land(
         "+1 555 0199",
         "+1 555 0142",
     )
+
+
+def test_in_sync_customers_are_read_100_a_call_without_history(
+    engine: Engine, emulator: Any
+) -> None:
+    # The company name is LATEST_WINS; HubSpot answers history for 50 records at most.
+    ids = [acme_customer(engine, emulator)[0] for _ in range(120)]
+    before = dict(emulator.stats()["calls"])
+    results = sync_customers(engine, ids, triggered_by="test")
+    assert {r.status for r in results} == {"in_sync"}
+    assert emulator.stats()["calls"][READ] - before.get(READ, 0) == 2  # 100 + 20
+
+
+def test_latest_wins_decides_on_the_property_time_read_50_a_call(
+    engine: Engine, emulator: Any
+) -> None:
+    linked = [acme_customer(engine, emulator) for _ in range(60)]
+    ids = [cid for cid, _ in linked]
+    sync_customers(engine, ids, triggered_by="test")  # states recorded: both sides agree
+    for _, company in linked:
+        emulator.ui_change("companies", company, {"name": "HubSpot Name"})
+    # WARP renames every customer after those HubSpot edits ...
+    warp_edit = datetime.now(UTC)
+    with engine.database.transaction() as tx:
+        for cid, company in linked:
+            customers.update_columns(tx, cid, {"company_name": "WARP Name"})
+            field_state.record_warp_changes(
+                tx, "customer", cid, company, {"company_name"}, warp_edit
+            )
+    # ... and HubSpot then changes an unmapped property, which moves hs_lastmodifieddate
+    # past WARP's edit: only the name's own time tells that WARP's name is the later one.
+    for _, company in linked:
+        emulator.ui_change("companies", company, {"description": "enriched"})
+    before = dict(emulator.stats()["calls"])
+    results = sync_customers(engine, ids, triggered_by="test")
+    assert {r.status for r in results} == {"synced"}
+    assert {emulator.values("companies", c)["name"] for _, c in linked} == {"WARP Name"}
+    # one read of the 60 without history, then the 60 whose rule compared times, 50 a call
+    assert emulator.stats()["calls"][READ] - before.get(READ, 0) == 1 + 2

@@ -218,6 +218,30 @@ def test_batch_read_update_and_missing_ids(make_client: MakeClient, fresh: Emula
     assert again.results[ids[0]].properties["name"] == f"U{ids[0]}"
 
 
+def test_batch_update_refused_whole_is_split_until_the_refused_inputs_stand_alone(
+    make_client: MakeClient, fresh: Emulator
+) -> None:
+    client = make_client()
+    setup_properties(client)
+    ids = fresh.seed("companies", [{"name": f"N{i}"} for i in range(100)])
+    items = {i: {"warp_credit_limit": "7000"} for i in ids}
+    bad = {ids[17], ids[80]}
+    for key in bad:
+        items[key] = {"warp_status": "GONE"}  # an option HubSpot does not have
+    outcome = client.companies.batch_update(items)
+    assert set(outcome.results) == set(ids) - bad
+    assert outcome.failed_keys() == bad
+    assert {type(e) for e in outcome.errors} == {ValidationError}
+    assert all("GONE was not one of the allowed options" in e.message for e in outcome.errors)
+    assert all(not e.retryable and e.category == "VALIDATION_ERROR" for e in outcome.errors)
+    assert all(
+        fresh.values("companies", i).get("warp_credit_limit") == "7000" for i in outcome.results
+    )
+    assert all("warp_status" not in fresh.values("companies", i) for i in bad)
+    # halving: 1 call for the 100, then about 2 per level for each refused input
+    assert total_calls(fresh, "POST /crm/v3/objects/companies/batch/update") <= 1 + 2 * 2 * 7
+
+
 def test_batch_upsert_by_unique_property(make_client: MakeClient) -> None:
     client = make_client()
     setup_properties(client)

@@ -52,6 +52,7 @@ from shared.hubspot.errors import (
     Locked,
     RateLimited,
     Timeout,
+    ValidationError,
 )
 from shared.hubspot.models import (
     OBJECT_TYPES,
@@ -70,6 +71,8 @@ log = logging.getLogger("warp_hubspot_sync.hubspot")
 T = TypeVar("T")
 
 BATCH_SIZE = 100  # HubSpot's maximum records per batch call (§3.2)
+# ... and per batch read asking for property history (docs/hubspot.md, item 1)
+HISTORY_BATCH_SIZE = 50
 LIST_PAGE_SIZE = 100
 LIST_PAGE_SIZE_WITH_HISTORY = 50  # the official client's page size with propertiesWithHistory
 SEARCH_PAGE_MAX = 200
@@ -575,7 +578,8 @@ class ObjectsApi:
         properties_with_history: Sequence[str] = (),
         id_property: str | None = None,
     ) -> BatchResult:
-        """Read many records, 100 per call (several in flight); keyed by id or ``id_property``."""
+        """Read many records, 100 per call (50 with history; several in flight); keyed by
+        id or ``id_property``."""
         return self.start_batch_read(
             ids,
             properties=properties,
@@ -605,7 +609,8 @@ class ObjectsApi:
             key_of = partial(_key_of, id_property=id_property)
             return self._batch("read", body, chunk, key_of, idempotent=True)
 
-        chunks = list(_chunks(keys))
+        size = HISTORY_BATCH_SIZE if properties_with_history else BATCH_SIZE
+        chunks = list(_chunks(keys, size))
         futures = self._client.start_concurrently([partial(read, c) for c in chunks])
         return PendingBatch(chunks, futures)
 
@@ -643,30 +648,64 @@ class ObjectsApi:
     def _keyed_batch(
         self, action: str, items: Mapping[str, Properties], id_property: str | None
     ) -> BatchResult:
-        # Each input's key doubles as its objectWriteTraceId, which is how a result
-        # finds its key again (or by the id property when HubSpot leaves the trace out).
         outcome = BatchResult()
         for chunk in _chunks(list(items)):
-            inputs = []
-            for key in chunk:
-                entry: dict[str, Any] = {
-                    "id": key,
-                    "properties": dict(items[key]),
-                    "objectWriteTraceId": key,
-                }
-                if id_property:
-                    entry["idProperty"] = id_property
-                inputs.append(entry)
-            outcome.merge(
-                self._batch(
-                    action,
-                    {"inputs": inputs},
-                    chunk,
-                    lambda r: r.object_write_trace_id or _key_of(r, id_property),
-                    idempotent=True,
-                )
-            )
+            outcome.merge(self._isolating(action, items, chunk, id_property))
         return outcome
+
+    def _isolating(
+        self,
+        action: str,
+        items: Mapping[str, Properties],
+        keys: Sequence[str],
+        id_property: str | None,
+    ) -> BatchResult:
+        """One keyed batch write; a batch HubSpot refuses whole is split until each
+        refused input stands alone, so the valid ones still land.
+
+        HubSpot may answer a batch update holding one invalid value (a deleted enum
+        option, a number it refuses) with a 400 for the whole batch, nothing written
+        (docs/hubspot.md, item 3). Halving finds k refused inputs among n in about
+        2k·log2(n/k) more calls; an input refused on its own is returned as that
+        input's error (HubSpot's message, permanent), like a 207's.
+        """
+        # Each input's key doubles as its objectWriteTraceId, which is how a result
+        # finds its key again (or by the id property when HubSpot leaves the trace out).
+        inputs = []
+        for key in keys:
+            entry: dict[str, Any] = {
+                "id": key,
+                "properties": dict(items[key]),
+                "objectWriteTraceId": key,
+            }
+            if id_property:
+                entry["idProperty"] = id_property
+            inputs.append(entry)
+        try:
+            return self._batch(
+                action,
+                {"inputs": inputs},
+                keys,
+                lambda r: r.object_write_trace_id or _key_of(r, id_property),
+                idempotent=True,
+            )
+        except ValidationError as refused:
+            if len(keys) == 1:
+                return BatchResult(errors=[_refused_input(refused, keys[0])])
+            log.warning(
+                "HubSpot refused a batch whole; splitting it to find the refused inputs",
+                extra={
+                    "fields": {
+                        "op": f"{self.object_type}.batch_{action}",
+                        "inputs": len(keys),
+                        **refused.as_dict(),
+                    }
+                },
+            )
+            middle = len(keys) // 2
+            outcome = self._isolating(action, items, keys[:middle], id_property)
+            outcome.merge(self._isolating(action, items, keys[middle:], id_property))
+            return outcome
 
     def _batch(
         self,
@@ -863,6 +902,17 @@ def _after_id(
     if not groups:
         return [{"filters": [bound]}]
     return [{**g, "filters": [*g.get("filters", []), bound]} for g in groups]
+
+
+def _refused_input(error: ValidationError, key: str) -> ValidationError:
+    """HubSpot's 400 for a batch of one, as that input's own error (``context.keys``)."""
+    return ValidationError(
+        error.message,
+        status=error.status,
+        category=error.category,
+        correlation_id=error.correlation_id,
+        context={"keys": [key]},
+    )
 
 
 def _key_of(record: HubSpotObject, id_property: str | None) -> str | None:
