@@ -235,10 +235,12 @@ def test_in_sync_customers_are_read_100_a_call_without_history(
 ) -> None:
     # The company name is LATEST_WINS; HubSpot answers history for 50 records at most.
     ids = [acme_customer(engine, emulator)[0] for _ in range(120)]
-    before = dict(emulator.stats()["calls"])
+    before = emulator.stats()
     results = sync_customers(engine, ids, triggered_by="test")
     assert {r.status for r in results} == {"in_sync"}
-    assert emulator.stats()["calls"][READ] - before.get(READ, 0) == 2  # 100 + 20
+    after = emulator.stats()
+    assert after["calls"][READ] - before["calls"].get(READ, 0) == 2  # 100 + 20
+    assert after["historyReads"] == before["historyReads"]
 
 
 def test_latest_wins_decides_on_the_property_time_read_50_a_call(
@@ -261,9 +263,11 @@ def test_latest_wins_decides_on_the_property_time_read_50_a_call(
     # past WARP's edit: only the name's own time tells that WARP's name is the later one.
     for _, company in linked:
         emulator.ui_change("companies", company, {"description": "enriched"})
-    before = dict(emulator.stats()["calls"])
+    before = emulator.stats()
     results = sync_customers(engine, ids, triggered_by="test")
     assert {r.status for r in results} == {"synced"}
     assert {emulator.values("companies", c)["name"] for _, c in linked} == {"WARP Name"}
     # one read of the 60 without history, then the 60 whose rule compared times, 50 a call
-    assert emulator.stats()["calls"][READ] - before.get(READ, 0) == 1 + 2
+    after = emulator.stats()
+    assert after["calls"][READ] - before["calls"].get(READ, 0) == 1 + 2
+    assert after["historyReads"][READ] - before["historyReads"].get(READ, 0) == 2

@@ -308,12 +308,17 @@ class Emulator:
             self.faults.outage = bool(outage)
 
     def stats(self) -> dict[str, Any]:
-        """Call counts per endpoint, 429 counts, faults injected, webhook counters."""
+        """Call counts per endpoint, 429 counts, faults injected, webhook counters.
+
+        ``historyReads`` counts the batch reads (already in ``calls``) that asked
+        for property history.
+        """
         calls, limited = self.counts.read()
         return {
             "calls": calls,
             "totalCalls": sum(calls.values()),
             "rateLimited": limited,
+            "historyReads": self.counts.read_history(),
             "faults": {
                 "rate": self.faults.rate,
                 "kinds": list(self.faults.kinds),
