@@ -18,7 +18,8 @@ create twice makes two records. Connection failures before sending, 423 and
 Batch results are matched to inputs by id, unique property value or
 ``objectWriteTraceId``, never by position: HubSpot's ``results`` are not in
 input order (hubspot-api.md §3.3). Per-record failures of a 207 are returned
-beside the successes (:class:`BatchResult`), not raised.
+beside the successes (:class:`BatchResult`), not raised; so are the inputs of a
+batch update HubSpot refused whole (400), found by splitting the batch.
 
 Neither the token nor property values are logged. httpx logs each request URL
 at INFO, and a GET by ``idProperty=email`` carries an address in its path, so
