@@ -468,3 +468,28 @@ def test_the_unchanged_shortcut_decides_as_comparing_forms_does(scenario: tuple)
     with patch("shared.conflicts._same_value", lambda a, b: False):
         slow = both()
     assert fast == slow
+
+
+# -- which plans need HubSpot's per-property times ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rule", "state", "hubspot", "compared"),
+    [
+        (ConflictRule.LATEST_WINS, None, "HubSpot", True),  # no state, values differ
+        (ConflictRule.LATEST_WINS, synced("Old", "Old"), "HubSpot", True),  # both changed
+        (ConflictRule.LATEST_WINS, synced("WARP", "Old"), "HubSpot", False),  # HubSpot only
+        (ConflictRule.LATEST_WINS, synced("Old", "Old"), "WARP", False),  # in sync
+        (ConflictRule.WARP_WINS, None, "HubSpot", False),
+        (ConflictRule.MANUAL, synced("Old", "Old"), "HubSpot", False),
+    ],
+)
+def test_a_plan_compared_times_only_where_latest_wins_settled_a_difference(
+    rule: ConflictRule, state: FieldState | None, hubspot: str, compared: bool
+) -> None:
+    one = MappingSet(EntityType.CUSTOMER, {"f": mapping(rule=rule)})
+    states = {"f": state} if state else {}
+    row = {"company_name": "WARP", "updated_at": LATE}
+    snapshot = HubSpotSnapshot("1", {"p": hubspot}, modified_at=EARLY)
+    plan = plan_sync(one, warp_snapshot(row, states), snapshot, states, now=T0)
+    assert plan.compared_times is compared

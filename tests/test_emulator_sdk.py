@@ -197,6 +197,101 @@ def test_batch_validation_whole_400_or_traced_207(fresh: Emulator, client: HubSp
     assert "PROPERTY_DOESNT_EXIST" in partial.errors[0].message
 
 
+def test_batch_update_with_one_invalid_value_is_refused_whole(
+    fresh: Emulator, client: HubSpot
+) -> None:
+    ids = fresh.seed("companies", [{"name": f"n{i}"} for i in range(3)])
+    values = {ids[0]: "10", ids[1]: "asd000", ids[2]: "30"}
+
+    def update() -> object:
+        return client.crm.companies.batch_api.update(
+            BatchInputSimplePublicObjectBatchInput(
+                inputs=[
+                    SimplePublicObjectBatchInput(
+                        id=i, properties={"numberofemployees": v}, object_write_trace_id=i
+                    )
+                    for i, v in values.items()
+                ]
+            )
+        )
+
+    # Traced or not, HubSpot's default for a batch update is one 400 for the batch.
+    with pytest.raises(ApiException) as caught:
+        update()
+    body = _body(caught.value)
+    assert caught.value.status == 400 and body["category"] == "VALIDATION_ERROR"
+    assert body["errors"][0]["code"] == "INVALID_LONG"
+    assert "asd000 was not a valid long." in body["message"]
+    assert all("numberofemployees" not in fresh.values("companies", i) for i in ids)
+
+    answer = httpx.post(
+        f"{fresh.url}/_emulator/settings", json={"batchUpdateMultiStatus": True}
+    ).json()
+    assert answer["batchUpdateMultiStatus"] is True
+    try:
+        partial = update()
+    finally:
+        fresh.api.update_multi_status = False
+    assert sorted(r.id for r in partial.results) == sorted([ids[0], ids[2]])  # type: ignore[attr-defined]
+    assert partial.errors[0].context["objectWriteTraceId"] == [ids[1]]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "1e3", " 1500 ", "1_000", "1,500", "1.2.3"])
+def test_number_properties_refuse_what_hubspot_refuses(
+    fresh: Emulator, client: HubSpot, value: str
+) -> None:
+    with pytest.raises(ApiException) as caught:
+        client.crm.companies.basic_api.create(
+            SimplePublicObjectInputForCreate(properties={"numberofemployees": value})
+        )
+    body = _body(caught.value)
+    assert caught.value.status == 400 and body["category"] == "VALIDATION_ERROR"
+    assert body["errors"] == [
+        {
+            "message": f"{value} was not a valid long.",
+            "code": "INVALID_LONG",
+            "context": {"propertyName": ["numberofemployees"]},
+        }
+    ]
+    assert fresh.state.live("companies") == []
+
+
+@pytest.mark.parametrize("value", ["1500", "-2.5", "0.0", "007", ""])
+def test_number_properties_take_digits_a_sign_and_a_point(
+    fresh: Emulator, client: HubSpot, value: str
+) -> None:
+    created = client.crm.companies.basic_api.create(
+        SimplePublicObjectInputForCreate(properties={"numberofemployees": value})
+    )
+    assert fresh.values("companies", created.id)["numberofemployees"] == value
+
+
+def test_batch_read_with_history_takes_50_inputs_at_most(fresh: Emulator, client: HubSpot) -> None:
+    ids = fresh.seed("companies", [{"name": f"n{i}"} for i in range(51)])
+
+    def read(keys: list[str], history: list[str]) -> object:
+        return client.crm.companies.batch_api.read(
+            BatchReadInputSimplePublicObjectId(
+                inputs=[SimplePublicObjectId(id=i) for i in keys],
+                properties=["name"],
+                properties_with_history=history,
+            )
+        )
+
+    with pytest.raises(ApiException) as caught:
+        read(ids, ["name"])
+    assert caught.value.status == 400
+    assert _body(caught.value) | {"correlationId": ""} == {
+        "status": "error",
+        "message": "The maximum number of inputs supported in a batch request for property"
+        " histories is 50. Please reduce the number of items and try again",
+        "correlationId": "",
+        "category": "VALIDATION_ERROR",
+    }
+    assert len(read(ids[:50], ["name"]).results) == 50  # type: ignore[attr-defined]
+    assert len(read(ids, []).results) == 51  # type: ignore[attr-defined]
+
+
 def test_search_filters_sort_and_paging(fresh: Emulator, client: HubSpot) -> None:
     fresh.seed(
         "companies",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -264,3 +265,46 @@ def test_a_write_whose_connection_died_after_hubspot_accepted_it_is_logged_once(
     (logged,) = credit_limit_writes()[before:]
     assert logged["direction"] == "WARP_TO_HUBSPOT" and logged["status"] == "SUCCESS"
     assert "_recorded_late" in logged["field_changes"]
+
+
+def test_in_sync_customers_are_read_100_a_call_without_history(
+    engine: Engine, emulator: Any
+) -> None:
+    # The company name is LATEST_WINS; HubSpot answers history for 50 records at most.
+    ids = [acme_customer(engine, emulator)[0] for _ in range(120)]
+    before = emulator.stats()
+    results = sync_customers(engine, ids, triggered_by="test")
+    assert {r.status for r in results} == {"in_sync"}
+    after = emulator.stats()
+    assert after["calls"][READ] - before["calls"].get(READ, 0) == 2  # 100 + 20
+    assert after["historyReads"] == before["historyReads"]
+
+
+def test_latest_wins_decides_on_the_property_time_read_50_a_call(
+    engine: Engine, emulator: Any
+) -> None:
+    linked = [acme_customer(engine, emulator) for _ in range(60)]
+    ids = [cid for cid, _ in linked]
+    sync_customers(engine, ids, triggered_by="test")  # states recorded: both sides agree
+    for _, company in linked:
+        emulator.ui_change("companies", company, {"name": "HubSpot Name"})
+    # WARP renames every customer after those HubSpot edits ...
+    warp_edit = datetime.now(UTC)
+    with engine.database.transaction() as tx:
+        for cid, company in linked:
+            customers.update_columns(tx, cid, {"company_name": "WARP Name"})
+            field_state.record_warp_changes(
+                tx, "customer", cid, company, {"company_name"}, warp_edit
+            )
+    # ... and HubSpot then changes an unmapped property, which moves hs_lastmodifieddate
+    # past WARP's edit: only the name's own time tells that WARP's name is the later one.
+    for _, company in linked:
+        emulator.ui_change("companies", company, {"description": "enriched"})
+    before = emulator.stats()
+    results = sync_customers(engine, ids, triggered_by="test")
+    assert {r.status for r in results} == {"synced"}
+    assert {emulator.values("companies", c)["name"] for _, c in linked} == {"WARP Name"}
+    # one read of the 60 without history, then the 60 whose rule compared times, 50 a call
+    after = emulator.stats()
+    assert after["calls"][READ] - before["calls"].get(READ, 0) == 1 + 2
+    assert after["historyReads"][READ] - before["historyReads"].get(READ, 0) == 2

@@ -16,7 +16,7 @@ import pytest
 
 from localdev.emulator import Emulator
 from shared.db import Database
-from shared.hubspot.client import HubSpotClient, PendingBatch
+from shared.hubspot.client import HubSpotClient, Pause, PendingBatch, pause_for_429
 from shared.hubspot.errors import (
     AuthError,
     Conflict,
@@ -216,6 +216,30 @@ def test_batch_read_update_and_missing_ids(make_client: MakeClient, fresh: Emula
     }
     again = client.companies.batch_read(ids[:3], properties=["name"])
     assert again.results[ids[0]].properties["name"] == f"U{ids[0]}"
+
+
+def test_batch_update_refused_whole_is_split_until_the_refused_inputs_stand_alone(
+    make_client: MakeClient, fresh: Emulator
+) -> None:
+    client = make_client()
+    setup_properties(client)
+    ids = fresh.seed("companies", [{"name": f"N{i}"} for i in range(100)])
+    items = {i: {"warp_credit_limit": "7000"} for i in ids}
+    bad = {ids[17], ids[80]}
+    for key in bad:
+        items[key] = {"warp_status": "GONE"}  # an option HubSpot does not have
+    outcome = client.companies.batch_update(items)
+    assert set(outcome.results) == set(ids) - bad
+    assert outcome.failed_keys() == bad
+    assert {type(e) for e in outcome.errors} == {ValidationError}
+    assert all("GONE was not one of the allowed options" in e.message for e in outcome.errors)
+    assert all(not e.retryable and e.category == "VALIDATION_ERROR" for e in outcome.errors)
+    assert all(
+        fresh.values("companies", i).get("warp_credit_limit") == "7000" for i in outcome.results
+    )
+    assert all("warp_status" not in fresh.values("companies", i) for i in bad)
+    # halving: 1 call for the 100, then about 2 per level for each refused input
+    assert total_calls(fresh, "POST /crm/v3/objects/companies/batch/update") <= 1 + 2 * 2 * 7
 
 
 def test_batch_upsert_by_unique_property(make_client: MakeClient) -> None:
@@ -436,6 +460,54 @@ def test_search_429_pauses_search_for_a_second(
             {"n": limiter.window_name(Bucket.SEARCH)},
         )
     assert reason == "SECONDLY"
+
+
+def test_a_legacy_secondly_429_on_a_burst_call_pauses_burst_not_search(
+    make_client: MakeClient, fresh: Emulator, database: Database
+) -> None:
+    fresh.set_faults(rate=1.0, kinds=["429_secondly"])
+    waits: list[float] = []
+
+    def wait_out_the_pause(seconds: float) -> None:
+        waits.append(seconds)
+        fresh.set_faults(rate=0.0)
+        time.sleep(seconds)
+
+    limiter = SharedRateLimiter(database, key=uuid.uuid4().hex, sleep=wait_out_the_pause)
+    client = make_client(limiter=limiter)
+    company_id = fresh.seed("companies", {"name": "P"})[0]
+    assert client.companies.get(company_id).id == company_id
+    assert len(waits) == 1 and 0.9 < waits[0] <= 1.05  # a second, as the policy says
+    with database.transaction() as tx:
+        reasons = {
+            r["name"]: r["pause_reason"]
+            for r in tx.fetch(
+                "SELECT name, pause_reason FROM accounts.hubspot_rate_windows"
+                " WHERE name = ANY(CAST(:names AS text[]))",
+                {"names": [limiter.window_name(b) for b in Bucket]},
+            )
+        }
+    assert reasons.get(limiter.window_name(Bucket.BURST)) == "SECONDLY"
+    assert reasons.get(limiter.window_name(Bucket.SEARCH)) is None
+    assert limiter.try_acquire(Bucket.SEARCH).granted  # searches never stopped
+
+
+@pytest.mark.parametrize(
+    ("policy", "bucket", "expected"),
+    [
+        ("SECONDLY", Bucket.BURST, Pause(Bucket.BURST, 1.0, "SECONDLY")),
+        ("SECONDLY", Bucket.SEARCH, Pause(Bucket.SEARCH, 1.0, "SECONDLY")),
+        (None, Bucket.SEARCH, Pause(Bucket.SEARCH, 1.0, "SECONDLY")),
+        ("TEN_SECONDLY_ROLLING", Bucket.BURST, Pause(Bucket.BURST, 10.0, "TEN_SECONDLY_ROLLING")),
+        (None, Bucket.BURST, Pause(Bucket.BURST, 10.0, "429")),
+        ("DAILY", Bucket.SEARCH, Pause(None, 900.0, "DAILY")),
+    ],
+)
+def test_a_429_pauses_the_bucket_of_the_refused_request(
+    policy: str | None, bucket: Bucket, expected: Pause
+) -> None:
+    assert pause_for_429(policy, bucket, None, 10_000) == expected
+    assert pause_for_429(policy, bucket, 3.0, 10_000).seconds == 3.0  # Retry-After rules
 
 
 def test_rate_headers_correct_our_count(

@@ -280,6 +280,47 @@ def test_a_lone_change_is_flushed_at_once_not_after_the_window(
     assert emulator.values("companies", company)["warp_status"] == "SUSPENDED"
 
 
+def test_one_refused_value_does_not_sink_the_other_99_of_its_flush(
+    engine: Engine, emulator: Any, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One window for the 100 (fast-forwarded below), of a length no other test uses: a
+    # flush task's name holds the window, and a name spent earlier would not run again.
+    monkeypatch.setattr(engine.settings, "coalesce_delay_seconds", 5_400.0)
+    ids = [_customer(engine, emulator) for _ in range(100)]
+    poisoned = ids[42]
+    for cid in ids:
+        _update(engine, cid, status="CLOSED" if cid == poisoned else "SUSPENDED")
+    # Someone deleted the CLOSED option in HubSpot: HubSpot refuses the whole batch
+    # update that carries it (the emulator's default).
+    status = emulator.properties.get("companies", "warp_status")
+    options = list(status.options)
+    status.options = [o for o in options if o["value"] != "CLOSED"]
+    before = _calls(emulator, UPDATE)
+    try:
+        for cid in ids:
+            _send(url, _change(cid, "status"))
+        engine.dispatcher.run_due_now()  # type: ignore[attr-defined]
+        _drain(engine)
+    finally:
+        status.options = options
+    companies = {cid: _row(engine, cid)["external_ids"]["hubspot_company_id"] for cid in ids}
+    landed = [
+        c for c in ids if emulator.values("companies", companies[c])["warp_status"] == "SUSPENDED"
+    ]
+    assert len(landed) == 99 and poisoned not in landed
+    assert emulator.values("companies", companies[poisoned])["warp_status"] == "ACTIVE"
+    # The window's first change flushes alone at once; then one flush: the batch, then
+    # halves down to the refused record (1 + 2 per level).
+    assert _calls(emulator, UPDATE) - before <= 1 + 1 + 2 * 7
+    with engine.database.transaction() as tx:
+        failed = sync_queue.list_items(tx, statuses=("FAILED",), entity_id=poisoned)
+        waiting = sync_queue.list_items(tx, statuses=("QUEUED",), entity_id=poisoned)
+        others = [r for cid in landed for r in sync_queue.list_items(tx, entity_id=cid)]
+    assert len(failed) == 1 and not waiting and not others  # refused once, not retried
+    assert "CLOSED was not one of the allowed options" in failed[0]["last_error"]
+    assert failed[0]["payload"]["fields"] == ["status"]
+
+
 # --- linking --------------------------------------------------------------------------
 
 

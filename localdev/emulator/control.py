@@ -10,6 +10,7 @@ import re
 from typing import Any, Protocol
 
 from localdev.emulator.answers import Answer, error_answer
+from localdev.emulator.api import CrmApi
 from localdev.emulator.errors import ApiError, validation
 from localdev.emulator.properties import canonical_type
 from localdev.emulator.ratelimit import RateLimiter
@@ -41,6 +42,7 @@ class Controllable(Protocol):
 
     limits: RateLimiter
     state: Store
+    api: CrmApi
     webhooks: WebhookDispatcher
 
     def reset(self) -> None: ...
@@ -132,9 +134,12 @@ class ControlApi:
                 emu.state.search_delay_ms = int(body["searchDelayMs"])
             if "identicalWritesFire" in body:
                 emu.state.identical_writes_fire = bool(body["identicalWritesFire"])
+            if "batchUpdateMultiStatus" in body:
+                emu.api.update_multi_status = bool(body["batchUpdateMultiStatus"])
             return 200, {
                 "searchDelayMs": emu.state.search_delay_ms,
                 "identicalWritesFire": emu.state.identical_writes_fire,
+                "batchUpdateMultiStatus": emu.api.update_multi_status,
             }
         if path == "/webhooks" and method == "POST":
             settings = {attr: body[key] for key, attr in _WEBHOOK_SETTINGS.items() if key in body}

@@ -45,7 +45,9 @@ class Emulator:
     (``wait_idle``, ``pause``, ``flush``, counters), ``emu.faults`` and ``set_faults``
     inject failures, ``emu.limits`` enforces the rate limits, ``stats()`` counts calls.
     ``search_delay_ms`` makes search lag writes like HubSpot's index;
-    ``identical_writes_fire`` makes writing an unchanged value fire a propertyChange.
+    ``identical_writes_fire`` makes writing an unchanged value fire a propertyChange;
+    ``batch_update_multi_status`` answers a batch update's invalid inputs per record
+    (207, when each carries ``objectWriteTraceId``) instead of refusing the whole batch.
     """
 
     def __init__(
@@ -76,6 +78,7 @@ class Emulator:
         webhook_duplicate_rate: float = 0.0,
         search_delay_ms: int = 0,
         identical_writes_fire: bool = False,
+        batch_update_multi_status: bool = False,
     ) -> None:
         self.host, self.port = host, port
         self.portal_id = portal_id
@@ -102,6 +105,7 @@ class Emulator:
         self.limits = RateLimiter(rate_limit, window_ms, daily_limit, search_rate_per_second)
         self.faults = FaultInjector(fault_rate, fault_kinds, latency_ms, timeout_hold_ms, seed)
         self.api = CrmApi(self.state, self.properties, random.Random(seed))
+        self.api.update_multi_status = batch_update_multi_status
         self.counts = CallCounts()
         self.pipeline = CrmPipeline(
             self.api,
@@ -304,12 +308,17 @@ class Emulator:
             self.faults.outage = bool(outage)
 
     def stats(self) -> dict[str, Any]:
-        """Call counts per endpoint, 429 counts, faults injected, webhook counters."""
+        """Call counts per endpoint, 429 counts, faults injected, webhook counters.
+
+        ``historyReads`` counts the batch reads (already in ``calls``) that asked
+        for property history.
+        """
         calls, limited = self.counts.read()
         return {
             "calls": calls,
             "totalCalls": sum(calls.values()),
             "rateLimited": limited,
+            "historyReads": self.counts.read_history(),
             "faults": {
                 "rate": self.faults.rate,
                 "kinds": list(self.faults.kinds),

@@ -8,7 +8,8 @@ from collections import Counter
 
 # "timeout" holds the connection and closes it unanswered; "timeout_after_write"
 # does so only after applying the request, the case where a retry must be idempotent.
-FAULT_KINDS = ("429", "500", "502", "503", "timeout", "timeout_after_write")
+# "429_secondly" is the legacy per-second 429 (policyName SECONDLY) on any endpoint.
+FAULT_KINDS = ("429", "429_secondly", "500", "502", "503", "timeout", "timeout_after_write")
 DEFAULT_KINDS = ("429", "500", "502", "timeout")
 
 

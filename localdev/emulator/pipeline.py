@@ -26,12 +26,14 @@ _AUTH_MESSAGE = (
 
 
 class CallCounts:
-    """CRM calls per endpoint and the 429s the rate limiter gave, safe across threads."""
+    """CRM calls per endpoint, the 429s the rate limiter gave and the batch reads that
+    asked for property history (a subset of the calls), safe across threads."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.calls: Counter[str] = Counter()
         self.rate_limited: Counter[str] = Counter()
+        self.history_reads: Counter[str] = Counter()
 
     def call(self, key: str) -> None:
         """Record one CRM call, e.g. ``POST /crm/v3/objects/companies/batch/update``."""
@@ -43,15 +45,26 @@ class CallCounts:
         with self._lock:
             self.rate_limited[key] += 1
 
+    def history_read(self, key: str) -> None:
+        """Record one batch read that asked for property history."""
+        with self._lock:
+            self.history_reads[key] += 1
+
     def read(self) -> tuple[dict[str, int], dict[str, int]]:
         """Copies of (calls, rate-limited calls)."""
         with self._lock:
             return dict(self.calls), dict(self.rate_limited)
 
+    def read_history(self) -> dict[str, int]:
+        """A copy of the history reads per endpoint."""
+        with self._lock:
+            return dict(self.history_reads)
+
     def clear(self) -> None:
         with self._lock:
             self.calls.clear()
             self.rate_limited.clear()
+            self.history_reads.clear()
 
 
 class CrmPipeline:
@@ -102,7 +115,7 @@ class CrmPipeline:
             assert decision.error is not None
             return _limit_answer(decision.error, decision.headers)
         fault = self.faults.draw()
-        if fault in ("429", "500", "502", "503"):
+        if fault in ("429", "429_secondly", "500", "502", "503"):
             return _fault_answer(fault, route.search, decision.headers)
         if fault == "timeout":
             return self._hold()
@@ -120,6 +133,9 @@ class CrmPipeline:
                 ApiError(400, "VALIDATION_ERROR", "Invalid input JSON on line 1"), decision.headers
             )
         call = Call(method, params, query, body, self.source(), object_type)
+        batch_read = route.handler == self.api.batch_read
+        if batch_read and isinstance(body, dict) and body.get("propertiesWithHistory"):
+            self.counts.history_read(key)
         try:
             status, result = route.handler(call)
             answer = Answer(status, result, decision.headers)
@@ -147,6 +163,17 @@ def _limit_answer(body: dict[str, Any], headers: dict[str, str]) -> Answer:
 
 
 def _fault_answer(kind: str, search: bool, headers: dict[str, str]) -> Answer:
+    if kind == "429_secondly":
+        # HubSpot's retired per-second limit: its 429s named the policy "SECONDLY".
+        return _limit_answer(
+            {
+                "status": "error",
+                "message": "You have reached your secondly limit.",
+                "errorType": "RATE_LIMIT",
+                "policyName": "SECONDLY",
+            },
+            headers,
+        )
     if kind == "429":
         if search:
             return _limit_answer(

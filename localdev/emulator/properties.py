@@ -8,6 +8,7 @@ or explains, in HubSpot's words, why it is not valid.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,6 +35,7 @@ SEARCHABLE = {
     "companies": ("name", "domain", "website", "phone"),
     "contacts": ("firstname", "lastname", "email", "phone", "company"),
 }
+_NUMBER = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)", re.ASCII)
 READ_ONLY = {"hs_object_id", "hs_lastmodifieddate", "lastmodifieddate", "createdate"}
 
 
@@ -273,10 +275,11 @@ def _coerce(prop: PropertyDef, raw: Any) -> str:
     if value == "":
         return ""  # an empty string clears the value
     if prop.type == "number":
-        try:
-            float(value)
-        except ValueError:
-            raise ValueError("INVALID_INTEGER", f"{value} was not a valid number.") from None
+        # HubSpot takes digits, one optional leading "-" and one optional ".": no
+        # spaces, commas, exponents, underscores, NaN or Infinity (docs/hubspot.md,
+        # "Numbers"), all of which Python's float() would accept.
+        if not _NUMBER.fullmatch(value):
+            raise ValueError("INVALID_LONG", f"{value} was not a valid long.")
         return value
     if prop.type == "bool":
         if value.lower() not in ("true", "false"):

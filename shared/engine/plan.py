@@ -27,7 +27,7 @@ from shared.conflicts import (
     same_form,
     state_after,
 )
-from shared.mapping import FieldMapping, MappingError, MappingSet
+from shared.mapping import ConflictRule, FieldMapping, MappingError, MappingSet
 
 ALL_ACTIONS = frozenset(Action)
 _RECOVERED = "our write reached HubSpot, and the transaction recording it did not commit"
@@ -132,6 +132,16 @@ class Plan:
     @property
     def is_noop(self) -> bool:
         return not self.hubspot_updates and not self.warp_updates
+
+    @property
+    def compared_times(self) -> bool:
+        """Whether a LATEST_WINS rule settled a field here by comparing modification times.
+
+        Only such a decision depends on when each side changed; every other one is
+        the same whatever the times, so only these records need HubSpot's per-property
+        times (its property history) to be decided right.
+        """
+        return any(r.decision.resolved_by is ConflictRule.LATEST_WINS for r in self.results)
 
 
 def plan_sync(

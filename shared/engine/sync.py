@@ -17,7 +17,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from shared.conflicts import Action, FieldState
 from shared.db import Row, Session
@@ -41,6 +41,7 @@ from shared.engine.snapshots import (
 )
 from shared.errors import SyncError, WarpChangedDuringSync
 from shared.hubspot.client import PendingBatch
+from shared.hubspot.models import HubSpotObject
 from shared.mapping import EntityType, MappingSet
 from shared.memory import fewer_collections
 
@@ -208,9 +209,10 @@ def _sync_chunk(
             started=started,
             record_noop=record_noop,
         )
+        plan_timed = partial(_plan_timed, engine, plan_rows, mappings=mappings, outcome=outcome)
         done: dict[tuple[str, EntityType], Plan] = {}
         for attempt in range(1, CHUNK_ATTEMPTS + 1):
-            plans = plan_rows(rows, records, now=engine.now())
+            plans = plan_timed(rows, records, now=engine.now())
             if dry_run:
                 break
             changed = set(carry_out(plans, rows, now=engine.now()))
@@ -253,9 +255,64 @@ def _sync_chunk(
 Plans = dict[tuple[str, EntityType], tuple[Plan, dict[str, FieldState]]]
 
 
+class Records(Protocol):
+    """Records read from HubSpot, by the id they were asked for."""
+
+    def get(self, key: str) -> HubSpotObject | None: ...
+
+
+@dataclass(frozen=True)
+class _WithHistory:
+    """The records read again with property history, else those of the first read."""
+
+    timed: PendingBatch
+    first: Records
+
+    def get(self, key: str) -> HubSpotObject | None:
+        return self.timed.get(key) or self.first.get(key)
+
+
+def _plan_timed(
+    engine: Engine,
+    plan_rows: Callable[..., Plans],
+    rows: Mapping[str, Row],
+    records: Mapping[EntityType, Records],
+    *,
+    now: datetime,
+    mappings: Mapping[tuple[str, EntityType], MappingSet],
+    outcome: dict[str, CustomerSync],
+) -> Plans:
+    """Plan on records read without property history; where a plan compared times, read
+    those records again with history and plan their customers again on it.
+
+    HubSpot gives property history for 50 records a call at most (docs/hubspot.md,
+    item 1), and only a LATEST_WINS decision between two differing values needs a
+    property's own time (:attr:`Plan.compared_times`): fields in sync or changed on one
+    side never do. So every record is read 100 a call, and history is asked for only
+    the few that need it, 50 a call; the first plan's fallback time (the record's
+    last-modified time) never decides.
+    """
+    plans = plan_rows(rows, records, now=now)
+    timed = sorted(key for key, (plan, _) in plans.items() if plan.compared_times)
+    if not timed:
+        return plans
+    again = {cid for cid, _ in timed}
+    with_history: dict[EntityType, Records] = {
+        et: _WithHistory(
+            _read(engine, et, [rows[cid] for cid, e in timed if e is et], mappings, history=True),
+            records[et],
+        )
+        for et in ENTITIES
+    }
+    for cid in again:
+        outcome[cid] = CustomerSync(cid)
+    replanned = plan_rows({c: r for c, r in rows.items() if c in again}, with_history, now=now)
+    return {**{k: v for k, v in plans.items() if k[0] not in again}, **replanned}
+
+
 def _plan_rows(
     rows: Mapping[str, Row],
-    records: Mapping[EntityType, PendingBatch],
+    records: Mapping[EntityType, Records],
     *,
     now: datetime,
     mappings: Mapping[tuple[str, EntityType], MappingSet],
@@ -335,8 +392,8 @@ def _carry_out(
 
 def _read_all(
     engine: Engine, rows: Mapping[str, Row], mappings: Mapping[tuple[str, EntityType], MappingSet]
-) -> dict[EntityType, PendingBatch]:
-    """Start the batch reads of these rows' linked records, per entity type."""
+) -> dict[EntityType, Records]:
+    """Start the batch reads (no property history) of these rows' linked records."""
     return {et: _read(engine, et, list(rows.values()), mappings) for et in ENTITIES}
 
 
@@ -345,19 +402,24 @@ def _read(
     entity_type: EntityType,
     rows: list[Row],
     mappings: Mapping[tuple[str, EntityType], MappingSet],
+    *,
+    history: bool = False,
 ) -> PendingBatch:
+    """Start reading these rows' ``entity_type`` records; ``history``: with the
+    LATEST_WINS properties' history too."""
     ids = ids_to_read(rows, entity_type)
     if not ids:
         return PendingBatch([], [])
     properties: set[str] = set()
-    history: set[str] = set()
+    with_history: set[str] = set()
     for (_, et), mapping in mappings.items():
         if et is entity_type:
             properties.update(read_properties(mapping, entity_type))
-            history.update(history_properties(mapping))
+            if history:
+                with_history.update(history_properties(mapping))
     api = engine.hubspot.objects(OBJECT_TYPE[entity_type])  # type: ignore[arg-type]
     return api.start_batch_read(
-        ids, properties=sorted(properties), properties_with_history=sorted(history)
+        ids, properties=sorted(properties), properties_with_history=sorted(with_history)
     )
 
 

@@ -18,7 +18,8 @@ create twice makes two records. Connection failures before sending, 423 and
 Batch results are matched to inputs by id, unique property value or
 ``objectWriteTraceId``, never by position: HubSpot's ``results`` are not in
 input order (hubspot-api.md §3.3). Per-record failures of a 207 are returned
-beside the successes (:class:`BatchResult`), not raised.
+beside the successes (:class:`BatchResult`), not raised; so are the inputs of a
+batch update HubSpot refused whole (400), found by splitting the batch.
 
 Neither the token nor property values are logged. httpx logs each request URL
 at INFO, and a GET by ``idProperty=email`` carries an address in its path, so
@@ -35,6 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
@@ -51,6 +53,7 @@ from shared.hubspot.errors import (
     Locked,
     RateLimited,
     Timeout,
+    ValidationError,
 )
 from shared.hubspot.models import (
     OBJECT_TYPES,
@@ -69,6 +72,8 @@ log = logging.getLogger("warp_hubspot_sync.hubspot")
 T = TypeVar("T")
 
 BATCH_SIZE = 100  # HubSpot's maximum records per batch call (§3.2)
+# ... and per batch read asking for property history (docs/hubspot.md, item 1)
+HISTORY_BATCH_SIZE = 50
 LIST_PAGE_SIZE = 100
 LIST_PAGE_SIZE_WITH_HISTORY = 50  # the official client's page size with propertiesWithHistory
 SEARCH_PAGE_MAX = 200
@@ -355,20 +360,14 @@ class HubSpotClient:
             self._limiter.observe(status)
 
     def _pause_for(self, error: RateLimited, bucket: Bucket) -> None:
-        """Pause the bucket the 429 names for every instance; set ``error.retry_after``."""
-        if error.policy == POLICY_DAILY:
-            seconds = error.retry_after or DAILY_429_PAUSE_SECONDS
-            self._limiter.pause_daily(seconds, POLICY_DAILY)
-            error.retry_after = seconds
-            return
-        if bucket is Bucket.SEARCH or error.policy == POLICY_SECONDLY:
-            seconds = error.retry_after or 1.0
-            self._limiter.pause(Bucket.SEARCH, seconds, error.policy or POLICY_SECONDLY)
+        """Pause the bucket the 429 concerns for every instance; set ``error.retry_after``."""
+        interval = self.last_rate_limit.interval_ms if self.last_rate_limit else None
+        pause = pause_for_429(error.policy, bucket, error.retry_after, interval)
+        if pause.bucket is None:
+            self._limiter.pause_daily(pause.seconds, pause.reason)
         else:
-            interval = self.last_rate_limit.interval_ms if self.last_rate_limit else None
-            seconds = error.retry_after or (interval or 10_000) / 1000
-            self._limiter.pause(Bucket.BURST, seconds, error.policy or "429")
-        error.retry_after = seconds
+            self._limiter.pause(pause.bucket, pause.seconds, pause.reason)
+        error.retry_after = pause.seconds
 
     def _delay(self, error: HubSpotError, attempt: int) -> float | None:
         """Seconds to wait before the next attempt (None: raise for the caller to retry)."""
@@ -381,6 +380,33 @@ class HubSpotClient:
         if isinstance(error, Locked):
             return 2.0 + _backoff(attempt)  # HubSpot asks for at least 2 s
         return _backoff(attempt)
+
+
+@dataclass(frozen=True)
+class Pause:
+    """What a 429 pauses: a bucket (None: every call, the daily limit), how long, and why."""
+
+    bucket: Bucket | None
+    seconds: float
+    reason: str
+
+
+def pause_for_429(
+    policy: str | None, bucket: Bucket, retry_after: float | None, interval_ms: int | None
+) -> Pause:
+    """The pause a 429 calls for, given its policy and the bucket of the refused request.
+
+    The daily policy stops every call. Otherwise the refused request's own bucket
+    pauses, whatever the policy says: search has its own budget, and a burst call
+    refused with the legacy ``SECONDLY`` policy (HubSpot's old per-second limit, still
+    named in some answers) must not stop searches that were never over theirs. A
+    per-second policy pauses a second; the rolling one the window HubSpot reports.
+    """
+    if policy == POLICY_DAILY:
+        return Pause(None, retry_after or DAILY_429_PAUSE_SECONDS, POLICY_DAILY)
+    if bucket is Bucket.SEARCH or policy == POLICY_SECONDLY:
+        return Pause(bucket, retry_after or 1.0, policy or POLICY_SECONDLY)
+    return Pause(bucket, retry_after or (interval_ms or 10_000) / 1000, policy or "429")
 
 
 def _error_from(response: httpx.Response) -> HubSpotError:
@@ -553,7 +579,8 @@ class ObjectsApi:
         properties_with_history: Sequence[str] = (),
         id_property: str | None = None,
     ) -> BatchResult:
-        """Read many records, 100 per call (several in flight); keyed by id or ``id_property``."""
+        """Read many records, 100 per call (50 with history; several in flight); keyed by
+        id or ``id_property``."""
         return self.start_batch_read(
             ids,
             properties=properties,
@@ -583,7 +610,8 @@ class ObjectsApi:
             key_of = partial(_key_of, id_property=id_property)
             return self._batch("read", body, chunk, key_of, idempotent=True)
 
-        chunks = list(_chunks(keys))
+        size = HISTORY_BATCH_SIZE if properties_with_history else BATCH_SIZE
+        chunks = list(_chunks(keys, size))
         futures = self._client.start_concurrently([partial(read, c) for c in chunks])
         return PendingBatch(chunks, futures)
 
@@ -621,30 +649,64 @@ class ObjectsApi:
     def _keyed_batch(
         self, action: str, items: Mapping[str, Properties], id_property: str | None
     ) -> BatchResult:
-        # Each input's key doubles as its objectWriteTraceId, which is how a result
-        # finds its key again (or by the id property when HubSpot leaves the trace out).
         outcome = BatchResult()
         for chunk in _chunks(list(items)):
-            inputs = []
-            for key in chunk:
-                entry: dict[str, Any] = {
-                    "id": key,
-                    "properties": dict(items[key]),
-                    "objectWriteTraceId": key,
-                }
-                if id_property:
-                    entry["idProperty"] = id_property
-                inputs.append(entry)
-            outcome.merge(
-                self._batch(
-                    action,
-                    {"inputs": inputs},
-                    chunk,
-                    lambda r: r.object_write_trace_id or _key_of(r, id_property),
-                    idempotent=True,
-                )
-            )
+            outcome.merge(self._isolating(action, items, chunk, id_property))
         return outcome
+
+    def _isolating(
+        self,
+        action: str,
+        items: Mapping[str, Properties],
+        keys: Sequence[str],
+        id_property: str | None,
+    ) -> BatchResult:
+        """One keyed batch write; a batch HubSpot refuses whole is split until each
+        refused input stands alone, so the valid ones still land.
+
+        HubSpot may answer a batch update holding one invalid value (a deleted enum
+        option, a number it refuses) with a 400 for the whole batch, nothing written
+        (docs/hubspot.md, item 3). Halving finds k refused inputs among n in about
+        2k·log2(n/k) more calls; an input refused on its own is returned as that
+        input's error (HubSpot's message, permanent), like a 207's.
+        """
+        # Each input's key doubles as its objectWriteTraceId, which is how a result
+        # finds its key again (or by the id property when HubSpot leaves the trace out).
+        inputs = []
+        for key in keys:
+            entry: dict[str, Any] = {
+                "id": key,
+                "properties": dict(items[key]),
+                "objectWriteTraceId": key,
+            }
+            if id_property:
+                entry["idProperty"] = id_property
+            inputs.append(entry)
+        try:
+            return self._batch(
+                action,
+                {"inputs": inputs},
+                keys,
+                lambda r: r.object_write_trace_id or _key_of(r, id_property),
+                idempotent=True,
+            )
+        except ValidationError as refused:
+            if len(keys) == 1:
+                return BatchResult(errors=[_refused_input(refused, keys[0])])
+            log.warning(
+                "HubSpot refused a batch whole; splitting it to find the refused inputs",
+                extra={
+                    "fields": {
+                        "op": f"{self.object_type}.batch_{action}",
+                        "inputs": len(keys),
+                        **refused.as_dict(),
+                    }
+                },
+            )
+            middle = len(keys) // 2
+            outcome = self._isolating(action, items, keys[:middle], id_property)
+            outcome.merge(self._isolating(action, items, keys[middle:], id_property))
+            return outcome
 
     def _batch(
         self,
@@ -841,6 +903,17 @@ def _after_id(
     if not groups:
         return [{"filters": [bound]}]
     return [{**g, "filters": [*g.get("filters", []), bound]} for g in groups]
+
+
+def _refused_input(error: ValidationError, key: str) -> ValidationError:
+    """HubSpot's 400 for a batch of one, as that input's own error (``context.keys``)."""
+    return ValidationError(
+        error.message,
+        status=error.status,
+        category=error.category,
+        correlation_id=error.correlation_id,
+        context={"keys": [key]},
+    )
 
 
 def _key_of(record: HubSpotObject, id_property: str | None) -> str | None:
