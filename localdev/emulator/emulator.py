@@ -20,7 +20,7 @@ from localdev.emulator.ratelimit import RateLimiter
 from localdev.emulator.render import now_iso, render_record
 from localdev.emulator.server import EmulatorHTTPServer
 from localdev.emulator.store import Record, Source, Store
-from localdev.emulator.webhooks import WebhookDispatcher
+from localdev.emulator.webhooks import DEFAULT_MAX_CONCURRENT_REQUESTS, WebhookDispatcher
 
 DEFAULT_APP_ID = 1_234_567
 DEFAULT_PORTAL_ID = 49_547_190
@@ -67,10 +67,10 @@ class Emulator:
         latency_ms: int = 0,
         timeout_hold_ms: int = 2_000,
         seed: int | None = None,
-        webhook_retry_base_ms: int = 1_000,
+        webhook_time_scale: float = 1.0,
         webhook_max_retries: int = 10,
         webhook_retry_4xx: bool = True,
-        webhook_concurrency: int = 2,
+        webhook_max_concurrent_requests: int = DEFAULT_MAX_CONCURRENT_REQUESTS,
         webhook_timeout_s: float = 5.0,
         webhook_shuffle: bool = False,
         webhook_duplicate_rate: float = 0.0,
@@ -86,10 +86,10 @@ class Emulator:
             client_secret=client_secret,
             app_id=DEFAULT_APP_ID if app_id is None else int(app_id),
             portal_id=portal_id,
-            retry_base_ms=webhook_retry_base_ms,
+            time_scale=webhook_time_scale,
             max_retries=webhook_max_retries,
             retry_4xx=webhook_retry_4xx,
-            concurrency=webhook_concurrency,
+            max_concurrent_requests=webhook_max_concurrent_requests,
             timeout_s=webhook_timeout_s,
             shuffle=webhook_shuffle,
             duplicate_rate=webhook_duplicate_rate,
