@@ -22,6 +22,10 @@ from localdev.emulator.server import EmulatorHTTPServer
 from localdev.emulator.store import Record, Source, Store
 from localdev.emulator.webhooks import DEFAULT_MAX_CONCURRENT_REQUESTS, WebhookDispatcher
 
+# The source of HubSpot's own writes in recorded traffic (docs/hubspot.md).
+HUBSPOT_INTERNAL = "HUBSPOT_INTERNAL"
+COMPANY_INSIGHTS = "CompanyInsightsPropertyMappings"
+
 DEFAULT_APP_ID = 1_234_567
 DEFAULT_PORTAL_ID = 49_547_190
 _FIELD_TYPES = {
@@ -233,6 +237,26 @@ class Emulator:
         values = self.properties.normalize(object_type, properties)
         with self.state.lock:
             return self.state.update(self._record(object_type, object_id), values, _ui(user_id))
+
+    def hubspot_write(
+        self,
+        object_type: str,
+        object_id: str | int,
+        properties: dict[str, Any],
+        *,
+        source_type: str = HUBSPOT_INTERNAL,
+        source_id: str = COMPANY_INSIGHTS,
+    ) -> list[str]:
+        """HubSpot writes a record itself (enrichment, a derived or calculated value).
+
+        Its webhooks and property history carry ``source_type``/``source_id``, and
+        ``hs_lastmodifieddate`` moves, as for any write (docs/hubspot.md, "HubSpot
+        writes records itself"). The names that changed.
+        """
+        values = self.properties.normalize(object_type, properties)
+        with self.state.lock:
+            record = self._record(object_type, object_id)
+            return self.state.update(record, values, Source(source_type, source_id))
 
     def ui_delete(self, object_type: str, object_id: str | int, *, user_id: int = 1) -> None:
         """A user deletes (archives) a record in the HubSpot UI."""

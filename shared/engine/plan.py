@@ -57,18 +57,24 @@ class HubSpotSnapshot:
 
     Per-property times come from ``propertiesWithHistory`` (newest entry) or a
     webhook's ``occurredAt``; ``modified_at`` (``hs_lastmodifieddate``) stands in
-    for properties without one.
+    for properties without one. ``property_sources`` says who wrote a value, from
+    the same places (``sourceType``, ``changeSource``).
     """
 
     object_id: str
     values: Mapping[str, str | None]
     property_times: Mapping[str, datetime] = field(default_factory=dict)
     modified_at: datetime | None = None
+    property_sources: Mapping[str, str] = field(default_factory=dict)
 
     def side(self, mapping: FieldMapping) -> SideValue:
-        """The property's value and time for ``mapping``."""
+        """The property's value, time and writer for ``mapping``."""
         prop = mapping.hubspot_property
-        return SideValue(self.values.get(prop), self.property_times.get(prop, self.modified_at))
+        return SideValue(
+            self.values.get(prop),
+            self.property_times.get(prop, self.modified_at),
+            self.property_sources.get(prop),
+        )
 
     def has(self, mapping: FieldMapping) -> bool:
         """Whether the snapshot carries the property at all (a webhook carries one)."""

@@ -37,16 +37,20 @@ def history_properties(mappings: MappingSet) -> list[str]:
 def hubspot_snapshot(record: HubSpotObject, entity_type: EntityType) -> HubSpotSnapshot:
     """A snapshot of a record read with properties (and history where requested)."""
     times: dict[str, datetime] = {}
+    sources: dict[str, str] = {}
     for name in record.properties_with_history:
         latest = record.latest_change(name)
         if latest is not None and latest.timestamp is not None:
             times[name] = latest.timestamp
+        if latest is not None and latest.source_type is not None:
+            sources[name] = latest.source_type
     modified = parse_datetime(record.properties.get(LAST_MODIFIED_PROPERTY[entity_type]))
     return HubSpotSnapshot(
         object_id=record.id,
         values=dict(record.properties),
         property_times=times,
         modified_at=modified or record.updated_at,
+        property_sources=sources,
     )
 
 
