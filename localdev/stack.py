@@ -107,7 +107,8 @@ class StackConfig:
     retry_base_seconds: float = 0.2
     retry_cap_seconds: float = 2.0
     retry_max_attempts: int = 8
-    webhook_retry_base_ms: int = 250
+    # HubSpot's 24-hour webhook retry schedule in about 4 minutes (first retry 0.24 s).
+    webhook_time_scale: float = 0.003
     db_pool_size: int = 12
     # None: logs stay on stdout (serve); a path: JSON log lines go there (the demo's
     # console is for the story).
@@ -312,7 +313,7 @@ class LocalStack:
             client_secret=self._emulator_secret,
             access_token=self._emulator_token,
             webhook_url=webhook_url,
-            webhook_retry_base_ms=self.config.webhook_retry_base_ms,
+            webhook_time_scale=self.config.webhook_time_scale,
             seed=self.config.seed,
         ).start()
         self._exit.callback(emulator.stop)

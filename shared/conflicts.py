@@ -14,7 +14,11 @@ from the value recorded for it when the field last crossed (``FieldState``).
   is the system of record; WARP's time is the field's own, :func:`warp_time`) or
   ``MANUAL`` (a CONFLICT, nothing written; it stays one while ``is_in_conflict``
   until someone resolves it or the sides agree);
-- ``unless_blank``: a blank winner never overwrites a filled value.
+- ``unless_blank``: a blank winner never overwrites a filled value;
+- HubSpot's own writes (:data:`HUBSPOT_AUTOMATIC_SOURCES`: enrichment, internal
+  mappings) are not edits: on a ``BIDIRECTIONAL`` field whose rule is not
+  ``HUBSPOT_WINS`` WARP's value stands and is written back over them
+  (docs/sync-rules.md, "HubSpot's own writes").
 """
 
 from __future__ import annotations
@@ -27,6 +31,16 @@ from functools import cache
 from typing import Any
 
 from shared.mapping import ConflictRule, Direction, FieldMapping
+
+# changeSource / property-history sourceType values of writes HubSpot makes itself
+# (docs/hubspot.md, "HubSpot writes records itself"): a guess of HubSpot's, not an
+# edit by a person or an integration.
+HUBSPOT_AUTOMATIC_SOURCES = frozenset({"HUBSPOT_INTERNAL", "DATA_ENRICHMENT"})
+
+
+def written_by_hubspot(source: str | None) -> bool:
+    """Whether HubSpot itself wrote a value (``source``: its changeSource or sourceType)."""
+    return source in HUBSPOT_AUTOMATIC_SOURCES
 
 
 class Action(StrEnum):
@@ -47,10 +61,15 @@ class Side(StrEnum):
 
 @dataclass(frozen=True)
 class SideValue:
-    """A field's current value on one side and when it was last modified there."""
+    """A field's current value on one side, when it was last modified there and by whom.
+
+    ``source`` is HubSpot's ``changeSource`` (webhook) or ``sourceType`` (history) of
+    the value, where known.
+    """
 
     value: Any
     modified_at: datetime | None = None
+    source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +119,9 @@ class Decision:
     # None when only one side changed. Metrics count conflicts by field and rule.
     resolved_by: ConflictRule | None = None
     conflict: ConflictKind | None = None
+    # HubSpot's value wins, and would not if HubSpot wrote it itself: who wrote it is
+    # unknown here (read without property history). See :func:`decide`.
+    writer_unknown: bool = False
 
     @property
     def new_conflict(self) -> bool:
@@ -244,7 +266,27 @@ def lost_write(mapping: FieldMapping, state: FieldState | None, hubspot_value: A
 def decide(
     mapping: FieldMapping, state: FieldState | None, warp: SideValue, hubspot: SideValue
 ) -> Decision:
-    """The decision for one field given its recorded state and both current values."""
+    """The decision for one field given its recorded state and both current values.
+
+    A decision that takes HubSpot's value on a two-way field that HubSpot does not
+    own, without knowing who wrote that value, says so (``writer_unknown``): had
+    HubSpot written it itself, WARP's value would stand. Batch syncs read the
+    writers (property history) for those records and decide again.
+    """
+    decision = _decide(mapping, state, warp, hubspot)
+    if (
+        decision.winner is Side.HUBSPOT
+        and hubspot.source is None
+        and mapping.direction is Direction.BIDIRECTIONAL
+        and mapping.rule is not ConflictRule.HUBSPOT_WINS
+    ):
+        return replace(decision, writer_unknown=True)
+    return decision
+
+
+def _decide(
+    mapping: FieldMapping, state: FieldState | None, warp: SideValue, hubspot: SideValue
+) -> Decision:
     warp_form, hub_form = _forms(mapping, warp.value, hubspot.value)
     warp_changed = hub_changed = True
     if state is not None and state.recorded:
@@ -281,6 +323,13 @@ def decide(
             resolved_by=ConflictRule.MANUAL,
             conflict=ConflictKind.OPEN,
         )
+    if (
+        hub_changed
+        and written_by_hubspot(hubspot.source)
+        and mapping.rule is not ConflictRule.HUBSPOT_WINS
+    ):
+        why = f"HubSpot's own write ({hubspot.source}) is not an edit: WARP's value stands"
+        return _write(mapping, Side.WARP, warp, hubspot, why)
     if warp_changed != hub_changed:
         winner = Side.WARP if warp_changed else Side.HUBSPOT
         other = Side.HUBSPOT if warp_changed else Side.WARP

@@ -124,7 +124,7 @@ def emulator() -> Iterator[Any]:
         client_secret=TEST_CLIENT_SECRET,
         access_token=TEST_ACCESS_TOKEN,
         seed=7,
-        webhook_retry_base_ms=10,
+        webhook_time_scale=1e-4,  # HubSpot's 24 hours of webhook retries in about 9 s
     ).start()
     yield emu
     emu.stop()

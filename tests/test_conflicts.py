@@ -478,13 +478,16 @@ def test_the_unchanged_shortcut_decides_as_comparing_forms_does(scenario: tuple)
     [
         (ConflictRule.LATEST_WINS, None, "HubSpot", True),  # no state, values differ
         (ConflictRule.LATEST_WINS, synced("Old", "Old"), "HubSpot", True),  # both changed
-        (ConflictRule.LATEST_WINS, synced("WARP", "Old"), "HubSpot", False),  # HubSpot only
+        # HubSpot alone changed: whether HubSpot itself wrote it decides (its own writes
+        # are not edits), unless HubSpot owns the field.
+        (ConflictRule.LATEST_WINS, synced("WARP", "Old"), "HubSpot", True),
+        (ConflictRule.HUBSPOT_WINS, synced("WARP", "Old"), "HubSpot", False),
         (ConflictRule.LATEST_WINS, synced("Old", "Old"), "WARP", False),  # in sync
         (ConflictRule.WARP_WINS, None, "HubSpot", False),
         (ConflictRule.MANUAL, synced("Old", "Old"), "HubSpot", False),
     ],
 )
-def test_a_plan_compared_times_only_where_latest_wins_settled_a_difference(
+def test_a_plan_needs_history_only_where_a_time_or_hubspots_writer_decides(
     rule: ConflictRule, state: FieldState | None, hubspot: str, compared: bool
 ) -> None:
     one = MappingSet(EntityType.CUSTOMER, {"f": mapping(rule=rule)})
@@ -492,4 +495,47 @@ def test_a_plan_compared_times_only_where_latest_wins_settled_a_difference(
     row = {"company_name": "WARP", "updated_at": LATE}
     snapshot = HubSpotSnapshot("1", {"p": hubspot}, modified_at=EARLY)
     plan = plan_sync(one, warp_snapshot(row, states), snapshot, states, now=T0)
-    assert plan.compared_times is compared
+    assert plan.needs_history is compared
+
+
+# --- HubSpot's own writes (issue 15 item 6, docs/sync-rules.md) ---------------------------
+
+
+@pytest.mark.parametrize("source", ["HUBSPOT_INTERNAL", "DATA_ENRICHMENT"])
+@pytest.mark.parametrize(
+    "rule", [ConflictRule.LATEST_WINS, ConflictRule.WARP_WINS, ConflictRule.MANUAL]
+)
+def test_hubspots_own_write_is_not_an_edit_warp_value_written_back(
+    source: str, rule: ConflictRule
+) -> None:
+    state = synced("WARP Legal Name GmbH", "WARP Legal Name GmbH")
+    guess = SideValue("Warp Legal", LATE, source)  # newer than WARP's: still not an edit
+    decision = decide(mapping(rule=rule), state, SideValue("WARP Legal Name GmbH", EARLY), guess)
+    assert (decision.action, decision.value) == (Action.WRITE_HUBSPOT, "WARP Legal Name GmbH")
+    assert decision.winner is Side.WARP and source in decision.reason
+    # Without any state yet (never crossed), the same.
+    fresh = decide(mapping(rule=rule), None, SideValue("WARP Legal Name GmbH", EARLY), guess)
+    assert fresh.action is Action.WRITE_HUBSPOT
+
+
+def test_hubspots_own_write_stands_where_hubspot_is_authoritative() -> None:
+    state = synced("Acme", "Acme")
+    guess = SideValue("Acme Inc", LATE, "HUBSPOT_INTERNAL")
+    for field in (
+        mapping(rule=ConflictRule.HUBSPOT_WINS),
+        mapping(Direction.HUBSPOT_TO_WARP, ConflictRule.LATEST_WINS),
+    ):
+        assert decide(field, state, SideValue("Acme", EARLY), guess).action is Action.WRITE_WARP
+    # A person's edit (or another integration's) is an edit, as before.
+    person = SideValue("Acme Inc", LATE, "CRM_UI")
+    assert decide(mapping(), state, SideValue("Acme", EARLY), person).action is Action.WRITE_WARP
+    # unless_blank: a blank WARP value is not written over HubSpot's guess.
+    blank = decide(mapping(unless_blank=True), synced("", ""), SideValue("", EARLY), guess)
+    assert blank.action is Action.NOTHING
+
+
+def test_snapshot_carries_the_writer_of_each_property() -> None:
+    snapshot = HubSpotSnapshot(
+        "1", {"p": "Guess"}, {"p": LATE}, property_sources={"p": "HUBSPOT_INTERNAL"}
+    )
+    assert snapshot.side(mapping()) == SideValue("Guess", LATE, "HUBSPOT_INTERNAL")

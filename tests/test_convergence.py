@@ -71,7 +71,7 @@ def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         retry_base_seconds=0.02,
         retry_cap_seconds=0.2,
         retry_max_attempts=8,
-        webhook_retry_base_ms=20,
+        webhook_time_scale=2.5e-4,
         seed=10,
         log_file=tmp_path_factory.mktemp("convergence") / "stack.log",
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from datetime import datetime
 
@@ -184,3 +185,24 @@ def test_tcp_connections_send_without_nagle_delay(database_url: str) -> None:
         assert sock.getsockopt(sockets.IPPROTO_TCP, sockets.TCP_NODELAY) == 1
     finally:
         connection.close()
+
+
+def test_a_session_opened_inside_another_does_not_wait_for_a_slot(pool: Database) -> None:
+    """With every slot held by threads wanting a second one, waiting never ended."""
+    outcome: list[object] = []
+
+    def nested() -> None:
+        with pool.transaction() as outer, pool.transaction() as inner:
+            outcome.append(
+                (
+                    outer.fetch_value("SELECT pg_backend_pid()"),
+                    inner.fetch_value("SELECT pg_backend_pid()"),
+                )
+            )
+
+    worker = threading.Thread(target=nested, daemon=True)
+    worker.start()
+    worker.join(timeout=20)  # a bound for a deadlock, not a timing assumption
+    assert outcome and outcome[0][0] != outcome[0][1]  # two connections, no wait
+    with pool.transaction() as tx:  # the slot was given back; one connection stays idle
+        assert tx.fetch_value("SELECT 1") == 1

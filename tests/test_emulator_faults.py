@@ -176,7 +176,7 @@ def test_latency_and_outage_switch(http: httpx.Client) -> None:
 
 
 def test_control_api_drives_the_emulator_over_http(http: httpx.Client) -> None:
-    with WebhookSink() as sink, Emulator(webhook_retry_base_ms=2) as emu:
+    with WebhookSink() as sink, Emulator(webhook_time_scale=2.5e-5) as emu:
         control = f"{emu.url}/_emulator"
         configured = http.post(
             f"{control}/webhooks", json={"url": sink.url, "clientSecret": "s", "appId": 77}

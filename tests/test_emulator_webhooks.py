@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import socket
 import threading
@@ -14,6 +15,7 @@ import pytest
 from hubspot.utils.signature import Signature
 
 from localdev.emulator import Emulator
+from localdev.emulator.webhooks import RETRY_JITTER, retry_delay_seconds
 from shared.hubspot.signatures import normalize_v3_uri, verify_v3
 from tests.helpers.webhook_sink import Received, WebhookSink
 
@@ -34,7 +36,7 @@ def _emulator(sink: WebhookSink, **kw: object) -> Emulator:
         "webhook_url": sink.url,
         "client_secret": SECRET,
         "app_id": APP_ID,
-        "webhook_retry_base_ms": 2,
+        "webhook_time_scale": 2.5e-5,
         "seed": 1,
         **kw,
     }
@@ -173,6 +175,63 @@ def test_failed_deliveries_are_retried_with_attempt_numbers(
     assert (stats["retried"], stats["delivered"], stats["failed"]) == (3, 1, 0)
 
 
+def test_hubspot_retry_schedule_ten_retries_within_24_hours_first_after_minutes() -> None:
+    for jitter in (0.0, 0.999_999):
+        delays = [retry_delay_seconds(n, jitter) for n in range(1, 11)]
+        assert 60 <= delays[0] <= 120
+        assert all(later > earlier for earlier, later in itertools.pairwise(delays))
+        assert 20 * 3600 <= sum(delays) <= 24 * 3600
+
+
+def test_ten_retries_on_hubspots_scaled_schedule_each_freshly_signed(sink: WebhookSink) -> None:
+    scale = 2.5e-5  # HubSpot's 22.7 hours of retries in about 2 s
+    emu = _emulator(sink, webhook_time_scale=scale)
+    try:
+        sink.default = 500
+        emu.ui_create("companies", {"name": "Down All Day"})  # one batch of two events
+        assert emu.webhooks.wait_idle(30)
+    finally:
+        emu.stop()
+    batches = sink.requests
+    assert [r.events[0]["attemptNumber"] for r in batches] == list(range(11))
+    stamps = [int(r.headers["x-hubspot-request-timestamp"]) for r in batches]
+    for n in range(1, 11):  # never sooner than the step allows (ms stamps: 1 ms slack)
+        floor_ms = retry_delay_seconds(n, 1.0) * scale * 1000
+        assert stamps[n] - stamps[n - 1] >= floor_ms - 1, (n, stamps)
+    assert (1 - RETRY_JITTER) * 80 * 1023 * scale * 1000 - 10 <= stamps[-1] - stamps[0]
+    for request in batches:
+        _assert_signed(request, sink.url)
+    assert emu.webhooks.stats()["failed"] == 1
+
+
+def test_ten_deliveries_in_flight_by_default_and_configurable(sink: WebhookSink) -> None:
+    emu = _emulator(sink)
+    try:
+        httpx.post(emu.url + "/_emulator/webhooks", json={"batchSize": 1})
+        emu.webhooks.pause()
+        for n in range(10):
+            emu.ui_create("companies", {"name": f"c{n}"})  # a creation and a name change each
+        sink.hold = threading.Barrier(10, timeout=20)  # answers only once 10 are in flight
+        emu.webhooks.resume()
+        assert emu.webhooks.wait_idle(30)
+        stats = emu.webhooks.stats()
+        assert (stats["peakInFlight"], stats["maxConcurrentRequests"]) == (10, 10)
+        assert len(sink.accepted()) == 20 and stats["retried"] == 0
+        answer = httpx.post(emu.url + "/_emulator/webhooks", json={"maxConcurrentRequests": 6})
+        assert answer.json()["maxConcurrentRequests"] == 6
+        emu.webhooks.clear()
+        emu.webhooks.pause()
+        for n in range(6):
+            emu.ui_create("companies", {"name": f"d{n}"})
+        sink.hold = threading.Barrier(6, timeout=20)
+        emu.webhooks.resume()
+        assert emu.webhooks.wait_idle(30)
+        assert emu.webhooks.stats()["peakInFlight"] == 6
+    finally:
+        sink.hold = None
+        emu.stop()
+
+
 def test_4xx_not_retried_when_configured_and_retries_capped(sink: WebhookSink) -> None:
     emu = _emulator(sink, webhook_retry_4xx=False, webhook_max_retries=3)
     try:
@@ -194,7 +253,7 @@ def test_connection_errors_are_retried_to_the_url_in_force(sink: WebhookSink) ->
         probe.bind(("127.0.0.1", 0))
         dead_url = f"http://127.0.0.1:{probe.getsockname()[1]}/hook"
     emu = Emulator(
-        webhook_url=dead_url, client_secret=SECRET, app_id=APP_ID, webhook_retry_base_ms=20
+        webhook_url=dead_url, client_secret=SECRET, app_id=APP_ID, webhook_time_scale=2.5e-4
     ).start()
     try:
         emu.ui_create("contacts", {"email": "c@x.example"})

@@ -17,6 +17,7 @@ import httpx
 import pytest
 from hubspot.utils.signature import Signature
 
+from shared.api.metrics import read_snapshot
 from shared.db.connection import url_connector
 from shared.engine import Engine, set_engine
 from shared.inbound.process import process_pending
@@ -135,11 +136,8 @@ def test_bad_bodies_answer_400_or_413_naming_the_problem(engine: Engine, receive
     cases = {
         b"{not json": "not JSON",
         b'{"eventId": 1}': "JSON array",
-        json.dumps([{k: v for k, v in good.items() if k != "occurredAt"}]).encode(): "occurredAt",
-        json.dumps([{**good, "eventId": "123"}]).encode(): "eventId",
-        json.dumps([{k: v for k, v in good.items() if k != "propertyValue"}]).encode(): (
-            "propertyValue"
-        ),
+        json.dumps([good, 17]).encode(): "event 1: must be an object",
+        json.dumps([good, [good]]).encode(): "event 1: must be an object",
     }
     for body, named in cases.items():
         response = _post_signed_bytes(receiver, body)
@@ -148,6 +146,45 @@ def test_bad_bodies_answer_400_or_413_naming_the_problem(engine: Engine, receive
     too_big = json.dumps([{**good, "propertyValue": "x" * (1024 * 1024)}]).encode()
     assert _post_signed_bytes(receiver, too_big).status_code == 413
     assert stored_count(engine, [good]) == 0
+
+
+def test_invalid_events_are_recorded_and_their_97_neighbours_applied(
+    engine: Engine, emulator: Any, receiver: str
+) -> None:
+    """Issue 15 item 4: a malformed event no longer makes HubSpot retry (and drop) 100."""
+    linked = [new_customer(engine, emulator) for _ in range(3)]
+    good = [change(company, "name", f"Valid {n}") for n, (_, company) in enumerate(linked)]
+    good += [change(900_100 + n, "name", "Unknown") for n in range(94)]
+    no_object_id = {k: v for k, v in change(900_099, "name", "?").items() if k != "objectId"}
+    no_value = {k: v for k, v in change(900_098, "name", "?").items() if k != "propertyValue"}
+    text_id = {**change(900_097, "name", "?"), "eventId": "123"}
+    batch = [*good[:50], no_object_id, *good[50:], no_value, text_id]
+    first = deliver(receiver, COMPANY_PATH, batch)
+    assert first.status_code == 200, first.text
+    assert first.json()["received"] == 100  # HubSpot's largest batch
+    assert first.json()["stored"] == 97 and first.json()["invalid"] == 3
+    assert stored_count(engine, good) == 97
+    for n, (cid, _) in enumerate(linked):
+        assert customer(engine, cid)["company_name"] == f"Valid {n}"
+    # HubSpot's retry of the same batch records nothing twice.
+    again = deliver(receiver, COMPANY_PATH, [{**e, "attemptNumber": 1} for e in batch])
+    assert again.status_code == 200
+    assert again.json()["stored"] == 0 and again.json()["duplicates"] == 97
+    with engine.database.transaction() as tx:
+        rows = tx.fetch(
+            "SELECT object_id, processed, processed_at, processing_error, raw_payload "
+            "FROM accounts.hubspot_webhook_events WHERE event_type = 'invalid'"
+        )
+    mine = [r for r in rows if r["raw_payload"].get("eventId") in {e["eventId"] for e in batch}]
+    assert len(mine) == 3
+    assert all(r["processed"] and r["processed_at"] is not None for r in mine)
+    reasons = [r["processing_error"] for r in mine]
+    assert any("event 50" in r and "objectId: Field required" in r for r in reasons), reasons
+    assert any("event 98" in r and "needs propertyValue" in r for r in reasons), reasons
+    assert any("event 99" in r and "eventId" in r for r in reasons), reasons
+    assert all("?" not in r for r in reasons)  # a reason never repeats a value
+    assert {r["object_id"] for r in mine} == {"", "900098", "900097"}
+    assert read_snapshot(engine.database).webhook_invalid_events >= 3
 
 
 def test_emulator_webhooks_applied_echoes_ignored_duplicates_stored_once(

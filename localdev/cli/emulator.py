@@ -21,7 +21,12 @@ import click
 @click.option("--latency-ms", default=0, show_default=True, help="Added to every CRM call.")
 @click.option("--seed", default=None, type=int, help="Seed for faults and ordering.")
 @click.option("--access-token", default="emulator-token", show_default=True, help="Accepted token.")
-@click.option("--retry-base-ms", default=1_000, show_default=True, help="Webhook retry base delay.")
+@click.option(
+    "--webhook-time-scale",
+    default=1.0,
+    show_default=True,
+    help="Speed of HubSpot's webhook retry schedule (1: its 24 hours; 0.001: 86 s).",
+)
 def emulator(
     host: str,
     port: int,
@@ -36,7 +41,7 @@ def emulator(
     latency_ms: int,
     seed: int | None,
     access_token: str,
-    retry_base_ms: int,
+    webhook_time_scale: float,
 ) -> None:
     """Serve HubSpot's CRM v3 API locally, with its limits, errors and signed webhooks."""
     from localdev.emulator import Emulator
@@ -57,7 +62,7 @@ def emulator(
         fault_rate=fault_rate,
         latency_ms=latency_ms,
         seed=seed,
-        webhook_retry_base_ms=retry_base_ms,
+        webhook_time_scale=webhook_time_scale,
     ).start()
     click.echo(f"HubSpot emulator listening on {emu.url} (app id {emu.app_id}); Ctrl-C stops it")
     click.echo(f"control API: {emu.url}/_emulator/stats")

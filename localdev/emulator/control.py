@@ -24,7 +24,8 @@ _WEBHOOK_SETTINGS = {
     "shuffle": "shuffle",
     "duplicateRate": "duplicate_rate",
     "retry4xx": "retry_4xx",
-    "retryBaseMs": "retry_base_ms",
+    "timeScale": "time_scale",
+    "maxConcurrentRequests": "max_concurrent_requests",
     "maxRetries": "max_retries",
     "batchSize": "batch_size",
     "subscriptions": "subscriptions",
@@ -64,6 +65,15 @@ class Controllable(Protocol):
         self, object_type: str, object_id: str, properties: dict[str, Any], *, user_id: int
     ) -> Any: ...
     def ui_delete(self, object_type: str, object_id: str, *, user_id: int) -> None: ...
+    def hubspot_write(
+        self,
+        object_type: str,
+        object_id: str,
+        properties: dict[str, Any],
+        *,
+        source_type: str = ...,
+        source_id: str = ...,
+    ) -> list[str]: ...
     def merge(self, object_type: str, primary: str, merged: str, *, user_id: int) -> str: ...
     def define_property(
         self,
@@ -153,7 +163,7 @@ class ControlApi:
         if action and method == "POST":
             getattr(emu.webhooks, action.group(1))()
             return 200, emu.webhooks.stats()
-        found = re.fullmatch(r"/(records|ui|merge|properties)/([\w-]+)(?:/(\d+))?", path)
+        found = re.fullmatch(r"/(records|ui|hubspot|merge|properties)/([\w-]+)(?:/(\d+))?", path)
         if not found:
             raise ApiError(404, "OBJECT_NOT_FOUND", f"No control route for {method} {path}")
         kind, object_type, object_id = found.group(1), _type(found.group(2)), found.group(3)
@@ -170,6 +180,17 @@ class ControlApi:
             }
         if kind == "ui" and method == "POST":
             return 201, {"id": emu.ui_create(object_type, body.get("properties", {}), user_id=user)}
+        if kind == "hubspot" and method == "POST" and object_id:
+            # HubSpot writing the record itself; the source defaults to enrichment's.
+            source = {
+                name: str(body[key])
+                for key, name in (("changeSource", "source_type"), ("sourceId", "source_id"))
+                if key in body
+            }
+            changed = emu.hubspot_write(
+                object_type, object_id, body.get("properties", {}), **source
+            )
+            return 200, {"changed": changed}
         if kind == "ui" and method == "DELETE" and object_id:
             emu.ui_delete(object_type, object_id, user_id=user)
             return 200, {"deleted": object_id}

@@ -20,7 +20,11 @@ from localdev.emulator.ratelimit import RateLimiter
 from localdev.emulator.render import now_iso, render_record
 from localdev.emulator.server import EmulatorHTTPServer
 from localdev.emulator.store import Record, Source, Store
-from localdev.emulator.webhooks import WebhookDispatcher
+from localdev.emulator.webhooks import DEFAULT_MAX_CONCURRENT_REQUESTS, WebhookDispatcher
+
+# The source of HubSpot's own writes in recorded traffic (docs/hubspot.md).
+HUBSPOT_INTERNAL = "HUBSPOT_INTERNAL"
+COMPANY_INSIGHTS = "CompanyInsightsPropertyMappings"
 
 DEFAULT_APP_ID = 1_234_567
 DEFAULT_PORTAL_ID = 49_547_190
@@ -69,10 +73,10 @@ class Emulator:
         latency_ms: int = 0,
         timeout_hold_ms: int = 2_000,
         seed: int | None = None,
-        webhook_retry_base_ms: int = 1_000,
+        webhook_time_scale: float = 1.0,
         webhook_max_retries: int = 10,
         webhook_retry_4xx: bool = True,
-        webhook_concurrency: int = 2,
+        webhook_max_concurrent_requests: int = DEFAULT_MAX_CONCURRENT_REQUESTS,
         webhook_timeout_s: float = 5.0,
         webhook_shuffle: bool = False,
         webhook_duplicate_rate: float = 0.0,
@@ -89,10 +93,10 @@ class Emulator:
             client_secret=client_secret,
             app_id=DEFAULT_APP_ID if app_id is None else int(app_id),
             portal_id=portal_id,
-            retry_base_ms=webhook_retry_base_ms,
+            time_scale=webhook_time_scale,
             max_retries=webhook_max_retries,
             retry_4xx=webhook_retry_4xx,
-            concurrency=webhook_concurrency,
+            max_concurrent_requests=webhook_max_concurrent_requests,
             timeout_s=webhook_timeout_s,
             shuffle=webhook_shuffle,
             duplicate_rate=webhook_duplicate_rate,
@@ -237,6 +241,26 @@ class Emulator:
         values = self.properties.normalize(object_type, properties)
         with self.state.lock:
             return self.state.update(self._record(object_type, object_id), values, _ui(user_id))
+
+    def hubspot_write(
+        self,
+        object_type: str,
+        object_id: str | int,
+        properties: dict[str, Any],
+        *,
+        source_type: str = HUBSPOT_INTERNAL,
+        source_id: str = COMPANY_INSIGHTS,
+    ) -> list[str]:
+        """HubSpot writes a record itself (enrichment, a derived or calculated value).
+
+        Its webhooks and property history carry ``source_type``/``source_id``, and
+        ``hs_lastmodifieddate`` moves, as for any write (docs/hubspot.md, "HubSpot
+        writes records itself"). The names that changed.
+        """
+        values = self.properties.normalize(object_type, properties)
+        with self.state.lock:
+            record = self._record(object_type, object_id)
+            return self.state.update(record, values, Source(source_type, source_id))
 
     def ui_delete(self, object_type: str, object_id: str | int, *, user_id: int = 1) -> None:
         """A user deletes (archives) a record in the HubSpot UI."""

@@ -1,11 +1,15 @@
-"""Webhook delivery shaped like HubSpot's: signed batches of <= 100 events, retried with backoff.
+"""Webhook delivery shaped like HubSpot's: signed batches of <= 100 events, retried over 24 hours.
 
-Changes arrive from the store (already in change order); worker threads POST
-them to the configured URL. A failed batch (connection error, timeout, or a
-4xx/5xx answer; 4xx retry can be switched off) is retried up to
-``max_retries`` times with ``attemptNumber`` incremented and exponential delays
-from ``retry_base_ms`` (tiny in tests, seconds in demos). ``shuffle`` and
-``duplicate_rate`` reproduce HubSpot's unordered, at-least-once delivery.
+Changes arrive from the store (already in change order); up to
+``max_concurrent_requests`` deliveries are in flight at once (HubSpot's default is 10
+per account, configurable in the app's webhook settings). A failed batch (connection
+error, timeout, or a 4xx/5xx answer; 4xx retry can be switched off) is retried up to
+``max_retries`` times (HubSpot: 10, spread over 24 hours, the first after minutes)
+on :func:`retry_delay_seconds`'s schedule, each attempt with the next
+``attemptNumber`` and freshly signed. ``time_scale`` runs that schedule faster (1.0
+is HubSpot's real time; a test's 0.0001 makes 24 hours about 9 seconds).
+``shuffle`` and ``duplicate_rate`` reproduce HubSpot's unordered, at-least-once
+delivery. docs/hubspot.md ("Webhook delivery") gives the sources.
 """
 
 from __future__ import annotations
@@ -35,6 +39,23 @@ USER_AGENT = (
 _FIRST_FIELDS = ("eventId", "subscriptionId", "portalId", "appId", "occurredAt", "subscriptionType")
 # HubSpot refuses subscriptions to these properties.
 _UNSUBSCRIBABLE = {"hs_lastmodifieddate", "lastmodifieddate", "num_unique_conversion_events"}
+
+
+# HubSpot retries "up to 10 times", "spread out over the next 24 hours" with "random
+# delays"; its older documentation gave the shape: the first retry after minutes,
+# each next one twice as far. 80 s doubling puts the tenth retry 22.7 hours after
+# the first failure, so the jittered schedule (each step 90-100 %) stays in 24 hours.
+FIRST_RETRY_SECONDS = 80.0
+RETRY_JITTER = 0.1
+DEFAULT_MAX_CONCURRENT_REQUESTS = 10
+
+
+def retry_delay_seconds(retry: int, jitter: float) -> float:
+    """HubSpot time from attempt ``retry - 1`` failing to retry ``retry`` (1, 2, ...).
+
+    ``jitter`` in [0, 1) shortens the step by up to ``RETRY_JITTER`` of it.
+    """
+    return FIRST_RETRY_SECONDS * 2 ** (retry - 1) * (1 - RETRY_JITTER * jitter)
 
 
 def subscription_id(subscription_type: str, property_name: str | None = None) -> int:
@@ -69,11 +90,11 @@ class WebhookDispatcher:
         client_secret: str | None = None,
         app_id: int = 0,
         portal_id: int = 0,
-        retry_base_ms: int = 1_000,
+        time_scale: float = 1.0,
         max_retries: int = 10,
         retry_4xx: bool = True,
         batch_size: int = 100,
-        concurrency: int = 2,
+        max_concurrent_requests: int = DEFAULT_MAX_CONCURRENT_REQUESTS,
         timeout_s: float = 5.0,
         shuffle: bool = False,
         duplicate_rate: float = 0.0,
@@ -81,11 +102,11 @@ class WebhookDispatcher:
     ) -> None:
         self.url, self.client_secret = url, client_secret
         self.app_id, self.portal_id = app_id, portal_id
-        self.retry_base_ms, self.max_retries, self.retry_4xx = retry_base_ms, max_retries, retry_4xx
+        self.time_scale, self.max_retries, self.retry_4xx = time_scale, max_retries, retry_4xx
         self.batch_size = min(100, max(1, batch_size))
         self.timeout_s, self.shuffle, self.duplicate_rate = timeout_s, shuffle, duplicate_rate
         self.subscriptions: set[str] | None = None  # None: every subscription type
-        self._concurrency = concurrency
+        self.max_concurrent_requests = max(1, max_concurrent_requests)
         self._rng = random.Random(seed)
         self._cond = threading.Condition()
         self._pending: list[dict[str, Any]] = []
@@ -93,6 +114,7 @@ class WebhookDispatcher:
         self._seq = itertools.count()
         self._event_ids = itertools.count(3_400_000_001)
         self._inflight = 0
+        self._peak_inflight = 0
         self._paused = False
         self._stopping = False
         self._threads: list[threading.Thread] = []
@@ -109,12 +131,20 @@ class WebhookDispatcher:
                 if name.startswith("_") or not hasattr(self, name):
                     raise ValueError(f"unknown webhook setting: {name}")
                 setattr(self, name, value)
+            self.max_concurrent_requests = max(1, int(self.max_concurrent_requests))
+            if self._threads:
+                self._add_threads()
             self._cond.notify_all()
 
     def start(self) -> None:
         """Start the delivery threads."""
-        self._stopping = False
-        for n in range(self._concurrency):
+        with self._cond:
+            self._stopping = False
+            self._add_threads()
+
+    def _add_threads(self) -> None:
+        """One thread per request that may be in flight (threads beyond the limit wait)."""
+        for n in range(len(self._threads), self.max_concurrent_requests):
             thread = threading.Thread(target=self._work, name=f"emulator-webhooks-{n}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -155,6 +185,7 @@ class WebhookDispatcher:
             self.attempts.clear()
             self.delivered = self.delivered_events = self.failed = self.retried = 0
             self.duplicated = self.discarded = 0
+            self._peak_inflight = self._inflight
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Wait until nothing is queued, scheduled or in flight; False on timeout."""
@@ -174,6 +205,8 @@ class WebhookDispatcher:
                 "pending": len(self._pending),
                 "scheduledRetries": len(self._retries),
                 "inFlight": self._inflight,
+                "peakInFlight": self._peak_inflight,
+                "maxConcurrentRequests": self.max_concurrent_requests,
                 "delivered": self.delivered,
                 "deliveredEvents": self.delivered_events,
                 "failed": self.failed,
@@ -218,6 +251,7 @@ class WebhookDispatcher:
                     self._cond.wait(self._wait_time())
                     batch = self._next_batch()
                 self._inflight += 1
+                self._peak_inflight = max(self._peak_inflight, self._inflight)
             ok = self._post(batch)
             with self._cond:
                 self._inflight -= 1
@@ -225,7 +259,7 @@ class WebhookDispatcher:
                 self._cond.notify_all()
 
     def _next_batch(self) -> _Batch | None:
-        if self._paused or self._stopping:
+        if self._paused or self._stopping or self._inflight >= self.max_concurrent_requests:
             return None
         if self._retries and self._retries[0][0] <= time.monotonic():
             return heapq.heappop(self._retries)[2]
@@ -269,8 +303,8 @@ class WebhookDispatcher:
             return
         batch.attempt += 1
         self.retried += 1
-        delay = self.retry_base_ms * 2 ** min(batch.attempt - 1, 9) * (0.5 + self._rng.random())
-        heapq.heappush(self._retries, (time.monotonic() + delay / 1000, next(self._seq), batch))
+        delay = retry_delay_seconds(batch.attempt, self._rng.random()) * self.time_scale
+        heapq.heappush(self._retries, (time.monotonic() + delay, next(self._seq), batch))
 
     def _post(self, batch: _Batch) -> bool:
         url, secret = self.url, self.client_secret

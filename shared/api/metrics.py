@@ -22,6 +22,8 @@ Metrics (names are what WARP's Prometheus rules use):
   ``hubspot_sync_failures_last_hour{direction}``: the same over the last hour;
 - ``hubspot_sync_webhook_backlog``: stored webhook events not processed yet, and
   ``hubspot_sync_webhook_oldest_unprocessed_age_seconds``;
+- ``hubspot_sync_webhook_invalid_events_total``: webhook events refused one by one as
+  invalid (stored with their reason, never applied; a counter, like the operations);
 - ``hubspot_sync_outbound_pending``: customers changed in WARP waiting to be pushed;
 - ``hubspot_sync_last_reconcile_timestamp_seconds{run_type}``: when the last
   completed run of each type finished;
@@ -46,6 +48,7 @@ from prometheus_client.registry import Collector
 from shared.db import Database, Session
 from shared.db.repositories import field_state, outbound_dirty, sync_queue
 from shared.hubspot.ratelimit import daily_budget_used
+from shared.inbound.events import INVALID_EVENT_TYPE
 
 QUEUE_STATUSES = ("QUEUED", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED")
 DIRECTIONS = ("WARP_TO_HUBSPOT", "HUBSPOT_TO_WARP", "BIDIRECTIONAL")
@@ -75,6 +78,7 @@ class Snapshot:
     operations_last_hour: dict[tuple[str, str], int] = field(default_factory=dict)
     webhook_backlog: int = 0
     webhook_oldest_age_seconds: float = 0.0
+    webhook_invalid_events: int = 0
     outbound_pending: int = 0
     last_reconcile: dict[str, float] = field(default_factory=dict)
     daily_budget_used: dict[str, float] = field(default_factory=dict)
@@ -98,6 +102,13 @@ def read_snapshot(database: Database) -> Snapshot:
         assert backlog is not None
         snap.webhook_backlog = int(backlog["n"])
         snap.webhook_oldest_age_seconds = float(backlog["age"])
+        # The literal matches the partial index idx_webhook_events_invalid.
+        snap.webhook_invalid_events = int(
+            tx.fetch_value(
+                "SELECT count(*) FROM accounts.hubspot_webhook_events "
+                f"WHERE event_type = '{INVALID_EVENT_TYPE}'"
+            )
+        )
         snap.outbound_pending = outbound_dirty.pending_count(tx)
         snap.last_reconcile = {
             r["run_type"]: float(r["at"])
@@ -232,6 +243,11 @@ class _SnapshotCollector(Collector):
             "hubspot_sync_webhook_oldest_unprocessed_age_seconds",
             "Age of the oldest unprocessed webhook event (0 without one)",
             value=s.webhook_oldest_age_seconds,
+        )
+        yield CounterMetricFamily(
+            "hubspot_sync_webhook_invalid_events",
+            "Webhook events refused one by one as invalid (stored with their reason)",
+            value=s.webhook_invalid_events,
         )
         yield GaugeMetricFamily(
             "hubspot_sync_outbound_pending",

@@ -15,6 +15,14 @@ the pool: one that failed at the network level, or whose driver raised anything
 else mid-statement, is discarded and the next transaction opens a new one. Cloud
 Functions serve one request per instance, so the pool rarely holds more than one
 connection there; locally functions-framework runs threads.
+
+``pool_size`` bounds a process's outermost sessions. A session a thread opens inside
+one it already holds (the mapping configuration loaded while an inbound apply holds
+its transaction) takes a connection without waiting for a slot: when every slot is
+held by a thread waiting for a second one, waiting would last forever (found by
+tests/test_webhook_delivery.py: 10 deliveries at once against ``DB_POOL_SIZE=4``
+hung the receiver). Nesting is one level deep, so a process opens at most twice
+``pool_size`` connections, and keeps at most ``pool_size`` idle.
 """
 
 from __future__ import annotations
@@ -185,6 +193,7 @@ class Database:
         self._idle: queue.LifoQueue[pg8000.dbapi.Connection] = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(pool_size)
         self.pool_size = pool_size
+        self._depth = threading.local()  # sessions this thread holds open
         self.description = description
 
     @contextlib.contextmanager
@@ -211,7 +220,11 @@ class Database:
 
     @contextlib.contextmanager
     def _session(self, *, autocommit: bool) -> Iterator[Session]:
-        self._slots.acquire()
+        depth = getattr(self._depth, "n", 0)
+        nested = depth > 0  # see the module docstring: never wait for a slot while holding one
+        if not nested:
+            self._slots.acquire()
+        self._depth.n = depth + 1
         connection: pg8000.dbapi.Connection | None = None
         try:
             connection = self._checkout()
@@ -242,10 +255,15 @@ class Database:
                     connection = None
                 raise
         finally:
+            self._depth.n = depth
             if connection is not None:
                 connection.autocommit = False
-                self._idle.put(connection)
-            self._slots.release()
+                if self._idle.qsize() < self.pool_size:
+                    self._idle.put(connection)
+                else:
+                    self._discard(connection)
+            if not nested:
+                self._slots.release()
 
     def close(self) -> None:
         """Close every idle connection (the pool stays usable and reconnects on demand)."""

@@ -60,18 +60,24 @@ class HubSpotSnapshot:
 
     Per-property times come from ``propertiesWithHistory`` (newest entry) or a
     webhook's ``occurredAt``; ``modified_at`` (``hs_lastmodifieddate``) stands in
-    for properties without one.
+    for properties without one. ``property_sources`` says who wrote a value, from
+    the same places (``sourceType``, ``changeSource``).
     """
 
     object_id: str
     values: Mapping[str, str | None]
     property_times: Mapping[str, datetime] = field(default_factory=dict)
     modified_at: datetime | None = None
+    property_sources: Mapping[str, str] = field(default_factory=dict)
 
     def side(self, mapping: FieldMapping) -> SideValue:
-        """The property's value and time for ``mapping``."""
+        """The property's value, time and writer for ``mapping``."""
         prop = mapping.hubspot_property
-        return SideValue(self.values.get(prop), self.property_times.get(prop, self.modified_at))
+        return SideValue(
+            self.values.get(prop),
+            self.property_times.get(prop, self.modified_at),
+            self.property_sources.get(prop),
+        )
 
     def has(self, mapping: FieldMapping) -> bool:
         """Whether the snapshot carries the property at all (a webhook carries one)."""
@@ -134,14 +140,18 @@ class Plan:
         return not self.hubspot_updates and not self.warp_updates
 
     @property
-    def compared_times(self) -> bool:
-        """Whether a LATEST_WINS rule settled a field here by comparing modification times.
+    def needs_history(self) -> bool:
+        """Whether a decision here depends on what only HubSpot's property history says.
 
-        Only such a decision depends on when each side changed; every other one is
-        the same whatever the times, so only these records need HubSpot's per-property
-        times (its property history) to be decided right.
+        A LATEST_WINS rule that compared modification times needs each property's own
+        time; a HubSpot value taken without knowing its writer needs the writer
+        (HubSpot's own writes are not edits). Every other decision is the same
+        whatever the history, so only these records are read again with it.
         """
-        return any(r.decision.resolved_by is ConflictRule.LATEST_WINS for r in self.results)
+        return any(
+            r.decision.resolved_by is ConflictRule.LATEST_WINS or r.decision.writer_unknown
+            for r in self.results
+        )
 
 
 def plan_sync(

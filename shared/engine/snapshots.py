@@ -9,7 +9,7 @@ from typing import Any
 from shared.conflicts import FieldState, warp_time
 from shared.engine.plan import HubSpotSnapshot, WarpSnapshot
 from shared.hubspot.models import HubSpotObject, parse_datetime
-from shared.mapping import ConflictRule, EntityType, MappingSet
+from shared.mapping import ConflictRule, Direction, EntityType, MappingSet
 
 # HubSpot's last-modified property differs by object type (hubspot-api.md §3.3).
 LAST_MODIFIED_PROPERTY = {
@@ -24,29 +24,40 @@ def read_properties(mappings: MappingSet, entity_type: EntityType) -> list[str]:
 
 
 def history_properties(mappings: MappingSet) -> list[str]:
-    """Properties whose per-property change time a decision may need (LATEST_WINS).
+    """Properties whose history a decision may need: a LATEST_WINS field's own change
+    time, or the writer of a two-way field HubSpot does not own (its own writes are not
+    edits: ``shared.conflicts.decide``).
 
     Asking for history costs response size, so only these get it; the others
     fall back to the record's last-modified time.
     """
     return sorted(
-        {m.hubspot_property for m in mappings.active() if m.rule is ConflictRule.LATEST_WINS}
+        {
+            m.hubspot_property
+            for m in mappings.active()
+            if m.rule is ConflictRule.LATEST_WINS
+            or (m.direction is Direction.BIDIRECTIONAL and m.rule is not ConflictRule.HUBSPOT_WINS)
+        }
     )
 
 
 def hubspot_snapshot(record: HubSpotObject, entity_type: EntityType) -> HubSpotSnapshot:
     """A snapshot of a record read with properties (and history where requested)."""
     times: dict[str, datetime] = {}
+    sources: dict[str, str] = {}
     for name in record.properties_with_history:
         latest = record.latest_change(name)
         if latest is not None and latest.timestamp is not None:
             times[name] = latest.timestamp
+        if latest is not None and latest.source_type is not None:
+            sources[name] = latest.source_type
     modified = parse_datetime(record.properties.get(LAST_MODIFIED_PROPERTY[entity_type]))
     return HubSpotSnapshot(
         object_id=record.id,
         values=dict(record.properties),
         property_times=times,
         modified_at=modified or record.updated_at,
+        property_sources=sources,
     )
 
 

@@ -282,18 +282,19 @@ def _plan_timed(
     mappings: Mapping[tuple[str, EntityType], MappingSet],
     outcome: dict[str, CustomerSync],
 ) -> Plans:
-    """Plan on records read without property history; where a plan compared times, read
-    those records again with history and plan their customers again on it.
+    """Plan on records read without property history; where a plan needs it, read those
+    records again with history and plan their customers again on it.
 
     HubSpot gives property history for 50 records a call at most (docs/hubspot.md,
-    item 1), and only a LATEST_WINS decision between two differing values needs a
-    property's own time (:attr:`Plan.compared_times`): fields in sync or changed on one
-    side never do. So every record is read 100 a call, and history is asked for only
-    the few that need it, 50 a call; the first plan's fallback time (the record's
-    last-modified time) never decides.
+    item 1), and only two kinds of decision need it (:attr:`Plan.needs_history`): a
+    LATEST_WINS decision between two differing values needs a property's own time,
+    and HubSpot's value taken on a two-way field it does not own needs its writer
+    (HubSpot's own writes are not edits); fields in sync never do. So every record is
+    read 100 a call, and history is asked for only the few that need it, 50 a call;
+    the first plan's fallback time (the record's last-modified time) never decides.
     """
     plans = plan_rows(rows, records, now=now)
-    timed = sorted(key for key, (plan, _) in plans.items() if plan.compared_times)
+    timed = sorted(key for key, (plan, _) in plans.items() if plan.needs_history)
     if not timed:
         return plans
     again = {cid for cid, _ in timed}

@@ -19,7 +19,11 @@ Order of work (each event ends with an outcome: a counted category and a note):
      wrote there), stale changes (not newer than the field's last HubSpot change
      on record), unmapped properties and ``WARP_TO_HUBSPOT`` fields, and
      LATEST_WINS fields that WARP changed too before its change message came
-     (*awaits_warp*: WARP's time is unknown until then). The rest is
+     (*awaits_warp*: WARP's time is unknown until then). A change HubSpot made
+     itself (``changeSource`` HUBSPOT_INTERNAL, DATA_ENRICHMENT) to a field it does
+     not own is not applied: WARP's value stands, and the customer is marked for
+     the outbound flush, which writes it back (*hubspot_automatic*; no WARP change
+     message would ever carry it). The rest is
      planned with a snapshot built from the events (value, ``occurredAt`` as its
      time), allowing only WARP writes: a WRITE_HUBSPOT decision means WARP holds
      the newer value and outbound sync carries it. ``commit_plans`` then writes
@@ -47,9 +51,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from shared.conflicts import Action, Decision, FieldState, awaits_warp_time
+from shared.conflicts import Action, Decision, FieldState, awaits_warp_time, written_by_hubspot
 from shared.db import Row, Session
-from shared.db.repositories import customers, field_state, sync_log, webhook_events
+from shared.db.repositories import (
+    customers,
+    field_state,
+    outbound_dirty,
+    sync_log,
+    webhook_events,
+)
 from shared.engine.deps import Engine
 from shared.engine.plan import FieldResult, HubSpotSnapshot, Plan, plan_sync
 from shared.engine.record import PlanCommit, commit_plans, states_by_field
@@ -60,6 +70,7 @@ from shared.hubspot.errors import NotFound
 from shared.inbound.queries import customers_linked_to
 from shared.inbound.receive import StoredEvent
 from shared.mapping import Direction, EntityType, MappingSet
+from shared.outbound.receive import schedule_flush
 
 log = logging.getLogger("warp_hubspot_sync.inbound")
 
@@ -154,6 +165,8 @@ def apply_chunk(
         for stored in deletions:
             result.outcomes[stored.row_id] = ctx.deletion(stored)
         webhook_events.mark_processed(tx, list(result.outcomes))
+    if ctx.restored:
+        schedule_flush(engine)  # after the commit: the flush must see the dirty marks
     return result
 
 
@@ -312,6 +325,9 @@ class _Context:
         self.commits: list[PlanCommit] = []
         self.planned_events: dict[str, list[str]] = defaultdict(list)
         self.changed: list[str] = []
+        # Fields HubSpot wrote itself, whose WARP value the outbound flush writes back.
+        self.restore: dict[str, set[str]] = defaultdict(set)
+        self.restored = False
 
     def commit(self) -> list[tuple[Plan, EntityType, str]]:
         """Record every plan of the chunk (few statements for all); the plans to log."""
@@ -325,6 +341,10 @@ class _Context:
         )
         self.changed = committed.changed
         left_out = set(committed.changed)
+        for cid, names in self.restore.items():
+            if cid not in left_out:
+                outbound_dirty.mark(self.tx, cid, sorted(names))
+                self.restored = True
         return [
             (c.plan, c.entity_type, c.customer_id)
             for c in self.commits
@@ -508,6 +528,7 @@ class _Context:
         states = states_by_field(self.state_rows.get((cid, et.value), []))
         values: dict[str, str | None] = {}
         times: dict[str, datetime] = {}
+        sources: dict[str, str] = {}
         by_property: dict[str, StoredEvent] = {}
         skipped: list[FieldResult] = []
         for prop, stored in newest.items():
@@ -522,6 +543,8 @@ class _Context:
                 continue
             values[prop] = event.property_value
             times[prop] = event.occurred_at
+            if event.change_source is not None:
+                sources[prop] = event.change_source
             by_property[prop] = stored
         if not values and not skipped:
             return outcomes
@@ -530,7 +553,7 @@ class _Context:
             plan_sync(
                 mappings,
                 warp_snapshot(row, states),
-                HubSpotSnapshot(object_id, values, times),
+                HubSpotSnapshot(object_id, values, times, property_sources=sources),
                 states,
                 now=self.now,
                 allowed=FROM_HUBSPOT,
@@ -546,6 +569,20 @@ class _Context:
             self.rows[cid] = {**row, **plan.warp_updates}
         for prop, stored in by_property.items():
             outcomes[stored.row_id] = _planned_outcome(plan, prop)
+            source = stored.event.change_source
+            if not written_by_hubspot(source):
+                continue
+            restored = [
+                r.field
+                for r in plan.results
+                if r.hubspot_property == prop and r.action is Action.WRITE_HUBSPOT
+            ]
+            if restored:
+                self.restore[cid].update(restored)
+                outcomes[stored.row_id] = Outcome(
+                    "hubspot_automatic",
+                    f"HubSpot's own write ({source}) not applied; WARP's value is written back",
+                )
         return outcomes
 
 

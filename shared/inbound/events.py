@@ -3,9 +3,11 @@
 A delivery is a JSON array of events (hubspot-api.md §1.2). Each is checked with
 pydantic in strict mode: HubSpot sends ids and times as JSON numbers and flags as
 booleans, so a string where a number belongs is an error, not something to guess
-at. :func:`parse_batch` reports every problem of a batch in one message that names
-the event (its position and ``eventId``) and the field, never the values, which may
-be personal data.
+at. :func:`parse_batch` keeps the valid events of a delivery and sets each invalid
+one aside as an :class:`InvalidEvent` whose reason names the event (its position and
+``eventId``) and the field, never the values, which may be personal data. Only a body
+that is not a JSON array of objects is refused as a whole: one malformed event must
+not make HubSpot retry, and finally drop, its 99 neighbours (issue 15 item 4).
 
 Decisions:
 
@@ -24,7 +26,10 @@ Decisions:
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -63,7 +68,7 @@ class ObjectType(StrEnum):
 
 
 class EventProblem(ValueError):
-    """A batch that is not a list of valid events; the message names each problem."""
+    """A body that is not a JSON array of objects; the message names the problem."""
 
 
 class WebhookEvent(BaseModel):
@@ -194,10 +199,57 @@ def parse_event(raw: Mapping[str, Any]) -> WebhookEvent:
     return WebhookEvent.model_validate(raw)
 
 
-def parse_batch(data: Any) -> list[tuple[WebhookEvent, Mapping[str, Any]]]:
-    """Validate a decoded delivery body; each event with its JSON object.
+# The stored row of an invalid event: the event type marks it (the metrics count it
+# through a partial index on it), its reason is the row's processing_error.
+INVALID_EVENT_TYPE = "invalid"
 
-    Raises :class:`EventProblem` naming every invalid event and field.
+
+@dataclass(frozen=True)
+class InvalidEvent:
+    """An event object of a delivery that is not a valid event, and why."""
+
+    raw: Mapping[str, Any]
+    reason: str
+
+    @property
+    def key(self) -> str:
+        """Its idempotency key: the object's digest without ``attemptNumber``.
+
+        A redelivery of the batch (HubSpot increments ``attemptNumber`` on each attempt)
+        therefore records the same invalid event once.
+        """
+        body = {k: v for k, v in self.raw.items() if k != "attemptNumber"}
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        return "invalid:" + hashlib.sha256(text.encode()).hexdigest()
+
+    def to_row(self, received_at: datetime) -> dict[str, Any]:
+        """The ``hubspot_webhook_events`` row recording it, closed with its reason."""
+        object_id = self.raw.get("objectId")
+        return {
+            "event_id": self.key,
+            "event_type": INVALID_EVENT_TYPE,
+            "object_type": INVALID_EVENT_TYPE,
+            "object_id": str(object_id) if type(object_id) is int else "",
+            "raw_payload": dict(self.raw),
+            "occurred_at": received_at,
+            "signature_valid": True,
+            "processed": True,
+            "processing_error": f"invalid event: {self.reason}",
+        }
+
+
+@dataclass(frozen=True)
+class ParsedBatch:
+    """A delivery's valid events (each with its JSON object) and its invalid ones."""
+
+    events: list[tuple[WebhookEvent, Mapping[str, Any]]] = field(default_factory=list)
+    invalid: list[InvalidEvent] = field(default_factory=list)
+
+
+def parse_batch(data: Any) -> ParsedBatch:
+    """Validate a decoded delivery body: its valid events and its invalid ones.
+
+    Raises :class:`EventProblem` when ``data`` is not an array of objects.
     """
     if not isinstance(data, list):
         raise EventProblem(f"body must be a JSON array of events, not {_json_type(data)}")
@@ -206,21 +258,23 @@ def parse_batch(data: Any) -> list[tuple[WebhookEvent, Mapping[str, Any]]]:
             f"a batch holds at most {MAX_BATCH_EVENTS} events (HubSpot sends at most "
             f"{MAX_BATCH_EVENTS}); this one has {len(data)}"
         )
-    parsed: list[tuple[WebhookEvent, Mapping[str, Any]]] = []
-    problems: list[str] = []
+    not_objects = [
+        f"event {index}: must be an object, not {_json_type(item)}"
+        for index, item in enumerate(data)
+        if not isinstance(item, dict)
+    ]
+    if not_objects:
+        more = f"; and {len(not_objects) - 10} more" if len(not_objects) > 10 else ""
+        raise EventProblem(
+            "body must be a JSON array of objects: " + "; ".join(not_objects[:10]) + more
+        )
+    batch = ParsedBatch()
     for index, item in enumerate(data):
-        if not isinstance(item, dict):
-            problems.append(f"event {index}: must be an object, not {_json_type(item)}")
-            continue
         try:
-            parsed.append((parse_event(item), item))
+            batch.events.append((parse_event(item), item))
         except ValidationError as exc:
-            problems.append(_describe(index, item, exc))
-    if problems:
-        shown = problems[:10]
-        more = f"; and {len(problems) - 10} more" if len(problems) > 10 else ""
-        raise EventProblem("invalid events: " + "; ".join(shown) + more)
-    return parsed
+            batch.invalid.append(InvalidEvent(item, _describe(index, item, exc)))
+    return batch
 
 
 def _describe(index: int, item: Mapping[str, Any], exc: ValidationError) -> str:

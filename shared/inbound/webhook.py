@@ -2,8 +2,10 @@
 
 1. Body larger than ``WEBHOOK_MAX_BODY_BYTES``: 413.
 2. Signature (``verify.check_signature``) over the raw body: 401, nothing stored.
-3. JSON array of valid events (``events.parse_batch``): else 400 naming the problem.
-4. Store the batch in one transaction, idempotently (``receive.store_batch``). A
+3. JSON array of objects (``events.parse_batch``): else 400 naming the problem. An
+   object that is not a valid event is set aside with its reason; the others go on.
+4. Store the batch in one transaction, idempotently (``receive.store_batch``), each
+   invalid event as a closed row carrying its reason (logged as a WARNING too). A
    database failure raises :class:`DatabaseUnavailableError` (retryable): the
    adapter answers 503, HubSpot redelivers, and no partial rows exist.
 5. Process inline while within ``WEBHOOK_TIME_BUDGET_SECONDS`` from the request's
@@ -97,6 +99,16 @@ def handle_delivery(engine: Engine, delivery: Delivery) -> dict[str, Any]:
         raise DeliveryRejected(str(exc)) from None
 
     stored = store_batch(engine.database, events)
+    if events.invalid:
+        log.warning(
+            "webhook delivery carried invalid events; stored with their reasons, not applied",
+            extra={
+                "fields": {
+                    "invalid": len(events.invalid),
+                    "reasons": [invalid.reason for invalid in events.invalid[:10]],
+                }
+            },
+        )
     deadline = delivery.started + settings.webhook_time_budget_seconds
     report = process_events(engine, stored.to_process, deadline=deadline)
     remaining = report.remaining
@@ -108,6 +120,7 @@ def handle_delivery(engine: Engine, delivery: Delivery) -> dict[str, Any]:
         "received": stored.received,
         "stored": stored.stored,
         "duplicates": stored.duplicates,
+        "invalid": stored.invalid,
         "handed_off": len(remaining),
         **report.as_dict(),
     }

@@ -83,14 +83,24 @@ class FunctionProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
+        # Read the output as it comes: a full pipe (64 KiB of log lines) blocked the
+        # function's logging, and with it every request (tests/test_webhook_delivery.py).
+        self._output: list[bytes] = []
+        self._reader = threading.Thread(target=self._drain, name=f"fn-{name}-out", daemon=True)
+        self._reader.start()
         self._wait_ready(timeout=30)
+
+    def _drain(self) -> None:
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            self._output.append(line)
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                output = self._process.stdout.read().decode() if self._process.stdout else ""
-                raise RuntimeError(f"{self.name} exited at start:\n{output}")
+                self._reader.join(timeout=5)
+                raise RuntimeError(f"{self.name} exited at start:\n{self.output()}")
             with (
                 contextlib.suppress(OSError),
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2),
@@ -105,8 +115,8 @@ class FunctionProcess:
         return self._process.pid
 
     def output(self) -> str:
-        """Everything the process printed (only after close)."""
-        return self._process.stdout.read().decode() if self._process.stdout else ""
+        """Everything the process printed (complete only after close)."""
+        return b"".join(self._output).decode(errors="replace")
 
     def close(self) -> None:
         self._process.terminate()
@@ -115,6 +125,7 @@ class FunctionProcess:
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
+        self._reader.join(timeout=5)
 
     def __enter__(self) -> FunctionProcess:
         return self

@@ -1,7 +1,8 @@
 """A tiny real HTTP server that collects webhook POSTs, for emulator and receiver tests.
 
 ``responses`` scripts the answers: each request pops the next status (or the
-``default`` once empty), so a test can make the first deliveries fail.
+``default`` once empty), so a test can make the first deliveries fail. ``hold``, a
+``threading.Barrier``, keeps each request unanswered until that many are in flight.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class WebhookSink:
         self.path, self.default = path, default
         self.responses: deque[int] = deque()
         self.requests: list[Received] = []
+        self.hold: threading.Barrier | None = None
         self._cond = threading.Condition()
         sink = self
 
@@ -48,6 +50,8 @@ class WebhookSink:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if sink.hold is not None:
+                    sink.hold.wait()
                 with sink._cond:
                     status = sink.responses.popleft() if sink.responses else sink.default
                     headers = {k.lower(): v for k, v in self.headers.items()}

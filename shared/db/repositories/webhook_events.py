@@ -32,6 +32,8 @@ COLUMN_TYPES: dict[str, str] = {
     "attempt_number": "integer",
     "change_source": "varchar",
     "source_id": "varchar",
+    "processed": "boolean",
+    "processing_error": "text",
 }
 REQUIRED = frozenset(
     {"event_id", "event_type", "object_type", "object_id", "raw_payload", "occurred_at"}
@@ -43,7 +45,8 @@ def insert_batch(tx: Session, events: Sequence[Mapping[str, Any]]) -> list[Row]:
 
     One statement for the whole batch. An event whose ``event_id`` is already in the
     table (a HubSpot retry), or repeated within the batch, is skipped. Missing
-    optional keys are stored as NULL (``signature_valid`` as false).
+    optional keys are stored as NULL (``signature_valid`` and ``processed`` as false);
+    a row stored ``processed`` (an invalid event, closed on arrival) gets ``processed_at``.
     """
     if not events:
         return []
@@ -57,10 +60,11 @@ def insert_batch(tx: Session, events: Sequence[Mapping[str, Any]]) -> list[Row]:
     columns = list(COLUMN_TYPES)
     record = ", ".join(f"{c} {t}" for c, t in COLUMN_TYPES.items())
     selected = [
-        c if c != "signature_valid" else "COALESCE(signature_valid, FALSE)" for c in columns
+        f"COALESCE({c}, FALSE)" if c in ("signature_valid", "processed") else c for c in columns
     ]
+    selected.append("CASE WHEN processed THEN NOW() END")
     return tx.fetch(
-        f"INSERT INTO {TABLE} ({', '.join(columns)}) "
+        f"INSERT INTO {TABLE} ({', '.join(columns)}, processed_at) "
         f"SELECT {', '.join(selected)} "
         f"FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r({record}) "
         "ON CONFLICT (event_id) DO NOTHING RETURNING id, event_id",
