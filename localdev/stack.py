@@ -103,7 +103,9 @@ class StackConfig:
     # HubSpot's Professional/Enterprise burst limit (190 per 10 s); we budget below it.
     emulator_rate_limit: int = 190
     hubspot_rate_limit: int = 170
-    coalesce_delay_seconds: float = 0.3
+    # The deployment's default window: a lone change flushes at once anyway (leading
+    # edge), and a burst pushed slowly by a busy machine still costs one flush per window.
+    coalesce_delay_seconds: float = 2.0
     retry_base_seconds: float = 0.2
     retry_cap_seconds: float = 2.0
     retry_max_attempts: int = 8

@@ -5,9 +5,9 @@ A change is not pushed to HubSpot here. The customer is marked dirty
 flush is asked for: at once for the first change of a moment, else a short while
 later under a name shared by every message of that moment, so a lone change
 arrives at once and a burst becomes a few batch writes (:func:`schedule_flush`).
-The delivery is acknowledged once the dirty mark is committed and the flush task
-exists: that pair is the hand-off. The message id is claimed before and completed
-only after it, so a failed hand-off (answered 503) can be redelivered and run again,
+The delivery is acknowledged once the dirty mark and the message's record are
+committed and the flush task exists: that is the hand-off. The message id is claimed
+before; a failed hand-off (answered 503) forgets it, so the redelivery runs again,
 while a redelivery of a completed message is answered as a duplicate.
 
 A message that cannot be read is recorded (log line, and its idempotency record
@@ -97,6 +97,14 @@ def receive(engine: Engine, body: bytes, headers: Mapping[str, str]) -> Receipt:
         "operation": change.operation.value,
     }
     persistence.complete(key, record, expires_after=REMEMBER_FOR)
+    if receipt.outcome == "accepted":
+        # After the record: the flush may run at once, and it reads who sent the message
+        # from it. A failed hand-off forgets the message, so its redelivery runs again.
+        try:
+            schedule_flush(engine)
+        except BaseException:
+            persistence.delete(key)
+            raise
     log.info(
         "change message handled",
         extra={
@@ -137,7 +145,6 @@ def _handle(engine: Engine, delivery: Delivery) -> Receipt:
             return Receipt(mid, "skipped", "hubspot_sync_enabled is false", customer_id)
         outbound_dirty.mark(tx, customer_id, stored_fields(fields), mid)
         _record_warp_times(tx, row, mappings, fields, change.occurred_at)
-    schedule_flush(engine)
     return Receipt(mid, "accepted", "", customer_id)
 
 
@@ -170,23 +177,20 @@ def schedule_flush(engine: Engine) -> bool:
 
     A debounce with a leading edge: time is cut into buckets of
     ``COALESCE_DELAY_SECONDS``. The first change of a bucket claims it (one row in
-    the idempotency table, shared by every instance) and flushes at once, so a lone
-    change reaches HubSpot without waiting out the window. Every later change of the
-    bucket names the same task, due just after the bucket ends, so a burst still
-    costs one flush per bucket (each flush writes 100 customers per batch call).
-    With a delay of 0 every change flushes at once. Returns False when the flush it
-    asked for was scheduled already.
+    the idempotency table, shared by every instance) and, when the bucket before had
+    no change, flushes at once, so a lone change reaches HubSpot without waiting out
+    the window. Every other change of the bucket names the same task, due just after
+    the bucket ends, so a burst still costs one flush per bucket (each flush writes
+    100 customers per batch call). With a delay of 0 every change flushes at once.
+    Returns False when the flush it asked for was scheduled already.
     """
     delay = engine.settings.coalesce_delay_seconds
     if delay <= 0:
         return engine.dispatcher.submit(Task(FLUSH_KIND, {}))
     now = time.time()
     bucket = math.floor(now / delay)
-    window = timedelta(seconds=delay)
-    claim = PostgresPersistence(engine.database).claim(
-        f"{FLUSH_KIND}:{delay}:{bucket}", None, expires_after=2 * window, lease=2 * window
-    )
-    if claim.claimed:  # the claim makes it one per bucket: the task needs no name
+    if _first_change_after_a_quiet_window(engine, delay, bucket):
+        # The claim makes it one per window: the task needs no name.
         return engine.dispatcher.submit(Task(FLUSH_KIND, {"bucket": bucket}))
     # A tenth of a bucket of grace: a mark committed at the bucket's very end is in.
     due = (bucket + 1.1) * delay
@@ -197,6 +201,21 @@ def schedule_flush(engine: Engine) -> bool:
         name=task_name(FLUSH_KIND, delay, bucket),
     )
     return engine.dispatcher.submit(task)
+
+
+def _first_change_after_a_quiet_window(engine: Engine, delay: float, bucket: int) -> bool:
+    """Claim the window for its first change; True when the window before had none.
+
+    A change in the window before means its flush is pending or in flight: then even
+    this window's first change joins the window's flush, so a long burst costs one
+    flush per window, as without the leading edge.
+    """
+    persistence = PostgresPersistence(engine.database)
+    window = timedelta(seconds=delay)
+    claim = persistence.claim(
+        f"{FLUSH_KIND}:{delay}:{bucket}", None, expires_after=2 * window, lease=2 * window
+    )
+    return claim.claimed and persistence.get(f"{FLUSH_KIND}:{delay}:{bucket - 1}") is None
 
 
 def triggered_by(trigger_sources: str | Collection[str]) -> str:
