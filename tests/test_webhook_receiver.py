@@ -18,6 +18,7 @@ from hubspot.utils.signature import Signature
 
 from shared.db.connection import url_connector
 from shared.engine import Engine, set_engine
+from shared.engine.sync import TO_HUBSPOT, sync_customers
 from shared.inbound.queries import count_echoes
 from tests.conftest import TEST_ACCESS_TOKEN, TEST_APP_ID, TEST_CLIENT_SECRET
 from tests.helpers.db_kill import in_thread, kill_lock_waiter
@@ -172,6 +173,34 @@ def test_emulator_webhooks_applied_echoes_ignored_duplicates_stored_once(
         )
     assert rows and all(r["n"] == 1 for r in rows)
     assert emulator.webhooks.stats()["duplicated"] >= 2
+
+
+@pytest.mark.parametrize("last_crossed", ["to_hubspot", "from_hubspot"])
+def test_reordered_delivery_cannot_undo_a_newer_value_already_in_sync(
+    engine: Engine, emulator: Any, receiver: str, last_crossed: str
+) -> None:
+    # HubSpot: V -> CLOSED (t1) -> V (t2); the webhook of t2 arrives first. Its value is
+    # the one on record (the echo of our own write, or in sync after HubSpot's), so it
+    # writes nothing; it must still make the older t1 event stale (issue 22).
+    cid, company = new_customer(engine, emulator, status="ACTIVE")
+    (synced,) = sync_customers(engine, [cid], allowed=TO_HUBSPOT, triggered_by="test")
+    assert synced.status == "synced"
+    start = int(time.time() * 1000)
+    value = "ACTIVE"
+    if last_crossed == "from_hubspot":
+        value = "SUSPENDED"
+        crossed = deliver(receiver, COMPANY_PATH, [change(company, "warp_status", value)])
+        assert crossed.json()["outcomes"] == {"applied": 1}, crossed.text
+    newer = deliver(
+        receiver, COMPANY_PATH, [change(company, "warp_status", value, at=start + 2_000)]
+    )
+    assert newer.status_code == 200, newer.text
+    older = deliver(
+        receiver, COMPANY_PATH, [change(company, "warp_status", "CLOSED", at=start + 1_000)]
+    )
+    assert older.status_code == 200, older.text
+    assert older.json()["outcomes"] == {"stale": 1}, older.text
+    assert customer(engine, cid)["status"] == value
 
 
 def test_connection_killed_mid_store_answers_5xx_then_redelivery_succeeds(

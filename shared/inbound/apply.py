@@ -17,7 +17,7 @@ Order of work (each event ends with an outcome: a counted category and a note):
      newest change per property counting (older ones are *superseded*). Ignored:
      echoes (``changeSource`` INTEGRATION from our app id, or the value we last
      wrote there), stale changes (not newer than the field's last HubSpot change
-     on record), unmapped properties and ``WARP_TO_HUBSPOT`` fields, and
+     on record: the newest event judged so far, written or not), unmapped properties and ``WARP_TO_HUBSPOT`` fields, and
      LATEST_WINS fields that WARP changed too before its change message came
      (*awaits_warp*: WARP's time is unknown until then). The rest is
      planned with a snapshot built from the events (value, ``occurredAt`` as its
@@ -69,6 +69,10 @@ DELETIONS = ("deletion", "privacyDeletion")
 # What a company creation is matched on (hubspot-api.md §3: standard properties).
 MATCH_PROPERTIES = ("name", "domain")
 TRIGGERED_BY = "webhook"
+# Categories of events whose value was judged against the field ("": planned). Their
+# time then counts as HubSpot's newest change on record. Not awaits_warp: that event
+# is left for outbound sync to decide, and a later delivery of it is judged then.
+JUDGED = frozenset({"", "echo"})
 
 
 @dataclass(frozen=True)
@@ -307,6 +311,8 @@ class _Context:
         self.state_rows: dict[tuple[str, str], list[list[Any]]] = defaultdict(list)
         self.commits: list[PlanCommit] = []
         self.planned_events: dict[str, list[str]] = defaultdict(list)
+        # Per customer, the HubSpot change time of every field an event was judged for.
+        self.judged: dict[str, list[field_state.ChangeTime]] = defaultdict(list)
         self.changed: list[str] = []
 
     def commit(self) -> list[tuple[Plan, EntityType, str]]:
@@ -321,6 +327,15 @@ class _Context:
         )
         self.changed = committed.changed
         left_out = set(committed.changed)
+        # A judged event moves its field's HubSpot time even when it wrote nothing (the
+        # value was in sync, or the echo of our write): an older event of that field
+        # delivered after it is then stale, and cannot undo the newer value. Not for a
+        # customer left out: its events are tried again, and must not find themselves stale.
+        field_state.advance_times(
+            self.tx,
+            "last_modified_at_hubspot",
+            [t for cid, times in self.judged.items() if cid not in left_out for t in times],
+        )
         return [
             (c.plan, c.entity_type, c.customer_id)
             for c in self.commits
@@ -509,6 +524,12 @@ class _Context:
         for prop, stored in newest.items():
             event = stored.event
             reason, category = _ignore_reason(mappings, states, self.rows[cid], prop, event)
+            if category in JUDGED:
+                self.judged[cid].extend(
+                    field_state.ChangeTime(et.value, cid, object_id, m.name, event.occurred_at)
+                    for m in mappings.by_property(prop)
+                    if m.direction.allows_inbound
+                )
             if category == "echo":
                 outcomes[stored.row_id] = Outcome(category, reason)
                 continue
