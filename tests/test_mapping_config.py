@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.db import Database
+from shared.engine.plan import plan_order
 from shared.errors import ConfigurationError
 from shared.mapping import (
     DEFAULT_CONTACT_SYNC,
@@ -27,7 +28,6 @@ from shared.mapping import (
     merge_mappings,
     parse_field_mappings,
 )
-from shared.engine.plan import plan_order
 from shared.mapping.config import parse_warp_field
 
 # WARP's published global row, verbatim.

@@ -17,8 +17,9 @@ Order of work (each event ends with an outcome: a counted category and a note):
      newest change per property counting (older ones are *superseded*). Ignored:
      echoes (``changeSource`` INTEGRATION from our app id, or the value we last
      wrote there), stale changes (not newer than the field's last HubSpot change
-     on record: the newest event judged so far, written or not), unmapped properties and ``WARP_TO_HUBSPOT`` fields, and
-     LATEST_WINS fields that WARP changed too before its change message came
+     on record: the newest event judged so far, written or not), unmapped
+     properties and ``WARP_TO_HUBSPOT`` fields, and LATEST_WINS fields that WARP
+     changed too before its change message came
      (*awaits_warp*: WARP's time is unknown until then). The rest is
      planned with a snapshot built from the events (value, ``occurredAt`` as its
      time), allowing only WARP writes: a WRITE_HUBSPOT decision means WARP holds
