@@ -470,4 +470,6 @@ def test_sync_converges_under_faults(stack: LocalStack) -> None:
             f"settles={totals.settles} reconciles={totals.reconciles} "
             f"violations={len(violations)}"
         )
+        for problem in dict.fromkeys(violations):  # each once; shrinking repeats them
+            print(f"violation: {problem}")
     assert not violations
