@@ -278,12 +278,12 @@ class Convergence(RuleBasedStateMachine):
         self.counters.hubspot_edits += 2
         self.counters.reordered += newest_first
         self.unsettled += 2
-        seen = hands.observe(self.engine, cid)[name]
-        if seen.warp != back:
+        seen = hands.observe_warp(self.engine, cid, field.spec)
+        if seen != back:
             problem = (
                 f"{name} ({field.spec.direction} {field.spec.rule}) of {cid}: HubSpot went "
                 f"{back} -> {value} -> {back}, webhooks {'newest' if newest_first else 'oldest'}"
-                f" first; WARP holds {seen.warp}"
+                f" first; WARP holds {seen}"
             )
             self.violations.append(problem)
             raise AssertionError(problem)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import partial
 from typing import Any, TypeVar
 
 import httpx
@@ -26,7 +27,7 @@ from shared.errors import DatabaseUnavailableError
 from shared.hubspot.models import parse_datetime
 from shared.hubspot.signatures import sign_v3
 from shared.local.stack import LocalStack
-from shared.mapping import EntityType
+from shared.mapping import EntityType, FieldMapping
 from shared.messages import ChangeMessage, Operation
 from shared.messages.envelope import encode_push_envelope
 from shared.outbound.receive import FLUSH_KIND
@@ -460,10 +461,7 @@ def observe(engine: Engine, customer_id: str) -> dict[str, Outcome]:
     found: dict[str, Outcome] = {}
     records: dict[str, dict[str, Any]] = {}
     for spec in FIELDS:
-        et = EntityType(spec.entity)
-        (mapping,) = [
-            m for m in engine.mapping_for(customer_id, et).active() if m.name == spec.name
-        ]
+        mapping = _mapping(engine, customer_id, spec)
         key = "hubspot_company_id" if spec.entity == "customer" else "hubspot_contact_id"
         object_id = str(row["external_ids"][key])
         if object_id not in records:
@@ -474,6 +472,20 @@ def observe(engine: Engine, customer_id: str) -> dict[str, Outcome]:
         hub = mapping.canonical_hubspot(records[object_id].get(spec.prop))
         found[spec.name] = Outcome(warp, hub, spec.name in conflicts)
     return found
+
+
+def observe_warp(engine: Engine, customer_id: str, spec: FieldSpec) -> str:
+    """One field's WARP value as it stands, in the model's form (no HubSpot call: faults
+    may be on)."""
+    row = retrying(partial(customer_row, engine, customer_id))
+    mapping = _mapping(engine, customer_id, spec)
+    return mapping.canonical_hubspot(mapping.to_hubspot(mapping.read_warp(row)))
+
+
+def _mapping(engine: Engine, customer_id: str, spec: FieldSpec) -> FieldMapping:
+    et = EntityType(spec.entity)
+    (mapping,) = [m for m in engine.mapping_for(customer_id, et).active() if m.name == spec.name]
+    return mapping
 
 
 def write_calls(stack: LocalStack) -> int:
