@@ -48,7 +48,13 @@ from typing import Any
 
 from shared.conflicts import Action, Decision, FieldState, awaits_warp_time
 from shared.db import Row, Session
-from shared.db.repositories import customers, field_state, sync_log, webhook_events
+from shared.db.repositories import (
+    customers,
+    field_state,
+    outbound_dirty,
+    sync_log,
+    webhook_events,
+)
 from shared.engine.deps import Engine
 from shared.engine.plan import FieldResult, HubSpotSnapshot, Plan, plan_sync
 from shared.engine.record import PlanCommit, commit_plans, states_by_field
@@ -91,6 +97,8 @@ class ChunkResult:
     outcomes: dict[str, Outcome] = field(default_factory=dict)
     failed: dict[str, BaseException] = field(default_factory=dict)
     plans: list[tuple[Plan, EntityType, str]] = field(default_factory=list)
+    follow_up: bool = False
+    """Customers were marked for outbound sync: values derived from what was written."""
 
 
 @dataclass
@@ -147,6 +155,7 @@ def apply_chunk(
         for (object_type, object_id), group in properties.items():
             result.outcomes.update(ctx.property_changes(ENTITY[object_type], object_id, group))
         result.plans = ctx.commit()
+        result.follow_up = ctx.mark_derived()
         for row_id, cid in ctx.changed_events():
             # WARP's application wrote the customer after it was read: nothing of it was
             # recorded, and its events are tried again later on a fresh read.
@@ -155,6 +164,11 @@ def apply_chunk(
         for stored in deletions:
             result.outcomes[stored.row_id] = ctx.deletion(stored)
         webhook_events.mark_processed(tx, list(result.outcomes))
+    if result.follow_up:
+        # Imported here: only a chunk that feeds derived values pays for it.
+        from shared.outbound.receive import schedule_flush
+
+        schedule_flush(engine)
     return result
 
 
@@ -342,6 +356,42 @@ class _Context:
             for c in self.commits
             if c.customer_id not in left_out
         ]
+
+    def mark_derived(self) -> bool:
+        """Mark for outbound sync the fields of other entities derived from WARP writes here.
+
+        This flow writes WARP only. A value another entity's field derives from what it
+        wrote (the company's domain from the contact's email) must still reach HubSpot,
+        and no change message follows the sync's own writes: the customer is marked dirty
+        for those fields, as a change message would, and the coalesced flush carries them.
+        True when any customer was marked.
+        """
+        feeding: list[tuple[str, MappingSet, set[str]]] = []
+        left_out = set(self.changed)
+        for item in self.commits:
+            if item.customer_id in left_out or not item.plan.warp_updates:
+                continue
+            written = {
+                item.mappings.fields[r.field].warp_field
+                for r in item.plan.changed
+                if r.action is Action.WRITE_WARP
+            }
+            for et in ENTITY.values():
+                others = self.engine.mapping_for(item.customer_id, et)
+                if written and et is not item.entity_type and item.mappings.feeds(others):
+                    feeding.append((item.customer_id, others, written))
+        if not feeding:
+            return False
+        # Imported here: the outbound package is not part of this function's cold start.
+        from shared.outbound.fields import outbound_fields, stored_fields
+
+        derived: dict[str, set[str]] = defaultdict(set)
+        for cid, others, written in feeding:
+            derived[cid] |= outbound_fields([others], written) or set()  # None: nothing written
+        for cid, names in derived.items():
+            if names:
+                outbound_dirty.mark(self.tx, cid, stored_fields(names))
+        return any(derived.values())
 
     def changed_events(self) -> list[tuple[str, str]]:
         """(event row id, customer id) of the planned events whose customer was left out."""
