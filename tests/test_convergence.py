@@ -185,6 +185,10 @@ class Convergence(RuleBasedStateMachine):
             if spec.derived_from == name:
                 self.genuine_warp[(cid, spec.name)].add(domain_of(value))
 
+    def _feeds(self, name: str) -> int:
+        """1 when another field derives from ``name`` (its edit may cost a flush write)."""
+        return int(any(spec.derived_from == name for spec in FIELDS))
+
     def _quiet(self, cid: str, name: str) -> bool:
         """No edit of this field (nor of what it derives from) since the last settle."""
         names = [name, *filter(None, [BY_NAME[name].derived_from])]
@@ -241,6 +245,7 @@ class Convergence(RuleBasedStateMachine):
         field.hubspot_edits.append(Edit(value, hands.event_time(event)))
         self._derived_follow(cid, name, value)
         self.counters.hubspot_edits += 1
+        self.counters.feeding_edits += self._feeds(name)
         self.counters.lost_webhooks += webhook == "lost"
         self.unsettled += 1
 
@@ -276,6 +281,7 @@ class Convergence(RuleBasedStateMachine):
         )
         self._derived_follow(cid, name, value)
         self.counters.hubspot_edits += 2
+        self.counters.feeding_edits += 2 * self._feeds(name)
         self.counters.reordered += newest_first
         self.unsettled += 2
         seen = hands.observe_warp(self.engine, cid, field.spec)
@@ -389,8 +395,10 @@ class Convergence(RuleBasedStateMachine):
         retried = self.stack.dispatcher.retried - self.retried_before
         writes = hands.write_calls(self.stack) - self.writes_before
         # Each delivered message can cause at most one flush write per object type; each
-        # reconciliation one batch update per object type; each fault or retry one more.
-        bound = 2 * (self.counters.deliveries + self.counters.reconciles) + faults + retried
+        # reconciliation one batch update per object type; each HubSpot edit of a field
+        # others derive from one flush write of theirs; each fault or retry one more.
+        flushes = self.counters.deliveries + self.counters.feeding_edits
+        bound = 2 * (flushes + self.counters.reconciles) + faults + retried
         problems = []
         if writes > bound:
             problems.append(f"{writes} HubSpot write calls exceed the bound {bound}")

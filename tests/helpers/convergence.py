@@ -67,6 +67,7 @@ class Counters:
     held: int = 0
     lost_webhooks: int = 0  # HubSpot edits whose webhook never came
     reordered: int = 0  # V -> X -> V in HubSpot, the newer webhook delivered first
+    feeding_edits: int = 0  # HubSpot edits of a field another field derives from
     db_kills: int = 0
     backends_killed: int = 0
     reconciles: int = 0
