@@ -6,7 +6,13 @@ served by functions-framework, the in-process task stand-in) with random sequenc
 
 - WARP edits, each published to ``outbound_sync`` as a Pub/Sub push: sometimes twice
   (a duplicate delivery), sometimes held back and delivered later (reordered, delayed);
-- HubSpot UI edits, delivered by the emulator as webhooks;
+- HubSpot UI edits, delivered by the emulator as webhooks, or lost (only a reconcile
+  finds them);
+- HubSpot edits away from a field's value and back (V -> X -> V), their two webhooks
+  delivered apart, the newer (matching the value on record) maybe first: WARP must hold
+  V at once (issue 22);
+- edits of the contact's email, which the company's domain derives from
+  (``email_to_domain``): a contact plan's WARP write feeding a company property;
 - HubSpot faults (429, 5xx, timeouts) on a share of calls, changed as it goes;
 - killed database connections (``pg_terminate_backend``) in the middle of all that.
 
@@ -15,9 +21,11 @@ off, runs one reconciliation through the ``reconciler`` function, and checks eac
 field of each customer against the model (tests/helpers/convergence_model.py):
 bidirectional fields equal on both sides unless a MANUAL conflict is open, one-way
 fields equal to their authoritative side's latest value, LATEST_WINS fields holding
-the latest edit, no edit lost. At the end: HubSpot write calls within genuine edits
-plus reconciliations plus retries, every value we wrote to HubSpot one WARP really
-held (no ping-pong), and no work left or lost silently.
+the latest edit, no edit lost, derived fields following their source; then a second
+reconciliation straight after, which must write nothing to either side. At the end:
+HubSpot write calls within genuine edits plus reconciliations plus retries, every value
+we wrote to HubSpot one WARP really held (no ping-pong), and no work left or lost
+silently.
 
 ``CONVERGENCE_EXAMPLES`` (default 15) and ``CONVERGENCE_STEPS`` (default 25) size it.
 """
@@ -47,7 +55,16 @@ from hypothesis.stateful import (
 from localdev.stack import LocalStack, StackConfig
 from shared.tasks import InProcessDispatcher
 from tests.helpers import convergence as hands
-from tests.helpers.convergence_model import FIELDS, STATUSES, Edit, FieldModel, FieldSpec
+from tests.helpers.convergence_model import (
+    BY_NAME,
+    FIELDS,
+    STATUSES,
+    Edit,
+    FieldModel,
+    FieldSpec,
+    Outcome,
+    domain_of,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -154,16 +171,37 @@ class Convergence(RuleBasedStateMachine):
         if spec.name == "ban":
             return f"CV{uuid.uuid4().hex[:8]}"
         if spec.name == "contact_email_address":
-            return f"pat.{uuid.uuid4().hex[:8]}@conv.example"
+            # A fresh domain too: the company's domain derives from it.
+            return f"pat@{uuid.uuid4().hex[:8]}.conv.example"
+        if spec.kind == "domain":
+            return f"{uuid.uuid4().hex[:8]}.conv.example"
         if spec.name == "contact_phone":
             return f"+1 555 {uuid.uuid4().int % 10**7:07d}"
         return f"{spec.name} {uuid.uuid4().hex[:8]}"
+
+    def _derived_follow(self, cid: str, name: str, value: str) -> None:
+        """A value of ``name`` (either side) may reach WARP: what derives from it may follow."""
+        for spec in FIELDS:
+            if spec.derived_from == name:
+                self.genuine_warp[(cid, spec.name)].add(domain_of(value))
+
+    def _feeds(self, name: str) -> int:
+        """1 when another field derives from ``name`` (its edit may cost a flush write)."""
+        return int(any(spec.derived_from == name for spec in FIELDS))
+
+    def _quiet(self, cid: str, name: str) -> bool:
+        """No edit of this field (nor of what it derives from) since the last settle."""
+        names = [name, *filter(None, [BY_NAME[name].derived_from])]
+        field = self.model[(cid, name)]
+        return not field.settled.conflict and not any(
+            self.model[(cid, n)].warp_edits or self.model[(cid, n)].hubspot_edits for n in names
+        )
 
     # -- rules -------------------------------------------------------------------------
 
     @rule(
         index=st.integers(0, CUSTOMERS - 1),
-        name=st.sampled_from([f.name for f in FIELDS]),
+        name=st.sampled_from([f.name for f in FIELDS if f.derived_from is None]),
         delivery=st.sampled_from(["once", "once", "twice", "hold"]),
     )
     def warp_edit(self, index: int, name: str, delivery: str) -> None:
@@ -175,6 +213,7 @@ class Convergence(RuleBasedStateMachine):
         at = hands.edit_warp(self.engine, cid, field.spec, value)
         field.warp_edits.append(Edit(value, at))
         self.genuine_warp[(cid, name)].add(value)
+        self._derived_follow(cid, name, value)
         self.counters.warp_edits += 1
         self.unsettled += 1
         body = hands.change_message(cid, field.spec, at)
@@ -190,18 +229,70 @@ class Convergence(RuleBasedStateMachine):
     @rule(
         index=st.integers(0, CUSTOMERS - 1),
         name=st.sampled_from([f.name for f in FIELDS]),
+        webhook=st.sampled_from(["delivered", "delivered", "lost"]),
     )
-    def hubspot_edit(self, index: int, name: str) -> None:
+    def hubspot_edit(self, index: int, name: str, webhook: str) -> None:
+        """A HubSpot UI edit; its webhook delivered, or lost (only a reconcile finds it)."""
         cid = self.customers[index]
         value = self._fresh(cid, name)
         if value is None:
             return
         field = self.model[(cid, name)]
         object_id = self.objects[(cid, field.spec.object_type)]
-        at = hands.edit_hubspot(self.stack, object_id, field.spec, value)
-        field.hubspot_edits.append(Edit(value, at))
+        event = hands.edit_hubspot(
+            self.stack, object_id, field.spec, value, announce=webhook == "delivered"
+        )
+        field.hubspot_edits.append(Edit(value, hands.event_time(event)))
+        self._derived_follow(cid, name, value)
         self.counters.hubspot_edits += 1
+        self.counters.feeding_edits += self._feeds(name)
+        self.counters.lost_webhooks += webhook == "lost"
         self.unsettled += 1
+
+    @rule(
+        index=st.integers(0, CUSTOMERS - 1),
+        name=st.sampled_from([f.name for f in FIELDS]),
+        newest_first=st.booleans(),
+    )
+    def hubspot_edit_and_back(self, index: int, name: str, newest_first: bool) -> None:
+        """HubSpot V -> X -> V, its two webhooks delivered apart, maybe the newer first.
+
+        The newer event matches the value on record (the field is in sync), so it writes
+        nothing; the older one must then be stale and never undo it (issue 22). Checked
+        at once: nothing else touches this field before the next settle.
+        """
+        cid = self.customers[index]
+        if not self._quiet(cid, name):
+            return
+        field = self.model[(cid, name)]
+        value = self._fresh(cid, name)
+        if value is None:
+            return
+        back = field.settled.hubspot
+        object_id = self.objects[(cid, field.spec.object_type)]
+        away = hands.edit_hubspot(self.stack, object_id, field.spec, value, announce=False)
+        hands.after_ms(hands.event_time(away))
+        home = hands.edit_hubspot(self.stack, object_id, field.spec, back, announce=False)
+        for event in [home, away] if newest_first else [away, home]:
+            hands.deliver_webhook(self.http, self.stack, [event])
+            hands.drain(self.stack)  # applied (or handed to a task and run) before the next
+        field.hubspot_edits.extend(
+            [Edit(value, hands.event_time(away)), Edit(back, hands.event_time(home))]
+        )
+        self._derived_follow(cid, name, value)
+        self.counters.hubspot_edits += 2
+        self.counters.feeding_edits += 2 * self._feeds(name)
+        self.counters.reordered += newest_first
+        self.unsettled += 2
+        seen = hands.observe_warp(self.engine, cid, field.spec)
+        if seen != back:
+            problem = (
+                f"{name} ({field.spec.direction} {field.spec.rule}) of {cid}: HubSpot went "
+                f"{back} -> {value} -> {back}, webhooks {'newest' if newest_first else 'oldest'}"
+                f" first; WARP holds {seen}"
+            )
+            self.violations.append(problem)
+            raise AssertionError(problem)
 
     @rule(rate=st.sampled_from(FAULT_RATES))
     def set_fault_rate(self, rate: float) -> None:
@@ -245,7 +336,29 @@ class Convergence(RuleBasedStateMachine):
         self.counters.settles += 1
         self.unsettled = 0
         self._check_fields()
+        self._check_fixed_point()
         self.emulator.set_faults(rate=self.fault_rate)
+
+    def _check_fixed_point(self) -> None:
+        """A reconcile right after a reconcile writes nothing, to either side."""
+        writes = hands.write_calls(self.stack)
+        rows = {cid: hands.customer_row(self.engine, cid) for cid in self.customers}
+        run = hands.reconcile(self.http, self.stack)
+        self.counters.reconciles += 1
+        problems = []
+        if run["status"] != "COMPLETED" or run["records_updated"]:
+            problems.append(f"a second reconcile in a row updated records: {run}")
+        if hands.write_calls(self.stack) != writes:
+            problems.append(
+                f"a second reconcile in a row made {hands.write_calls(self.stack) - writes} "
+                "HubSpot write calls"
+            )
+        for cid, before in rows.items():
+            after = hands.customer_row(self.engine, cid)
+            if after["updated_at"] != before["updated_at"]:
+                problems.append(f"a second reconcile in a row wrote customer {cid} in WARP")
+        self.violations.extend(problems)
+        assert not problems, "\n".join(problems)
 
     @invariant()
     def count_step(self) -> None:
@@ -257,10 +370,13 @@ class Convergence(RuleBasedStateMachine):
         problems = []
         for cid in self.customers:
             observed = hands.observe(self.engine, cid)
-            for spec in FIELDS:
+            settled: dict[str, Outcome] = {}
+            for spec in FIELDS:  # a derived field after the field it derives from
                 field = self.model[(cid, spec.name)]
-                allowed = field.expected()
+                source = settled.get(spec.derived_from) if spec.derived_from else None
+                allowed = field.expected(source)
                 seen = observed[spec.name]
+                settled[spec.name] = seen
                 if seen not in allowed:
                     problems.append(
                         f"{spec.name} ({spec.direction} {spec.rule}) of {cid}: saw {seen}, "
@@ -279,8 +395,10 @@ class Convergence(RuleBasedStateMachine):
         retried = self.stack.dispatcher.retried - self.retried_before
         writes = hands.write_calls(self.stack) - self.writes_before
         # Each delivered message can cause at most one flush write per object type; each
-        # reconciliation one batch update per object type; each fault or retry one more.
-        bound = 2 * (self.counters.deliveries + self.counters.reconciles) + faults + retried
+        # reconciliation one batch update per object type; each HubSpot edit of a field
+        # others derive from one flush write of theirs; each fault or retry one more.
+        flushes = self.counters.deliveries + self.counters.feeding_edits
+        bound = 2 * (flushes + self.counters.reconciles) + faults + retried
         problems = []
         if writes > bound:
             problems.append(f"{writes} HubSpot write calls exceed the bound {bound}")
@@ -354,9 +472,12 @@ def test_sync_converges_under_faults(stack: LocalStack) -> None:
             f"\nconvergence: examples<={EXAMPLES} steps={totals.steps} "
             f"warp_edits={totals.warp_edits} hubspot_edits={totals.hubspot_edits} "
             f"deliveries={totals.deliveries} duplicates={totals.duplicates} held={totals.held} "
-            f"redeliveries={totals.redeliveries} db_kills={totals.db_kills} "
+            f"redeliveries={totals.redeliveries} lost_webhooks={totals.lost_webhooks} "
+            f"reordered={totals.reordered} db_kills={totals.db_kills} "
             f"backends_killed={totals.backends_killed} faults={totals.faults} "
             f"settles={totals.settles} reconciles={totals.reconciles} "
             f"violations={len(violations)}"
         )
+        for problem in dict.fromkeys(violations):  # each once; shrinking repeats them
+            print(f"violation: {problem}")
     assert not violations

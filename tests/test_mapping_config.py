@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.db import Database
+from shared.engine.plan import plan_order
 from shared.errors import ConfigurationError
 from shared.mapping import (
     DEFAULT_CONTACT_SYNC,
@@ -114,6 +115,28 @@ def test_default_mappings_cover_company_and_contact() -> None:
     assert set(contact.hubspot_properties()) == {"firstname", "lastname", "email", "phone"}
     assert [f.name for f in contact.by_property("firstname")] == ["contact_firstname"]
     assert company.by_property("domain")[0].to_hubspot("Jane@Acme.COM") == "acme.com"
+
+
+def test_plans_are_ordered_so_a_derived_value_follows_what_it_derives_from() -> None:
+    merged = default_mappings()
+    company = merged.for_entity(EntityType.CUSTOMER)
+    contact = merged.for_entity(EntityType.CONTACT)
+    # The company's domain derives from contact.email, which the contact's plan writes.
+    assert contact.feeds(company) and not company.feeds(contact)
+    by_entity = {EntityType.CUSTOMER: company, EntityType.CONTACT: contact}
+    assert plan_order(by_entity) == [EntityType.CONTACT, EntityType.CUSTOMER]
+    # A location holding another counts: a whole-document writer feeds a key's reader.
+    whole = parse({"doc": entry(warp_field="custom_fields.a", hubspot_property="a")})
+    key = parse({"k": entry(warp_field="custom_fields.a.b", hubspot_property="k")})
+    assert whole.feeds(key) and key.feeds(whole)
+    # WARP's published row writes contact.email from the company's domain: each feeds the
+    # other, and the given order stands.
+    published = parse(WARP_PUBLISHED, "default_customer_sync")
+    assert published.feeds(contact) and contact.feeds(published)
+    mutual = {EntityType.CUSTOMER: published, EntityType.CONTACT: contact}
+    assert plan_order(mutual) == [EntityType.CUSTOMER, EntityType.CONTACT]
+    unrelated = parse({"name": entry()})
+    assert plan_order({"a": unrelated, "b": contact}) == ["a", "b"]
 
 
 @pytest.mark.parametrize(

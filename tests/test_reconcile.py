@@ -158,6 +158,41 @@ def test_drift_in_each_direction_and_rule_is_repaired(engine: Engine, emulator: 
     assert not any("batch/update" in k and after[k] != calls.get(k, 0) for k in after)
 
 
+def _writes(emulator: Any) -> int:
+    """Our HubSpot write calls so far (batch or single, companies and contacts)."""
+    calls = emulator.stats()["calls"]
+    return sum(int(n) for k, n in calls.items() if "batch/update" in k or k.startswith("PATCH"))
+
+
+def test_one_reconcile_carries_a_contact_edit_on_to_the_company_derived_from_it(
+    engine: Engine, emulator: Any
+) -> None:
+    # The company's domain derives from the contact's email (email_to_domain, WARP to
+    # HubSpot). A HubSpot edit of the email (its webhook lost) reaches WARP through the
+    # contact's plan; the same reconcile must carry the new domain on to the company,
+    # and a reconcile right after must write nothing (issue 22).
+    made = linked_customer(engine, emulator)
+    with serve_function("reconciler") as url:
+
+        def reconcile() -> dict[str, Any]:
+            response = httpx.post(url, json={"force": True}, timeout=120)
+            assert response.status_code == 200, response.text
+            run: dict[str, Any] = response.json()["run"]
+            assert run["status"] == "COMPLETED", run
+            return run
+
+        reconcile()  # the field states recorded, everything in step
+        emulator.ui_change("contacts", made["contact_id"], {"email": "pat@newco.example"})
+        reconcile()
+        sides = both_sides(engine, emulator, made)
+        assert sides["warp"]["contact"]["email"] == "pat@newco.example"
+        assert sides["company"]["domain"] == "newco.example"
+        before = _writes(emulator)
+        again = reconcile()
+    assert _writes(emulator) == before
+    assert again["records_updated"] == 0
+
+
 def test_manual_field_is_left_alone_and_reported(engine: Engine, emulator: Any) -> None:
     customer = linked_customer(engine, emulator, company={"warp_credit_limit": "9999"})
     with engine.database.transaction() as tx:

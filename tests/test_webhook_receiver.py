@@ -20,13 +20,15 @@ from hubspot.utils.signature import Signature
 from shared.api.metrics import read_snapshot
 from shared.db.connection import url_connector
 from shared.engine import Engine, set_engine
+from shared.engine.sync import TO_HUBSPOT, sync_customers
 from shared.inbound.process import process_pending
 from shared.inbound.queries import count_echoes
-from shared.tasks import Task
+from shared.tasks import InProcessDispatcher, Task
 from tests.conftest import TEST_ACCESS_TOKEN, TEST_APP_ID, TEST_CLIENT_SECRET
 from tests.helpers.db_kill import in_thread, kill_lock_waiter
 from tests.helpers.functions import FunctionProcess, serve_function
 from tests.test_inbound_processing import change, customer, new_customer
+from tests.test_reconcile import linked_customer
 
 pytestmark = pytest.mark.integration
 
@@ -212,6 +214,54 @@ def test_emulator_webhooks_applied_echoes_ignored_duplicates_stored_once(
         )
     assert rows and all(r["n"] == 1 for r in rows)
     assert emulator.webhooks.stats()["duplicated"] >= 2
+
+
+@pytest.mark.parametrize("last_crossed", ["to_hubspot", "from_hubspot"])
+def test_reordered_delivery_cannot_undo_a_newer_value_already_in_sync(
+    engine: Engine, emulator: Any, receiver: str, last_crossed: str
+) -> None:
+    # HubSpot: V -> CLOSED (t1) -> V (t2); the webhook of t2 arrives first. Its value is
+    # the one on record (the echo of our own write, or in sync after HubSpot's), so it
+    # writes nothing; it must still make the older t1 event stale (issue 22).
+    cid, company = new_customer(engine, emulator, status="ACTIVE")
+    (synced,) = sync_customers(engine, [cid], allowed=TO_HUBSPOT, triggered_by="test")
+    assert synced.status == "synced"
+    start = int(time.time() * 1000)
+    value = "ACTIVE"
+    if last_crossed == "from_hubspot":
+        value = "SUSPENDED"
+        crossed = deliver(receiver, COMPANY_PATH, [change(company, "warp_status", value)])
+        assert crossed.json()["outcomes"] == {"applied": 1}, crossed.text
+    newer = deliver(
+        receiver, COMPANY_PATH, [change(company, "warp_status", value, at=start + 2_000)]
+    )
+    assert newer.status_code == 200, newer.text
+    older = deliver(
+        receiver, COMPANY_PATH, [change(company, "warp_status", "CLOSED", at=start + 1_000)]
+    )
+    assert older.status_code == 200, older.text
+    assert older.json()["outcomes"] == {"stale": 1}, older.text
+    assert customer(engine, cid)["status"] == value
+
+
+def test_contact_email_from_a_webhook_carries_on_to_the_company_domain(
+    engine: Engine, emulator: Any, receiver: str
+) -> None:
+    # The company's domain derives from the contact's email (email_to_domain, WARP to
+    # HubSpot). The inbound flow writes WARP only; the derived domain must follow through
+    # outbound sync, not wait for the next reconciliation (issue 22).
+    made = linked_customer(engine, emulator)
+    (synced,) = sync_customers(engine, [made["id"]], triggered_by="test")
+    assert synced.error is None
+    edit = change(made["contact_id"], "email", "pat@newco.example", kind="contact.propertyChange")
+    response = deliver(receiver, CONTACT_PATH, [edit])
+    assert response.json()["outcomes"] == {"applied": 1}, response.text
+    assert customer(engine, made["id"])["contact"]["email"] == "pat@newco.example"
+    dispatcher = engine.dispatcher
+    assert isinstance(dispatcher, InProcessDispatcher)
+    dispatcher.run_due_now()  # the coalesced flush task, due now
+    assert dispatcher.wait_idle()
+    assert emulator.values("companies", made["company_id"])["domain"] == "newco.example"
 
 
 def test_connection_killed_mid_store_answers_5xx_then_redelivery_succeeds(

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from shared.conflicts import (
     Action,
@@ -224,6 +224,30 @@ def plan_sync(
             decision, mapping, warp_side, hub_side, now, previous
         )
     return plan
+
+
+K = TypeVar("K")
+
+
+def plan_order(sets: Mapping[K, MappingSet]) -> list[K]:
+    """The order to plan one customer's entities in (the keys of ``sets``).
+
+    A plan decides from the WARP row it is given, and each plan is given the row with
+    the earlier plans' WARP writes. So an entity that reads a WARP value another
+    entity's plan may write (the company's domain derives from the contact's email)
+    is planned after that entity, and one sync reaches the fixed point instead of
+    leaving the derived value for the next one. Entities that feed each other
+    (each writes a value the other reads) keep their given order: no order serves
+    both, and the next sync carries what this one could not.
+    """
+    order: list[K] = []
+    left = list(sets)
+    while left:
+        ready = [k for k in left if not any(sets[o].feeds(sets[k]) for o in left if o != k)]
+        chosen = ready[0] if ready else left[0]
+        order.append(chosen)
+        left.remove(chosen)
+    return order
 
 
 def _result(

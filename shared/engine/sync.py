@@ -23,7 +23,7 @@ from shared.conflicts import Action, FieldState
 from shared.db import Row, Session
 from shared.db.repositories import customers, field_state
 from shared.engine.deps import Engine
-from shared.engine.plan import ALL_ACTIONS, Plan, plan_sync
+from shared.engine.plan import ALL_ACTIONS, Plan, plan_order, plan_sync
 from shared.engine.record import (
     PlanCommit,
     commit_plans,
@@ -325,8 +325,15 @@ def _plan_rows(
 ) -> Plans:
     """Each linked record's plan, with the states it was decided from."""
     plans: Plans = {}
+    # Customers share few mapping sets (the global ones, some overrides): one order each.
+    orders: dict[tuple[int, ...], list[EntityType]] = {}
     for cid, row in rows.items():
-        for et in ENTITIES:
+        sets = {et: mappings[(cid, et)] for et in ENTITIES}
+        key = tuple(id(m) for m in sets.values())
+        order = orders.get(key)
+        if order is None:
+            order = orders[key] = plan_order(sets)
+        for et in order:
             object_id = linked_id(row, et)
             if object_id is None:
                 continue
@@ -347,8 +354,9 @@ def _plan_rows(
             outcome[cid].plans[et] = plan
             plans[(cid, et)] = (plan, previous)
             if plan.warp_updates:
-                # The next entity's fields may write the same (JSONB) column: they
-                # plan on top of these writes, so the last document keeps both.
+                # The next entity plans on top of these writes: a value it derives from
+                # them is decided from the new one (plan_order), and its writes to the
+                # same (JSONB) column keep both in the last document.
                 row = {**row, **plan.warp_updates}
     return plans
 

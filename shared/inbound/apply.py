@@ -17,8 +17,9 @@ Order of work (each event ends with an outcome: a counted category and a note):
      newest change per property counting (older ones are *superseded*). Ignored:
      echoes (``changeSource`` INTEGRATION from our app id, or the value we last
      wrote there), stale changes (not newer than the field's last HubSpot change
-     on record), unmapped properties and ``WARP_TO_HUBSPOT`` fields, and
-     LATEST_WINS fields that WARP changed too before its change message came
+     on record: the newest event judged so far, written or not), unmapped
+     properties and ``WARP_TO_HUBSPOT`` fields, and LATEST_WINS fields that WARP
+     changed too before its change message came
      (*awaits_warp*: WARP's time is unknown until then). A change HubSpot made
      itself (``changeSource`` HUBSPOT_INTERNAL, DATA_ENRICHMENT) to a field it does
      not own is not applied: WARP's value stands, and the customer is marked for
@@ -70,7 +71,6 @@ from shared.hubspot.errors import NotFound
 from shared.inbound.queries import customers_linked_to
 from shared.inbound.receive import StoredEvent
 from shared.mapping import Direction, EntityType, MappingSet
-from shared.outbound.receive import schedule_flush
 
 log = logging.getLogger("warp_hubspot_sync.inbound")
 
@@ -82,6 +82,10 @@ DELETIONS = ("deletion", "privacyDeletion")
 # What a company creation is matched on (hubspot-api.md §3: standard properties).
 MATCH_PROPERTIES = ("name", "domain")
 TRIGGERED_BY = "webhook"
+# Categories of events whose value was judged against the field ("": planned). Their
+# time then counts as HubSpot's newest change on record. Not awaits_warp: that event
+# is left for outbound sync to decide, and a later delivery of it is judged then.
+JUDGED = frozenset({"", "echo"})
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,9 @@ class ChunkResult:
     outcomes: dict[str, Outcome] = field(default_factory=dict)
     failed: dict[str, BaseException] = field(default_factory=dict)
     plans: list[tuple[Plan, EntityType, str]] = field(default_factory=list)
+    follow_up: bool = False
+    """Customers were marked for outbound sync: values derived from what was written, or
+    WARP's values to write back over HubSpot's own writes."""
 
 
 @dataclass
@@ -157,6 +164,8 @@ def apply_chunk(
         for (object_type, object_id), group in properties.items():
             result.outcomes.update(ctx.property_changes(ENTITY[object_type], object_id, group))
         result.plans = ctx.commit()
+        derived = ctx.mark_derived()
+        result.follow_up = derived or ctx.restored
         for row_id, cid in ctx.changed_events():
             # WARP's application wrote the customer after it was read: nothing of it was
             # recorded, and its events are tried again later on a fresh read.
@@ -165,8 +174,11 @@ def apply_chunk(
         for stored in deletions:
             result.outcomes[stored.row_id] = ctx.deletion(stored)
         webhook_events.mark_processed(tx, list(result.outcomes))
-    if ctx.restored:
-        schedule_flush(engine)  # after the commit: the flush must see the dirty marks
+    if result.follow_up:  # after the commit: the flush must see the dirty marks
+        # Imported here: only a chunk that marks customers for outbound sync pays for it.
+        from shared.outbound.receive import schedule_flush
+
+        schedule_flush(engine)
     return result
 
 
@@ -324,6 +336,8 @@ class _Context:
         self.state_rows: dict[tuple[str, str], list[list[Any]]] = defaultdict(list)
         self.commits: list[PlanCommit] = []
         self.planned_events: dict[str, list[str]] = defaultdict(list)
+        # Per customer, the HubSpot change time of every field an event was judged for.
+        self.judged: dict[str, list[field_state.ChangeTime]] = defaultdict(list)
         self.changed: list[str] = []
         # Fields HubSpot wrote itself, whose WARP value the outbound flush writes back.
         self.restore: dict[str, set[str]] = defaultdict(set)
@@ -345,11 +359,56 @@ class _Context:
             if cid not in left_out:
                 outbound_dirty.mark(self.tx, cid, sorted(names))
                 self.restored = True
+        # A judged event moves its field's HubSpot time even when it wrote nothing (the
+        # value was in sync, or the echo of our write): an older event of that field
+        # delivered after it is then stale, and cannot undo the newer value. Not for a
+        # customer left out: its events are tried again, and must not find themselves stale.
+        field_state.advance_times(
+            self.tx,
+            "last_modified_at_hubspot",
+            [t for cid, times in self.judged.items() if cid not in left_out for t in times],
+        )
         return [
             (c.plan, c.entity_type, c.customer_id)
             for c in self.commits
             if c.customer_id not in left_out
         ]
+
+    def mark_derived(self) -> bool:
+        """Mark for outbound sync the fields of other entities derived from WARP writes here.
+
+        This flow writes WARP only. A value another entity's field derives from what it
+        wrote (the company's domain from the contact's email) must still reach HubSpot,
+        and no change message follows the sync's own writes: the customer is marked dirty
+        for those fields, as a change message would, and the coalesced flush carries them.
+        True when any customer was marked.
+        """
+        feeding: list[tuple[str, MappingSet, set[str]]] = []
+        left_out = set(self.changed)
+        for item in self.commits:
+            if item.customer_id in left_out or not item.plan.warp_updates:
+                continue
+            written = {
+                item.mappings.fields[r.field].warp_field
+                for r in item.plan.changed
+                if r.action is Action.WRITE_WARP
+            }
+            for et in ENTITY.values():
+                others = self.engine.mapping_for(item.customer_id, et)
+                if written and et is not item.entity_type and item.mappings.feeds(others):
+                    feeding.append((item.customer_id, others, written))
+        if not feeding:
+            return False
+        # Imported here: the outbound package is not part of this function's cold start.
+        from shared.outbound.fields import outbound_fields, stored_fields
+
+        derived: dict[str, set[str]] = defaultdict(set)
+        for cid, others, written in feeding:
+            derived[cid] |= outbound_fields([others], written) or set()  # None: nothing written
+        for cid, names in derived.items():
+            if names:
+                outbound_dirty.mark(self.tx, cid, stored_fields(names))
+        return any(derived.values())
 
     def changed_events(self) -> list[tuple[str, str]]:
         """(event row id, customer id) of the planned events whose customer was left out."""
@@ -534,6 +593,12 @@ class _Context:
         for prop, stored in newest.items():
             event = stored.event
             reason, category = _ignore_reason(mappings, states, self.rows[cid], prop, event)
+            if category in JUDGED:
+                self.judged[cid].extend(
+                    field_state.ChangeTime(et.value, cid, object_id, m.name, event.occurred_at)
+                    for m in mappings.by_property(prop)
+                    if m.direction.allows_inbound
+                )
             if category == "echo":
                 outcomes[stored.row_id] = Outcome(category, reason)
                 continue

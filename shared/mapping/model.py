@@ -372,3 +372,30 @@ class MappingSet:
     def hubspot_properties(self) -> tuple[str, ...]:
         """The HubSpot properties to read, each once, in field order."""
         return tuple(dict.fromkeys(f.hubspot_property for f in self.active()))
+
+    def feeds(self, other: MappingSet) -> bool:
+        """Whether a HubSpot value this set writes to WARP may change a value ``other`` reads.
+
+        Locations are compared by column and JSON path, one containing the other
+        (``contact`` holds ``contact.email``): the contact's ``contact.email`` feeds
+        the company's domain when that derives from it (``email_to_domain``).
+        """
+        return any(
+            _contains(written, read)
+            for written in self._written_locations
+            for read in other._read_locations
+        )
+
+    @cached_property
+    def _written_locations(self) -> frozenset[tuple[str, ...]]:
+        return frozenset((f.warp_column, *f.warp_path) for f in self.inbound())
+
+    @cached_property
+    def _read_locations(self) -> frozenset[tuple[str, ...]]:
+        return frozenset((f.warp_column, *f.warp_path) for f in self.active())
+
+
+def _contains(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """One location is the other or holds it."""
+    n = min(len(a), len(b))
+    return a[:n] == b[:n]

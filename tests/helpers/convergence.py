@@ -8,12 +8,14 @@ functions over real HTTP, the emulator, the in-process task stand-in.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
+from functools import partial
 from typing import Any, TypeVar
 
 import httpx
@@ -25,7 +27,8 @@ from shared.engine import Engine
 from shared.engine.sync import sync_customers
 from shared.errors import DatabaseUnavailableError
 from shared.hubspot.models import parse_datetime
-from shared.mapping import EntityType
+from shared.hubspot.signatures import sign_v3
+from shared.mapping import EntityType, FieldMapping
 from shared.messages import ChangeMessage, Operation
 from shared.messages.envelope import encode_push_envelope
 from shared.outbound.receive import FLUSH_KIND
@@ -63,6 +66,9 @@ class Counters:
     redeliveries: int = 0  # non-2xx answers Pub/Sub would redeliver
     duplicates: int = 0
     held: int = 0
+    lost_webhooks: int = 0  # HubSpot edits whose webhook never came
+    reordered: int = 0  # V -> X -> V in HubSpot, the newer webhook delivered first
+    feeding_edits: int = 0  # HubSpot edits of a field another field derives from
     db_kills: int = 0
     backends_killed: int = 0
     reconciles: int = 0
@@ -216,16 +222,84 @@ def push(
         time.sleep(_POLL)  # Pub/Sub's redelivery backoff, shortened
 
 
-def edit_hubspot(stack: LocalStack, object_id: str, spec: FieldSpec, value: str) -> datetime:
-    """A person edits one property in the HubSpot UI; the emulator's time of that change."""
+def edit_hubspot(
+    stack: LocalStack, object_id: str, spec: FieldSpec, value: str, *, announce: bool = True
+) -> dict[str, Any]:
+    """A person edits one property in the HubSpot UI; the webhook event HubSpot sends for it.
+
+    ``announce=False``: the emulator queues no webhook for this edit (HubSpot gave up on
+    it, or holds it back); the caller may deliver the returned event itself, when and in
+    what order it likes (:func:`deliver_webhook`). Only our own writes, whose webhooks are
+    echoes, can be dropped with it meanwhile.
+    """
     emulator = stack.emulator
     assert emulator is not None
-    changed = emulator.ui_change(spec.object_type, object_id, {spec.prop: value})
+    subscriptions = emulator.webhooks.subscriptions
+    if not announce:
+        emulator.webhooks.configure(subscriptions=set())
+    try:
+        changed = emulator.ui_change(spec.object_type, object_id, {spec.prop: value})
+    finally:
+        emulator.webhooks.configure(subscriptions=subscriptions)
     assert spec.prop in changed
     history = emulator.snapshot(spec.object_type, object_id)["propertiesWithHistory"]
-    at = parse_datetime(history[spec.prop][0]["timestamp"])
+    latest = history[spec.prop][0]
+    at = parse_datetime(latest["timestamp"])
     assert at is not None
-    return at
+    kind = f"{'company' if spec.object_type == 'companies' else 'contact'}.propertyChange"
+    return {
+        "eventId": uuid.uuid4().int % 10**9,
+        "subscriptionId": 7_100,
+        "portalId": emulator.webhooks.portal_id,
+        "appId": emulator.webhooks.app_id,
+        "occurredAt": int(at.timestamp() * 1000),
+        "subscriptionType": kind,
+        "attemptNumber": 0,
+        "objectId": int(object_id),
+        "propertyName": spec.prop,
+        "propertyValue": latest["value"],
+        "changeSource": "CRM_UI",
+        "sourceId": latest.get("sourceId") or "userId:1",
+    }
+
+
+def event_time(event: dict[str, Any]) -> datetime:
+    """When HubSpot says the change of ``event`` happened."""
+    return datetime.fromtimestamp(event["occurredAt"] / 1000, tz=UTC)
+
+
+def after_ms(at: datetime) -> None:
+    """Return once HubSpot's clock (the wall clock, in ms) has passed ``at``.
+
+    Two edits in one millisecond carry one ``occurredAt``: which came first is then
+    unknowable from the events, and a test of their order needs them apart.
+    """
+    stamp = int(at.timestamp() * 1000)
+    _wait(lambda: int(time.time() * 1000) > stamp, "the clock did not move", 5.0)
+
+
+def deliver_webhook(http: httpx.Client, stack: LocalStack, events: list[dict[str, Any]]) -> None:
+    """POST one signed v3 batch to the receiver as HubSpot does; again until it is taken."""
+    emulator = stack.emulator
+    assert emulator is not None
+    url = stack.webhook_url
+    secret = emulator.webhooks.client_secret
+    assert secret
+    body = json.dumps(events, separators=(",", ":")).encode()
+
+    def post() -> bool:
+        timestamp = int(time.time() * 1000)
+        headers = {
+            "Content-Type": "application/json",
+            "X-HubSpot-Signature-v3": sign_v3(secret, "POST", url, body, timestamp),
+            "X-HubSpot-Request-Timestamp": str(timestamp),
+        }
+        try:
+            return http.post(url, content=body, headers=headers).status_code < 300
+        except httpx.TransportError:
+            return False
+
+    _wait(post, "the webhook receiver never took a batch", 30.0)
 
 
 def kill_connections(engine: Engine) -> int:
@@ -366,10 +440,7 @@ def observe(engine: Engine, customer_id: str) -> dict[str, Outcome]:
     found: dict[str, Outcome] = {}
     records: dict[str, dict[str, Any]] = {}
     for spec in FIELDS:
-        et = EntityType(spec.entity)
-        (mapping,) = [
-            m for m in engine.mapping_for(customer_id, et).active() if m.name == spec.name
-        ]
+        mapping = _mapping(engine, customer_id, spec)
         key = "hubspot_company_id" if spec.entity == "customer" else "hubspot_contact_id"
         object_id = str(row["external_ids"][key])
         if object_id not in records:
@@ -380,6 +451,20 @@ def observe(engine: Engine, customer_id: str) -> dict[str, Outcome]:
         hub = mapping.canonical_hubspot(records[object_id].get(spec.prop))
         found[spec.name] = Outcome(warp, hub, spec.name in conflicts)
     return found
+
+
+def observe_warp(engine: Engine, customer_id: str, spec: FieldSpec) -> str:
+    """One field's WARP value as it stands, in the model's form (no HubSpot call: faults
+    may be on)."""
+    row = retrying(partial(customer_row, engine, customer_id))
+    mapping = _mapping(engine, customer_id, spec)
+    return mapping.canonical_hubspot(mapping.to_hubspot(mapping.read_warp(row)))
+
+
+def _mapping(engine: Engine, customer_id: str, spec: FieldSpec) -> FieldMapping:
+    et = EntityType(spec.entity)
+    (mapping,) = [m for m in engine.mapping_for(customer_id, et).active() if m.name == spec.name]
+    return mapping
 
 
 def write_calls(stack: LocalStack) -> int:

@@ -33,17 +33,24 @@ class FieldSpec:
     warp_field: str  # column or dotted JSONB path
     direction: str
     rule: str
-    kind: str  # text | status | money | int
+    kind: str  # text | status | money | int | domain
+    # A field whose WARP value another field writes (its WARP location holds this one's):
+    # the name of that field. Its value is derived, never edited in WARP on its own.
+    derived_from: str | None = None
+    transform: str | None = None
 
     def entry(self) -> dict[str, str]:
         """The field in WARP's ``hubspot_sync_config.field_mappings`` format."""
-        return {
+        entry = {
             "entity_type": self.entity,
             "hubspot_property": self.prop,
             "warp_field": self.warp_field,
             "sync_direction": self.direction,
             "conflict_resolution": self.rule,
         }
+        if self.transform is not None:
+            entry["transform"] = self.transform
+        return entry
 
     @property
     def object_type(self) -> str:
@@ -72,7 +79,28 @@ FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("payment_terms", _CO, "warp_payment_terms", "payment_terms", _BOTH, "MANUAL", "int"),
     FieldSpec("contact_phone", _CT, "phone", "contact.phone", _BOTH, "LATEST_WINS", "text"),
     FieldSpec("contact_email_address", _CT, "email", "contact.email", _BOTH, "WARP_WINS", "text"),
+    # The company's domain derives from the contact's email, as in WARP's default
+    # configuration: a contact plan's WARP write feeds a company property (issue 22).
+    FieldSpec(
+        "contact_email",
+        _CO,
+        "domain",
+        "contact.email",
+        "WARP_TO_HUBSPOT",
+        "WARP_WINS",
+        "domain",
+        derived_from="contact_email_address",
+        transform="email_to_domain",
+    ),
 )
+BY_NAME = {spec.name: spec for spec in FIELDS}
+
+
+def domain_of(email: str) -> str:
+    """``email_to_domain``, written down independently: the part after the last @, lower case."""
+    return email.rpartition("@")[2].strip().lower()
+
+
 # The custom company properties this configuration needs beyond WARP's own.
 CUSTOM_PROPERTIES = (("warp_legal_name", "string"), ("warp_payment_terms", "number"))
 
@@ -120,9 +148,17 @@ class FieldModel:
         values = {self.settled.warp, self.settled.hubspot}
         return values | {e.value for e in (*self.warp_edits, *self.hubspot_edits)}
 
-    def expected(self) -> list[Outcome]:
-        """Every outcome the rules allow for this field once everything has settled."""
+    def expected(self, source: Outcome | None = None) -> list[Outcome]:
+        """Every outcome the rules allow for this field once everything has settled.
+
+        ``source``: for a derived field, the settled outcome of the field it derives
+        from; its WARP value is then that one's, in this field's form, on both sides.
+        """
         spec, settled = self.spec, self.settled
+        if spec.derived_from is not None:
+            assert source is not None
+            value = domain_of(source.warp)
+            return [Outcome(value, value)]
         w = self.warp_edits[-1] if self.warp_edits else None
         h = self.hubspot_edits[-1] if self.hubspot_edits else None
         if spec.direction == "WARP_TO_HUBSPOT":

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from shared.db.connection import Row, Session
 from shared.db.connection import _timestamptz_in as read_timestamptz
@@ -199,28 +199,65 @@ def record_warp_changes(
 ) -> None:
     """Record that WARP changed these fields at ``changed_at`` (a change message's time).
 
-    Each field keeps the newest time it was given, so a message delivered twice or
-    after a newer one changes nothing. A field that never crossed gets a row holding
-    only this time (no baseline yet: ``last_synced_at`` stays NULL). Rows are written in
-    field order, like :func:`upsert_many`, so concurrent writers cannot deadlock.
+    Each field keeps the newest time it was given (:func:`advance_times`), so a message
+    delivered twice or after a newer one changes nothing. A field that never crossed
+    gets a row holding only this time (no baseline yet: ``last_synced_at`` stays NULL).
     """
-    if not field_names:
+    advance_times(
+        tx,
+        "warp_changed_at",
+        [
+            ChangeTime(entity_type, str(entity_id), str(hubspot_object_id), name, changed_at)
+            for name in field_names
+        ],
+    )
+
+
+class ChangeTime(NamedTuple):
+    """One field's change time on one side, for :func:`advance_times`."""
+
+    entity_type: str
+    entity_id: str
+    hubspot_object_id: str
+    field_name: str
+    at: datetime
+
+
+# The columns :func:`advance_times` may move: WARP's change time (from change messages)
+# and the time of the newest HubSpot change judged (what the stale check compares).
+_TIME_COLUMN_NAMES = frozenset({"warp_changed_at", "last_modified_at_hubspot"})
+
+
+def advance_times(tx: Session, column: str, times: Sequence[ChangeTime]) -> None:
+    """Move each field's ``column`` forward to its given time; never back.
+
+    A field keeps the newest time it was ever given, so a delivery repeated or
+    reordered changes nothing. A field without a row gets one holding only this time
+    (no baseline: ``last_synced_at`` stays NULL). One statement for all fields, written
+    in key order like :func:`upsert_many`, so concurrent writers cannot deadlock; a
+    row whose time is already as new is left alone (not rewritten).
+    """
+    if column not in _TIME_COLUMN_NAMES:
+        raise ValueError(f"{column} is not a change-time column of {TABLE}")
+    newest: dict[tuple[str, str, str], ChangeTime] = {}
+    for t in times:
+        key = (t.entity_type, t.entity_id, t.field_name)
+        if key not in newest or t.at > newest[key].at:
+            newest[key] = t
+    if not newest:
         return
+    rows = [t._asdict() for _, t in sorted(newest.items())]
     tx.execute(
         f"INSERT INTO {TABLE} AS s "
-        "(entity_type, entity_id, hubspot_object_id, field_name, warp_changed_at) "
-        "SELECT :entity_type, CAST(:entity_id AS uuid), :object_id, f, :changed_at "
-        "FROM unnest(CAST(:names AS text[])) AS f ORDER BY f "
-        "ON CONFLICT (entity_type, entity_id, field_name) DO UPDATE SET "
-        "warp_changed_at = GREATEST(s.warp_changed_at, EXCLUDED.warp_changed_at), "
-        "updated_at = NOW()",
-        {
-            "entity_type": entity_type,
-            "entity_id": str(entity_id),
-            "object_id": str(hubspot_object_id),
-            "names": sorted(field_names),
-            "changed_at": changed_at,
-        },
+        f"(entity_type, entity_id, hubspot_object_id, field_name, {column}) "
+        "SELECT r.entity_type, r.entity_id, r.hubspot_object_id, r.field_name, r.at "
+        "FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(entity_type varchar, "
+        "entity_id uuid, hubspot_object_id varchar, field_name varchar, at timestamptz) "
+        "ORDER BY r.entity_type, r.entity_id, r.field_name "
+        f"ON CONFLICT (entity_type, entity_id, field_name) DO UPDATE SET "
+        f"{column} = EXCLUDED.{column}, updated_at = NOW() "
+        f"WHERE s.{column} IS NULL OR s.{column} < EXCLUDED.{column}",
+        {"rows": to_json(rows)},
     )
 
 
