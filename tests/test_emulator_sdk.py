@@ -352,12 +352,22 @@ def test_upsert_merge_and_associations(fresh: Emulator, client: HubSpot) -> None
     merged = client.crm.companies.basic_api.merge(
         PublicMergeInput(primary_object_id=a, object_id_to_merge=b)
     )
-    assert merged.id == a and fresh.values("companies", a)["city"] == "Oslo"
-    assert (
-        client.crm.companies.basic_api.get_by_id(b).id == a
-    )  # the merged id resolves to the survivor
+    # HubSpot's current merge: a new record with a new id, both old ids resolve to it.
+    assert merged.id not in (a, b) and fresh.values("companies", merged.id)["city"] == "Oslo"
+    for old in (a, b):
+        again = client.crm.companies.basic_api.get_by_id(old, properties=["hs_merged_object_ids"])
+        assert again.id == merged.id
+        assert sorted(again.properties["hs_merged_object_ids"].split(";")) == sorted([a, b])
+    read = client.crm.companies.batch_api.read(
+        BatchReadInputSimplePublicObjectId(
+            inputs=[SimplePublicObjectId(id=a), SimplePublicObjectId(id=b)], properties=["name"]
+        )
+    )
+    assert [r.id for r in read.results] == [merged.id]
+    assert read.results[0].properties["name"] == "A"  # the primary's value wins
 
     contact_id = first.results[0].id
+    a = merged.id
     client.crm.associations.v4.basic_api.create_default("companies", a, "contacts", contact_id)
     page = client.crm.associations.v4.basic_api.get_page("contacts", contact_id, "companies")
     assert [str(r.to_object_id) for r in page.results] == [a]

@@ -233,20 +233,22 @@ def test_shuffle_and_duplicates(sink: WebhookSink) -> None:
 def test_merge_deletion_and_association_events(emu: Emulator, sink: WebhookSink) -> None:
     a, b = emu.seed("companies", [{"name": "A"}, {"name": "B", "phone": "1"}])
     [contact] = emu.seed("contacts", [{"email": "m@x.example"}])
-    emu.merge("companies", a, b, user_id=3)
+    new = emu.merge("companies", a, b, user_id=3)
+    assert new not in (a, b)
     _api(emu, "PUT", f"/crm/v4/objects/contacts/{contact}/associations/default/companies/{a}")
     _api(emu, "DELETE", f"/crm/v3/objects/contacts/{contact}")
     assert emu.webhooks.wait_idle(10)
     events = {e["subscriptionType"]: e for e in sink.events()}
     merge = events["company.merge"]
-    assert (merge["primaryObjectId"], merge["mergedObjectIds"], merge["newObjectId"]) == (
-        int(a),
-        [int(b)],
-        int(a),
-    )
+    assert (
+        merge["objectId"],
+        merge["primaryObjectId"],
+        merge["mergedObjectIds"],
+        merge["newObjectId"],
+    ) == (int(new), int(a), [int(b)], int(new))
     assert merge["numberOfPropertiesMoved"] == 1 and merge["sourceId"] == "userId:3"
     link = events["contact.associationChange"]
-    expected = ("CONTACT_TO_COMPANY", int(contact), int(a))
+    expected = ("CONTACT_TO_COMPANY", int(contact), int(new))  # the old id resolved
     assert (link["associationType"], link["fromObjectId"], link["toObjectId"]) == expected
     assert link["associationRemoved"] is False and link["changeSource"] == "INTEGRATION"
     assert events["company.associationChange"]["associationType"] == "COMPANY_TO_CONTACT"

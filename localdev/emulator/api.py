@@ -195,12 +195,16 @@ class CrmApi:
         props, history = body.get("properties") or [], body.get("propertiesWithHistory") or []
         id_property = body.get("idProperty")
         with self.store.lock:
-            found, missing = [], []
+            found, missing, seen = [], [], set()
             for item in inputs:
                 record = self._find(call.object_type, str(item.get("id", "")), id_property)
                 if record is None:
                     missing.append(str(item.get("id", "")))
-                else:
+                elif record.id not in seen:
+                    # Two old ids of one merged record: the record once (UNCONFIRMED
+                    # whether HubSpot repeats it; a client must match it by
+                    # hs_merged_object_ids either way).
+                    seen.add(record.id)
                     found.append(render_record(record, properties=props, with_history=history))
         errors = []
         if missing:

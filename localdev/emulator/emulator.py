@@ -242,7 +242,7 @@ class Emulator:
     def merge(
         self, object_type: str, primary_id: str | int, merged_id: str | int, *, user_id: int = 1
     ) -> str:
-        """A user merges ``merged_id`` into ``primary_id`` in the UI; the surviving id."""
+        """A user merges two records in the UI; the id of the new record both now resolve to."""
         with self.state.lock:
             primary, merged = (
                 self._record(object_type, primary_id),

@@ -212,43 +212,92 @@ class Store:
             self._emit([self._change(record, "deletion", source, now, changeFlag="DELETED")])
 
     def merge(self, primary: Record, merged: Record, source: Source) -> Record:
-        """Merge ``merged`` into ``primary``: fill the primary's empty values, archive the other."""
+        """Merge two records into a new one with a new id, as HubSpot does now.
+
+        HubSpot's changelog "Updated merge functionality for contacts and companies":
+        the result is a new record; the primary's current values win, the other's
+        fill the gaps; both old ids (and ids merged into them before) resolve to it;
+        associations move to it, the primary's first (a second primary association of
+        the same kind from the other record is dropped to unlabeled). Its
+        ``hs_merged_object_ids`` lists the old ids. The two old records are archived
+        and no longer searchable. The webhook is one ``merge`` event about the new
+        record (``newObjectId`` != ``primaryObjectId``).
+        """
         with self.lock:
             now = self.now_ms()
-            moved = {
-                k: v
-                for k, v in merged.values.items()
-                if v != "" and record_value(primary, k) == "" and k not in _SYSTEM
+            object_type = primary.object_type
+            old_ids = (
+                {primary.id, merged.id}
+                | set(_merged_ids(primary))
+                | set(_merged_ids(merged))
+            )
+            values = {k: v for k, v in merged.values.items() if v != "" and k not in _SYSTEM}
+            moved = sum(1 for k in values if record_value(primary, k) == "")
+            values.update(
+                {k: v for k, v in primary.values.items() if v != "" and k not in _SYSTEM}
+            )
+            for old in (primary, merged):
+                old.archived, old.archived_ms = True, now
+                self._unindex(old)
+            new_id = self._next_id[object_type]
+            self._next_id[object_type] += 1
+            # UNCONFIRMED: which createdate HubSpot gives the new record; the primary's is kept.
+            record = Record(object_type, new_id, primary.created_ms, now)
+            self.records[object_type][new_id] = record
+            for name in set(primary.history) | set(merged.history):
+                record.history[name] = sorted(
+                    primary.history.get(name, []) + merged.history.get(name, []),
+                    key=lambda e: e.timestamp_ms,
+                )
+            system = {
+                "hs_object_id": str(new_id),
+                "createdate": iso_ms(primary.created_ms),
+                MERGED_IDS: ";".join(str(i) for i in sorted(old_ids)),
             }
-            merged.archived, merged.archived_ms = True, now
-            self._unindex(merged)
-            self._merged_into[(merged.object_type, merged.id)] = primary.id
-            for key, value in list(self._merged_into.items()):
-                if value == merged.id and key[0] == merged.object_type:
-                    self._merged_into[key] = primary.id
-            for (to_type, to_id), types in self._assoc.pop(
-                (merged.object_type, merged.id), {}
-            ).items():
-                self._link(primary.object_type, primary.id, to_type, to_id, types)
-            self._check_unique(primary.object_type, moved, primary.id)
-            self._set(primary, moved, source, now)
-            self._touch(primary, source, now)
+            for name, value in {**values, **system}.items():
+                record.values[name] = value
+                self._reindex(record, name, "", value)
+                entries = record.history.setdefault(name, [])
+                if not entries or entries[-1].value != value:
+                    entries.append(HistoryEntry(value, now, source))
+            for key, target in list(self._merged_into.items()):
+                if key[0] == object_type and target in (primary.id, merged.id):
+                    self._merged_into[key] = new_id
+            self._merged_into[(object_type, primary.id)] = new_id
+            self._merged_into[(object_type, merged.id)] = new_id
+            for old in (primary, merged):  # the primary's associations first
+                self._move_links(old, record)
+            self._touch(record, source, now)
             self._emit(
                 [
                     self._change(
-                        primary,
+                        record,
                         "merge",
                         source,
                         now,
                         changeFlag="MERGED",
                         primaryObjectId=primary.id,
                         mergedObjectIds=[merged.id],
-                        newObjectId=primary.id,
-                        numberOfPropertiesMoved=len(moved),
+                        newObjectId=new_id,
+                        numberOfPropertiesMoved=moved,
                     )
                 ]
             )
-            return primary
+            return record
+
+    def _move_links(self, old: Record, new: Record) -> None:
+        """Give ``new`` the associations of ``old``; one primary per kind, the first kept."""
+        for (to_type, to_id), types in self._assoc.pop((old.object_type, old.id), {}).items():
+            self._assoc.get((to_type, to_id), {}).pop((old.object_type, old.id), None)
+            primary = PRIMARY_TYPE_IDS[(old.object_type, to_type)]
+            if primary in types and self._has_primary(new, to_type):
+                types = types - {primary}
+            self._link(new.object_type, new.id, to_type, to_id, types)
+
+    def _has_primary(self, record: Record, to_type: str) -> bool:
+        primary = PRIMARY_TYPE_IDS[(record.object_type, to_type)]
+        links = self._assoc.get((record.object_type, record.id), {})
+        return any(t == to_type and primary in types for (t, _), types in links.items())
 
     def associate(self, a: Record, b: Record, source: Source) -> list[tuple[Record, Record, int]]:
         """Default (unlabeled) association both ways; returns the links as (from, to, type id)."""
@@ -324,7 +373,10 @@ class Store:
         self._assoc.setdefault((from_type, from_id), {}).setdefault((to_type, to_id), set()).update(
             types
         )
+        # The reverse of a primary association is primary too (1 <-> 2).
         reverse = {ASSOCIATION_TYPE_IDS[(to_type, from_type)]}
+        if PRIMARY_TYPE_IDS[(from_type, to_type)] in set(types):
+            reverse.add(PRIMARY_TYPE_IDS[(to_type, from_type)])
         self._assoc.setdefault((to_type, to_id), {}).setdefault((from_type, from_id), set()).update(
             reverse
         )
@@ -362,8 +414,14 @@ class Store:
             self.listener(changes)
 
 
+# The ids a merged record was made from, ";"-separated (an enumeration, "Merged ... IDs").
+MERGED_IDS = "hs_merged_object_ids"
 # Properties HubSpot maintains itself: no propertyChange subscriptions, never merged.
-_SYSTEM = {"hs_object_id", "createdate", "hs_lastmodifieddate", "lastmodifieddate"}
+_SYSTEM = {"hs_object_id", "createdate", "hs_lastmodifieddate", "lastmodifieddate", MERGED_IDS}
+
+
+def _merged_ids(record: Record) -> list[int]:
+    return [int(i) for i in record.values.get(MERGED_IDS, "").split(";") if i.isdigit()]
 
 
 def record_value(record: Record, name: str) -> str:
