@@ -226,16 +226,10 @@ class Store:
         with self.lock:
             now = self.now_ms()
             object_type = primary.object_type
-            old_ids = (
-                {primary.id, merged.id}
-                | set(_merged_ids(primary))
-                | set(_merged_ids(merged))
-            )
+            old_ids = {primary.id, merged.id} | set(_merged_ids(primary)) | set(_merged_ids(merged))
             values = {k: v for k, v in merged.values.items() if v != "" and k not in _SYSTEM}
             moved = sum(1 for k in values if record_value(primary, k) == "")
-            values.update(
-                {k: v for k, v in primary.values.items() if v != "" and k not in _SYSTEM}
-            )
+            values.update({k: v for k, v in primary.values.items() if v != "" and k not in _SYSTEM})
             for old in (primary, merged):
                 old.archived, old.archived_ms = True, now
                 self._unindex(old)

@@ -53,6 +53,7 @@ from shared.hubspot.errors import (
     Timeout,
 )
 from shared.hubspot.models import (
+    MERGED_IDS,
     OBJECT_TYPES,
     Association,
     BatchResult,
@@ -571,17 +572,22 @@ class ObjectsApi:
     ) -> PendingBatch:
         """Start :meth:`batch_read`'s calls and return at once; records arrive page by page."""
         keys = list(dict.fromkeys(str(i) for i in ids))
+        # A read by id may answer an old id with the record it was merged into (a new
+        # id): asking for its merged ids lets that answer find its input(s) again.
+        wanted = list(properties) if id_property else [*properties, MERGED_IDS]
 
         def read(chunk: Sequence[str]) -> BatchResult:
             body: dict[str, Any] = {
                 "inputs": [{"id": key} for key in chunk],
-                "properties": list(properties),
+                "properties": list(dict.fromkeys(wanted)),
                 "propertiesWithHistory": list(properties_with_history),
             }
             if id_property:
                 body["idProperty"] = id_property
-            key_of = partial(_key_of, id_property=id_property)
-            return self._batch("read", body, chunk, key_of, idempotent=True)
+                return self._batch(
+                    "read", body, chunk, partial(_key_of, id_property=id_property), idempotent=True
+                )
+            return self._batch("read", body, chunk, _ids_of, idempotent=True)
 
         chunks = list(_chunks(keys))
         futures = self._client.start_concurrently([partial(read, c) for c in chunks])
@@ -651,7 +657,7 @@ class ObjectsApi:
         action: str,
         body: Mapping[str, Any],
         keys: Sequence[str],
-        key_of: Callable[[HubSpotObject], str | None],
+        key_of: Callable[[HubSpotObject], str | Sequence[str] | None],
         *,
         idempotent: bool,
     ) -> BatchResult:
@@ -670,10 +676,12 @@ class ObjectsApi:
         unmatched = 0
         for raw in data.get("results") or []:
             record = HubSpotObject.from_json(raw)
-            key = key_of(record)
-            if key in wanted:
+            found = key_of(record)
+            keys = [found] if isinstance(found, str) else found or ()
+            matched = [k for k in keys if k in wanted]
+            for key in matched:
                 outcome.results[key] = record
-            else:
+            if not matched:
                 unmatched += 1
         missing = wanted - outcome.results.keys() - outcome.failed_keys()
         if missing or unmatched:
@@ -841,6 +849,11 @@ def _after_id(
     if not groups:
         return [{"filters": [bound]}]
     return [{**g, "filters": [*g.get("filters", []), bound]} for g in groups]
+
+
+def _ids_of(record: HubSpotObject) -> list[str]:
+    """The ids a record read by id answers: its own and, once merged, its old ones."""
+    return [record.id, *record.merged_ids]
 
 
 def _key_of(record: HubSpotObject, id_property: str | None) -> str | None:
