@@ -22,6 +22,9 @@ import click
 @click.option("--seed", default=None, type=int, help="Seed for faults and ordering.")
 @click.option("--access-token", default="emulator-token", show_default=True, help="Accepted token.")
 @click.option("--retry-base-ms", default=1_000, show_default=True, help="Webhook retry base delay.")
+@click.option(
+    "--search-delay-ms", default=2_000, show_default=True, help="Search index lag behind writes."
+)
 def emulator(
     host: str,
     port: int,
@@ -37,6 +40,7 @@ def emulator(
     seed: int | None,
     access_token: str,
     retry_base_ms: int,
+    search_delay_ms: int,
 ) -> None:
     """Serve HubSpot's CRM v3 API locally, with its limits, errors and signed webhooks."""
     from localdev.emulator import Emulator
@@ -58,6 +62,7 @@ def emulator(
         latency_ms=latency_ms,
         seed=seed,
         webhook_retry_base_ms=retry_base_ms,
+        search_delay_ms=search_delay_ms,
     ).start()
     click.echo(f"HubSpot emulator listening on {emu.url} (app id {emu.app_id}); Ctrl-C stops it")
     click.echo(f"control API: {emu.url}/_emulator/stats")

@@ -136,6 +136,8 @@ class ControlApi:
                 "searchDelayMs": emu.state.search_delay_ms,
                 "identicalWritesFire": emu.state.identical_writes_fire,
             }
+        if (method, path) == ("POST", "/search/catch-up"):
+            return 200, {"caughtUp": emu.state.index_now()}
         if path == "/webhooks" and method == "POST":
             settings = {attr: body[key] for key, attr in _WEBHOOK_SETTINGS.items() if key in body}
             if "subscriptions" in settings and settings["subscriptions"] is not None:

@@ -19,7 +19,7 @@ from localdev.emulator.properties import PropertyRegistry
 from localdev.emulator.ratelimit import RateLimiter
 from localdev.emulator.render import now_iso, render_record
 from localdev.emulator.server import EmulatorHTTPServer
-from localdev.emulator.store import Record, Source, Store
+from localdev.emulator.store import DEFAULT_SEARCH_DELAY_MS, Record, Source, Store
 from localdev.emulator.webhooks import WebhookDispatcher
 
 DEFAULT_APP_ID = 1_234_567
@@ -44,7 +44,8 @@ class Emulator:
     ``seed`` imports records silently. ``emu.webhooks`` delivers to ``webhook_url``
     (``wait_idle``, ``pause``, ``flush``, counters), ``emu.faults`` and ``set_faults``
     inject failures, ``emu.limits`` enforces the rate limits, ``stats()`` counts calls.
-    ``search_delay_ms`` makes search lag writes like HubSpot's index;
+    ``search_delay_ms`` makes search lag writes like HubSpot's index (2 s by default;
+    ``seed`` imports are searchable at once; ``state.index_now()`` catches up);
     ``identical_writes_fire`` makes writing an unchanged value fire a propertyChange.
     """
 
@@ -74,7 +75,7 @@ class Emulator:
         webhook_timeout_s: float = 5.0,
         webhook_shuffle: bool = False,
         webhook_duplicate_rate: float = 0.0,
-        search_delay_ms: int = 0,
+        search_delay_ms: int = DEFAULT_SEARCH_DELAY_MS,
         identical_writes_fire: bool = False,
     ) -> None:
         self.host, self.port = host, port
@@ -209,10 +210,12 @@ class Emulator:
             self._muted = True
             try:
                 values = [self.properties.normalize(object_type, p) for p in items]
-                return [
-                    str(self.state.create(object_type, v, Source("IMPORT", "seed")).id)
-                    for v in values
+                created = [
+                    self.state.create(object_type, v, Source("IMPORT", "seed")) for v in values
                 ]
+                # Imported before the test starts: long since searchable.
+                self.state.index_now(created)
+                return [str(r.id) for r in created]
             finally:
                 self._muted = False
 

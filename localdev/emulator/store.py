@@ -28,6 +28,10 @@ ASSOCIATION_TYPE_IDS = {
 }
 PRIMARY_TYPE_IDS = {("contacts", "companies"): 1, ("companies", "contacts"): 2}
 _ID_START = {"companies": 20_000_000_001, "contacts": 30_000_000_001}
+# HubSpot's search index shows a write "a few moments" later (search guide). Two
+# seconds by default, so every flow that searches meets the lag; tests that need
+# none say so (search_delay_ms=0) or let the index catch up (``index_now``).
+DEFAULT_SEARCH_DELAY_MS = 2_000
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,7 @@ class Store:
     def __init__(self, properties: PropertyRegistry, listener: Listener | None = None) -> None:
         self.lock = threading.RLock()
         # HubSpot's search index trails writes by "a few moments"; 0 makes it immediate.
-        self.search_delay_ms = 0
+        self.search_delay_ms = DEFAULT_SEARCH_DELAY_MS
         # Whether writing a property's current value again records history and fires a
         # propertyChange (UNCONFIRMED in HubSpot; off by default, switchable for tests).
         self.identical_writes_fire = False
@@ -134,6 +138,23 @@ class Store:
                 _, values, updated = record.indexed[0]
                 out.append(Record(object_type, record.id, record.created_ms, updated, values))
             return out
+
+    def index_now(self, records: Iterable[Record] | None = None) -> int:
+        """Let the search index catch up with every write (of ``records``, else all).
+
+        Stands for "enough time has passed" without a test sleeping; the count caught up.
+        """
+        with self.lock:
+            chosen = (
+                list(records)
+                if records is not None
+                else [r for by_id in self.records.values() for r in by_id.values()]
+            )
+            for record in chosen:
+                if record.indexed:
+                    _, values, updated = record.indexed[-1]
+                    record.indexed[:] = [(0, values, updated)]
+            return len(chosen)
 
     def page(
         self, object_type: str, *, archived: bool, after: int, limit: int
@@ -335,8 +356,15 @@ class Store:
         name = LAST_MODIFIED[record.object_type]
         record.values[name] = iso_ms(now)
         record.history.setdefault(name, []).append(HistoryEntry(iso_ms(now), now, source))
-        if self.search_delay_ms:
-            record.indexed.append((now + self.search_delay_ms, dict(record.values), now))
+        # Every write gets a snapshot, so a lag switched on later still sees old records;
+        # snapshots already superseded by a visible newer one are dropped.
+        visible = [s for s in record.indexed if s[0] <= now][-1:]
+        pending = [s for s in record.indexed if s[0] > now]
+        record.indexed[:] = [
+            *visible,
+            *pending,
+            (now + self.search_delay_ms, dict(record.values), now),
+        ]
 
     def _check_unique(self, object_type: str, values: dict[str, str], own_id: int | None) -> None:
         for name in self.properties.unique_names(object_type):
