@@ -25,10 +25,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from shared.db import Row
-from shared.db.repositories import customers, sync_log
+from shared.db.repositories import customers, sync_log, webhook_events
 from shared.engine.deps import Engine
 from shared.engine.snapshots import linked_id
 from shared.engine.sync import lock_customers
@@ -40,6 +41,8 @@ from shared.mapping import EntityType, MappingError, MappingSet
 log = logging.getLogger("warp_hubspot_sync.outbound")
 
 BAN_PROPERTY = "warp_ban"
+# How far back creation webhooks stand in for search: well past the index's lag.
+RECENT_CREATIONS = timedelta(minutes=10)
 EMAIL_PROPERTY = "email"
 
 
@@ -108,7 +111,9 @@ def _link_companies(engine: Engine, rows: list[Row], outcomes: dict[str, LinkOut
         for key, record in found.results.items():
             _found(outcomes[bans[key]], "company", record.id, "warp_ban")
     claimed = {o.company_id for o in outcomes.values() if o.company_id}
-    # 2. and 3. An unclaimed company with the same domain, then the same name.
+    # 2. and 3. An unclaimed company with the same domain, then the same name: what
+    # search finds, and what it may not show yet (its index lags writes by moments).
+    recent: list[dict[str, str]] | None = None
     for prop in ("domain", "name"):
         wanted = {
             cid: values[cid][prop].strip().lower()
@@ -117,7 +122,11 @@ def _link_companies(engine: Engine, rows: list[Row], outcomes: dict[str, LinkOut
         }
         if not wanted:
             continue
+        if recent is None:
+            recent = _recently_created(engine)
         candidates = _search_in(companies, prop, set(wanted.values()))
+        seen = {c["id"] for c in candidates}
+        candidates += [c for c in recent if c["id"] not in seen]
         linked_elsewhere = _linked_company_ids(engine, [c["id"] for c in candidates])
         for cid in sorted(wanted):
             match = _choose(candidates, prop, wanted[cid], claimed | linked_elsewhere)
@@ -146,6 +155,25 @@ def _search_in(api: ObjectsApi, prop: str, wanted: set[str]) -> list[dict[str, s
     for record in api.search_in(prop, wanted, properties=["domain", "name", BAN_PROPERTY]):
         found[record.id] = {"id": record.id, **{k: v or "" for k, v in record.properties.items()}}
     return list(found.values())
+
+
+def _recently_created(engine: Engine) -> list[dict[str, str]]:
+    """Companies created in HubSpot lately, as their stored creation webhooks name them.
+
+    A company a user created seconds ago may be missing from search results; its
+    creation webhook is not. Read by id (no index lag): one call, none when there
+    were no creations in the window.
+    """
+    since = engine.now() - RECENT_CREATIONS
+    with engine.database.transaction() as tx:
+        ids = webhook_events.recent_object_ids(tx, "company.creation", since, limit=100)
+    if not ids:
+        return []
+    found = engine.hubspot.companies.batch_read(ids, properties=["domain", "name", BAN_PROPERTY])
+    return [
+        {"id": r.id, **{k: v or "" for k, v in r.properties.items()}}
+        for r in {r.id: r for r in found.results.values()}.values()
+    ]
 
 
 def _choose(
