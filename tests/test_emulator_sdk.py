@@ -10,6 +10,7 @@ from datetime import datetime
 import httpx
 import pytest
 from hubspot import HubSpot
+from hubspot.crm.associations.v4 import AssociationSpec
 from hubspot.crm.associations.v4.exceptions import ApiException as AssociationsApiException
 from hubspot.crm.companies import (
     BatchInputSimplePublicObjectBatchInput,
@@ -372,6 +373,17 @@ def test_upsert_merge_and_associations(fresh: Emulator, client: HubSpot) -> None
     page = client.crm.associations.v4.basic_api.get_page("contacts", contact_id, "companies")
     assert [str(r.to_object_id) for r in page.results] == [a]
     assert page.results[0].association_types[0].type_id == 279
+    # The company becomes the contact's primary one (type 1) through the labels endpoint.
+    pair = client.crm.associations.v4.basic_api.create(
+        "contacts",
+        contact_id,
+        "companies",
+        a,
+        [AssociationSpec(association_category="HUBSPOT_DEFINED", association_type_id=1)],
+    )
+    assert str(pair.to_object_id) == a and pair.from_object_type_id == "0-1"
+    page = client.crm.associations.v4.basic_api.get_page("contacts", contact_id, "companies")
+    assert sorted(t.type_id for t in page.results[0].association_types) == [1, 279]
     with pytest.raises(AssociationsApiException):
         client.crm.associations.v4.basic_api.create_default("companies", a, "contacts", "12345")
     got = client.crm.companies.basic_api.get_by_id(a, associations=["contacts"])

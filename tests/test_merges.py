@@ -112,9 +112,7 @@ def test_reconcile_follows_merges_whose_webhook_was_missed(engine: Engine, emula
         # one customer's, so it is unlinked and flagged for a person, never linked twice.
         assert "hubspot_company_id" not in links(engine, other["id"])
         flagged = [
-            e
-            for e in sync_log.list_for_customer(tx, other["id"])
-            if e["status"] == "CONFLICT"
+            e for e in sync_log.list_for_customer(tx, other["id"]) if e["status"] == "CONFLICT"
         ]
     assert len(flagged) == 1 and company in flagged[0]["error_message"]
     assert live_companies_with_ban(emulator, kept["ban"]) == [int(company)]

@@ -132,9 +132,12 @@ class ControlApi:
                 emu.state.search_delay_ms = int(body["searchDelayMs"])
             if "identicalWritesFire" in body:
                 emu.state.identical_writes_fire = bool(body["identicalWritesFire"])
+            if "autoCreateCompanies" in body:
+                emu.state.auto_create_companies = bool(body["autoCreateCompanies"])
             return 200, {
                 "searchDelayMs": emu.state.search_delay_ms,
                 "identicalWritesFire": emu.state.identical_writes_fire,
+                "autoCreateCompanies": emu.state.auto_create_companies,
             }
         if (method, path) == ("POST", "/search/catch-up"):
             return 200, {"caughtUp": emu.state.index_now()}

@@ -46,7 +46,9 @@ class Emulator:
     inject failures, ``emu.limits`` enforces the rate limits, ``stats()`` counts calls.
     ``search_delay_ms`` makes search lag writes like HubSpot's index (2 s by default;
     ``seed`` imports are searchable at once; ``state.index_now()`` catches up);
-    ``identical_writes_fire`` makes writing an unchanged value fire a propertyChange.
+    ``identical_writes_fire`` makes writing an unchanged value fire a propertyChange;
+    ``auto_create_companies`` is the portal setting "Create and associate companies with
+    contacts" (off by default, as in a new portal).
     """
 
     def __init__(
@@ -77,6 +79,7 @@ class Emulator:
         webhook_duplicate_rate: float = 0.0,
         search_delay_ms: int = DEFAULT_SEARCH_DELAY_MS,
         identical_writes_fire: bool = False,
+        auto_create_companies: bool = False,
     ) -> None:
         self.host, self.port = host, port
         self.portal_id = portal_id
@@ -100,6 +103,7 @@ class Emulator:
         self.state = Store(self.properties, self._on_changes)
         self.state.search_delay_ms = search_delay_ms
         self.state.identical_writes_fire = identical_writes_fire
+        self.state.auto_create_companies = auto_create_companies
         self.limits = RateLimiter(rate_limit, window_ms, daily_limit, search_rate_per_second)
         self.faults = FaultInjector(fault_rate, fault_kinds, latency_ms, timeout_hold_ms, seed)
         self.api = CrmApi(self.state, self.properties, random.Random(seed))
@@ -263,11 +267,15 @@ class Emulator:
         to_id: str | int,
         *,
         user_id: int = 1,
+        primary: bool = False,
     ) -> None:
-        """A user associates two records (default association, both directions)."""
+        """A user associates two records (unlabeled, or primary too; both directions)."""
         with self.state.lock:
             self.state.associate(
-                self._record(from_type, from_id), self._record(to_type, to_id), _ui(user_id)
+                self._record(from_type, from_id),
+                self._record(to_type, to_id),
+                _ui(user_id),
+                primary=primary,
             )
 
     def values(self, object_type: str, object_id: str | int) -> dict[str, str]:

@@ -81,6 +81,8 @@ class Store:
         # Whether writing a property's current value again records history and fires a
         # propertyChange (UNCONFIRMED in HubSpot; off by default, switchable for tests).
         self.identical_writes_fire = False
+        # The portal setting "Create and associate companies with contacts": off unless asked.
+        self.auto_create_companies = False
         self.properties = properties
         self.listener = listener
         self._last_ms = 0
@@ -203,6 +205,8 @@ class Store:
                 record, [k for k in values if values[k] != ""], source, now
             )
             self._emit(changes)
+            if object_type == "contacts" and self.auto_create_companies:
+                self.auto_associate(record)
             return record
 
     def update(self, record: Record, values: dict[str, str], source: Source) -> list[str]:
@@ -314,35 +318,102 @@ class Store:
         links = self._assoc.get((record.object_type, record.id), {})
         return any(t == to_type and primary in types for (t, _), types in links.items())
 
-    def associate(self, a: Record, b: Record, source: Source) -> list[tuple[Record, Record, int]]:
-        """Default (unlabeled) association both ways; returns the links as (from, to, type id)."""
+    def associate(
+        self, a: Record, b: Record, source: Source, *, primary: bool = False
+    ) -> list[tuple[Record, Record, int]]:
+        """Associate both ways (unlabeled, and primary when asked); the links as (from, to, type).
+
+        One associationChange per direction and kind (webhooks guide: creating a
+        primary association also creates the unlabeled one, so two messages). A
+        contact has one primary company: a new primary replaces the old, which stays
+        associated unlabeled.
+        """
         with self.lock:
             now = self.now_ms()
-            type_id = ASSOCIATION_TYPE_IDS[(a.object_type, b.object_type)]
-            existing = self._assoc.get((a.object_type, a.id), {}).get((b.object_type, b.id), set())
             pairs = ((a, b), (b, a))
-            if type_id not in existing:
-                self._link(a.object_type, a.id, b.object_type, b.id, {type_id})
-                # HubSpot sends one associationChange per direction.
-                self._emit(
-                    [
-                        self._change(
-                            x,
-                            "associationChange",
-                            source,
-                            now,
-                            associationType=f"{SINGULAR[x.object_type]}_TO_{SINGULAR[y.object_type]}",
-                            fromObjectId=x.id,
-                            toObjectId=y.id,
-                            associationRemoved=False,
-                            isPrimaryAssociation=False,
-                        )
-                        for x, y in pairs
-                    ]
+            changes: list[Change] = []
+            if not self._linked(a, b, ASSOCIATION_TYPE_IDS[(a.object_type, b.object_type)]):
+                self._link(a.object_type, a.id, b.object_type, b.id, {_unlabeled(a, b)})
+                changes += [self._assoc_change(x, y, source, now, False) for x, y in pairs]
+            if primary and not self._linked(a, b, PRIMARY_TYPE_IDS[(a.object_type, b.object_type)]):
+                contact, company = (a, b) if a.object_type == "contacts" else (b, a)
+                for (to_type, to_id), types in list(self._assoc.get(_key(contact), {}).items()):
+                    if to_type == "companies" and PRIMARY_TYPE_IDS[("contacts", to_type)] in types:
+                        old = self.records[to_type][to_id]
+                        self._unlink_primary(contact, old)
+                        changes += [
+                            self._assoc_change(x, y, source, now, True, removed=True)
+                            for x, y in ((contact, old), (old, contact))
+                        ]
+                self._link(
+                    contact.object_type,
+                    contact.id,
+                    company.object_type,
+                    company.id,
+                    {PRIMARY_TYPE_IDS[("contacts", "companies")]},
                 )
-            return [(x, y, ASSOCIATION_TYPE_IDS[(x.object_type, y.object_type)]) for x, y in pairs]
+                changes += [self._assoc_change(x, y, source, now, True) for x, y in pairs]
+            self._emit(changes)
+            return [(x, y, t) for x, y in pairs for t in sorted(self._assoc[_key(x)][_key(y)])]
+
+    def auto_associate(self, contact: Record) -> None:
+        """The portal setting "Create and associate companies with contacts" (off by default).
+
+        The company whose domain is the contact's email domain becomes its primary
+        company; with none, HubSpot creates one (named after the domain here; HubSpot
+        fills it from its own database). Freemail domains are skipped. Which index
+        HubSpot's associator looks in is UNCONFIRMED: the lagging search index is
+        assumed, so a company created moments ago may get a HubSpot-made twin.
+        """
+        with self.lock:
+            _, at, domain = contact.values.get("email", "").rpartition("@")
+            domain = domain.strip().lower()
+            if not at or not domain or domain in FREEMAIL:
+                return
+            found = [
+                r for r in self.searchable("companies") if r.values.get("domain", "") == domain
+            ]
+            company = (
+                self.records["companies"][min(r.id for r in found)]
+                if found
+                else self.create("companies", {"domain": domain, "name": domain}, AUTO_ASSOCIATION)
+            )
+            self.associate(contact, company, AUTO_ASSOCIATION, primary=True)
 
     # -- internals -------------------------------------------------------------
+
+    def _linked(self, a: Record, b: Record, type_id: int) -> bool:
+        return type_id in self._assoc.get(_key(a), {}).get(_key(b), set())
+
+    def _unlink_primary(self, contact: Record, company: Record) -> None:
+        self._assoc[_key(contact)][_key(company)].discard(
+            PRIMARY_TYPE_IDS[("contacts", "companies")]
+        )
+        self._assoc[_key(company)][_key(contact)].discard(
+            PRIMARY_TYPE_IDS[("companies", "contacts")]
+        )
+
+    def _assoc_change(
+        self,
+        x: Record,
+        y: Record,
+        source: Source,
+        now: int,
+        primary: bool,
+        *,
+        removed: bool = False,
+    ) -> Change:
+        return self._change(
+            x,
+            "associationChange",
+            source,
+            now,
+            associationType=f"{SINGULAR[x.object_type]}_TO_{SINGULAR[y.object_type]}",
+            fromObjectId=x.id,
+            toObjectId=y.id,
+            associationRemoved=removed,
+            isPrimaryAssociation=primary,
+        )
 
     def _set(self, record: Record, values: dict[str, str], source: Source, now: int) -> None:
         for name, value in values.items():
@@ -434,6 +505,20 @@ class Store:
     def _emit(self, changes: list[Change]) -> None:
         if changes and self.listener is not None:
             self.listener(changes)
+
+
+# HubSpot's own automatic writes, e.g. the company auto-association (UNCONFIRMED sourceId).
+AUTO_ASSOCIATION = Source("HUBSPOT_INTERNAL", "CompanyAutoAssociation")
+# Domains the auto-association ignores (HubSpot: "freemail" addresses; a sample).
+FREEMAIL = frozenset({"gmail.com", "yahoo.com", "outlook.com", "hotmail.com", "icloud.com"})
+
+
+def _key(record: Record) -> tuple[str, int]:
+    return (record.object_type, record.id)
+
+
+def _unlabeled(a: Record, b: Record) -> int:
+    return ASSOCIATION_TYPE_IDS[(a.object_type, b.object_type)]
 
 
 # The ids a merged record was made from, ";"-separated (an enumeration, "Merged ... IDs").
