@@ -214,13 +214,29 @@ class HubSpotClient:
     # --- associations -------------------------------------------------------------------
 
     def associate(
-        self, from_type: ObjectType, from_id: str, to_type: ObjectType, to_id: str
+        self,
+        from_type: ObjectType,
+        from_id: str,
+        to_type: ObjectType,
+        to_id: str,
+        *,
+        primary: bool = False,
     ) -> None:
-        """Link two records with HubSpot's default (unlabeled) association; idempotent."""
+        """Link two records with HubSpot's default (unlabeled) association; idempotent.
+
+        ``primary``: also make it the primary one (types 1/2: the contact's primary
+        company), replacing a primary HubSpot set itself, e.g. by auto-association.
+        """
+        path = f"/crm/v4/objects/{from_type}/{from_id}/associations"
+        if not primary:
+            self.request("PUT", f"{path}/default/{to_type}/{to_id}", op=f"{from_type}.associate")
+            return
+        spec = {
+            "associationCategory": "HUBSPOT_DEFINED",
+            "associationTypeId": primary_association_type(from_type, to_type),
+        }
         self.request(
-            "PUT",
-            f"/crm/v4/objects/{from_type}/{from_id}/associations/default/{to_type}/{to_id}",
-            op=f"{from_type}.associate",
+            "PUT", f"{path}/{to_type}/{to_id}", json=[spec], op=f"{from_type}.associate_primary"
         )
 
     def associations(
@@ -861,6 +877,17 @@ def _key_of(record: HubSpotObject, id_property: str | None) -> str | None:
         value = record.properties.get(id_property)
         return str(value) if value is not None else None
     return record.id
+
+
+def primary_association_type(from_type: ObjectType, to_type: ObjectType) -> int:
+    """HubSpot's primary association type id: 1 contact to company, 2 company to contact."""
+    ids = {("contacts", "companies"): 1, ("companies", "contacts"): 2}
+    try:
+        return ids[(from_type, to_type)]
+    except KeyError:
+        raise ValueError(
+            f"no primary association from {_SINGULAR[from_type]} to {_SINGULAR[to_type]}"
+        ) from None
 
 
 def default_association_type(from_type: ObjectType, to_type: ObjectType) -> int:

@@ -406,7 +406,11 @@ class _Context:
             return Outcome("link_unchanged", "contact is another customer's primary contact")
         if current == contact_id:
             return Outcome("link_unchanged", "already the primary contact")
-        if current is not None and not event.is_primary_association:
+        if current is not None:
+            # isPrimaryAssociation says the company is the *contact's* primary company
+            # (HubSpot has no primary contact of a company): HubSpot's auto-association
+            # sets it for every colleague at the company's domain. It never replaces
+            # the customer's contact.
             return Outcome("link_unchanged", "customer already has a primary contact")
         self._set_link(cid, EntityType.CONTACT, contact_id, operation="UPDATE", why="associated")
         return Outcome("linked", "primary contact linked")

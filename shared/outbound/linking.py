@@ -237,7 +237,9 @@ def _link_contacts(engine: Engine, rows: list[Row], outcomes: dict[str, LinkOutc
         company_id = outcomes[cid].company_id
         assert company_id is not None
         try:
-            engine.hubspot.associate("contacts", contact_id, "companies", company_id)
+            # Primary: the contact's company in HubSpot's UI is ours, even where HubSpot's
+            # auto-association made another one primary first.
+            engine.hubspot.associate("contacts", contact_id, "companies", company_id, primary=True)
         except HubSpotError as exc:
             outcomes[cid].error = exc
             continue
