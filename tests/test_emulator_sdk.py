@@ -496,3 +496,26 @@ def test_search_matches_a_plain_python_oracle(
     inside = sorted(v for v in values if v is not None and low <= v <= low + span)
     assert seen == [str(v) for v in inside] + [""] * values.count(None)  # unset sorts last
     assert page.total == len(seen)
+
+
+def test_merges_keep_one_primary_company_per_contact() -> None:
+    store = Store(PropertyRegistry())
+    ui = Source("CRM_UI", "userId:1")
+    a, b = (store.create("companies", {"name": n}, ui) for n in ("A", "B"))
+    x, y = (store.create("contacts", {"email": e}, ui) for e in ("x@a.example", "y@b.example"))
+    store.associate(x, a, ui, primary=True)
+    store.associate(y, b, ui, primary=True)
+    company = store.merge(a, b, ui)
+    # A company is the primary company of many contacts: both keep theirs.
+    for contact in (x, y):
+        assert store.associations("contacts", contact.id, "companies") == [(company.id, [1, 279])]
+    contact = store.merge(x, y, ui)  # both were primary to the same company: one link
+    assert store.associations("contacts", contact.id, "companies") == [(company.id, [1, 279])]
+    c = store.create("companies", {"name": "C"}, ui)
+    z = store.create("contacts", {"email": "z@c.example"}, ui)
+    store.associate(z, c, ui, primary=True)
+    merged = store.merge(contact, z, ui)  # the primary's primary company wins
+    assert store.associations("contacts", merged.id, "companies") == [
+        (company.id, [1, 279]),
+        (c.id, [279]),
+    ]

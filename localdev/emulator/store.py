@@ -305,11 +305,16 @@ class Store:
             return record
 
     def _move_links(self, old: Record, new: Record) -> None:
-        """Give ``new`` the associations of ``old``; one primary per kind, the first kept."""
+        """Give ``new`` the associations of ``old``; a contact keeps one primary company."""
         for (to_type, to_id), types in self._assoc.pop((old.object_type, old.id), {}).items():
             self._assoc.get((to_type, to_id), {}).pop((old.object_type, old.id), None)
             primary = PRIMARY_TYPE_IDS[(old.object_type, to_type)]
-            if primary in types and self._has_primary(new, to_type):
+            # A company may be many contacts' primary company; a contact has only one.
+            if (
+                old.object_type == "contacts"
+                and primary in types
+                and self._has_primary(new, to_type)
+            ):
                 types = types - {primary}
             self._link(new.object_type, new.id, to_type, to_id, types)
 
