@@ -101,3 +101,35 @@ def test_a_company_hubspot_creates_for_our_contact_is_not_linked_and_ours_stays_
             {"id": str(made_by_hubspot)},
         )
     assert owners == []
+
+
+def test_hubspots_company_for_our_new_contact_never_takes_the_customer(
+    engine: Engine,
+    emulator: Any,
+    url: str,
+    auto_association: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lag = emulator.state.search_delay_ms
+    emulator.state.search_delay_ms = 60_000  # HubSpot's associator cannot see our new company
+    emulator.webhooks.pause()
+    associate = engine.hubspot.associate
+
+    def webhooks_arrive_first(*args: Any, **kwargs: Any) -> None:
+        # Mid-linking, right after our contact is written: HubSpot has made its own
+        # company for it, and that company's creation webhook is processed now.
+        emulator.webhooks.resume()
+        assert emulator.webhooks.wait_idle(20)
+        associate(*args, **kwargs)
+
+    monkeypatch.setattr(engine.hubspot, "associate", webhooks_arrive_first)
+    try:
+        cid = _customer(engine, emulator, linked=False)
+        _send(url, _change(cid, operation="CREATE"))
+        _drain(engine)
+    finally:
+        emulator.state.search_delay_ms = lag
+        emulator.webhooks.resume()
+    row = _row(engine, cid)
+    company = row["external_ids"]["hubspot_company_id"]
+    assert emulator.values("companies", company).get("warp_ban") == row["ban"]  # ours

@@ -15,8 +15,8 @@ For a batch of customers without ``external_ids.hubspot_company_id``:
 The primary contact goes the same way keyed on its email (a unique property):
 found, or upserted, then associated with the company. A contact without an email
 is left unlinked (nothing identifies it safely). Ids are stored in
-``external_ids`` under the customers' advisory locks; a link another flow stored
-meanwhile is kept. A record HubSpot refused is reported on that customer alone;
+``external_ids`` under the customers' advisory locks, company links before any
+contact is written; a link another flow stored meanwhile is kept. A record HubSpot refused is reported on that customer alone;
 a failure of a whole call raises.
 """
 
@@ -72,6 +72,16 @@ def link_customers(
     unlinked = [r for r in rows if outcomes[str(r["id"])].company_id is None]
     if unlinked:
         _link_companies(engine, unlinked, outcomes)
+        # Stored before any contact is written: HubSpot may create a company of its own
+        # for a new contact (auto-association), and that company's creation webhook
+        # must find the customer linked already, not match it by the email domain.
+        _store(
+            engine,
+            outcomes,
+            EntityType.CUSTOMER,
+            triggered_by=triggered_by,
+            triggered_by_user=triggered_by_user,
+        )
     contactless = [
         by_id[cid]
         for cid, o in outcomes.items()
@@ -79,7 +89,13 @@ def link_customers(
     ]
     if contactless:
         _link_contacts(engine, contactless, outcomes)
-    _store(engine, outcomes, triggered_by=triggered_by, triggered_by_user=triggered_by_user)
+        _store(
+            engine,
+            outcomes,
+            EntityType.CONTACT,
+            triggered_by=triggered_by,
+            triggered_by_user=triggered_by_user,
+        )
     return outcomes
 
 
@@ -292,64 +308,61 @@ def _refused(
 def _store(
     engine: Engine,
     outcomes: dict[str, LinkOutcome],
+    entity: EntityType,
     *,
     triggered_by: str,
     triggered_by_user: str | None,
 ) -> None:
-    """Record new links; keep any link another flow stored in the meantime."""
-    new = {
-        cid: o
-        for cid, o in outcomes.items()
-        if (o.company_id and o.company_via != "linked")
-        or (o.contact_id and o.contact_via != "linked")
-    }
+    """Record new company (or contact) links; keep any link another flow stored meanwhile."""
+
+    def found(o: LinkOutcome) -> tuple[str | None, str | None]:
+        if entity is EntityType.CUSTOMER:
+            return o.company_id, o.company_via
+        return o.contact_id, o.contact_via
+
+    new = {cid: o for cid, o in outcomes.items() if found(o)[0] and found(o)[1] != "linked"}
     if not new:
         return
     with engine.database.transaction() as tx:
         lock_customers(tx, new)
         for cid, outcome in sorted(new.items()):
             row = customers.get(tx, cid)
-            if row is None:
+            object_id, via = found(outcome)
+            if row is None or object_id is None:
                 continue
-            for entity, object_id, via in (
-                (EntityType.CUSTOMER, outcome.company_id, outcome.company_via),
-                (EntityType.CONTACT, outcome.contact_id, outcome.contact_via),
-            ):
-                if not object_id or via == "linked":
-                    continue
-                current = linked_id(row, entity)
-                if current and current != object_id:
-                    outcome.notes.append(f"{entity.value} linked meanwhile by another flow")
-                    if entity is EntityType.CUSTOMER:
-                        outcome.company_id = current
-                    else:
-                        outcome.contact_id = current
-                    continue
+            current = linked_id(row, entity)
+            if current and current != object_id:
+                outcome.notes.append(f"{entity.value} linked meanwhile by another flow")
                 if entity is EntityType.CUSTOMER:
-                    customers.set_company_link(tx, cid, object_id)
+                    outcome.company_id = current
                 else:
-                    customers.set_contact_link(tx, cid, object_id)
-                if via == "created":
-                    sync_log.record(
-                        tx,
-                        entity_type=entity.value,
-                        entity_id=cid,
-                        hubspot_object_id=object_id,
-                        operation="CREATE",
-                        direction="WARP_TO_HUBSPOT",
-                        status="SUCCESS",
-                        completed_at=engine.now(),
-                        triggered_by=triggered_by,
-                        triggered_by_user=triggered_by_user,
-                    )
-                log.info(
-                    "customer linked",
-                    extra={
-                        "fields": {
-                            "customer_id": cid,
-                            "entity_type": entity.value,
-                            "hubspot_object_id": object_id,
-                            "via": via,
-                        }
-                    },
+                    outcome.contact_id = current
+                continue
+            if entity is EntityType.CUSTOMER:
+                customers.set_company_link(tx, cid, object_id)
+            else:
+                customers.set_contact_link(tx, cid, object_id)
+            if via == "created":
+                sync_log.record(
+                    tx,
+                    entity_type=entity.value,
+                    entity_id=cid,
+                    hubspot_object_id=object_id,
+                    operation="CREATE",
+                    direction="WARP_TO_HUBSPOT",
+                    status="SUCCESS",
+                    completed_at=engine.now(),
+                    triggered_by=triggered_by,
+                    triggered_by_user=triggered_by_user,
                 )
+            log.info(
+                "customer linked",
+                extra={
+                    "fields": {
+                        "customer_id": cid,
+                        "entity_type": entity.value,
+                        "hubspot_object_id": object_id,
+                        "via": via,
+                    }
+                },
+            )
