@@ -16,7 +16,10 @@ import pytest
 
 from shared.db.repositories import customers, sync_log
 from shared.engine import Engine
+from shared.engine.relink import MergeLink, carries_customer, decide_merge_links
 from shared.engine.sync import TO_HUBSPOT, sync_customers
+from shared.hubspot.models import HubSpotObject
+from shared.mapping import EntityType
 from tests.helpers.functions import serve_function
 from tests.test_reconcile import _full, linked_customer
 from tests.test_webhook_receiver import COMPANY_PATH
@@ -60,6 +63,25 @@ def links(engine: Engine, cid: str) -> dict[str, str]:
 
 def live_companies_with_ban(emulator: Any, ban: str) -> list[int]:
     return [r.id for r in emulator.state.live("companies") if r.values.get("warp_ban") == ban]
+
+
+def test_the_owner_or_the_first_claim_keeps_a_merged_record() -> None:
+    claims = [("1", "c-primary"), ("2", "c-other")]
+    assert decide_merge_links("9", None, claims) == [
+        MergeLink("c-primary", "1", "9", keep=True),
+        MergeLink("c-other", "2", "9", keep=False),
+    ]
+    # A customer already linked to the new record keeps it; every claimant is flagged.
+    assert [m.keep for m in decide_merge_links("9", "c-owner", claims)] == [False, False]
+    assert [m.keep for m in decide_merge_links("9", "c-other", claims)] == [False, True]
+
+
+def test_the_merged_record_carries_the_primarys_customer_key() -> None:
+    record = HubSpotObject("9", {"warp_ban": "B-1", "email": "Jane@X.example"})
+    assert carries_customer(record, {"ban": "B-1"}, EntityType.CUSTOMER)
+    assert not carries_customer(record, {"ban": "B-2"}, EntityType.CUSTOMER)
+    assert carries_customer(record, {"contact": {"email": "jane@x.example"}}, EntityType.CONTACT)
+    assert not carries_customer(record, {"contact": {}}, EntityType.CONTACT)
 
 
 def test_merge_webhook_moves_the_link_to_the_new_record(

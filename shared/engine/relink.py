@@ -5,21 +5,25 @@ A HubSpot merge makes a new record with a new id; both old ids resolve to it
 one, whether the merge webhook says so or a read of the old id answers with the
 new record. Two customers can end up claiming one merged record (each was linked
 to one of the two merged companies): a company is one customer's, so the first
-claim keeps it and the others are unlinked and flagged for a person
-(:func:`decide_merge_links`, pure).
+claim keeps it (the primary's customer: the merged record carries its values) and
+the others are unlinked and flagged for a person (:func:`decide_merge_links`, pure).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from shared.db import Row, Session
 from shared.db.repositories import customers, sync_log
+from shared.hubspot.models import HubSpotObject
 from shared.mapping import Direction, EntityType
 
 LINK_KEY = {EntityType.CUSTOMER: "hubspot_company_id", EntityType.CONTACT: "hubspot_contact_id"}
+BAN_PROPERTY = "warp_ban"  # a company's WARP BAN, unique in HubSpot
+EMAIL_PROPERTY = "email"  # a contact's unique property
 OBJECT_NAME = {EntityType.CUSTOMER: "company", EntityType.CONTACT: "contact"}
 
 
@@ -57,6 +61,23 @@ def decide_merge_links(
             owner = customer_id
         decided.append(MergeLink(customer_id, old_id, new_id, keep))
     return decided
+
+
+def carries_customer(
+    record: HubSpotObject, row: Mapping[str, Any], entity_type: EntityType
+) -> bool:
+    """Whether a merged record holds this customer's own key (its BAN; its contact's email).
+
+    A merge keeps the primary record's values, so the customer whose key the merged
+    record carries was linked to the primary: it is served first.
+    """
+    if entity_type is EntityType.CUSTOMER:
+        ban = row.get("ban")
+        return bool(ban) and record.properties.get(BAN_PROPERTY) == str(ban)
+    contact = row.get("contact")
+    email = contact.get("email") if isinstance(contact, Mapping) else None
+    held = record.properties.get(EMAIL_PROPERTY) or ""
+    return bool(email) and held.strip().lower() == str(email).strip().lower()
 
 
 def linked_to(tx: Session, entity_type: EntityType, object_id: str) -> str | None:

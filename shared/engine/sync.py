@@ -31,7 +31,13 @@ from shared.engine.record import (
     record_pending_writes,
     states_by_field,
 )
-from shared.engine.relink import MergeLink, decide_merge_links, linked_to, record_link
+from shared.engine.relink import (
+    MergeLink,
+    carries_customer,
+    decide_merge_links,
+    linked_to,
+    record_link,
+)
 from shared.engine.snapshots import (
     history_properties,
     hubspot_snapshot,
@@ -190,7 +196,7 @@ def _sync_chunk(
         records = _read_all(engine, rows, mappings)
         state_rows = field_state.decision_states(tx, list(rows))
         outcome = {cid: CustomerSync(cid, found=cid in rows) for cid in chunk}
-        merges: dict[tuple[str, EntityType], str] = {}
+        merges: dict[tuple[str, EntityType], tuple[str, bool]] = {}
         plan_rows = partial(
             _plan_rows,
             merges=merges,
@@ -270,7 +276,7 @@ def _plan_rows(
     fields: Mapping[str, Collection[str]],
     warp_times: Mapping[str, datetime],
     allowed: frozenset[Action],
-    merges: dict[tuple[str, EntityType], str],
+    merges: dict[tuple[str, EntityType], tuple[str, bool]],
 ) -> Plans:
     """Each linked record's plan, with the states it was decided from.
 
@@ -289,7 +295,7 @@ def _plan_rows(
             if record.id != object_id:
                 # Merged in HubSpot: the old id answered with the new record. The plan
                 # is made against it; _carry_out moves the link (or flags a clash).
-                merges[(cid, et)] = record.id
+                merges[(cid, et)] = (record.id, carries_customer(record, row, et))
             previous = states_by_field(state_rows.get((cid, et.value), []))
             plan = plan_sync(
                 mappings[(cid, et)],
@@ -316,7 +322,7 @@ def _carry_out(
     rows: Mapping[str, Row],
     *,
     now: datetime,
-    merges: dict[tuple[str, EntityType], str],
+    merges: dict[tuple[str, EntityType], tuple[str, bool]],
     mappings: Mapping[tuple[str, EntityType], MappingSet],
     outcome: Mapping[str, CustomerSync],
     operation: str,
@@ -379,11 +385,13 @@ def _carry_out(
 
 
 def _merge_links(
-    tx: Session, merges: Mapping[tuple[str, EntityType], str], rows: Mapping[str, Row]
+    tx: Session, merges: Mapping[tuple[str, EntityType], tuple[str, bool]], rows: Mapping[str, Row]
 ) -> list[tuple[MergeLink, EntityType]]:
-    """Who keeps each merged record: a customer already linked to it, else the first claim."""
+    """Who keeps each merged record: a customer already linked to it, else the first claim
+    (the customer whose key the record carries, then by customer id)."""
     claims: dict[tuple[EntityType, str], list[tuple[str, str]]] = {}
-    for (cid, et), new_id in sorted(merges.items(), key=lambda item: item[0][0]):
+    order = sorted(merges.items(), key=lambda item: (not item[1][1], item[0][0]))
+    for (cid, et), (new_id, _) in order:
         old_id = linked_id(rows[cid], et)
         if old_id is not None:
             claims.setdefault((et, new_id), []).append((old_id, cid))

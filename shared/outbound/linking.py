@@ -16,8 +16,9 @@ The primary contact goes the same way keyed on its email (a unique property):
 found, or upserted, then associated with the company. A contact without an email
 is left unlinked (nothing identifies it safely). Ids are stored in
 ``external_ids`` under the customers' advisory locks, company links before any
-contact is written; a link another flow stored meanwhile is kept. A record HubSpot refused is reported on that customer alone;
-a failure of a whole call raises.
+contact is written; a link another flow stored meanwhile is kept. A record
+HubSpot refused is reported on that customer alone; a failure of a whole call
+raises.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any
 from shared.db import Row
 from shared.db.repositories import customers, sync_log, webhook_events
 from shared.engine.deps import Engine
+from shared.engine.relink import BAN_PROPERTY, EMAIL_PROPERTY
 from shared.engine.snapshots import linked_id
 from shared.engine.sync import lock_customers
 from shared.errors import SyncError
@@ -40,10 +42,8 @@ from shared.mapping import EntityType, MappingError, MappingSet
 
 log = logging.getLogger("warp_hubspot_sync.outbound")
 
-BAN_PROPERTY = "warp_ban"
 # How far back creation webhooks stand in for search: well past the index's lag.
 RECENT_CREATIONS = timedelta(minutes=10)
-EMAIL_PROPERTY = "email"
 
 
 @dataclass
