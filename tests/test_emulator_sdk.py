@@ -4,13 +4,13 @@ every answer (requests, shapes, status codes and error bodies)."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from datetime import datetime
 
 import httpx
 import pytest
 from hubspot import HubSpot
+from hubspot.crm.associations.v4 import AssociationSpec
 from hubspot.crm.associations.v4.exceptions import ApiException as AssociationsApiException
 from hubspot.crm.companies import (
     BatchInputSimplePublicObjectBatchInput,
@@ -333,6 +333,7 @@ def test_search_on_last_modified_with_epoch_ms(fresh: Emulator, client: HubSpot)
         pass
     fresh.ui_change("companies", old, {"name": "touched"})
     fresh.seed("companies", [{"name": "new"}])
+    fresh.state.index_now()  # about filters, not the index's lag: let it catch up
     found = client.crm.companies.search_api.do_search(
         PublicObjectSearchRequest(
             filter_groups=[
@@ -447,16 +448,37 @@ def test_upsert_merge_and_associations(fresh: Emulator, client: HubSpot) -> None
     merged = client.crm.companies.basic_api.merge(
         PublicMergeInput(primary_object_id=a, object_id_to_merge=b)
     )
-    assert merged.id == a and fresh.values("companies", a)["city"] == "Oslo"
-    assert (
-        client.crm.companies.basic_api.get_by_id(b).id == a
-    )  # the merged id resolves to the survivor
+    # HubSpot's current merge: a new record with a new id, both old ids resolve to it.
+    assert merged.id not in (a, b) and fresh.values("companies", merged.id)["city"] == "Oslo"
+    for old in (a, b):
+        again = client.crm.companies.basic_api.get_by_id(old, properties=["hs_merged_object_ids"])
+        assert again.id == merged.id
+        assert sorted(again.properties["hs_merged_object_ids"].split(";")) == sorted([a, b])
+    read = client.crm.companies.batch_api.read(
+        BatchReadInputSimplePublicObjectId(
+            inputs=[SimplePublicObjectId(id=a), SimplePublicObjectId(id=b)], properties=["name"]
+        )
+    )
+    assert [r.id for r in read.results] == [merged.id]
+    assert read.results[0].properties["name"] == "A"  # the primary's value wins
 
     contact_id = first.results[0].id
+    a = merged.id
     client.crm.associations.v4.basic_api.create_default("companies", a, "contacts", contact_id)
     page = client.crm.associations.v4.basic_api.get_page("contacts", contact_id, "companies")
     assert [str(r.to_object_id) for r in page.results] == [a]
     assert page.results[0].association_types[0].type_id == 279
+    # The company becomes the contact's primary one (type 1) through the labels endpoint.
+    pair = client.crm.associations.v4.basic_api.create(
+        "contacts",
+        contact_id,
+        "companies",
+        a,
+        [AssociationSpec(association_category="HUBSPOT_DEFINED", association_type_id=1)],
+    )
+    assert str(pair.to_object_id) == a and pair.from_object_type_id == "0-1"
+    page = client.crm.associations.v4.basic_api.get_page("contacts", contact_id, "companies")
+    assert sorted(t.type_id for t in page.results[0].association_types) == [1, 279]
     with pytest.raises(AssociationsApiException):
         client.crm.associations.v4.basic_api.create_default("companies", a, "contacts", "12345")
     got = client.crm.companies.basic_api.get_by_id(a, associations=["contacts"])
@@ -480,7 +502,7 @@ def test_query_parameters_comma_separated_or_repeated(fresh: Emulator) -> None:
     assert set(comma["propertiesWithHistory"]) == {"name", "phone"}
 
 
-def test_search_index_lags_writes_when_asked(fresh: Emulator, client: HubSpot) -> None:
+def test_search_index_lags_writes_by_default(fresh: Emulator, client: HubSpot) -> None:
     def names(value: str) -> list[str]:
         found = client.crm.companies.search_api.do_search(
             PublicObjectSearchRequest(
@@ -492,21 +514,24 @@ def test_search_index_lags_writes_when_asked(fresh: Emulator, client: HubSpot) -
         )
         return [r.properties["name"] for r in found.results]
 
-    settings = httpx.post(f"{fresh.url}/_emulator/settings", json={"searchDelayMs": 300})
-    assert settings.json()["searchDelayMs"] == 300
+    default = fresh.state.search_delay_ms
+    assert default == 2_000  # HubSpot's "few moments", on unless a test says otherwise
+    settings = httpx.post(f"{fresh.url}/_emulator/settings", json={"searchDelayMs": 60_000})
+    assert settings.json()["searchDelayMs"] == 60_000
     try:
-        [company] = fresh.seed("companies", [{"name": "lagging"}])
+        fresh.seed("companies", [{"name": "imported"}])
+        assert names("imported") == ["imported"]  # imported before the test: indexed
+        company = fresh.ui_create("companies", {"name": "lagging"})
         assert names("lagging") == []  # not indexed yet
-        deadline = time.monotonic() + 5
-        while not names("lagging"):
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        catch_up = f"{fresh.url}/_emulator/search/catch-up"
+        assert httpx.post(catch_up).json()["caughtUp"] >= 2  # "enough time passed"
+        assert names("lagging") == ["lagging"]
         fresh.ui_change("companies", company, {"name": "renamed"})
-        assert (
-            names("lagging") == ["lagging"] and names("renamed") == []
-        )  # the old version is still indexed
+        assert names("lagging") == ["lagging"] and names("renamed") == []  # old version
+        httpx.post(catch_up)
+        assert names("lagging") == [] and names("renamed") == ["renamed"]
     finally:
-        fresh.state.search_delay_ms = 0
+        fresh.state.search_delay_ms = default
 
 
 def test_chunked_request_bodies_are_read(fresh: Emulator) -> None:
@@ -566,3 +591,26 @@ def test_search_matches_a_plain_python_oracle(
     inside = sorted(v for v in values if v is not None and low <= v <= low + span)
     assert seen == [str(v) for v in inside] + [""] * values.count(None)  # unset sorts last
     assert page.total == len(seen)
+
+
+def test_merges_keep_one_primary_company_per_contact() -> None:
+    store = Store(PropertyRegistry())
+    ui = Source("CRM_UI", "userId:1")
+    a, b = (store.create("companies", {"name": n}, ui) for n in ("A", "B"))
+    x, y = (store.create("contacts", {"email": e}, ui) for e in ("x@a.example", "y@b.example"))
+    store.associate(x, a, ui, primary=True)
+    store.associate(y, b, ui, primary=True)
+    company = store.merge(a, b, ui)
+    # A company is the primary company of many contacts: both keep theirs.
+    for contact in (x, y):
+        assert store.associations("contacts", contact.id, "companies") == [(company.id, [1, 279])]
+    contact = store.merge(x, y, ui)  # both were primary to the same company: one link
+    assert store.associations("contacts", contact.id, "companies") == [(company.id, [1, 279])]
+    c = store.create("companies", {"name": "C"}, ui)
+    z = store.create("contacts", {"email": "z@c.example"}, ui)
+    store.associate(z, c, ui, primary=True)
+    merged = store.merge(contact, z, ui)  # the primary's primary company wins
+    assert store.associations("contacts", merged.id, "companies") == [
+        (company.id, [1, 279]),
+        (c.id, [279]),
+    ]

@@ -15,6 +15,7 @@ import pytest
 from hubspot.utils.signature import Signature
 
 from localdev.emulator import Emulator
+from localdev.emulator.store import PRIMARY_TYPE_IDS
 from localdev.emulator.webhooks import RETRY_JITTER, retry_delay_seconds
 from shared.hubspot.signatures import normalize_v3_uri, verify_v3
 from tests.helpers.webhook_sink import Received, WebhookSink
@@ -292,24 +293,73 @@ def test_shuffle_and_duplicates(sink: WebhookSink) -> None:
 def test_merge_deletion_and_association_events(emu: Emulator, sink: WebhookSink) -> None:
     a, b = emu.seed("companies", [{"name": "A"}, {"name": "B", "phone": "1"}])
     [contact] = emu.seed("contacts", [{"email": "m@x.example"}])
-    emu.merge("companies", a, b, user_id=3)
+    new = emu.merge("companies", a, b, user_id=3)
+    assert new not in (a, b)
     _api(emu, "PUT", f"/crm/v4/objects/contacts/{contact}/associations/default/companies/{a}")
     _api(emu, "DELETE", f"/crm/v3/objects/contacts/{contact}")
     assert emu.webhooks.wait_idle(10)
     events = {e["subscriptionType"]: e for e in sink.events()}
     merge = events["company.merge"]
-    assert (merge["primaryObjectId"], merge["mergedObjectIds"], merge["newObjectId"]) == (
-        int(a),
-        [int(b)],
-        int(a),
-    )
+    assert (
+        merge["objectId"],
+        merge["primaryObjectId"],
+        merge["mergedObjectIds"],
+        merge["newObjectId"],
+    ) == (int(new), int(a), [int(b)], int(new))
     assert merge["numberOfPropertiesMoved"] == 1 and merge["sourceId"] == "userId:3"
     link = events["contact.associationChange"]
-    expected = ("CONTACT_TO_COMPANY", int(contact), int(a))
+    expected = ("CONTACT_TO_COMPANY", int(contact), int(new))  # the old id resolved
     assert (link["associationType"], link["fromObjectId"], link["toObjectId"]) == expected
     assert link["associationRemoved"] is False and link["changeSource"] == "INTEGRATION"
     assert events["company.associationChange"]["associationType"] == "COMPANY_TO_CONTACT"
     assert events["contact.deletion"]["changeFlag"] == "DELETED"
+
+
+def test_primary_associations_and_the_company_auto_association_setting(
+    emu: Emulator, sink: WebhookSink
+) -> None:
+    [company] = emu.seed("companies", [{"name": "Acme", "domain": "acme.example"}])
+    assert emu.state.auto_create_companies is False  # off by default, as in a new portal
+    answer = httpx.post(f"{emu.url}/_emulator/settings", json={"autoCreateCompanies": True})
+    assert answer.json()["autoCreateCompanies"] is True
+    try:
+        known = emu.ui_create("contacts", {"email": "a@acme.example"})
+        fresh = emu.ui_create("contacts", {"email": "b@fresh.example"})
+        emu.ui_create("contacts", {"email": "c@gmail.com"})  # freemail: left alone
+    finally:
+        emu.state.auto_create_companies = False
+    [made] = [r for r in emu.state.live("companies") if r.values.get("domain") == "fresh.example"]
+    assert len(emu.state.live("companies")) == 2
+    # The unlabeled association plus the primary one, each way.
+    primary = PRIMARY_TYPE_IDS[("contacts", "companies")]
+    assert emu.state.associations("contacts", int(known), "companies") == [
+        (int(company), sorted([primary, 279]))
+    ]
+    # A primary set through the v4 labels endpoint replaces the contact's primary company.
+    body = [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": primary}]
+    labeled = _api(
+        emu, "PUT", f"/crm/v4/objects/contacts/{fresh}/associations/companies/{company}", body
+    )
+    assert labeled.status_code == 201 and labeled.json()["toObjectId"] == int(company)
+    assert emu.state.associations("contacts", int(fresh), "companies") == [
+        (int(company), sorted([primary, 279])),
+        (made.id, [279]),  # demoted, still associated
+    ]
+    assert emu.webhooks.wait_idle(10)
+    events = sink.events()
+    [creation] = [e for e in events if e["subscriptionType"] == "company.creation"]
+    assert creation["objectId"] == made.id and creation["changeSource"] == "HUBSPOT_INTERNAL"
+    flagged = {
+        (e["fromObjectId"], e["toObjectId"], e["associationRemoved"])
+        for e in events
+        if e["subscriptionType"] == "contact.associationChange" and e["isPrimaryAssociation"]
+    }
+    assert flagged == {
+        (int(known), int(company), False),
+        (int(fresh), made.id, False),
+        (int(fresh), made.id, True),
+        (int(fresh), int(company), False),
+    }
 
 
 def test_signed_uri_is_the_configured_url_with_its_query(sink: WebhookSink) -> None:

@@ -242,6 +242,19 @@ def test_batch_update_refused_whole_is_split_until_the_refused_inputs_stand_alon
     assert total_calls(fresh, "POST /crm/v3/objects/companies/batch/update") <= 1 + 2 * 2 * 7
 
 
+def test_batch_read_answers_old_ids_with_the_record_they_were_merged_into(
+    make_client: MakeClient, fresh: Emulator
+) -> None:
+    client = make_client()
+    a, b, other = fresh.seed("companies", [{"name": "A"}, {"name": "B"}, {"name": "C"}])
+    merged = fresh.merge("companies", a, b)
+    # HubSpot answers both old ids with one record carrying the new id.
+    outcome = client.companies.batch_read([a, b, other], properties=["name"])
+    assert not outcome.errors
+    assert {k: r.id for k, r in outcome.results.items()} == {a: merged, b: merged, other: other}
+    assert sorted(outcome.results[a].merged_ids) == sorted([a, b])
+
+
 def test_batch_upsert_by_unique_property(make_client: MakeClient) -> None:
     client = make_client()
     setup_properties(client)

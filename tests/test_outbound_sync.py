@@ -377,6 +377,34 @@ def test_linking_again_never_creates_a_second_company(
     assert _row(engine, twin)["external_ids"]["hubspot_company_id"] != earlier
 
 
+def test_a_company_created_moments_ago_is_linked_though_search_cannot_see_it_yet(
+    engine: Engine, emulator: Any, url: str
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    lag = emulator.state.search_delay_ms
+    emulator.state.search_delay_ms = 60_000  # the index stays behind for the whole test
+    try:
+        company = emulator.ui_create(
+            "companies", {"name": f"Fresh {tag}", "domain": f"f{tag}.example"}
+        )
+        report = inbound.process(
+            engine, inbound.event("company.creation", company)
+        )  # no customer yet
+        assert report.counts["not_linked"] == 1
+        cid = _customer(engine, emulator, linked=False, email=f"ops@f{tag}.example")
+        _send(url, _change(cid, operation="CREATE"))
+        _drain(engine)
+    finally:
+        emulator.state.search_delay_ms = lag
+    assert _row(engine, cid)["external_ids"]["hubspot_company_id"] == company
+    same_domain = [
+        r.id
+        for r in emulator.state.live("companies")
+        if r.values.get("domain") == f"f{tag}.example"
+    ]
+    assert same_domain == [int(company)]  # no duplicate created beside the user's company
+
+
 # --- conflicts and echoes -------------------------------------------------------------
 
 

@@ -27,6 +27,9 @@ import click
     show_default=True,
     help="Speed of HubSpot's webhook retry schedule (1: its 24 hours; 0.001: 86 s).",
 )
+@click.option(
+    "--search-delay-ms", default=2_000, show_default=True, help="Search index lag behind writes."
+)
 def emulator(
     host: str,
     port: int,
@@ -42,6 +45,7 @@ def emulator(
     seed: int | None,
     access_token: str,
     webhook_time_scale: float,
+    search_delay_ms: int,
 ) -> None:
     """Serve HubSpot's CRM v3 API locally, with its limits, errors and signed webhooks."""
     from localdev.emulator import Emulator
@@ -63,6 +67,7 @@ def emulator(
         latency_ms=latency_ms,
         seed=seed,
         webhook_time_scale=webhook_time_scale,
+        search_delay_ms=search_delay_ms,
     ).start()
     click.echo(f"HubSpot emulator listening on {emu.url} (app id {emu.app_id}); Ctrl-C stops it")
     click.echo(f"control API: {emu.url}/_emulator/stats")

@@ -15,7 +15,12 @@ from typing import Any
 from urllib.parse import unquote
 
 from localdev.emulator.errors import ApiError, not_found, validation
-from localdev.emulator.properties import SINGULAR, PropertyRegistry, canonical_type
+from localdev.emulator.properties import (
+    OBJECT_TYPES,
+    SINGULAR,
+    PropertyRegistry,
+    canonical_type,
+)
 from localdev.emulator.render import (
     batch_body,
     now_iso,
@@ -25,6 +30,7 @@ from localdev.emulator.render import (
 from localdev.emulator.search import run_search
 from localdev.emulator.store import (
     ASSOCIATION_TYPE_IDS,
+    PRIMARY_TYPE_IDS,
     Record,
     Source,
     Store,
@@ -111,6 +117,11 @@ class CrmApi:
                 "/crm/v4/objects/{type}/{id}/associations/default/{to}/{toId}",
                 self.associate,
             ),
+            Route(
+                "PUT",
+                "/crm/v4/objects/{type}/{id}/associations/{to}/{toId}",
+                self.associate_labeled,
+            ),
             Route("GET", "/crm/v4/objects/{type}/{id}/associations/{to}", self.list_associations),
             Route(
                 "POST", "/crm/v3/associations/{type}/{to}/batch/read", self.batch_read_associations
@@ -159,8 +170,8 @@ class CrmApi:
         with self.store.lock:
             targets = self._association_targets(call.object_type, body.get("associations") or [])
             record = self._create(call.object_type, values, call.source)
-            for target in targets:
-                self.store.associate(record, target, call.source)
+            for target, primary in targets:
+                self.store.associate(record, target, call.source, primary=primary)
             return 201, render_record(record, properties=list(values))
 
     def update(self, call: Call) -> Result:
@@ -206,12 +217,16 @@ class CrmApi:
             raise validation(HISTORY_BATCH_MESSAGE)
         id_property = body.get("idProperty")
         with self.store.lock:
-            found, missing = [], []
+            found, missing, seen = [], [], set()
             for item in inputs:
                 record = self._find(call.object_type, str(item.get("id", "")), id_property)
                 if record is None:
                     missing.append(str(item.get("id", "")))
-                else:
+                elif record.id not in seen:
+                    # Two old ids of one merged record: the record once (UNCONFIRMED
+                    # whether HubSpot repeats it; a client must match it by
+                    # hs_merged_object_ids either way).
+                    seen.add(record.id)
                     found.append(render_record(record, properties=props, with_history=history))
         errors = []
         if missing:
@@ -244,8 +259,8 @@ class CrmApi:
                 except ApiError as exc:
                     errors.append(_traced(exc, item))
                     continue
-                for target in targets:
-                    self.store.associate(record, target, call.source)
+                for target, primary in targets:
+                    self.store.associate(record, target, call.source, primary=primary)
                 results.append(_with_trace(render_record(record, properties=list(ready)), item))
         return (207 if errors else 201), batch_body(self._scramble(results), errors, started)
 
@@ -367,7 +382,7 @@ class CrmApi:
 
     # -- associations ----------------------------------------------------------------
 
-    def associate(self, call: Call) -> Result:
+    def associate(self, call: Call, *, primary: bool = False) -> Result:
         to_type = _type(call.params["to"])
         started = now_iso()
         with self.store.lock:
@@ -376,7 +391,7 @@ class CrmApi:
             if a is None or b is None:
                 raise not_found(call.params["id"] if a is None else call.params["toId"])
             self._check_pair(call.object_type, to_type)
-            links = self.store.associate(a, b, call.source)
+            links = self.store.associate(a, b, call.source, primary=primary)
         results = [
             {
                 "from": {"id": str(x.id)},
@@ -389,6 +404,33 @@ class CrmApi:
             for x, y, t in links
         ]
         return 200, batch_body(results, [], started)
+
+    def associate_labeled(self, call: Call) -> Result:
+        """v4 "associate records with a label": a body of association types, e.g. primary (1/2)."""
+        to_type = _type(call.params["to"])
+        self._check_pair(call.object_type, to_type)
+        specs = call.body if isinstance(call.body, list) else None
+        if not specs:
+            raise validation("expected a JSON array of association types")
+        type_ids = {int(_object(spec).get("associationTypeId", 0)) for spec in specs}
+        allowed = {
+            ASSOCIATION_TYPE_IDS[(call.object_type, to_type)],
+            PRIMARY_TYPE_IDS[(call.object_type, to_type)],
+        }
+        if not type_ids <= allowed:
+            raise validation(f"Invalid association types {sorted(type_ids)} for this pair")
+        primary = PRIMARY_TYPE_IDS[(call.object_type, to_type)] in type_ids
+        _, created = self.associate(call, primary=primary)
+        first = created["results"][0]  # ids resolved (an old, merged id answers the new one)
+        # HubSpot answers 201 with the pair and its labels (LabelsBetweenObjectPair, as
+        # the SDK's spec says); HubSpot-defined unlabeled and primary types carry no label.
+        return 201, {
+            "fromObjectTypeId": OBJECT_TYPES[call.object_type],
+            "fromObjectId": int(first["from"]["id"]),
+            "toObjectTypeId": OBJECT_TYPES[to_type],
+            "toObjectId": int(first["to"]["id"]),
+            "labels": [],
+        }
 
     def list_associations(self, call: Call) -> Result:
         to_type = _type(call.params["to"])
@@ -476,7 +518,10 @@ class CrmApi:
         except UniqueViolation as exc:
             raise _conflict(exc) from None
 
-    def _association_targets(self, object_type: str, associations: list[Any]) -> list[Record]:
+    def _association_targets(
+        self, object_type: str, associations: list[Any]
+    ) -> list[tuple[Record, bool]]:
+        """The records to associate a new one with, and whether as primary (type 1 or 2)."""
         targets = []
         for association in associations:
             to_id = str(_object(_object(association).get("to", {})).get("id", ""))
@@ -488,7 +533,7 @@ class CrmApi:
             record = self.store.get(to_type, int(to_id)) if to_type and to_id.isdigit() else None
             if record is None or not type_ids or not type_ids <= allowed:
                 raise validation(f"Invalid association to {to_id!r} with types {sorted(type_ids)}")
-            targets.append(record)
+            targets.append((record, bool(type_ids & {1, 2})))
         return targets
 
     @staticmethod

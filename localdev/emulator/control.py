@@ -146,11 +146,16 @@ class ControlApi:
                 emu.state.identical_writes_fire = bool(body["identicalWritesFire"])
             if "batchUpdateMultiStatus" in body:
                 emu.api.update_multi_status = bool(body["batchUpdateMultiStatus"])
+            if "autoCreateCompanies" in body:
+                emu.state.auto_create_companies = bool(body["autoCreateCompanies"])
             return 200, {
                 "searchDelayMs": emu.state.search_delay_ms,
                 "identicalWritesFire": emu.state.identical_writes_fire,
                 "batchUpdateMultiStatus": emu.api.update_multi_status,
+                "autoCreateCompanies": emu.state.auto_create_companies,
             }
+        if (method, path) == ("POST", "/search/catch-up"):
+            return 200, {"caughtUp": emu.state.index_now()}
         if path == "/webhooks" and method == "POST":
             settings = {attr: body[key] for key, attr in _WEBHOOK_SETTINGS.items() if key in body}
             if "subscriptions" in settings and settings["subscriptions"] is not None:

@@ -19,7 +19,7 @@ from localdev.emulator.properties import PropertyRegistry
 from localdev.emulator.ratelimit import RateLimiter
 from localdev.emulator.render import now_iso, render_record
 from localdev.emulator.server import EmulatorHTTPServer
-from localdev.emulator.store import Record, Source, Store
+from localdev.emulator.store import DEFAULT_SEARCH_DELAY_MS, Record, Source, Store
 from localdev.emulator.webhooks import DEFAULT_MAX_CONCURRENT_REQUESTS, WebhookDispatcher
 
 # The source of HubSpot's own writes in recorded traffic (docs/hubspot.md).
@@ -48,10 +48,13 @@ class Emulator:
     ``seed`` imports records silently. ``emu.webhooks`` delivers to ``webhook_url``
     (``wait_idle``, ``pause``, ``flush``, counters), ``emu.faults`` and ``set_faults``
     inject failures, ``emu.limits`` enforces the rate limits, ``stats()`` counts calls.
-    ``search_delay_ms`` makes search lag writes like HubSpot's index;
+    ``search_delay_ms`` makes search lag writes like HubSpot's index (2 s by default;
+    ``seed`` imports are searchable at once; ``state.index_now()`` catches up);
     ``identical_writes_fire`` makes writing an unchanged value fire a propertyChange;
     ``batch_update_multi_status`` answers a batch update's invalid inputs per record
-    (207, when each carries ``objectWriteTraceId``) instead of refusing the whole batch.
+    (207, when each carries ``objectWriteTraceId``) instead of refusing the whole batch;
+    ``auto_create_companies`` is the portal setting "Create and associate companies with
+    contacts" (off by default, as in a new portal).
     """
 
     def __init__(
@@ -80,9 +83,10 @@ class Emulator:
         webhook_timeout_s: float = 5.0,
         webhook_shuffle: bool = False,
         webhook_duplicate_rate: float = 0.0,
-        search_delay_ms: int = 0,
+        search_delay_ms: int = DEFAULT_SEARCH_DELAY_MS,
         identical_writes_fire: bool = False,
         batch_update_multi_status: bool = False,
+        auto_create_companies: bool = False,
     ) -> None:
         self.host, self.port = host, port
         self.portal_id = portal_id
@@ -106,6 +110,7 @@ class Emulator:
         self.state = Store(self.properties, self._on_changes)
         self.state.search_delay_ms = search_delay_ms
         self.state.identical_writes_fire = identical_writes_fire
+        self.state.auto_create_companies = auto_create_companies
         self.limits = RateLimiter(rate_limit, window_ms, daily_limit, search_rate_per_second)
         self.faults = FaultInjector(fault_rate, fault_kinds, latency_ms, timeout_hold_ms, seed)
         self.api = CrmApi(self.state, self.properties, random.Random(seed))
@@ -217,10 +222,12 @@ class Emulator:
             self._muted = True
             try:
                 values = [self.properties.normalize(object_type, p) for p in items]
-                return [
-                    str(self.state.create(object_type, v, Source("IMPORT", "seed")).id)
-                    for v in values
+                created = [
+                    self.state.create(object_type, v, Source("IMPORT", "seed")) for v in values
                 ]
+                # Imported before the test starts: long since searchable.
+                self.state.index_now(created)
+                return [str(r.id) for r in created]
             finally:
                 self._muted = False
 
@@ -270,7 +277,7 @@ class Emulator:
     def merge(
         self, object_type: str, primary_id: str | int, merged_id: str | int, *, user_id: int = 1
     ) -> str:
-        """A user merges ``merged_id`` into ``primary_id`` in the UI; the surviving id."""
+        """A user merges two records in the UI; the id of the new record both now resolve to."""
         with self.state.lock:
             primary, merged = (
                 self._record(object_type, primary_id),
@@ -288,11 +295,15 @@ class Emulator:
         to_id: str | int,
         *,
         user_id: int = 1,
+        primary: bool = False,
     ) -> None:
-        """A user associates two records (default association, both directions)."""
+        """A user associates two records (unlabeled, or primary too; both directions)."""
         with self.state.lock:
             self.state.associate(
-                self._record(from_type, from_id), self._record(to_type, to_id), _ui(user_id)
+                self._record(from_type, from_id),
+                self._record(to_type, to_id),
+                _ui(user_id),
+                primary=primary,
             )
 
     def values(self, object_type: str, object_id: str | int) -> dict[str, str]:

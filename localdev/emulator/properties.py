@@ -36,7 +36,13 @@ SEARCHABLE = {
     "contacts": ("firstname", "lastname", "email", "phone", "company"),
 }
 _NUMBER = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)", re.ASCII)
-READ_ONLY = {"hs_object_id", "hs_lastmodifieddate", "lastmodifieddate", "createdate"}
+READ_ONLY = {
+    "hs_object_id",
+    "hs_lastmodifieddate",
+    "lastmodifieddate",
+    "createdate",
+    "hs_merged_object_ids",
+}
 
 
 def canonical_type(name: str) -> str | None:
@@ -104,6 +110,15 @@ def _defaults(object_type: str) -> list[PropertyDef]:
     props += [
         PropertyDef("hs_object_id", "Record ID", "number", "number", group, hubspot_defined=True),
         PropertyDef("createdate", "Create Date", "datetime", "date", group, hubspot_defined=True),
+        # The old ids of a merged record, ";"-separated (HubSpot: enumeration, checkbox).
+        PropertyDef(
+            "hs_merged_object_ids",
+            f"Merged {SINGULAR[object_type].title()} IDs",
+            "enumeration",
+            "checkbox",
+            group,
+            hubspot_defined=True,
+        ),
         PropertyDef(
             LAST_MODIFIED[object_type],
             "Last Modified Date",

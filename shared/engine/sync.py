@@ -31,6 +31,13 @@ from shared.engine.record import (
     record_pending_writes,
     states_by_field,
 )
+from shared.engine.relink import (
+    MergeLink,
+    carries_customer,
+    decide_merge_links,
+    linked_to,
+    record_link,
+)
 from shared.engine.snapshots import (
     history_properties,
     hubspot_snapshot,
@@ -71,6 +78,8 @@ class CustomerSync:
     customer_id: str
     plans: dict[EntityType, Plan] = field(default_factory=dict)
     missing: list[EntityType] = field(default_factory=list)
+    # Links moved to the record HubSpot merged the linked one into: entity -> new id.
+    relinked: dict[EntityType, str] = field(default_factory=dict)
     error: SyncError | None = None
     log_ids: list[str] = field(default_factory=list)
     found: bool = True
@@ -84,7 +93,7 @@ class CustomerSync:
             return "failed"
         if any(p.conflicts for p in self.plans.values()):
             return "conflict"
-        if any(p.changed for p in self.plans.values()):
+        if any(p.changed for p in self.plans.values()) or self.relinked:
             return "synced"
         if self.missing:
             return "missing"
@@ -188,8 +197,10 @@ def _sync_chunk(
         records = _read_all(engine, rows, mappings)
         state_rows = field_state.decision_states(tx, list(rows))
         outcome = {cid: CustomerSync(cid, found=cid in rows) for cid in chunk}
+        merges: dict[tuple[str, EntityType], tuple[str, bool]] = {}
         plan_rows = partial(
             _plan_rows,
+            merges=merges,
             mappings=mappings,
             state_rows=state_rows,
             outcome=outcome,
@@ -201,6 +212,7 @@ def _sync_chunk(
             _carry_out,
             engine,
             tx,
+            merges=merges,
             mappings=mappings,
             outcome=outcome,
             operation=operation,
@@ -322,8 +334,12 @@ def _plan_rows(
     fields: Mapping[str, Collection[str]],
     warp_times: Mapping[str, datetime],
     allowed: frozenset[Action],
+    merges: dict[tuple[str, EntityType], tuple[str, bool]],
 ) -> Plans:
-    """Each linked record's plan, with the states it was decided from."""
+    """Each linked record's plan, with the states it was decided from.
+
+    ``merges`` receives the linked records HubSpot answered under a new id (merged).
+    """
     plans: Plans = {}
     # Customers share few mapping sets (the global ones, some overrides): one order each.
     orders: dict[tuple[int, ...], list[EntityType]] = {}
@@ -341,6 +357,10 @@ def _plan_rows(
             if record is None or record.archived:
                 outcome[cid].missing.append(et)
                 continue
+            if record.id != object_id:
+                # Merged in HubSpot: the old id answered with the new record. The plan
+                # is made against it; _carry_out moves the link (or flags a clash).
+                merges[(cid, et)] = (record.id, carries_customer(record, row, et))
             previous = states_by_field(state_rows.get((cid, et.value), []))
             plan = plan_sync(
                 mappings[(cid, et)],
@@ -368,6 +388,7 @@ def _carry_out(
     rows: Mapping[str, Row],
     *,
     now: datetime,
+    merges: dict[tuple[str, EntityType], tuple[str, bool]],
     mappings: Mapping[tuple[str, EntityType], MappingSet],
     outcome: Mapping[str, CustomerSync],
     operation: str,
@@ -377,6 +398,11 @@ def _carry_out(
     record_noop: bool,
 ) -> list[str]:
     """Write HubSpot, then record; the customers WARP changed under the plans (not recorded)."""
+    moves = _merge_links(tx, merges, rows)
+    for link, et in moves:
+        if not link.keep:  # the merged record is another customer's: not synced to it
+            plans.pop((link.customer_id, et), None)
+            outcome[link.customer_id].plans.pop(et, None)
     failed = _write_hubspot(engine, plans, outcome)
     to_commit = [
         PlanCommit(plan, mappings[(cid, et)], et, cid, previous, rows[cid])
@@ -396,7 +422,50 @@ def _carry_out(
     for item, log_id in zip(to_commit, committed.log_ids, strict=True):
         if log_id:
             outcome[item.customer_id].log_ids.append(log_id)
+    left_out = failed | set(committed.changed)
+    for link, et in moves:
+        if link.customer_id in left_out and link.keep:
+            continue  # planned again on a fresh read, or retried: the link moves then
+        owner = next(
+            (m.customer_id for m, e in moves if e is et and m.new_id == link.new_id and m.keep),
+            None,
+        )
+        record_link(
+            tx,
+            customer_id=link.customer_id,
+            entity_type=et,
+            object_id=link.new_id if link.keep else None,
+            old_id=link.old_id,
+            operation=operation,
+            why=link.why(et, owner),
+            now=now,
+            triggered_by=triggered_by,
+            review=not link.keep,
+        )
+        if link.keep:
+            outcome[link.customer_id].relinked[et] = link.new_id
+        else:
+            outcome[link.customer_id].missing.append(et)
+    merges.clear()
     return committed.changed
+
+
+def _merge_links(
+    tx: Session, merges: Mapping[tuple[str, EntityType], tuple[str, bool]], rows: Mapping[str, Row]
+) -> list[tuple[MergeLink, EntityType]]:
+    """Who keeps each merged record: a customer already linked to it, else the first claim
+    (the customer whose key the record carries, then by customer id)."""
+    claims: dict[tuple[EntityType, str], list[tuple[str, str]]] = {}
+    order = sorted(merges.items(), key=lambda item: (not item[1][1], item[0][0]))
+    for (cid, et), (new_id, _) in order:
+        old_id = linked_id(rows[cid], et)
+        if old_id is not None:
+            claims.setdefault((et, new_id), []).append((old_id, cid))
+    return [
+        (link, et)
+        for (et, new_id), claimed in claims.items()
+        for link in decide_merge_links(new_id, linked_to(tx, et, new_id), claimed)
+    ]
 
 
 def _read_all(

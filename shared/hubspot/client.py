@@ -56,6 +56,7 @@ from shared.hubspot.errors import (
     ValidationError,
 )
 from shared.hubspot.models import (
+    MERGED_IDS,
     OBJECT_TYPES,
     Association,
     BatchResult,
@@ -218,13 +219,29 @@ class HubSpotClient:
     # --- associations -------------------------------------------------------------------
 
     def associate(
-        self, from_type: ObjectType, from_id: str, to_type: ObjectType, to_id: str
+        self,
+        from_type: ObjectType,
+        from_id: str,
+        to_type: ObjectType,
+        to_id: str,
+        *,
+        primary: bool = False,
     ) -> None:
-        """Link two records with HubSpot's default (unlabeled) association; idempotent."""
+        """Link two records with HubSpot's default (unlabeled) association; idempotent.
+
+        ``primary``: also make it the primary one (types 1/2: the contact's primary
+        company), replacing a primary HubSpot set itself, e.g. by auto-association.
+        """
+        path = f"/crm/v4/objects/{from_type}/{from_id}/associations"
+        if not primary:
+            self.request("PUT", f"{path}/default/{to_type}/{to_id}", op=f"{from_type}.associate")
+            return
+        spec = {
+            "associationCategory": "HUBSPOT_DEFINED",
+            "associationTypeId": primary_association_type(from_type, to_type),
+        }
         self.request(
-            "PUT",
-            f"/crm/v4/objects/{from_type}/{from_id}/associations/default/{to_type}/{to_id}",
-            op=f"{from_type}.associate",
+            "PUT", f"{path}/{to_type}/{to_id}", json=[spec], op=f"{from_type}.associate_primary"
         )
 
     def associations(
@@ -598,17 +615,22 @@ class ObjectsApi:
     ) -> PendingBatch:
         """Start :meth:`batch_read`'s calls and return at once; records arrive page by page."""
         keys = list(dict.fromkeys(str(i) for i in ids))
+        # A read by id may answer an old id with the record it was merged into (a new
+        # id): asking for its merged ids lets that answer find its input(s) again.
+        wanted = list(properties) if id_property else [*properties, MERGED_IDS]
 
         def read(chunk: Sequence[str]) -> BatchResult:
             body: dict[str, Any] = {
                 "inputs": [{"id": key} for key in chunk],
-                "properties": list(properties),
+                "properties": list(dict.fromkeys(wanted)),
                 "propertiesWithHistory": list(properties_with_history),
             }
             if id_property:
                 body["idProperty"] = id_property
-            key_of = partial(_key_of, id_property=id_property)
-            return self._batch("read", body, chunk, key_of, idempotent=True)
+                return self._batch(
+                    "read", body, chunk, partial(_key_of, id_property=id_property), idempotent=True
+                )
+            return self._batch("read", body, chunk, _ids_of, idempotent=True)
 
         size = HISTORY_BATCH_SIZE if properties_with_history else BATCH_SIZE
         chunks = list(_chunks(keys, size))
@@ -713,7 +735,7 @@ class ObjectsApi:
         action: str,
         body: Mapping[str, Any],
         keys: Sequence[str],
-        key_of: Callable[[HubSpotObject], str | None],
+        key_of: Callable[[HubSpotObject], str | Sequence[str] | None],
         *,
         idempotent: bool,
     ) -> BatchResult:
@@ -732,10 +754,12 @@ class ObjectsApi:
         unmatched = 0
         for raw in data.get("results") or []:
             record = HubSpotObject.from_json(raw)
-            key = key_of(record)
-            if key in wanted:
+            found = key_of(record)
+            keys = [found] if isinstance(found, str) else found or ()
+            matched = [k for k in keys if k in wanted]
+            for key in matched:
                 outcome.results[key] = record
-            else:
+            if not matched:
                 unmatched += 1
         missing = wanted - outcome.results.keys() - outcome.failed_keys()
         if missing or unmatched:
@@ -916,11 +940,27 @@ def _refused_input(error: ValidationError, key: str) -> ValidationError:
     )
 
 
+def _ids_of(record: HubSpotObject) -> list[str]:
+    """The ids a record read by id answers: its own and, once merged, its old ones."""
+    return [record.id, *record.merged_ids]
+
+
 def _key_of(record: HubSpotObject, id_property: str | None) -> str | None:
     if id_property:
         value = record.properties.get(id_property)
         return str(value) if value is not None else None
     return record.id
+
+
+def primary_association_type(from_type: ObjectType, to_type: ObjectType) -> int:
+    """HubSpot's primary association type id: 1 contact to company, 2 company to contact."""
+    ids = {("contacts", "companies"): 1, ("companies", "contacts"): 2}
+    try:
+        return ids[(from_type, to_type)]
+    except KeyError:
+        raise ValueError(
+            f"no primary association from {_SINGULAR[from_type]} to {_SINGULAR[to_type]}"
+        ) from None
 
 
 def default_association_type(from_type: ObjectType, to_type: ObjectType) -> int:

@@ -16,6 +16,9 @@ from shared.hubspot.errors import HubSpotError
 ObjectType = Literal["companies", "contacts"]
 OBJECT_TYPES: tuple[ObjectType, ...] = ("companies", "contacts")
 Properties = Mapping[str, str | None]
+# A merged record's old ids, ";"-separated: a merge makes a new record with a new id
+# and the old ids resolve to it (docs/hubspot.md, "Merges").
+MERGED_IDS = "hs_merged_object_ids"
 
 
 def parse_datetime(value: Any) -> datetime | None:
@@ -81,6 +84,12 @@ class HubSpotObject:
             object_write_trace_id=data.get("objectWriteTraceId"),
             new=data.get("new"),
         )
+
+    @property
+    def merged_ids(self) -> list[str]:
+        """The old ids this record was merged from (``hs_merged_object_ids``, when read)."""
+        raw = self.properties.get(MERGED_IDS) or ""
+        return [i.strip() for i in raw.split(";") if i.strip()]
 
     def latest_change(self, name: str) -> PropertyVersion | None:
         """The newest history entry of property ``name`` (when history was requested)."""

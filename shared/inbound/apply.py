@@ -58,12 +58,12 @@ from shared.db.repositories import (
     customers,
     field_state,
     outbound_dirty,
-    sync_log,
     webhook_events,
 )
 from shared.engine.deps import Engine
 from shared.engine.plan import FieldResult, HubSpotSnapshot, Plan, plan_sync
 from shared.engine.record import PlanCommit, commit_plans, states_by_field
+from shared.engine.relink import LINK_KEY, OBJECT_NAME, decide_merge_links, record_link
 from shared.engine.snapshots import warp_snapshot
 from shared.engine.sync import FROM_HUBSPOT, lock_customers
 from shared.errors import SyncError, WarpChangedDuringSync
@@ -75,8 +75,6 @@ from shared.mapping import Direction, EntityType, MappingSet
 log = logging.getLogger("warp_hubspot_sync.inbound")
 
 ENTITY = {"company": EntityType.CUSTOMER, "contact": EntityType.CONTACT}
-LINK_KEY = {EntityType.CUSTOMER: "hubspot_company_id", EntityType.CONTACT: "hubspot_contact_id"}
-OBJECT_NAME = {EntityType.CUSTOMER: "company", EntityType.CONTACT: "contact"}
 LINK_EVENTS = ("creation", "restore", "merge", "associationChange")
 DELETIONS = ("deletion", "privacyDeletion")
 # What a company creation is matched on (hubspot-api.md §3: standard properties).
@@ -442,36 +440,31 @@ class _Context:
 
     def _merge(self, et: EntityType, event: Any) -> Outcome:
         survivor = str(event.new_object_id or event.primary_object_id or event.object_id)
-        losers = {
+        # The primary's customer first: it keeps the merged record if both were linked.
+        old_ids = dict.fromkeys(
             str(i)
-            for i in (event.primary_object_id, event.object_id, *(event.merged_object_ids or ()))
-            if i is not None
-        } - {survivor}
+            for i in (event.primary_object_id, *(event.merged_object_ids or ()), event.object_id)
+            if i is not None and str(i) != survivor
+        )
         owner = self.links.get((et, survivor))
-        moved = flagged = 0
-        for loser in sorted(losers):
-            cid = self.links.get((et, loser))
-            if cid is None:
-                continue
-            if owner is not None and owner != cid:
-                self._set_link(
-                    cid,
-                    et,
-                    None,
-                    operation="UPDATE",
-                    why=f"{OBJECT_NAME[et]} {loser} was merged into {survivor}, which "
-                    f"customer {owner} is linked to; unlinked, needs review",
-                    review=True,
-                )
-                flagged += 1
-                continue
+        claims = [(old, cid) for old in old_ids if (cid := self.links.get((et, old))) is not None]
+        decided = decide_merge_links(survivor, owner, claims)
+        for link in decided:
             self._set_link(
-                cid, et, survivor, operation="UPDATE", why=f"merged {OBJECT_NAME[et]} {loser}"
+                link.customer_id,
+                et,
+                survivor if link.keep else None,
+                operation="UPDATE",
+                why=link.why(et, owner),
+                review=not link.keep,
             )
-            owner = cid
-            moved += 1
-        if moved or flagged:
-            return Outcome("merged", f"{moved} link(s) moved to {survivor}, {flagged} flagged")
+            if link.keep:
+                owner = link.customer_id
+        if decided:
+            moved = sum(1 for link in decided if link.keep)
+            return Outcome(
+                "merged", f"{moved} link(s) moved to {survivor}, {len(decided) - moved} flagged"
+            )
         return Outcome("no_customer", "no customer is linked to the merged records")
 
     def _association(self, event: Any) -> Outcome:
@@ -495,7 +488,11 @@ class _Context:
             return Outcome("link_unchanged", "contact is another customer's primary contact")
         if current == contact_id:
             return Outcome("link_unchanged", "already the primary contact")
-        if current is not None and not event.is_primary_association:
+        if current is not None:
+            # isPrimaryAssociation says the company is the *contact's* primary company
+            # (HubSpot has no primary contact of a company): HubSpot's auto-association
+            # sets it for every colleague at the company's domain. It never replaces
+            # the customer's contact.
             return Outcome("link_unchanged", "customer already has a primary contact")
         self._set_link(cid, EntityType.CONTACT, contact_id, operation="UPDATE", why="associated")
         return Outcome("linked", "primary contact linked")
@@ -533,32 +530,24 @@ class _Context:
         review: bool = False,
     ) -> None:
         old = self._linked_id(cid, et)
-        setter = (
-            customers.set_company_link if et is EntityType.CUSTOMER else customers.set_contact_link
+        row = record_link(
+            self.tx,
+            customer_id=cid,
+            entity_type=et,
+            object_id=object_id,
+            old_id=old,
+            operation=operation,
+            why=why,
+            now=self.now,
+            triggered_by=TRIGGERED_BY,
+            review=review,
         )
-        row = setter(self.tx, cid, object_id)
         if row is not None:
             self.rows[cid] = self.read[cid] = row
         if old is not None:
             self.links.pop((et, old), None)
         if object_id is not None:
             self.links[(et, object_id)] = cid
-        name = f"external_ids.{LINK_KEY[et]}"
-        sync_log.record(
-            self.tx,
-            entity_type=et.value,
-            entity_id=cid,
-            hubspot_object_id=object_id or old,
-            operation=operation,
-            direction=Direction.HUBSPOT_TO_WARP.value,
-            status="CONFLICT" if review else "SUCCESS",
-            fields_synced=[name],
-            field_changes={name: {"old": old, "new": object_id, "source": "hubspot"}},
-            error_message=why if review else None,
-            started_at=self.now,
-            completed_at=self.now,
-            triggered_by=TRIGGERED_BY,
-        )
 
     # -- property changes ----------------------------------------------------------
 

@@ -15,9 +15,10 @@ For a batch of customers without ``external_ids.hubspot_company_id``:
 The primary contact goes the same way keyed on its email (a unique property):
 found, or upserted, then associated with the company. A contact without an email
 is left unlinked (nothing identifies it safely). Ids are stored in
-``external_ids`` under the customers' advisory locks; a link another flow stored
-meanwhile is kept. A record HubSpot refused is reported on that customer alone;
-a failure of a whole call raises.
+``external_ids`` under the customers' advisory locks, company links before any
+contact is written; a link another flow stored meanwhile is kept. A record
+HubSpot refused is reported on that customer alone; a failure of a whole call
+raises.
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from shared.db import Row
-from shared.db.repositories import customers, sync_log
+from shared.db.repositories import customers, sync_log, webhook_events
 from shared.engine.deps import Engine
+from shared.engine.relink import BAN_PROPERTY, EMAIL_PROPERTY
 from shared.engine.snapshots import linked_id
 from shared.engine.sync import lock_customers
 from shared.errors import SyncError
@@ -39,8 +42,8 @@ from shared.mapping import EntityType, MappingError, MappingSet
 
 log = logging.getLogger("warp_hubspot_sync.outbound")
 
-BAN_PROPERTY = "warp_ban"
-EMAIL_PROPERTY = "email"
+# How far back creation webhooks stand in for search: well past the index's lag.
+RECENT_CREATIONS = timedelta(minutes=10)
 
 
 @dataclass
@@ -69,6 +72,16 @@ def link_customers(
     unlinked = [r for r in rows if outcomes[str(r["id"])].company_id is None]
     if unlinked:
         _link_companies(engine, unlinked, outcomes)
+        # Stored before any contact is written: HubSpot may create a company of its own
+        # for a new contact (auto-association), and that company's creation webhook
+        # must find the customer linked already, not match it by the email domain.
+        _store(
+            engine,
+            outcomes,
+            EntityType.CUSTOMER,
+            triggered_by=triggered_by,
+            triggered_by_user=triggered_by_user,
+        )
     contactless = [
         by_id[cid]
         for cid, o in outcomes.items()
@@ -76,7 +89,13 @@ def link_customers(
     ]
     if contactless:
         _link_contacts(engine, contactless, outcomes)
-    _store(engine, outcomes, triggered_by=triggered_by, triggered_by_user=triggered_by_user)
+        _store(
+            engine,
+            outcomes,
+            EntityType.CONTACT,
+            triggered_by=triggered_by,
+            triggered_by_user=triggered_by_user,
+        )
     return outcomes
 
 
@@ -108,7 +127,9 @@ def _link_companies(engine: Engine, rows: list[Row], outcomes: dict[str, LinkOut
         for key, record in found.results.items():
             _found(outcomes[bans[key]], "company", record.id, "warp_ban")
     claimed = {o.company_id for o in outcomes.values() if o.company_id}
-    # 2. and 3. An unclaimed company with the same domain, then the same name.
+    # 2. and 3. An unclaimed company with the same domain, then the same name: what
+    # search finds, and what it may not show yet (its index lags writes by moments).
+    recent: list[dict[str, str]] | None = None
     for prop in ("domain", "name"):
         wanted = {
             cid: values[cid][prop].strip().lower()
@@ -117,7 +138,11 @@ def _link_companies(engine: Engine, rows: list[Row], outcomes: dict[str, LinkOut
         }
         if not wanted:
             continue
+        if recent is None:
+            recent = _recently_created(engine)
         candidates = _search_in(companies, prop, set(wanted.values()))
+        seen = {c["id"] for c in candidates}
+        candidates += [c for c in recent if c["id"] not in seen]
         linked_elsewhere = _linked_company_ids(engine, [c["id"] for c in candidates])
         for cid in sorted(wanted):
             match = _choose(candidates, prop, wanted[cid], claimed | linked_elsewhere)
@@ -146,6 +171,25 @@ def _search_in(api: ObjectsApi, prop: str, wanted: set[str]) -> list[dict[str, s
     for record in api.search_in(prop, wanted, properties=["domain", "name", BAN_PROPERTY]):
         found[record.id] = {"id": record.id, **{k: v or "" for k, v in record.properties.items()}}
     return list(found.values())
+
+
+def _recently_created(engine: Engine) -> list[dict[str, str]]:
+    """Companies created in HubSpot lately, as their stored creation webhooks name them.
+
+    A company a user created seconds ago may be missing from search results; its
+    creation webhook is not. Read by id (no index lag): one call, none when there
+    were no creations in the window.
+    """
+    since = engine.now() - RECENT_CREATIONS
+    with engine.database.transaction() as tx:
+        ids = webhook_events.recent_object_ids(tx, "company.creation", since, limit=100)
+    if not ids:
+        return []
+    found = engine.hubspot.companies.batch_read(ids, properties=["domain", "name", BAN_PROPERTY])
+    return [
+        {"id": r.id, **{k: v or "" for k, v in r.properties.items()}}
+        for r in {r.id: r for r in found.results.values()}.values()
+    ]
 
 
 def _choose(
@@ -209,7 +253,9 @@ def _link_contacts(engine: Engine, rows: list[Row], outcomes: dict[str, LinkOutc
         company_id = outcomes[cid].company_id
         assert company_id is not None
         try:
-            engine.hubspot.associate("contacts", contact_id, "companies", company_id)
+            # Primary: the contact's company in HubSpot's UI is ours, even where HubSpot's
+            # auto-association made another one primary first.
+            engine.hubspot.associate("contacts", contact_id, "companies", company_id, primary=True)
         except HubSpotError as exc:
             outcomes[cid].error = exc
             continue
@@ -262,64 +308,61 @@ def _refused(
 def _store(
     engine: Engine,
     outcomes: dict[str, LinkOutcome],
+    entity: EntityType,
     *,
     triggered_by: str,
     triggered_by_user: str | None,
 ) -> None:
-    """Record new links; keep any link another flow stored in the meantime."""
-    new = {
-        cid: o
-        for cid, o in outcomes.items()
-        if (o.company_id and o.company_via != "linked")
-        or (o.contact_id and o.contact_via != "linked")
-    }
+    """Record new company (or contact) links; keep any link another flow stored meanwhile."""
+
+    def found(o: LinkOutcome) -> tuple[str | None, str | None]:
+        if entity is EntityType.CUSTOMER:
+            return o.company_id, o.company_via
+        return o.contact_id, o.contact_via
+
+    new = {cid: o for cid, o in outcomes.items() if found(o)[0] and found(o)[1] != "linked"}
     if not new:
         return
     with engine.database.transaction() as tx:
         lock_customers(tx, new)
         for cid, outcome in sorted(new.items()):
             row = customers.get(tx, cid)
-            if row is None:
+            object_id, via = found(outcome)
+            if row is None or object_id is None:
                 continue
-            for entity, object_id, via in (
-                (EntityType.CUSTOMER, outcome.company_id, outcome.company_via),
-                (EntityType.CONTACT, outcome.contact_id, outcome.contact_via),
-            ):
-                if not object_id or via == "linked":
-                    continue
-                current = linked_id(row, entity)
-                if current and current != object_id:
-                    outcome.notes.append(f"{entity.value} linked meanwhile by another flow")
-                    if entity is EntityType.CUSTOMER:
-                        outcome.company_id = current
-                    else:
-                        outcome.contact_id = current
-                    continue
+            current = linked_id(row, entity)
+            if current and current != object_id:
+                outcome.notes.append(f"{entity.value} linked meanwhile by another flow")
                 if entity is EntityType.CUSTOMER:
-                    customers.set_company_link(tx, cid, object_id)
+                    outcome.company_id = current
                 else:
-                    customers.set_contact_link(tx, cid, object_id)
-                if via == "created":
-                    sync_log.record(
-                        tx,
-                        entity_type=entity.value,
-                        entity_id=cid,
-                        hubspot_object_id=object_id,
-                        operation="CREATE",
-                        direction="WARP_TO_HUBSPOT",
-                        status="SUCCESS",
-                        completed_at=engine.now(),
-                        triggered_by=triggered_by,
-                        triggered_by_user=triggered_by_user,
-                    )
-                log.info(
-                    "customer linked",
-                    extra={
-                        "fields": {
-                            "customer_id": cid,
-                            "entity_type": entity.value,
-                            "hubspot_object_id": object_id,
-                            "via": via,
-                        }
-                    },
+                    outcome.contact_id = current
+                continue
+            if entity is EntityType.CUSTOMER:
+                customers.set_company_link(tx, cid, object_id)
+            else:
+                customers.set_contact_link(tx, cid, object_id)
+            if via == "created":
+                sync_log.record(
+                    tx,
+                    entity_type=entity.value,
+                    entity_id=cid,
+                    hubspot_object_id=object_id,
+                    operation="CREATE",
+                    direction="WARP_TO_HUBSPOT",
+                    status="SUCCESS",
+                    completed_at=engine.now(),
+                    triggered_by=triggered_by,
+                    triggered_by_user=triggered_by_user,
                 )
+            log.info(
+                "customer linked",
+                extra={
+                    "fields": {
+                        "customer_id": cid,
+                        "entity_type": entity.value,
+                        "hubspot_object_id": object_id,
+                        "via": via,
+                    }
+                },
+            )

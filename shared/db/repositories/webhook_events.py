@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from shared.db.connection import Row, Session
@@ -142,3 +143,15 @@ def unprocessed(
         "ORDER BY occurred_at, id LIMIT :limit",
         params,
     )
+
+
+def recent_object_ids(tx: Session, event_type: str, since: datetime, *, limit: int) -> list[str]:
+    """Ids of objects with an ``event_type`` event received since ``since``, newest first."""
+    # processed = ANY(...) lets the (processed, received_at) index serve the time range.
+    rows = tx.fetch(
+        f"SELECT object_id, max(received_at) AS at FROM {TABLE} "
+        "WHERE processed = ANY(ARRAY[TRUE, FALSE]) AND received_at >= :since "
+        "AND event_type = :type GROUP BY object_id ORDER BY at DESC LIMIT :limit",
+        {"since": since, "type": event_type, "limit": limit},
+    )
+    return [str(r["object_id"]) for r in rows]
