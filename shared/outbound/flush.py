@@ -33,7 +33,13 @@ from shared.errors import DatabaseUnavailableError
 from shared.observability.redaction import describe_error
 from shared.outbound.fields import fields_from_stored
 from shared.outbound.push import push_customers
-from shared.outbound.receive import FLUSH_KIND, delivery_records, schedule_flush, triggered_by
+from shared.outbound.receive import (
+    FLUSH_KIND,
+    delivery_records,
+    schedule_flush,
+    triggered_by,
+    window_flushed,
+)
 from shared.retry import enqueue_failure
 from shared.tasks import Task, TaskOutcome, task_name
 from shared.tasks.kinds import FlushPayload
@@ -61,7 +67,10 @@ class FlushReport:
 
 def run_flush_task(payload: FlushPayload, attempt: int) -> TaskOutcome:
     """Task handler of ``outbound_flush``."""
-    report = flush(get_engine(), attempt=attempt)
+    engine = get_engine()
+    report = flush(engine, attempt=attempt)
+    if payload.trailing and payload.bucket is not None:
+        window_flushed(engine, payload.bucket)  # the next window may lead again
     return TaskOutcome.FAILED if report.gave_up else TaskOutcome.DONE
 
 

@@ -173,49 +173,62 @@ def _record_warp_times(
 
 
 def schedule_flush(engine: Engine) -> bool:
-    """Flush now if this is the moment's first change, else join the moment's flush.
+    """Flush now if nothing is pending, else join the moment's flush.
 
-    A debounce with a leading edge: time is cut into buckets of
-    ``COALESCE_DELAY_SECONDS``. The first change of a bucket claims it (one row in
-    the idempotency table, shared by every instance) and, when the bucket before had
-    no change, flushes at once, so a lone change reaches HubSpot without waiting out
-    the window. Every other change of the bucket names the same task, due just after
-    the bucket ends, so a burst still costs one flush per bucket (each flush writes
-    100 customers per batch call). With a delay of 0 every change flushes at once.
-    Returns False when the flush it asked for was scheduled already.
+    A debounce with a leading edge: time is cut into windows of
+    ``COALESCE_DELAY_SECONDS``. The first change of a window claims it (one row in
+    the idempotency table, shared by every instance) and, unless the window before
+    still has its flush pending or running, flushes at once: a lone change reaches
+    HubSpot without waiting out the window. Every other change of the window names
+    the same task, due just after the window ends, so a burst costs one flush per
+    window (each flush writes 100 customers per batch call). With a delay of 0 every
+    change flushes at once. Returns False when the flush it asked for was scheduled
+    already.
     """
     delay = engine.settings.coalesce_delay_seconds
     if delay <= 0:
         return engine.dispatcher.submit(Task(FLUSH_KIND, {}))
     now = time.time()
     bucket = math.floor(now / delay)
-    if _first_change_after_a_quiet_window(engine, delay, bucket):
+    persistence = PostgresPersistence(engine.database)
+    lifetime = timedelta(seconds=3 * delay)
+    first = persistence.claim(
+        _window_key("first", delay, bucket), None, expires_after=lifetime, lease=lifetime
+    )
+    if first.claimed and not _flush_outstanding(persistence, delay, bucket - 1):
         # The claim makes it one per window: the task needs no name.
         return engine.dispatcher.submit(Task(FLUSH_KIND, {"bucket": bucket}))
-    # A tenth of a bucket of grace: a mark committed at the bucket's very end is in.
+    # The window's own flush, recorded until it has run (see _flush_outstanding).
+    persistence.claim(
+        _window_key("window", delay, bucket), None, expires_after=lifetime, lease=lifetime
+    )
+    # A tenth of a window of grace: a mark committed at the window's very end is in.
     due = (bucket + 1.1) * delay
     task = Task(
         FLUSH_KIND,
-        {"bucket": bucket},
+        {"bucket": bucket, "trailing": True},
         delay_seconds=due - now,
         name=task_name(FLUSH_KIND, delay, bucket),
     )
     return engine.dispatcher.submit(task)
 
 
-def _first_change_after_a_quiet_window(engine: Engine, delay: float, bucket: int) -> bool:
-    """Claim the window for its first change; True when the window before had none.
-
-    A change in the window before means its flush is pending or in flight: then even
-    this window's first change joins the window's flush, so a long burst costs one
-    flush per window, as without the leading edge.
-    """
-    persistence = PostgresPersistence(engine.database)
-    window = timedelta(seconds=delay)
-    claim = persistence.claim(
-        f"{FLUSH_KIND}:{delay}:{bucket}", None, expires_after=2 * window, lease=2 * window
+def window_flushed(engine: Engine, bucket: int) -> None:
+    """Record that the flush of window ``bucket`` has run (its task calls this)."""
+    delay = engine.settings.coalesce_delay_seconds
+    PostgresPersistence(engine.database).complete(
+        _window_key("window", delay, bucket), None, expires_after=timedelta(seconds=3 * delay)
     )
-    return claim.claimed and persistence.get(f"{FLUSH_KIND}:{delay}:{bucket - 1}") is None
+
+
+def _flush_outstanding(persistence: PostgresPersistence, delay: float, bucket: int) -> bool:
+    """Whether window ``bucket`` asked for its flush and that flush has not run yet."""
+    record = persistence.get(_window_key("window", delay, bucket))
+    return record is not None and record.status is not Status.COMPLETED
+
+
+def _window_key(what: str, delay: float, bucket: int) -> str:
+    return f"{FLUSH_KIND}:{what}:{delay}:{bucket}"
 
 
 def triggered_by(trigger_sources: str | Collection[str]) -> str:

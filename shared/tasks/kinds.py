@@ -27,6 +27,9 @@ class TaskPayload(BaseModel):
 
 class FlushPayload(TaskPayload):
     bucket: int | None = Field(None, strict=True, description="the coalescing window (its name)")
+    trailing: bool = Field(
+        False, strict=True, description="the window's own flush, due when the window ends"
+    )
 
 
 class QueueItemPayload(TaskPayload):
