@@ -32,3 +32,64 @@ def status_command() -> None:
     for migration in available_migrations():
         mark = "applied" if migration.version in done else "pending"
         click.echo(f"{migration.version:04d}_{migration.name}: {mark}")
+
+
+@db.group("capture")
+def capture() -> None:
+    """Change capture: a trigger on accounts.customers records WARP's changes (issue 16)."""
+
+
+@capture.command("enable")
+def capture_enable() -> None:
+    """Install the trigger for the mapping in force, or refresh it after a mapping change."""
+    from shared.capture.install import enable
+    from shared.engine import get_engine
+
+    engine = get_engine()
+    click.echo(f"database: {engine.database.description}")
+    watched = enable(engine)
+    click.echo(f"capture enabled on accounts.customers, watching {len(watched)} field(s):")
+    for w in watched:
+        click.echo(f"  {w.name}")
+
+
+@capture.command("disable")
+def capture_disable() -> None:
+    """Remove the trigger; changes already captured stay for the sweep."""
+    from shared.capture.install import disable
+
+    database = get_database()
+    click.echo(f"database: {database.description}")
+    disable(database)
+    click.echo("capture disabled (captured changes not swept yet are kept)")
+
+
+@capture.command("status")
+@click.option("--output", type=click.Choice(["text", "json"]), default="text")
+def capture_status(output: str) -> None:
+    """Whether capture is on, what it watches, its backlog and its errors.
+
+    Exits 1 when something needs a person: a stale trigger, capture errors, missing parts.
+    """
+    import json
+
+    from shared.capture.install import status
+    from shared.engine import get_engine
+
+    report = status(get_engine())
+    if output == "json":
+        click.echo(json.dumps(report.as_dict(), default=str, indent=2))
+    else:
+        click.echo(f"capture: {'enabled' if report.enabled else 'disabled'}")
+        if report.enabled:
+            click.echo(f"watching: {', '.join(w.name for w in report.watched) or 'no column'}")
+        click.echo(f"captured, not swept yet: {report.pending}")
+        if report.oldest_pending_at is not None:
+            click.echo(f"oldest: {report.oldest_pending_at.isoformat()}")
+        click.echo(f"changes that could not be captured: {report.errors}")
+        if report.last_error:
+            click.echo(f"last error: {report.last_error}")
+        for problem in report.problems:
+            click.echo(f"problem: {problem}", err=True)
+    if report.problems:
+        raise SystemExit(1)

@@ -40,6 +40,8 @@ log = logging.getLogger("warp_hubspot_sync.outbound")
 
 BATCH = 100
 QUEUE_KIND = "outbound"
+# The sync log's triggered_by for changes that came without a message.
+SWEPT = "sweep"
 # How long a flush holds the dirty rows it took; longer than any flush takes.
 LEASE_SECONDS = 300
 T = TypeVar("T")
@@ -254,24 +256,20 @@ def _batch_work(engine: Engine, rows: Sequence[Row]) -> _Work:
     times: dict[str, datetime] = {}
     sources: set[str] = set()
     users: set[str | None] = set()
+    swept = False
     for row in rows:
         cid = str(row["customer_id"])
         fields[cid] = fields_from_stored(row["changed_fields"] or [])
+        if row.get("warp_changed_at") is not None:
+            times[cid] = row["warp_changed_at"]  # else the row's updated_at stands in
+        swept = swept or not row["message_ids"]
         for mid in row["message_ids"] or []:
             record = records.get(mid)
             if record is None:
-                continue  # completed after this flush began: the row's updated_at stands in
+                continue  # completed after this flush began
             sources.add(str(record.get("trigger_source") or "warp"))
             users.add(record.get("triggered_by_user"))
-            occurred = _parse_time(record.get("occurred_at"))
-            if occurred is not None and (cid not in times or occurred > times[cid]):
-                times[cid] = occurred
     user = next(iter(users)) if len(users) == 1 else None
-    return _Work(fields, times, triggered_by(sources) if sources else "pubsub", user)
-
-
-def _parse_time(value: Any) -> datetime | None:
-    try:
-        return datetime.fromisoformat(str(value)) if value else None
-    except ValueError:
-        return None
+    # Marked by the sweep (a captured change, a row of WARP's queue): no message.
+    label = triggered_by(sources) if sources else SWEPT if swept else "pubsub"
+    return _Work(fields, times, label, user)

@@ -124,20 +124,51 @@ def _handle(engine: Engine, delivery: Delivery) -> Receipt:
             triggered_by_user=change.triggered_by_user,
         )
         return Receipt(mid, result["outcome"], result.get("reason", ""), customer_id)
-    mappings = {et: engine.mapping_for(customer_id, et) for et in EntityType}
-    fields = outbound_fields(mappings.values(), change.changed_fields)
-    if fields is not None and not fields:
-        return Receipt(mid, "skipped", "no outbound field among changed_fields", customer_id)
+    mappings = mappings_of(engine, customer_id)
     with engine.database.transaction() as tx:
-        row = customers.get(tx, customer_id)
-        if row is None:
-            return Receipt(mid, "skipped", "customer not found in WARP", customer_id)
-        if row.get("hubspot_sync_enabled") is False:
-            return Receipt(mid, "skipped", "hubspot_sync_enabled is false", customer_id)
-        outbound_dirty.mark(tx, customer_id, stored_fields(fields), mid)
-        _record_warp_times(tx, row, mappings, fields, change.occurred_at)
-    schedule_flush(engine)
-    return Receipt(mid, "accepted", "", customer_id)
+        outcome, reason = accept_change(
+            tx, mappings, customer_id, change.changed_fields, change.occurred_at, mid
+        )
+    if outcome == "accepted":
+        schedule_flush(engine)
+    return Receipt(mid, outcome, reason, customer_id)
+
+
+def mappings_of(engine: Engine, customer_id: str) -> dict[EntityType, MappingSet]:
+    """The mapping in force for one customer, per entity type."""
+    return {et: engine.mapping_for(customer_id, et) for et in EntityType}
+
+
+def accept_change(
+    tx: Session,
+    mappings: Mapping[EntityType, MappingSet],
+    customer_id: str,
+    changed_fields: Collection[str],
+    occurred_at: datetime,
+    message_id: str | None = None,
+    *,
+    field_times: bool = True,
+) -> tuple[str, str]:
+    """Hand one WARP change to the flush: mark the customer dirty; (outcome, reason).
+
+    The one path of every way a change arrives (a message, a captured change, a row
+    of WARP's queue), so the changes of one customer merge into one dirty row and one
+    HubSpot write. ``changed_fields`` uses WARP's names (empty: every field).
+    ``field_times`` records ``occurred_at`` as WARP's time of each field named: off
+    for a change that names no field, whose time belongs to none in particular.
+    """
+    fields = outbound_fields(mappings.values(), changed_fields)
+    if fields is not None and not fields:
+        return "skipped", "no outbound field among changed_fields"
+    row = customers.get(tx, customer_id)
+    if row is None:
+        return "skipped", "customer not found in WARP"
+    if row.get("hubspot_sync_enabled") is False:
+        return "skipped", "hubspot_sync_enabled is false"
+    outbound_dirty.mark(tx, customer_id, stored_fields(fields), message_id, changed_at=occurred_at)
+    if field_times:
+        _record_warp_times(tx, row, mappings, fields, occurred_at)
+    return "accepted", ""
 
 
 def _record_warp_times(

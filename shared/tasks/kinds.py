@@ -15,3 +15,6 @@ register("queue_item", "shared.retry.worker:run_queue_task")
 register("inbound_batch", "shared.inbound.process:run_inbound_batch")
 # Reconciliation: the next time budget of a run, from its checkpoint.
 register("reconcile_continue", "shared.reconcile.run:continue_run")
+# The sweep (Cloud Scheduler, every minute): captured changes, WARP's own queue rows,
+# every dirty customer.
+register("outbound_sweep", "shared.outbound.sweep:run_sweep_task")
