@@ -1,0 +1,124 @@
+"""What change capture costs WARP's writes: single-row UPDATEs with the trigger off and on.
+
+10,000 updates of a mapped column (``company_name``), one row each, on one connection
+(pg8000, as WARP's application would send them), in three forms:
+
+- each statement its own transaction (autocommit: what WARP's application does);
+- all in one transaction (no commit per statement: the trigger's CPU cost shows most);
+- an unmapped column (``billing_cycle``) each in its own transaction: the WHEN clause
+  keeps the trigger function from running at all.
+
+Rounds alternate off and on so a change in the machine's load hits both alike; the
+median round counts. Goal: on ≤ 1.3 × off.
+
+Database: a fresh database created (and dropped) on TEST_DATABASE_URL's server,
+else DATABASE_URL's, else the embedded PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from reconcile import create_database, drop_database, make_engine, server_url, settings_for
+
+from shared.capture import install
+from shared.capture.watch import CHANGES
+from shared.db import Database
+from shared.db.connection import url_connector
+
+GOAL = 1.3
+ROWS = 1_000
+FORMS = {
+    "autocommit, mapped column": ("company_name", True),
+    "one transaction, mapped column": ("company_name", False),
+    "autocommit, unmapped column": ("billing_cycle", True),
+}
+
+
+def seed(database: Database) -> list[str]:
+    with database.transaction() as tx:
+        rows = tx.fetch(
+            "INSERT INTO accounts.customers (ban, company_name, customer_type, status, contact) "
+            "SELECT 'CAP-' || i, 'Company ' || i, 'POSTPAID', 'ACTIVE', "
+            "jsonb_build_object('email', 'a' || i || '@x.example') "
+            "FROM generate_series(1, :n) AS i RETURNING CAST(id AS text) AS id",
+            {"n": ROWS},
+        )
+    return [r["id"] for r in rows]
+
+
+def run(db_url: str, ids: list[str], column: str, autocommit: bool, updates: int) -> float:
+    """Seconds for ``updates`` single-row UPDATEs of ``column``."""
+    connection = url_connector(db_url)()
+    connection.autocommit = autocommit
+    cursor = connection.cursor()
+    sql = f"UPDATE accounts.customers SET {column} = :v WHERE id = CAST(:id AS uuid)"
+    started = time.perf_counter()
+    for i in range(updates):
+        cursor.execute(sql, {"v": f"v{i}", "id": ids[i % len(ids)]})
+    if not autocommit:
+        connection.commit()
+    seconds = time.perf_counter() - started
+    connection.close()
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--updates", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    url = server_url()
+    db_url, name = create_database(url)
+    try:
+        database = Database(url_connector(db_url), pool_size=2)
+        engine = make_engine(
+            settings_for(db_url, "http://127.0.0.1:9", app_id=1, budget=100), database
+        )
+        ids = seed(database)
+        times: dict[str, dict[bool, list[float]]] = {f: {False: [], True: []} for f in FORMS}
+        captured = 0
+        for _ in range(args.rounds):
+            for on in (False, True):
+                if on:
+                    install.enable(engine)
+                else:
+                    install.disable(database)
+                for form, (column, autocommit) in FORMS.items():
+                    times[form][on].append(run(db_url, ids, column, autocommit, args.updates))
+                with database.transaction() as tx:
+                    captured += int(tx.fetch_value(f"SELECT count(*) FROM {CHANGES}"))
+                    tx.execute(f"DELETE FROM {CHANGES}")
+        database.close()
+    finally:
+        drop_database(url, name)
+    print(f"{args.updates:,} single-row UPDATEs per form, median of {args.rounds} rounds")
+    print()
+    print("| form | capture off | capture on | on / off | µs added per update |")
+    print("|---|---|---|---|---|")
+    worst = 0.0
+    for form, by in times.items():
+        off, on = statistics.median(by[False]), statistics.median(by[True])
+        ratio = on / off
+        if form.endswith("mapped column") and "unmapped" not in form and "autocommit" in form:
+            worst = max(worst, ratio)
+        added = (on - off) / args.updates * 1e6
+        print(f"| {form} | {off:.2f} s | {on:.2f} s | {ratio:.2f} | {added:.0f} |")
+    print()
+    expected = args.rounds * args.updates * 2  # the two mapped-column forms, capture on
+    print(f"changes captured: {captured:,} (expected {expected:,})")
+    verdict = "met" if worst <= GOAL else "NOT met"
+    print(f"autocommit ratio {worst:.2f} (goal ≤ {GOAL}: {verdict})")
+    if captured != expected:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
