@@ -9,7 +9,7 @@
   keeps the trigger function from running at all.
 
 Rounds alternate off and on so a change in the machine's load hits both alike; the
-median round counts. Goal: on ≤ 1.3 × off.
+median round counts. Goal: on ≤ 1.3 x off.
 
 Database: a fresh database created (and dropped) on TEST_DATABASE_URL's server,
 else DATABASE_URL's, else the embedded PostgreSQL.
