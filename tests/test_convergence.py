@@ -6,6 +6,8 @@ served by functions-framework, the in-process task stand-in) with random sequenc
 
 - WARP edits, each published to ``outbound_sync`` as a Pub/Sub push: sometimes twice
   (a duplicate delivery), sometimes held back and delivered later (reordered, delayed);
+  run twice, with change capture off and on (issue 16): with it on, the trigger records
+  every edit, a sweep runs every 0.2 s, and some edits publish no message at all;
 - HubSpot UI edits, delivered by the emulator as webhooks;
 - HubSpot faults (429, 5xx, timeouts) on a share of calls, changed as it goes;
 - killed database connections (``pg_terminate_backend``) in the middle of all that.
@@ -60,8 +62,15 @@ SETTLE_AFTER = 4
 FAULT_KINDS = ["429", "500", "502", "503", "timeout"]
 
 
-@pytest.fixture(scope="module")
-def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+# Change capture off: WARP's edits reach us by their messages alone. On: the trigger
+# records every edit and a sweep runs every 0.2 s, and some edits send no message.
+CAPTURE_SWEEP_SECONDS = {"capture-off": None, "capture-on": 0.2}
+
+
+@pytest.fixture(scope="module", params=list(CAPTURE_SWEEP_SECONDS))
+def stack(
+    request: pytest.FixtureRequest, database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalStack]:
     """The demo's local stack on this module's database, tuned for many short examples."""
     saved = {k: os.environ.get(k) for k in ("DATABASE_URL", "HUBSPOT_ACCESS_TOKEN")}
     os.environ["DATABASE_URL"] = database_url
@@ -74,6 +83,7 @@ def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         webhook_retry_base_ms=20,
         seed=10,
         log_file=tmp_path_factory.mktemp("convergence") / "stack.log",
+        sweep_every_seconds=CAPTURE_SWEEP_SECONDS[request.param],
     )
     try:
         with LocalStack(config) as running:
@@ -98,6 +108,8 @@ class Convergence(RuleBasedStateMachine):
     """See the module docstring. ``stack`` and ``totals`` are set by the test."""
 
     stack: ClassVar[LocalStack]
+    # Change capture is on: an edit with no message still reaches HubSpot.
+    capture: ClassVar[bool]
     totals: ClassVar[hands.Counters]
     violations: ClassVar[list[str]]
 
@@ -164,7 +176,7 @@ class Convergence(RuleBasedStateMachine):
     @rule(
         index=st.integers(0, CUSTOMERS - 1),
         name=st.sampled_from([f.name for f in FIELDS]),
-        delivery=st.sampled_from(["once", "once", "twice", "hold"]),
+        delivery=st.sampled_from(["once", "once", "twice", "hold", "none"]),
     )
     def warp_edit(self, index: int, name: str, delivery: str) -> None:
         cid = self.customers[index]
@@ -177,6 +189,8 @@ class Convergence(RuleBasedStateMachine):
         self.genuine_warp[(cid, name)].add(value)
         self.counters.warp_edits += 1
         self.unsettled += 1
+        if delivery == "none" and self.capture:
+            return  # plain SQL and no message: only the capture knows of it
         body = hands.change_message(cid, field.spec, at)
         if delivery == "hold":
             self.held.append(body)
@@ -278,9 +292,11 @@ class Convergence(RuleBasedStateMachine):
         faults = sum(injected.values()) - sum(self.faults_before.values())
         retried = self.stack.dispatcher.retried - self.retried_before
         writes = hands.write_calls(self.stack) - self.writes_before
-        # Each delivered message can cause at most one flush write per object type; each
-        # reconciliation one batch update per object type; each fault or retry one more.
-        bound = 2 * (self.counters.deliveries + self.counters.reconciles) + faults + retried
+        # Each delivered message (with capture, each captured edit too) can cause at most
+        # one flush write per object type; each reconciliation one batch update per object
+        # type; each fault or retry one more.
+        pushes = self.counters.deliveries + (self.counters.warp_edits if self.capture else 0)
+        bound = 2 * (pushes + self.counters.reconciles) + faults + retried
         problems = []
         if writes > bound:
             problems.append(f"{writes} HubSpot write calls exceed the bound {bound}")
@@ -336,6 +352,7 @@ def test_sync_converges_under_faults(stack: LocalStack) -> None:
     totals = hands.Counters()
     violations: list[str] = []
     Convergence.stack = stack
+    Convergence.capture = stack.config.sweep_every_seconds is not None
     Convergence.totals = totals
     Convergence.violations = violations
     try:
@@ -351,7 +368,8 @@ def test_sync_converges_under_faults(stack: LocalStack) -> None:
         )
     finally:
         print(
-            f"\nconvergence: examples<={EXAMPLES} steps={totals.steps} "
+            f"\nconvergence (capture {'on' if Convergence.capture else 'off'}): "
+            f"examples<={EXAMPLES} steps={totals.steps} "
             f"warp_edits={totals.warp_edits} hubspot_edits={totals.hubspot_edits} "
             f"deliveries={totals.deliveries} duplicates={totals.duplicates} held={totals.held} "
             f"redeliveries={totals.redeliveries} db_kills={totals.db_kills} "

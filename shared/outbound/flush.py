@@ -65,11 +65,21 @@ def run_flush_task(payload: Mapping[str, Any], attempt: int) -> TaskOutcome:
     return TaskOutcome.FAILED if report.gave_up else TaskOutcome.DONE
 
 
-def flush(engine: Engine, *, attempt: int = 0, limit: int = BATCH) -> FlushReport:
-    """Push up to ``limit`` dirty customers to HubSpot (see the module docstring)."""
+def flush(
+    engine: Engine,
+    *,
+    attempt: int = 0,
+    limit: int = BATCH,
+    marked_before: datetime | None = None,
+) -> FlushReport:
+    """Push up to ``limit`` dirty customers to HubSpot (see the module docstring).
+
+    ``marked_before`` leaves younger rows to the flush task their mark scheduled (the
+    sweep); by default every dirty row is due.
+    """
     report = FlushReport()
-    # Every dirty row is due; the margin only absorbs clock skew with the database.
-    cutoff = datetime.now(UTC) + timedelta(minutes=1)
+    # The margin only absorbs clock skew with the database.
+    cutoff = marked_before or datetime.now(UTC) + timedelta(minutes=1)
     with engine.database.transaction() as tx:
         rows = outbound_dirty.take(
             tx, marked_before=cutoff, limit=limit, lease_seconds=LEASE_SECONDS

@@ -13,8 +13,10 @@ by hand (``hubspot-sync outbound sweep``) or every second locally. One run:
 3. rows WARP's application queued for a worker of its own (``QueueCustomerSync``:
    ``hubspot_sync_queue`` rows with no ``kind`` of ours) are marked dirty (every
    field: they name none) and COMPLETED in the same transaction;
-4. the coalesced flush, 100 customers per batch call, until nothing is dirty or the
-   time budget is spent: this also takes customers whose flush task was lost.
+4. a flush scheduled for what it marked (coalesced like the messages of that moment),
+   and the flush run here, 100 customers per batch call, of every customer marked
+   before its own flush should have run (a lost task, a flush that died), until none
+   is left or the time budget is spent.
 
 Every hand-off is one transaction (taking the rows and marking the customers dirty), so
 a sweep that dies loses nothing: what it took is in the dirty set for the next flush.
@@ -24,35 +26,35 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.capture.watch import CHANGES, ERRORS
-from shared.db import Row
+from shared.db import Session
 from shared.engine.deps import Engine, get_engine
 from shared.errors import SyncError
-from shared.mapping import EntityType, MappingSet
 from shared.outbound.deletes import close_removed_customer
 from shared.outbound.flush import BATCH, flush
-from shared.outbound.receive import accept_change, mappings_of
+from shared.outbound.receive import accept_change, mappings_of, schedule_flush
 from shared.tasks import TaskOutcome
 
 log = logging.getLogger("warp_hubspot_sync.outbound")
 
 SWEEP_KIND = "outbound_sweep"
-# Rows moved into the dirty set per transaction.
+# Customers (or rows) moved into the dirty set per pass.
 TAKE = 500
 # Flushing stops after this long; the next sweep (a minute later) goes on.
 TIME_BUDGET_SECONDS = 50.0
 QUEUE = "accounts.hubspot_sync_queue"
 # WARP's QueueCustomerSync rows: no kind of ours (ours always have one), due, queued.
-_WARP_QUEUE_ROWS = (
+_WARP_QUEUE_ROW = (
     f"SELECT id FROM {QUEUE} WHERE kind IS NULL AND status = 'QUEUED' "
     "AND entity_type = 'customer' AND direction = 'WARP_TO_HUBSPOT' "
     "AND operation IN ('UPDATE', 'CREATE') AND entity_id IS NOT NULL "
     "AND COALESCE(scheduled_for, NOW()) <= NOW() "
-    "ORDER BY priority, created_at LIMIT :limit FOR UPDATE SKIP LOCKED"
+    "ORDER BY priority, created_at LIMIT 1 FOR UPDATE SKIP LOCKED"
 )
 
 
@@ -83,7 +85,7 @@ def sweep(engine: Engine, *, time_budget: float = TIME_BUDGET_SECONDS) -> SweepR
     report = SweepReport()
     started = time.monotonic()
     report.capture_errors = _take_capture_errors(engine)
-    while (taken := _take_captured(engine)) > 0:
+    while time.monotonic() - started < time_budget and (taken := _take_captured(engine)) > 0:
         report.captured += taken
     report.deleted = _close_deleted(engine)
     while (taken := _take_warp_queue(engine)) > 0:
@@ -92,9 +94,13 @@ def sweep(engine: Engine, *, time_budget: float = TIME_BUDGET_SECONDS) -> SweepR
     # left unprocessed past their grace period), e.g.
     #     report.webhook_events = sweep_webhook_events(engine)
     # once that branch is merged; its count belongs in SweepReport.
+    if report.captured or report.warp_queue or report.capture_errors:
+        schedule_flush(engine)  # as for a message: the changes marked now, coalesced
+    # Rows whose own flush should have run by now: lost tasks, flushes that died.
+    due = datetime.now(UTC) - timedelta(seconds=2 * engine.settings.coalesce_delay_seconds)
     while time.monotonic() - started < time_budget:
         try:
-            flushed = flush(engine)
+            flushed = flush(engine, marked_before=due)
         except Exception as exc:
             # The flush gave its customers back: they stay dirty for the next sweep.
             report.error = f"{type(exc).__name__}: {exc}"
@@ -109,41 +115,32 @@ def sweep(engine: Engine, *, time_budget: float = TIME_BUDGET_SECONDS) -> SweepR
 
 
 def _take_captured(engine: Engine) -> int:
-    """Move up to :data:`TAKE` captured INSERTs and UPDATEs into the dirty set."""
+    """Move the captured INSERTs and UPDATEs of up to :data:`TAKE` customers into the
+    dirty set; how many changes that was.
+
+    One transaction per customer, like one change message: a transaction holding the
+    rows of many customers at once deadlocked with flushes recording theirs.
+    """
     with engine.database.transaction() as tx:
         waiting = tx.fetch(
-            f"SELECT DISTINCT customer_id FROM (SELECT customer_id FROM {CHANGES} "
-            "WHERE operation <> 'DELETE' ORDER BY id LIMIT :limit) AS c",
+            f"SELECT CAST(customer_id AS text) AS id FROM {CHANGES} WHERE operation <> 'DELETE' "
+            "GROUP BY customer_id ORDER BY min(id) LIMIT :limit",
             {"limit": TAKE},
         )
-    # Resolved before the transaction below, which then finds them cached.
-    mappings = {str(r["customer_id"]): mappings_of(engine, str(r["customer_id"])) for r in waiting}
-    with engine.database.transaction() as tx:
-        rows = tx.fetch(
-            f"DELETE FROM {CHANGES} WHERE id IN (SELECT id FROM {CHANGES} "
-            "WHERE operation <> 'DELETE' ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED) "
-            "RETURNING customer_id, changed_fields, changed_at",
-            {"limit": TAKE},
-        )
-        for row in sorted(rows, key=lambda r: r["changed_at"]):
-            cid = str(row["customer_id"])
-            accept_change(
-                tx,
-                _mappings(engine, mappings, cid),
-                cid,
-                row["changed_fields"] or [],
-                row["changed_at"],
+    taken = 0
+    for customer in waiting:
+        cid = customer["id"]
+        mappings = mappings_of(engine, cid)
+        with engine.database.transaction() as tx:
+            rows = tx.fetch(
+                f"DELETE FROM {CHANGES} WHERE customer_id = CAST(:id AS uuid) "
+                "AND operation <> 'DELETE' RETURNING changed_fields, changed_at",
+                {"id": cid},
             )
-    return len(rows)
-
-
-def _mappings(
-    engine: Engine, known: dict[str, dict[EntityType, MappingSet]], customer_id: str
-) -> dict[EntityType, MappingSet]:
-    found = known.get(customer_id)
-    if found is None:
-        found = known[customer_id] = mappings_of(engine, customer_id)
-    return found
+            for row in sorted(rows, key=lambda r: r["changed_at"]):
+                accept_change(tx, mappings, cid, row["changed_fields"] or [], row["changed_at"])
+        taken += len(rows)
+    return taken
 
 
 def _close_deleted(engine: Engine) -> int:
@@ -170,15 +167,20 @@ def _close_deleted(engine: Engine) -> int:
 
 
 def _take_warp_queue(engine: Engine) -> int:
-    """Complete up to :data:`TAKE` rows of WARP's own queue, marking their customers dirty."""
-    with engine.database.transaction() as tx:
-        rows = tx.fetch(
-            f"UPDATE {QUEUE} SET status = 'COMPLETED', processed_at = NOW() "
-            f"WHERE id IN ({_WARP_QUEUE_ROWS}) RETURNING entity_id, created_at",
-            {"limit": TAKE},
-        )
-        _mark_whole(engine, tx, rows, time_column="created_at")
-    return len(rows)
+    """Complete the rows of WARP's own queue one by one, each marking its customer dirty
+    in the same transaction (one customer per transaction, as everywhere here)."""
+    taken = 0
+    while taken < TAKE:
+        with engine.database.transaction() as tx:
+            row = tx.fetch_one(
+                f"UPDATE {QUEUE} SET status = 'COMPLETED', processed_at = NOW() "
+                f"WHERE id IN ({_WARP_QUEUE_ROW}) RETURNING entity_id, created_at"
+            )
+            if row is None:
+                break
+            _mark_whole(engine, tx, row["entity_id"], row["created_at"])
+        taken += 1
+    return taken
 
 
 def _take_capture_errors(engine: Engine) -> int:
@@ -186,34 +188,33 @@ def _take_capture_errors(engine: Engine) -> int:
     with engine.database.transaction() as tx:
         if not tx.fetch_value(f"SELECT to_regclass('{ERRORS}') IS NOT NULL"):
             return 0
-        rows = tx.fetch(
-            f"UPDATE {ERRORS} SET handled_at = NOW() WHERE id IN (SELECT id FROM {ERRORS} "
-            "WHERE handled_at IS NULL ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED) "
-            "RETURNING customer_id AS entity_id, operation, error, occurred_at",
-            {"limit": TAKE},
-        )
-        for row in rows:
+    taken = 0
+    while taken < TAKE:
+        with engine.database.transaction() as tx:
+            row = tx.fetch_one(
+                f"UPDATE {ERRORS} SET handled_at = NOW() WHERE id = (SELECT id FROM {ERRORS} "
+                "WHERE handled_at IS NULL ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) "
+                "RETURNING customer_id, operation, error, occurred_at"
+            )
+            if row is None:
+                break
             log.error(
                 "change capture failed; the customer is pushed whole",
                 extra={
                     "fields": {
-                        "customer_id": str(row["entity_id"]),
+                        "customer_id": str(row["customer_id"]),
                         "operation": row["operation"],
                         "error": row["error"],
                     }
                 },
             )
-        _mark_whole(
-            engine,
-            tx,
-            [r for r in rows if r["entity_id"] is not None and r["operation"] != "DELETE"],
-            time_column="occurred_at",
-        )
-    return len(rows)
+            if row["customer_id"] is not None and row["operation"] != "DELETE":
+                _mark_whole(engine, tx, row["customer_id"], row["occurred_at"])
+        taken += 1
+    return taken
 
 
-def _mark_whole(engine: Engine, tx: Any, rows: Sequence[Row], *, time_column: str) -> None:
-    """Mark each row's customer dirty for every field, its time for none in particular."""
-    for row in rows:
-        cid = str(row["entity_id"])
-        accept_change(tx, mappings_of(engine, cid), cid, [], row[time_column], field_times=False)
+def _mark_whole(engine: Engine, tx: Session, customer_id: Any, changed_at: datetime) -> None:
+    """Mark a customer dirty for every field; the time belongs to no field in particular."""
+    cid = str(customer_id)
+    accept_change(tx, mappings_of(engine, cid), cid, [], changed_at, field_times=False)
