@@ -413,3 +413,43 @@ def test_enable_refreshes_what_is_watched_when_the_mapping_changes(
     _sql(warp, "UPDATE accounts.customers SET company_name = 'Off' WHERE id = %s", cid)
     assert _captured(engine, cid) == []
     install.enable(engine)
+
+
+# --- the scheduled sweep ------------------------------------------------------------------
+
+
+def test_the_scheduler_calls_retry_worker_with_a_sweep_it_runs(
+    engine: Engine, emulator: Any, warp: Any
+) -> None:
+    """terraform/capture.tf's job body, POSTed to retry_worker over HTTP, runs one sweep."""
+    import io
+    import json
+    from pathlib import Path
+
+    import hcl2
+    from hcl2.utils import SerializationOptions
+
+    tf = Path(__file__).resolve().parents[1] / "terraform" / "capture.tf"
+    options = SerializationOptions(
+        with_comments=False, explicit_blocks=False, strip_string_quotes=True
+    )
+    document = hcl2.load(io.StringIO(tf.read_text()), serialization_options=options)
+    body = document["locals"][0]["outbound_sweep_body"]
+    job = document["resource"][0]["google_cloud_scheduler_job"]["outbound_sweep"]
+    assert job["schedule"] == "* * * * *"
+    target = job["http_target"][0]
+    assert "outbound_sweep_body" in target["body"]
+    assert target["oidc_token"][0]["audience"] == "${local.function_urls.retry_worker}"
+    install.enable(engine)
+    cid, company = _linked(engine, emulator)
+    _sql(
+        warp, "UPDATE accounts.customers SET company_name = 'Swept on schedule' WHERE id = %s", cid
+    )
+    with serve_function("retry_worker") as url:
+        answer = httpx.post(
+            url, content=json.dumps(body), headers={"Content-Type": "application/json"}
+        )
+    assert answer.status_code == 200 and answer.json()["outcome"] == "DONE", answer.text
+    assert _captured(engine, cid) == []
+    assert wait_drained(engine, timeout=30)
+    assert emulator.values("companies", company)["name"] == "Swept on schedule"
