@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from reconcile import create_database, drop_database, make_engine, server_url, settings_for
+from reconcile import create_database, drop_database, server_url
 
 from shared.capture import install
 from shared.capture.watch import CHANGES
@@ -82,16 +82,13 @@ def main() -> None:
     db_url, name = create_database(url)
     try:
         database = Database(url_connector(db_url), pool_size=2)
-        engine = make_engine(
-            settings_for(db_url, "http://127.0.0.1:9", app_id=1, budget=100), database
-        )
         ids = seed(database)
         times: dict[str, dict[bool, list[float]]] = {f: {False: [], True: []} for f in FORMS}
         captured = 0
         for _ in range(args.rounds):
             for on in (False, True):
                 if on:
-                    install.enable(engine)
+                    install.enable(database)
                 else:
                     install.disable(database)
                 for form, (column, autocommit) in FORMS.items():

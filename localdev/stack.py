@@ -373,7 +373,7 @@ class LocalStack:
 
         with engine.database.transaction() as tx:
             was_on = bool(install.installed_triggers(tx))
-        install.enable(engine)
+        install.enable(engine.database)
         if not was_on:
             self._exit.callback(install.disable, engine.database)
         stopping = threading.Event()

@@ -75,7 +75,7 @@ def test_generated_sql_quotes_keys_it_cannot_trust() -> None:
 
 @pytest.fixture(scope="module")
 def capture(engine: Engine) -> Iterator[None]:
-    install.enable(engine)
+    install.enable(engine.database)
     yield
     install.disable(engine.database)
 
@@ -339,13 +339,13 @@ def test_a_broken_capture_leaves_warps_write_committed_and_the_problem_visible(
     finally:
         _sql(warp, f"ALTER TABLE {CHANGES} DROP CONSTRAINT broken")
     assert _row(engine, cid)["company_name"] == "Still saved"
-    report = install.status(engine)
+    report = install.status(engine.database)
     assert report.errors >= 1 and "broken" in (report.last_error or "")
     assert any("could not be captured" in p for p in report.problems)
     swept = sweep(engine)
     assert swept.capture_errors >= 1
     assert emulator.values("companies", company)["name"] == "Still saved"  # pushed whole
-    assert install.status(engine).errors == 0
+    assert install.status(engine.database).errors == 0
 
 
 @pytest.mark.usefixtures("capture")
@@ -358,7 +358,7 @@ def test_capture_tables_gone_still_commit_warps_write_with_a_warning(
     try:
         warp.notices.clear()
         _sql(warp, "UPDATE accounts.customers SET company_name = 'Kept' WHERE id = %s", cid)
-        report = install.status(engine)
+        report = install.status(engine.database)
     finally:
         _sql(
             warp,
@@ -379,9 +379,9 @@ def test_capture_tables_gone_still_commit_warps_write_with_a_warning(
 def test_enable_refreshes_what_is_watched_when_the_mapping_changes(
     engine: Engine, warp: Any
 ) -> None:
-    install.enable(engine)
+    install.enable(engine.database)
     try:
-        assert not install.status(engine).stale
+        assert not install.status(engine.database).stale
         with engine.database.transaction() as tx:
             sync_config.save(
                 tx,
@@ -396,23 +396,23 @@ def test_enable_refreshes_what_is_watched_when_the_mapping_changes(
                 },
             )
         engine.reload_mappings()
-        assert install.status(engine).stale
-        assert "currency" in [w.name for w in install.enable(engine)]
-        assert not install.status(engine).stale
+        assert install.status(engine.database).stale
+        assert "currency" in [w.name for w in install.enable(engine.database)]
+        assert not install.status(engine.database).stale
     finally:
         with engine.database.transaction() as tx:
             tx.execute(
                 "DELETE FROM accounts.hubspot_sync_config WHERE config_name = 'capture_test_extra'"
             )
         engine.reload_mappings()
-        install.enable(engine)
+        install.enable(engine.database)
     install.disable(engine.database)
-    report = install.status(engine)
+    report = install.status(engine.database)
     assert not report.enabled and report.triggers == []
     cid = str(_sql(warp, "SELECT id FROM accounts.customers LIMIT 1")[0][0])
     _sql(warp, "UPDATE accounts.customers SET company_name = 'Off' WHERE id = %s", cid)
     assert _captured(engine, cid) == []
-    install.enable(engine)
+    install.enable(engine.database)
 
 
 # --- the scheduled sweep ------------------------------------------------------------------
@@ -440,7 +440,7 @@ def test_the_scheduler_calls_retry_worker_with_a_sweep_it_runs(
     target = job["http_target"][0]
     assert "outbound_sweep_body" in target["body"]
     assert target["oidc_token"][0]["audience"] == "${local.function_urls.retry_worker}"
-    install.enable(engine)
+    install.enable(engine.database)
     cid, company = _linked(engine, emulator)
     _sql(
         warp, "UPDATE accounts.customers SET company_name = 'Swept on schedule' WHERE id = %s", cid

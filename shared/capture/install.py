@@ -8,9 +8,11 @@ transaction: running it again after a mapping change refreshes what is watched.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from shared.capture.watch import (
     CHANGES,
@@ -26,8 +28,8 @@ from shared.capture.watch import (
 from shared.db import Database, Session
 from shared.db.repositories import sync_config
 from shared.db.repositories._json import to_json
-from shared.engine.deps import Engine
 from shared.mapping import EntityType
+from shared.mapping.provider import MappingProvider
 
 STATE = "accounts.hubspot_capture_state"
 # Serialises enable/disable across processes (any fixed number unused elsewhere).
@@ -68,19 +70,32 @@ class CaptureStatus:
         }
 
 
-def mappings_in_force(engine: Engine) -> list[Watched]:
-    """What the trigger should watch: every outbound field of every mapping in force."""
-    with engine.database.transaction() as tx:
+def mappings_in_force(database: Database) -> list[Watched]:
+    """What the trigger should watch: every outbound field of every mapping in force.
+
+    Read afresh (no cache) from ``hubspot_sync_config``: the global rows and each
+    customer's own. Needs the database only, not HubSpot.
+    """
+
+    def load(customer_id: UUID | None) -> list[Mapping[str, Any]]:
+        with database.transaction() as tx:
+            return list(sync_config.load_rows(tx, str(customer_id) if customer_id else None))
+
+    with database.transaction() as tx:
         owners = sorted(sync_config.customers_with_configs(tx))
-    engine.reload_mappings()
-    sets = [engine.mapping_for(cid, et) for cid in [None, *owners] for et in EntityType]
-    return watched_fields(sets)
+    provider = MappingProvider(load, ttl_seconds=0)
+    keys = [None, *(UUID(o) for o in owners)]
+    return watched_fields(provider.for_customer(k, et) for k in keys for et in EntityType)
 
 
-def enable(engine: Engine) -> list[Watched]:
-    """Install (or refresh) the trigger for the mapping in force; what it watches."""
-    watched = mappings_in_force(engine)
-    with engine.database.transaction() as tx:
+def enable(database: Database) -> list[Watched]:
+    """Install (or refresh) the trigger for the mapping in force; what it watches.
+
+    An invalid mapping raises its error (``MappingConfigError``), naming the problem;
+    the trigger installed before stays as it was.
+    """
+    watched = mappings_in_force(database)
+    with database.transaction() as tx:
         tx.execute("SELECT pg_advisory_xact_lock(:key)", {"key": _LOCK_KEY})
         for statement in install_sql(watched):
             tx.execute(statement)
@@ -111,11 +126,11 @@ def installed_triggers(tx: Session) -> list[str]:
     return [str(r["tgname"]) for r in rows]
 
 
-def status(engine: Engine) -> CaptureStatus:
+def status(database: Database) -> CaptureStatus:
     """Whether capture is on, what it watches against what it should, and its backlog."""
-    in_force = mappings_in_force(engine)
+    in_force = mappings_in_force(database)
     problems: list[str] = []
-    with engine.database.transaction() as tx:
+    with database.transaction() as tx:
         triggers = installed_triggers(tx)
         present = tx.fetch_one(
             f"SELECT to_regclass('{CHANGES}') IS NOT NULL AS changes, "

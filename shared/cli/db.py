@@ -43,11 +43,10 @@ def capture() -> None:
 def capture_enable() -> None:
     """Install the trigger for the mapping in force, or refresh it after a mapping change."""
     from shared.capture.install import enable
-    from shared.engine import get_engine
 
-    engine = get_engine()
-    click.echo(f"database: {engine.database.description}")
-    watched = enable(engine)
+    database = get_database()
+    click.echo(f"database: {database.description}")
+    watched = enable(database)
     click.echo(f"capture enabled on accounts.customers, watching {len(watched)} field(s):")
     for w in watched:
         click.echo(f"  {w.name}")
@@ -74,9 +73,8 @@ def capture_status(output: str) -> None:
     import json
 
     from shared.capture.install import status
-    from shared.engine import get_engine
 
-    report = status(get_engine())
+    report = status(get_database())
     if output == "json":
         click.echo(json.dumps(report.as_dict(), default=str, indent=2))
     else:
