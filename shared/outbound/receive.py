@@ -187,7 +187,10 @@ def _record_warp_times(
     after the flush links it, takes the message's time for the whole customer.
     """
     customer_id = str(row["id"])
-    for et, mapping in mappings.items():
+    # In the key order field_state.upsert_many writes in (entity type by name, then
+    # field), so a sync recording this customer's states cannot deadlock with us: a
+    # captured INSERT names every field of both entity types.
+    for et, mapping in sorted(mappings.items(), key=lambda item: item[0].value):
         object_id = linked_id(row, et)
         if object_id is None:
             continue

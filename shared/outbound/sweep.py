@@ -34,6 +34,7 @@ from typing import Any
 from shared.capture.watch import CHANGES, ERRORS
 from shared.db import Session
 from shared.engine.deps import Engine, get_engine
+from shared.engine.sync import lock_customers
 from shared.errors import SyncError
 from shared.outbound.deletes import close_removed_customer
 from shared.outbound.flush import BATCH, flush
@@ -132,6 +133,10 @@ def _take_captured(engine: Engine) -> int:
         cid = customer["id"]
         mappings = mappings_of(engine, cid)
         with engine.database.transaction() as tx:
+            # The customer's turn, as every flow writing its field states takes it: a
+            # captured INSERT names every field, and a sync recording the same rows in
+            # its own order would otherwise deadlock with us.
+            lock_customers(tx, [cid])
             rows = tx.fetch(
                 f"DELETE FROM {CHANGES} WHERE customer_id = CAST(:id AS uuid) "
                 "AND operation <> 'DELETE' RETURNING changed_fields, changed_at",

@@ -210,7 +210,7 @@ def record_warp_changes(
         f"INSERT INTO {TABLE} AS s "
         "(entity_type, entity_id, hubspot_object_id, field_name, warp_changed_at) "
         "SELECT :entity_type, CAST(:entity_id AS uuid), :object_id, f, :changed_at "
-        "FROM unnest(CAST(:names AS text[])) AS f ORDER BY f "
+        'FROM unnest(CAST(:names AS text[])) AS f ORDER BY f COLLATE "C" '
         "ON CONFLICT (entity_type, entity_id, field_name) DO UPDATE SET "
         "warp_changed_at = GREATEST(s.warp_changed_at, EXCLUDED.warp_changed_at), "
         "updated_at = NOW()",
