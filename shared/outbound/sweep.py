@@ -89,7 +89,7 @@ def sweep(engine: Engine, *, time_budget: float = TIME_BUDGET_SECONDS) -> SweepR
     while time.monotonic() - started < time_budget and (taken := _take_captured(engine)) > 0:
         report.captured += taken
     report.deleted = _close_deleted(engine)
-    while (taken := _take_warp_queue(engine)) > 0:
+    while time.monotonic() - started < time_budget and (taken := _take_warp_queue(engine)) > 0:
         report.warp_queue += taken
     # TODO(lead, issue 21 item 4): call the webhook-events sweep here (stored events
     # left unprocessed past their grace period), e.g.
