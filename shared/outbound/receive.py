@@ -22,6 +22,7 @@ import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 import shared.tasks.kinds  # noqa: F401  (the flush task's handler must be registered)
@@ -129,9 +130,16 @@ def _handle(engine: Engine, delivery: Delivery) -> Receipt:
         outcome, reason = accept_change(
             tx, mappings, customer_id, change.changed_fields, change.occurred_at, mid
         )
-    if outcome == "accepted":
+    if outcome is Accepted.ACCEPTED:
         schedule_flush(engine)
     return Receipt(mid, outcome, reason, customer_id)
+
+
+class Accepted(StrEnum):
+    """Whether a WARP change was handed to the flush (the values are Receipt outcomes)."""
+
+    ACCEPTED = "accepted"
+    SKIPPED = "skipped"
 
 
 def mappings_of(engine: Engine, customer_id: str) -> dict[EntityType, MappingSet]:
@@ -148,7 +156,7 @@ def accept_change(
     message_id: str | None = None,
     *,
     field_times: bool = True,
-) -> tuple[str, str]:
+) -> tuple[Accepted, str]:
     """Hand one WARP change to the flush: mark the customer dirty; (outcome, reason).
 
     The one path of every way a change arrives (a message, a captured change, a row
@@ -159,16 +167,16 @@ def accept_change(
     """
     fields = outbound_fields(mappings.values(), changed_fields)
     if fields is not None and not fields:
-        return "skipped", "no outbound field among changed_fields"
+        return Accepted.SKIPPED, "no outbound field among changed_fields"
     row = customers.get(tx, customer_id)
     if row is None:
-        return "skipped", "customer not found in WARP"
+        return Accepted.SKIPPED, "customer not found in WARP"
     if row.get("hubspot_sync_enabled") is False:
-        return "skipped", "hubspot_sync_enabled is false"
+        return Accepted.SKIPPED, "hubspot_sync_enabled is false"
     outbound_dirty.mark(tx, customer_id, stored_fields(fields), message_id, changed_at=occurred_at)
     if field_times:
         _record_warp_times(tx, row, mappings, fields, occurred_at)
-    return "accepted", ""
+    return Accepted.ACCEPTED, ""
 
 
 def _record_warp_times(
