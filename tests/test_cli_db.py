@@ -64,6 +64,9 @@ def test_db_capture_enable_status_disable(create_database: Callable[[str], str])
     status = run_cli(url, "db", "capture", "status")
     assert status.returncode == 0, status.stderr
     assert "capture: enabled" in status.stdout
+    upgraded = run_cli(url, "db", "upgrade")
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert "change capture refreshed" in upgraded.stdout
 
     # A sweep with nothing to push makes no HubSpot call; it still needs a token set.
     hubspot = {"HUBSPOT_ACCESS_TOKEN": "unused", "HUBSPOT_BASE_URL": "http://127.0.0.1:9"}

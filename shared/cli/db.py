@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from shared.db import get_database
+from shared.db import Database, get_database
 from shared.db.migrate import applied_versions, available_migrations, upgrade
 
 
@@ -15,7 +15,10 @@ def db() -> None:
 
 @db.command("upgrade")
 def upgrade_command() -> None:
-    """Apply the migrations not applied yet (safe to run again, and beside WARP's schema)."""
+    """Apply the migrations not applied yet (safe to run again, and beside WARP's schema).
+
+    Where change capture is on, its trigger is then refreshed from the mapping in force.
+    """
     database = get_database()
     click.echo(f"database: {database.description}")
     applied = upgrade(database)
@@ -23,6 +26,18 @@ def upgrade_command() -> None:
         click.echo(f"applied {migration.version:04d}_{migration.name}")
     if not applied:
         click.echo("already up to date")
+    _refresh_capture(database)
+
+
+def _refresh_capture(database: Database) -> None:
+    """Where capture is on, watch what the mapping in force reads now."""
+    from shared.capture.install import enable, installed_triggers
+
+    with database.transaction() as tx:
+        if not installed_triggers(tx):
+            return
+    watched = enable(database)
+    click.echo(f"change capture refreshed: watching {len(watched)} field(s)")
 
 
 @db.command("status")
