@@ -33,10 +33,9 @@ class Backlog:
 
     @property
     def outbound(self) -> dict[str, int]:
-        """Customers waiting for a flush, captured changes waiting for the sweep, and
-        outbound queue rows waiting for a retry."""
+        """Customers waiting for a flush, and outbound queue rows waiting for a retry."""
         queued = sum(n for kind, n in self.queued.items() if kind in OUTBOUND_KINDS)
-        return {"dirty": self.dirty, "captured": self.captured, "queued": queued}
+        return {"dirty": self.dirty, "queued": queued}
 
     @property
     def quiet(self) -> bool:
@@ -104,9 +103,9 @@ def wait_drained(engine: Engine, timeout: float = 60.0, *, poll: float = 0.05) -
     while True:
         if isinstance(dispatcher, InProcessDispatcher):
             dispatcher.wait_idle(max(0.0, deadline - time.monotonic()))
-        backlog = outbound_backlog(engine)
+        backlog = read_backlog(engine.database)
         idle = not isinstance(dispatcher, InProcessDispatcher) or dispatcher.pending() == 0
-        if not any(backlog.values()) and idle:
+        if not any(backlog.outbound.values()) and not backlog.captured and idle:
             return True
         if time.monotonic() >= deadline:
             return False
