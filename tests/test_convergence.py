@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from functools import partial
 from typing import ClassVar
@@ -69,9 +69,16 @@ CAPTURE_SWEEP_SECONDS = {"capture-off": None, "capture-on": 0.2}
 
 @pytest.fixture(scope="module", params=list(CAPTURE_SWEEP_SECONDS))
 def stack(
-    request: pytest.FixtureRequest, database_url: str, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    create_database: Callable[[str], str],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[LocalStack]:
-    """The demo's local stack on this module's database, tuned for many short examples."""
+    """The demo's local stack on a database of its own, tuned for many short examples.
+
+    One database per capture mode: each stack starts a fresh emulator, whose record ids
+    start over, so the other mode's customers would be linked to this one's records.
+    """
+    database_url = create_database(f"convergence_{request.param}")
     saved = {k: os.environ.get(k) for k in ("DATABASE_URL", "HUBSPOT_ACCESS_TOKEN")}
     os.environ["DATABASE_URL"] = database_url
     os.environ.pop("HUBSPOT_ACCESS_TOKEN", None)
