@@ -30,6 +30,7 @@ FULL = {
     "webhook_ingest.py": [],
     "outbound_burst.py": [],
     "reconcile.py": ["--rss"],
+    "capture.py": [],
 }
 QUICK = {
     "cold_start.py": ["--runs", "3"],
@@ -37,6 +38,7 @@ QUICK = {
     "webhook_ingest.py": ["--batches", "10"],
     "outbound_burst.py": ["--customers", "300", "--samples", "5"],
     "reconcile.py": ["--customers", "2000", "--skip-limited"],
+    "capture.py": ["--updates", "2000", "--rounds", "1"],
 }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from shared.capture.watch import CHANGES
 from shared.db import Database
 from shared.db.repositories import outbound_dirty
 from shared.engine.deps import Engine
@@ -25,6 +26,7 @@ class Backlog:
     """Pending work as the tables show it."""
 
     dirty: int  # customers waiting for a flush
+    captured: int  # changes the capture trigger recorded, not swept yet
     queued: dict[str, int]  # open work-queue items by kind
     unprocessed_events: int  # stored webhook events not yet processed
     event_errors: tuple[str, ...]  # a few distinct processing errors of those events
@@ -37,13 +39,20 @@ class Backlog:
 
     @property
     def quiet(self) -> bool:
-        return not self.dirty and not sum(self.queued.values()) and not self.unprocessed_events
+        return (
+            not self.dirty
+            and not self.captured
+            and not sum(self.queued.values())
+            and not self.unprocessed_events
+        )
 
     def describe(self) -> list[str]:
         """One phrase per kind of pending work; empty when quiet."""
         waiting = []
         if self.dirty:
             waiting.append(f"{self.dirty} customers to push")
+        if self.captured:
+            waiting.append(f"{self.captured} captured changes to sweep")
         if open_items := sum(self.queued.values()):
             waiting.append(f"{open_items} queue items open {dict(self.queued)}")
         if self.unprocessed_events:
@@ -56,6 +65,7 @@ def read_backlog(database: Database) -> Backlog:
     """The pending work now, read in one transaction."""
     with database.transaction() as tx:
         dirty = outbound_dirty.pending_count(tx)
+        captured = int(tx.fetch_value(f"SELECT count(*) FROM {CHANGES}"))
         queued = tx.fetch(
             "SELECT kind, count(*) AS n FROM accounts.hubspot_sync_queue "
             "WHERE status = ANY(:open) GROUP BY kind",
@@ -68,6 +78,7 @@ def read_backlog(database: Database) -> Backlog:
         )[0]
     return Backlog(
         dirty=dirty,
+        captured=captured,
         queued={str(r["kind"]): int(r["n"]) for r in queued},
         unprocessed_events=int(events["n"]),
         event_errors=tuple(sorted(events["errors"] or ())),
@@ -80,7 +91,8 @@ def outbound_backlog(engine: Engine) -> dict[str, int]:
 
 
 def wait_drained(engine: Engine, timeout: float = 60.0, *, poll: float = 0.05) -> bool:
-    """Block until no customer is dirty and no outbound retry is pending; False on timeout.
+    """Block until no customer is dirty, no captured change waits and no outbound retry
+    is pending; False on timeout. Captured changes leave only through a sweep.
 
     With the in-process task runner it also waits for its tasks to finish; with
     Cloud Tasks a flush already running is not visible here (its customers have
@@ -91,9 +103,9 @@ def wait_drained(engine: Engine, timeout: float = 60.0, *, poll: float = 0.05) -
     while True:
         if isinstance(dispatcher, InProcessDispatcher):
             dispatcher.wait_idle(max(0.0, deadline - time.monotonic()))
-        backlog = outbound_backlog(engine)
+        backlog = read_backlog(engine.database)
         idle = not isinstance(dispatcher, InProcessDispatcher) or dispatcher.pending() == 0
-        if not backlog["dirty"] and not backlog["queued"] and idle:
+        if not any(backlog.outbound.values()) and not backlog.captured and idle:
             return True
         if time.monotonic() >= deadline:
             return False

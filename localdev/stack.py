@@ -11,7 +11,10 @@ Started with nothing configured it brings up:
   as ``functions-framework --target NAME`` loads it, on its own threaded werkzeug
   server on a free port;
 - deferred work through the in-process task stand-in (or Cloud Tasks when
-  ``TASKS_QUEUE`` names a queue, e.g. on the Cloud Tasks emulator).
+  ``TASKS_QUEUE`` names a queue, e.g. on the Cloud Tasks emulator);
+- change capture enabled on ``accounts.customers`` and a sweep every second in a
+  thread (Cloud Scheduler's every minute in production), unless configured off. On a
+  database ``DATABASE_URL`` names, capture is disabled again at stop if it was off.
 
 The functions read their configuration through ``get_settings()`` like deployed ones,
 so the stack writes its settings into the environment first, then installs one engine
@@ -112,6 +115,9 @@ class StackConfig:
     # HubSpot's 24-hour webhook retry schedule in about 4 minutes (first retry 0.24 s).
     webhook_time_scale: float = 0.003
     db_pool_size: int = 12
+    # Change capture on accounts.customers, swept this often (None: no capture, no
+    # sweep), so an edit made with plain SQL reaches HubSpot within about two seconds.
+    sweep_every_seconds: float | None = 1.0
     # None: logs stay on stdout (serve); a path: JSON log lines go there (the demo's
     # console is for the story).
     log_file: Path | None = None
@@ -384,6 +390,38 @@ class LocalStack:
         set_engine(self.engine)
         self._exit.callback(set_engine, None)
         _register_task_kinds()
+        if self.config.sweep_every_seconds is not None:
+            self._start_capture(self.engine, self.config.sweep_every_seconds)
+
+    def _start_capture(self, engine: Engine, every: float) -> None:
+        """Enable capture and sweep every ``every`` seconds until stop."""
+        from shared.capture import install
+        from shared.outbound.sweep import sweep
+
+        with engine.database.transaction() as tx:
+            was_on = bool(install.installed_triggers(tx))
+        install.enable(engine.database)
+        if not was_on:
+            self._exit.callback(install.disable, engine.database)
+        stopping = threading.Event()
+
+        def sweep_forever() -> None:
+            while not stopping.wait(every):  # a schedule, like Cloud Scheduler's
+                try:
+                    sweep(engine)
+                except Exception:  # a failed sweep is logged; the next one goes on
+                    log.exception("local sweep failed")
+
+        thread = threading.Thread(target=sweep_forever, name="sweep", daemon=True)
+        thread.start()
+
+        def stop() -> None:
+            stopping.set()
+            thread.join(timeout=30)
+
+        self._exit.callback(stop)
+        if self.info is not None:
+            self.info.notes.append(f"change capture on; a sweep every {every:g} s")
 
     def _load_functions(self) -> None:
         import functions_framework

@@ -33,6 +33,7 @@ from localdev.checks import check_consistency
 from localdev.drain import read_backlog
 from localdev.seed import Book, SeededCustomer, Standing
 from localdev.stack import LocalStack
+from shared.db.connection import url_connector
 from shared.db.repositories import customers, field_state, sync_config, sync_queue
 from shared.engine import Engine
 from shared.messages.change import ChangeMessage, Operation
@@ -358,6 +359,36 @@ def warp_edit_reaches_hubspot(scene: Scene) -> str:
     return f"HubSpot shows {new_status} {latency_ms} ms after the push"
 
 
+def plain_sql_edit_reaches_hubspot(scene: Scene) -> str:
+    """An UPDATE made with plain SQL (as psql would), no message: capture and the sweep."""
+    if scene.stack.config.sweep_every_seconds is None:
+        raise StepSkipped("change capture is off in this stack")
+    (customer,) = scene.take(Standing.IN_SYNC)
+    assert customer.company_id is not None
+    name = f"{scene.warp_row(customer.customer_id)['company_name']} (psql)"
+    settings = scene.engine.settings
+    # A connection of its own, outside the sync's pool: nothing marks it as ours.
+    connection = url_connector(settings.database_url or "")()
+    try:
+        connection.autocommit = True
+        connection.cursor().execute(
+            "UPDATE accounts.customers SET company_name = :name WHERE id = CAST(:id AS uuid)",
+            {"name": name, "id": customer.customer_id},
+        )
+    finally:
+        connection.close()
+    scene.say(f"psql: UPDATE accounts.customers SET company_name = '{name}' (no message)")
+    started = time.monotonic()
+    scene.wait_until(
+        lambda: scene.hubspot("companies", customer.company_id or "", ["name"]).get("name") == name,
+        "the new name on the HubSpot company",
+        timeout=10,
+    )
+    latency_ms = round((time.monotonic() - started) * 1000)
+    scene.figures |= {"latency_ms": latency_ms, "customer": customer.ban}
+    return f"captured and swept: HubSpot shows the new name {latency_ms} ms after the UPDATE"
+
+
 def hubspot_edit_reaches_warp(scene: Scene) -> str:
     """Edits in the HubSpot UI arrive as signed webhooks and change WARP's row."""
     emulator = scene.stack.emulator
@@ -648,6 +679,10 @@ def build_story(*, burst: int = 1_000) -> list[Step]:
             "A WARP edit reaches HubSpot",
             warp_edit_reaches_hubspot,
             needs=("outbound_sync",),
+        ),
+        Step(
+            "A plain-SQL edit reaches HubSpot (change capture, no message)",
+            plain_sql_edit_reaches_hubspot,
         ),
         Step(
             "Unlinked customers get linked",

@@ -17,9 +17,12 @@ pytestmark = pytest.mark.integration
 HUBSPOT_SYNC = Path(sys.executable).parent / "hubspot-sync"
 
 
-def run_cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    url: str, *args: str, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "INSTANCE_CONNECTION_NAME"}
     env["DATABASE_URL"] = url
+    env.update(extra_env or {})
     return subprocess.run(
         [str(HUBSPOT_SYNC), *args], env=env, capture_output=True, text=True, timeout=120
     )
@@ -48,3 +51,31 @@ def test_db_upgrade_with_a_bad_url_fails_clearly() -> None:
     result = run_cli("mysql://nowhere/db", "db", "upgrade")
     assert result.returncode == 2
     assert "DATABASE_URL" in result.stderr
+
+
+def test_db_capture_enable_status_disable(create_database: Callable[[str], str]) -> None:
+    url = create_database("cli_capture")
+    assert run_cli(url, "db", "upgrade").returncode == 0
+
+    enabled = run_cli(url, "db", "capture", "enable")
+    assert enabled.returncode == 0, enabled.stderr
+    assert "company_name" in enabled.stdout and "contact.email" in enabled.stdout
+
+    status = run_cli(url, "db", "capture", "status")
+    assert status.returncode == 0, status.stderr
+    assert "capture: enabled" in status.stdout
+    upgraded = run_cli(url, "db", "upgrade")
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert "change capture refreshed" in upgraded.stdout
+
+    # A sweep with nothing to push makes no HubSpot call; it still needs a token set.
+    hubspot = {"HUBSPOT_ACCESS_TOKEN": "unused", "HUBSPOT_BASE_URL": "http://127.0.0.1:9"}
+    swept = run_cli(url, "outbound", "sweep", extra_env=hubspot)
+    assert swept.returncode == 0, swept.stderr
+    assert '"captured": 0' in swept.stdout
+
+    disabled = run_cli(url, "db", "capture", "disable")
+    assert disabled.returncode == 0, disabled.stderr
+    after = run_cli(url, "db", "capture", "status", "--output", "json")
+    assert after.returncode == 0, after.stderr
+    assert '"enabled": false' in after.stdout

@@ -6,6 +6,8 @@ served by functions-framework, the in-process task stand-in) with random sequenc
 
 - WARP edits, each published to ``outbound_sync`` as a Pub/Sub push: sometimes twice
   (a duplicate delivery), sometimes held back and delivered later (reordered, delayed);
+  run twice, with change capture off and on (issue 16): with it on, the trigger records
+  every edit, a sweep runs every 0.2 s, and some edits publish no message at all;
 - HubSpot UI edits, delivered by the emulator as webhooks, or lost (only a reconcile
   finds them);
 - HubSpot edits away from a field's value and back (V -> X -> V), their two webhooks
@@ -34,7 +36,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from functools import partial
 from typing import ClassVar
@@ -77,9 +79,23 @@ SETTLE_AFTER = 4
 FAULT_KINDS = ["429", "500", "502", "503", "timeout"]
 
 
-@pytest.fixture(scope="module")
-def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    """The demo's local stack on this module's database, tuned for many short examples."""
+# Change capture off: WARP's edits reach us by their messages alone. On: the trigger
+# records every edit and a sweep runs every 0.2 s, and some edits send no message.
+CAPTURE_SWEEP_SECONDS = {"capture-off": None, "capture-on": 0.2}
+
+
+@pytest.fixture(scope="module", params=list(CAPTURE_SWEEP_SECONDS))
+def stack(
+    request: pytest.FixtureRequest,
+    create_database: Callable[[str], str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[LocalStack]:
+    """The demo's local stack on a database of its own, tuned for many short examples.
+
+    One database per capture mode: each stack starts a fresh emulator, whose record ids
+    start over, so the other mode's customers would be linked to this one's records.
+    """
+    database_url = create_database(f"convergence_{request.param}")
     saved = {k: os.environ.get(k) for k in ("DATABASE_URL", "HUBSPOT_ACCESS_TOKEN")}
     os.environ["DATABASE_URL"] = database_url
     os.environ.pop("HUBSPOT_ACCESS_TOKEN", None)
@@ -91,6 +107,7 @@ def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         webhook_time_scale=2.5e-4,
         seed=10,
         log_file=tmp_path_factory.mktemp("convergence") / "stack.log",
+        sweep_every_seconds=CAPTURE_SWEEP_SECONDS[request.param],
     )
     try:
         with LocalStack(config) as running:
@@ -115,6 +132,8 @@ class Convergence(RuleBasedStateMachine):
     """See the module docstring. ``stack`` and ``totals`` are set by the test."""
 
     stack: ClassVar[LocalStack]
+    # Change capture is on: an edit with no message still reaches HubSpot.
+    capture: ClassVar[bool]
     totals: ClassVar[hands.Counters]
     violations: ClassVar[list[str]]
 
@@ -202,7 +221,7 @@ class Convergence(RuleBasedStateMachine):
     @rule(
         index=st.integers(0, CUSTOMERS - 1),
         name=st.sampled_from([f.name for f in FIELDS if f.derived_from is None]),
-        delivery=st.sampled_from(["once", "once", "twice", "hold"]),
+        delivery=st.sampled_from(["once", "once", "twice", "hold", "none"]),
     )
     def warp_edit(self, index: int, name: str, delivery: str) -> None:
         cid = self.customers[index]
@@ -216,6 +235,8 @@ class Convergence(RuleBasedStateMachine):
         self._derived_follow(cid, name, value)
         self.counters.warp_edits += 1
         self.unsettled += 1
+        if delivery == "none" and self.capture:
+            return  # plain SQL and no message: only the capture knows of it
         body = hands.change_message(cid, field.spec, at)
         if delivery == "hold":
             self.held.append(body)
@@ -394,10 +415,12 @@ class Convergence(RuleBasedStateMachine):
         faults = sum(injected.values()) - sum(self.faults_before.values())
         retried = self.stack.dispatcher.retried - self.retried_before
         writes = hands.write_calls(self.stack) - self.writes_before
-        # Each delivered message can cause at most one flush write per object type; each
-        # reconciliation one batch update per object type; each HubSpot edit of a field
-        # others derive from one flush write of theirs; each fault or retry one more.
-        flushes = self.counters.deliveries + self.counters.feeding_edits
+        # Each delivered message (with capture, each captured edit too) can cause at most
+        # one flush write per object type; each reconciliation one batch update per object
+        # type; each HubSpot edit of a field others derive from one flush write of theirs;
+        # each fault or retry one more.
+        pushes = self.counters.deliveries + (self.counters.warp_edits if self.capture else 0)
+        flushes = pushes + self.counters.feeding_edits
         bound = 2 * (flushes + self.counters.reconciles) + faults + retried
         problems = []
         if writes > bound:
@@ -454,6 +477,7 @@ def test_sync_converges_under_faults(stack: LocalStack) -> None:
     totals = hands.Counters()
     violations: list[str] = []
     Convergence.stack = stack
+    Convergence.capture = stack.config.sweep_every_seconds is not None
     Convergence.totals = totals
     Convergence.violations = violations
     try:
@@ -469,7 +493,8 @@ def test_sync_converges_under_faults(stack: LocalStack) -> None:
         )
     finally:
         print(
-            f"\nconvergence: examples<={EXAMPLES} steps={totals.steps} "
+            f"\nconvergence (capture {'on' if Convergence.capture else 'off'}): "
+            f"examples<={EXAMPLES} steps={totals.steps} "
             f"warp_edits={totals.warp_edits} hubspot_edits={totals.hubspot_edits} "
             f"deliveries={totals.deliveries} duplicates={totals.duplicates} held={totals.held} "
             f"redeliveries={totals.redeliveries} lost_webhooks={totals.lost_webhooks} "

@@ -95,6 +95,13 @@ def print_examples(console: Console, stack: LocalStack, book: Book) -> None:
             triggered_by_user=None,
         )
         envelope = encode_push_envelope(change, "example-1").decode()
+        if stack.config.sweep_every_seconds is not None and stack.settings is not None:
+            # psql takes the URL as it is; the password, if any, is the user's own.
+            lines += [
+                "# an edit with plain SQL, no message: captured, swept within ~2 s",
+                f"psql '{stack.settings.database_url}' -c \"UPDATE accounts.customers "
+                f"SET company_name = company_name || ' (psql)' WHERE id = '{customer_id}'\"",
+            ]
         lines += [
             "# WARP's change message, as Pub/Sub pushes it to outbound_sync",
             f"curl -s -H 'Content-Type: application/json' -d '{envelope}' "

@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "demo": "localdev.cli.demo:demo",
     "emulator": "localdev.cli.emulator:emulator",
     "hubspot": "shared.cli.hubspot:hubspot",
+    "outbound": "shared.cli.outbound:outbound",
     "package": "shared.cli.package:package",
     "publish-change": "shared.cli.publish:publish_change",
     "reconcile": "shared.cli.reconcile:reconcile",

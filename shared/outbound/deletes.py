@@ -60,14 +60,7 @@ def close_deleted_customer(
         company_id = linked_id(row, EntityType.CUSTOMER)
         if company_id is None:
             return _skipped(customer_id, "customer was never linked to a company")
-        prop, value = _status_property(engine, customer_id)
-        error: HubSpotError | None = None
-        try:
-            engine.hubspot.companies.update(company_id, {prop: value})
-        except HubSpotError as exc:
-            if exc.retryable:
-                raise  # rolled back: the pending changes stay until the redelivery
-            error = exc
+        prop, value, error = _close_company(engine, customer_id, company_id)
         sync_log.record(
             tx,
             entity_type=EntityType.CUSTOMER.value,
@@ -85,6 +78,35 @@ def close_deleted_customer(
         )
         if error is None:
             customers.mark_synced_to(tx, customer_id, engine.now())
+    return _report(customer_id, company_id, prop, value, error, started)
+
+
+def close_removed_customer(
+    engine: Engine, customer_id: str, company_id: str | None
+) -> dict[str, Any]:
+    """Close the company of a customer whose row is gone (a captured DELETE).
+
+    The capture read the company id from the row on its way out. No sync-log row: the
+    log's customer reference cannot outlive the customer; the log line records it.
+    """
+    if company_id is None:
+        return _skipped(customer_id, "customer was never linked to a company")
+    started = time.monotonic()
+    with engine.database.transaction() as tx:
+        lock_customers(tx, [customer_id])
+        prop, value, error = _close_company(engine, customer_id, company_id)
+    return _report(customer_id, company_id, prop, value, error, started)
+
+
+def _report(
+    customer_id: str,
+    company_id: str,
+    prop: str,
+    value: str,
+    error: HubSpotError | None,
+    started: float,
+) -> dict[str, Any]:
+    """The close's log line and its answer."""
     log_operation(
         entity_type=EntityType.CUSTOMER.value,
         direction="WARP_TO_HUBSPOT",
@@ -99,6 +121,20 @@ def close_deleted_customer(
     if error is not None:
         return {"outcome": "failed", "company_id": company_id, "reason": str(error)}
     return {"outcome": "closed", "company_id": company_id, "status": value}
+
+
+def _close_company(
+    engine: Engine, customer_id: str, company_id: str
+) -> tuple[str, str, HubSpotError | None]:
+    """Write the closed status; a retryable failure raises, a permanent one is returned."""
+    prop, value = _status_property(engine, customer_id)
+    try:
+        engine.hubspot.companies.update(company_id, {prop: value})
+    except HubSpotError as exc:
+        if exc.retryable:
+            raise  # rolled back: the pending changes stay until the redelivery
+        return prop, value, exc
+    return prop, value, None
 
 
 def _status_property(engine: Engine, customer_id: str) -> tuple[str, str]:

@@ -48,6 +48,8 @@ log = logging.getLogger("warp_hubspot_sync.outbound")
 
 BATCH = 100
 QUEUE_KIND = "outbound"
+# The sync log's triggered_by for changes that came without a message.
+SWEPT = "sweep"
 # How long a flush holds the dirty rows it took; longer than any flush takes.
 LEASE_SECONDS = 300
 T = TypeVar("T")
@@ -74,11 +76,21 @@ def run_flush_task(payload: FlushPayload, attempt: int) -> TaskOutcome:
     return TaskOutcome.FAILED if report.gave_up else TaskOutcome.DONE
 
 
-def flush(engine: Engine, *, attempt: int = 0, limit: int = BATCH) -> FlushReport:
-    """Push up to ``limit`` dirty customers to HubSpot (see the module docstring)."""
+def flush(
+    engine: Engine,
+    *,
+    attempt: int = 0,
+    limit: int = BATCH,
+    marked_before: datetime | None = None,
+) -> FlushReport:
+    """Push up to ``limit`` dirty customers to HubSpot (see the module docstring).
+
+    ``marked_before`` leaves younger rows to the flush task their mark scheduled (the
+    sweep); by default every dirty row is due.
+    """
     report = FlushReport()
-    # Every dirty row is due; the margin only absorbs clock skew with the database.
-    cutoff = datetime.now(UTC) + timedelta(minutes=1)
+    # The margin only absorbs clock skew with the database.
+    cutoff = marked_before or datetime.now(UTC) + timedelta(minutes=1)
     with engine.database.transaction() as tx:
         rows = outbound_dirty.take(
             tx, marked_before=cutoff, limit=limit, lease_seconds=LEASE_SECONDS
@@ -272,24 +284,20 @@ def _batch_work(engine: Engine, rows: Sequence[Row]) -> _Work:
     times: dict[str, datetime] = {}
     sources: set[str] = set()
     users: set[str | None] = set()
+    swept = False
     for row in rows:
         cid = str(row["customer_id"])
         fields[cid] = fields_from_stored(row["changed_fields"] or [])
+        if row.get("warp_changed_at") is not None:
+            times[cid] = row["warp_changed_at"]  # else the row's updated_at stands in
+        swept = swept or not row["message_ids"]
         for mid in row["message_ids"] or []:
             record = records.get(mid)
             if record is None:
-                continue  # completed after this flush began: the row's updated_at stands in
+                continue  # completed after this flush began
             sources.add(str(record.get("trigger_source") or "warp"))
             users.add(record.get("triggered_by_user"))
-            occurred = _parse_time(record.get("occurred_at"))
-            if occurred is not None and (cid not in times or occurred > times[cid]):
-                times[cid] = occurred
     user = next(iter(users)) if len(users) == 1 else None
-    return _Work(fields, times, triggered_by(sources) if sources else "pubsub", user)
-
-
-def _parse_time(value: Any) -> datetime | None:
-    try:
-        return datetime.fromisoformat(str(value)) if value else None
-    except ValueError:
-        return None
+    # Marked by the sweep (a captured change, a row of WARP's queue): no message.
+    label = triggered_by(sources) if sources else SWEPT if swept else "pubsub"
+    return _Work(fields, times, label, user)

@@ -23,6 +23,7 @@ import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 import shared.tasks.kinds  # noqa: F401  (the flush task's handler must be registered)
@@ -133,19 +134,56 @@ def _handle(engine: Engine, delivery: Delivery) -> Receipt:
             triggered_by_user=change.triggered_by_user,
         )
         return Receipt(mid, result["outcome"], result.get("reason", ""), customer_id)
-    mappings = {et: engine.mapping_for(customer_id, et) for et in EntityType}
-    fields = outbound_fields(mappings.values(), change.changed_fields)
-    if fields is not None and not fields:
-        return Receipt(mid, "skipped", "no outbound field among changed_fields", customer_id)
+    mappings = mappings_of(engine, customer_id)
     with engine.database.transaction() as tx:
-        row = customers.get(tx, customer_id)
-        if row is None:
-            return Receipt(mid, "skipped", "customer not found in WARP", customer_id)
-        if row.get("hubspot_sync_enabled") is False:
-            return Receipt(mid, "skipped", "hubspot_sync_enabled is false", customer_id)
-        outbound_dirty.mark(tx, customer_id, stored_fields(fields), mid)
-        _record_warp_times(tx, row, mappings, fields, change.occurred_at)
-    return Receipt(mid, "accepted", "", customer_id)
+        outcome, reason = accept_change(
+            tx, mappings, customer_id, change.changed_fields, change.occurred_at, mid
+        )
+    return Receipt(mid, outcome, reason, customer_id)
+
+
+class Accepted(StrEnum):
+    """Whether a WARP change was handed to the flush (the values are Receipt outcomes)."""
+
+    ACCEPTED = "accepted"
+    SKIPPED = "skipped"
+
+
+def mappings_of(engine: Engine, customer_id: str) -> dict[EntityType, MappingSet]:
+    """The mapping in force for one customer, per entity type."""
+    return {et: engine.mapping_for(customer_id, et) for et in EntityType}
+
+
+def accept_change(
+    tx: Session,
+    mappings: Mapping[EntityType, MappingSet],
+    customer_id: str,
+    changed_fields: Collection[str],
+    occurred_at: datetime,
+    message_id: str | None = None,
+    *,
+    field_times: bool = True,
+) -> tuple[Accepted, str]:
+    """Hand one WARP change to the flush: mark the customer dirty; (outcome, reason).
+
+    The one path of every way a change arrives (a message, a captured change, a row
+    of WARP's queue), so the changes of one customer merge into one dirty row and one
+    HubSpot write. ``changed_fields`` uses WARP's names (empty: every field).
+    ``field_times`` records ``occurred_at`` as WARP's time of each field named: off
+    for a change that names no field, whose time belongs to none in particular.
+    """
+    fields = outbound_fields(mappings.values(), changed_fields)
+    if fields is not None and not fields:
+        return Accepted.SKIPPED, "no outbound field among changed_fields"
+    row = customers.get(tx, customer_id)
+    if row is None:
+        return Accepted.SKIPPED, "customer not found in WARP"
+    if row.get("hubspot_sync_enabled") is False:
+        return Accepted.SKIPPED, "hubspot_sync_enabled is false"
+    outbound_dirty.mark(tx, customer_id, stored_fields(fields), message_id, changed_at=occurred_at)
+    if field_times:
+        _record_warp_times(tx, row, mappings, fields, occurred_at)
+    return Accepted.ACCEPTED, ""
 
 
 def _record_warp_times(
@@ -164,7 +202,10 @@ def _record_warp_times(
     after the flush links it, takes the message's time for the whole customer.
     """
     customer_id = str(row["id"])
-    for et, mapping in mappings.items():
+    # In the key order field_state.upsert_many writes in (entity type by name, then
+    # field), so a sync recording this customer's states cannot deadlock with us: a
+    # captured INSERT names every field of both entity types.
+    for et, mapping in sorted(mappings.items(), key=lambda item: item[0].value):
         object_id = linked_id(row, et)
         if object_id is None:
             continue

@@ -56,6 +56,10 @@ class ReconcileContinuePayload(TaskPayload):
     failures: int = Field(0, strict=True, ge=0)
 
 
+class SweepPayload(TaskPayload):
+    """No fields: a sweep takes everything due."""
+
+
 # Outbound sync: the coalesced flush of customers marked dirty by change messages.
 register("outbound_flush", "shared.outbound.flush:run_flush_task", FlushPayload)
 # A hubspot_sync_queue row to run again (its ``kind`` column picks the runner).
@@ -64,3 +68,6 @@ register("queue_item", "shared.retry.worker:run_queue_task", QueueItemPayload)
 register("inbound_batch", "shared.inbound.process:run_inbound_batch", InboundBatchPayload)
 # Reconciliation: the next time budget of a run, from its checkpoint.
 register("reconcile_continue", "shared.reconcile.run:continue_run", ReconcileContinuePayload)
+# The sweep (Cloud Scheduler, every minute): captured changes, WARP's own queue rows,
+# every dirty customer.
+register("outbound_sweep", "shared.outbound.sweep:run_sweep_task", SweepPayload)

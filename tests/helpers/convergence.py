@@ -176,7 +176,9 @@ def edit_warp(engine: Engine, customer_id: str, spec: FieldSpec, value: str) -> 
         target = f"CAST(:value AS {_SQL_TYPE[spec.kind]})"
         params = {"value": value, "id": customer_id}
     sql = (
-        f"UPDATE accounts.customers SET {column} = {target}, updated_at = NOW() "
+        # clock_timestamp(), not NOW() (the transaction's start): the capture trigger
+        # times the edit by the clock too, so model and sync agree on the edit's time.
+        f"UPDATE accounts.customers SET {column} = {target}, updated_at = clock_timestamp() "
         "WHERE id = CAST(:id AS uuid) RETURNING updated_at"
     )
 

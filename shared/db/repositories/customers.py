@@ -14,6 +14,10 @@ from shared.db.connection import Row, Session
 from shared.db.repositories._json import check_columns, to_json
 
 TABLE = "accounts.customers"
+# Set (transaction-locally) by every transaction in which the sync writes customers:
+# the capture trigger records nothing for them (``shared.capture``).
+WRITER_SETTING = "hubspot_sync.writer"
+WRITER_SYNC = "sync"
 
 # Columns the sync may write. id, ban and the timestamps are WARP's to set.
 WRITABLE_COLUMNS = frozenset(
@@ -181,6 +185,18 @@ def _page(
     )
 
 
+def mark_own_write(tx: Session) -> None:
+    """Mark this transaction as the sync's own, before it writes customers.
+
+    The capture trigger (``shared.capture``) records nothing for such a transaction:
+    our writes to WARP must not come back as WARP's changes. Transaction-local, so it
+    ends with the transaction and never marks a pooled connection's next user.
+    """
+    tx.execute(
+        f"SELECT set_config('{WRITER_SETTING}', '{WRITER_SYNC}', true)",
+    )
+
+
 def set_company_link(tx: Session, customer_id: str, company_id: str | None) -> Row | None:
     """Record ``external_ids.hubspot_company_id`` (None removes it); other keys are kept."""
     return _set_external_id(tx, customer_id, "hubspot_company_id", company_id)
@@ -192,6 +208,7 @@ def set_contact_link(tx: Session, customer_id: str, contact_id: str | None) -> R
 
 
 def _set_external_id(tx: Session, customer_id: str, key: str, value: str | None) -> Row | None:
+    mark_own_write(tx)
     return tx.fetch_one(
         f"UPDATE {TABLE} SET external_ids = CASE WHEN CAST(:value AS text) IS NULL "
         "THEN COALESCE(external_ids, '{}'::jsonb) - CAST(:key AS text) "
@@ -208,6 +225,8 @@ def update_columns(
     """Set the given columns (checked against :data:`WRITABLE_COLUMNS`); return the row.
 
     ``touch`` also sets ``updated_at`` to now. None when the customer does not exist.
+    Not marked as the sync's own write (no flow uses it): it edits the way WARP's
+    application does, so the capture trigger records it (the demo, tests).
     """
     columns = check_columns(values, WRITABLE_COLUMNS, TABLE)
     if not columns:
@@ -234,6 +253,7 @@ def mark_synced_from(tx: Session, customer_id: str, at: datetime | None = None) 
 
 
 def _stamp(tx: Session, customer_id: str, column: str, at: datetime | None) -> None:
+    mark_own_write(tx)
     tx.execute(
         f"UPDATE {TABLE} SET {column} = COALESCE(CAST(:at AS timestamptz), NOW()) "
         "WHERE id = CAST(:id AS uuid)",
@@ -299,6 +319,7 @@ def update_many(
         str(cid): {"new": dict(values), "read": {c: read_by_id[cid][c] for c in values}}
         for cid, values in values_by_id.items()
     }
+    mark_own_write(tx)
     written = tx.fetch(
         f"UPDATE {TABLE} AS c SET {', '.join(assignments)} "
         "FROM jsonb_each(CAST(:docs AS jsonb)) AS u(id, doc) WHERE c.id = CAST(u.id AS uuid) "
@@ -319,6 +340,7 @@ def mark_synced_many(
     """Stamp ``last_synced_from_hubspot`` / ``last_synced_to_hubspot`` of many customers at once."""
     if not from_hubspot and not to_hubspot:
         return
+    mark_own_write(tx)
     tx.execute(
         f"UPDATE {TABLE} SET "
         "last_synced_from_hubspot = CASE WHEN id = ANY(CAST(:from_ids AS uuid[])) "

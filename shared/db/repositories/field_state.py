@@ -253,7 +253,9 @@ def advance_times(tx: Session, column: str, times: Sequence[ChangeTime]) -> None
         "SELECT r.entity_type, r.entity_id, r.hubspot_object_id, r.field_name, r.at "
         "FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(entity_type varchar, "
         "entity_id uuid, hubspot_object_id varchar, field_name varchar, at timestamptz) "
-        "ORDER BY r.entity_type, r.entity_id, r.field_name "
+        # The key order upsert_many writes in (Python's, i.e. "C" collation): concurrent
+        # writers then lock rows in one order and cannot deadlock.
+        'ORDER BY r.entity_type COLLATE "C", r.entity_id, r.field_name COLLATE "C" '
         f"ON CONFLICT (entity_type, entity_id, field_name) DO UPDATE SET "
         f"{column} = EXCLUDED.{column}, updated_at = NOW() "
         f"WHERE s.{column} IS NULL OR s.{column} < EXCLUDED.{column}",

@@ -17,14 +17,24 @@ TABLE = "accounts.hubspot_outbound_dirty"
 
 
 def mark(
-    tx: Session, customer_id: str, changed_fields: Sequence[str], message_id: str | None = None
+    tx: Session,
+    customer_id: str,
+    changed_fields: Sequence[str],
+    message_id: str | None = None,
+    *,
+    changed_at: datetime | None = None,
 ) -> Row:
-    """Add one change message to the customer's pending set; return the merged row."""
+    """Add one change (a message, or a captured change) to the customer's pending set.
+
+    ``changed_at`` is when WARP made it; the row keeps the newest. Returns the merged row.
+    """
     row = tx.fetch_one(
-        f"INSERT INTO {TABLE} AS d (customer_id, changed_fields, message_ids, message_count) "
-        "VALUES (CAST(:customer_id AS uuid), CAST(:fields AS jsonb), CAST(:ids AS jsonb), 1) "
+        f"INSERT INTO {TABLE} AS d (customer_id, changed_fields, message_ids, message_count, "
+        "warp_changed_at) VALUES (CAST(:customer_id AS uuid), CAST(:fields AS jsonb), "
+        "CAST(:ids AS jsonb), 1, CAST(:changed_at AS timestamptz)) "
         "ON CONFLICT (customer_id) DO UPDATE SET last_marked_at = NOW(), "
         "message_count = d.message_count + 1, "
+        "warp_changed_at = GREATEST(d.warp_changed_at, EXCLUDED.warp_changed_at), "
         "changed_fields = (SELECT COALESCE(jsonb_agg(DISTINCT f ORDER BY f), '[]'::jsonb) "
         "FROM jsonb_array_elements_text(d.changed_fields || EXCLUDED.changed_fields) AS f), "
         "message_ids = (SELECT COALESCE(jsonb_agg(DISTINCT m ORDER BY m), '[]'::jsonb) "
@@ -34,6 +44,7 @@ def mark(
             "customer_id": str(customer_id),
             "fields": to_json(sorted(set(changed_fields))),
             "ids": to_json([] if message_id is None else [message_id]),
+            "changed_at": changed_at,
         },
     )
     assert row is not None

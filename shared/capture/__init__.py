@@ -1,0 +1,6 @@
+"""Change capture in WARP's database: a trigger on ``accounts.customers`` (issue 16).
+
+:mod:`shared.capture.watch` generates the trigger from the mapping (pure);
+:mod:`shared.capture.install` enables, disables and reports it. The sweep that drains
+what it records is :mod:`shared.outbound.sweep`.
+"""
