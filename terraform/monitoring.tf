@@ -3,7 +3,11 @@
 # The functions write one JSON line per sync operation (shared/observability/operation.py);
 # Cloud Logging parses it into jsonPayload, and these log-based metrics extract from it:
 #   event="sync_operation": entity_type, direction, outcome, duration_seconds, error_type
-#   event="sync_conflict":  entity_type, field, resolution (one line per conflict)
+#   event="sync_conflict":  entity_type, field, resolution, kind (one line per conflict)
+# The duration and conflict metrics carry the names and labels of the seed's Prometheus
+# metrics that /metrics serves (hubspot_sync_duration_seconds{entity_type, direction,
+# status}, hubspot_sync_conflicts_total{entity_type, field_name, resolution, kind}) with
+# the default name_prefix, so one dashboard vocabulary serves both.
 #   event="gauge":          metric ("hubspot_sync_queue_depth" | "hubspot_budget_used"), reading
 # Gen2 function logs carry resource.type="cloud_run_revision" and the service name.
 
@@ -19,11 +23,11 @@ locals {
   log_metrics = {
     duration = {
       name        = "${local.metric_prefix}_duration_seconds"
-      description = "Duration of each sync operation, by entity type, direction and outcome"
+      description = "Duration of sync operations, by entity type, direction and status (the outcome)"
       filter      = "jsonPayload.event=\"sync_operation\""
       value       = "EXTRACT(jsonPayload.duration_seconds)"
       unit        = "s"
-      labels      = { entity_type = "entity_type", direction = "direction", outcome = "outcome" }
+      labels      = { entity_type = "entity_type", direction = "direction", status = "outcome" }
       buckets     = { count = 16, growth = 2, scale = 0.01 } # finite buckets 10 ms .. 655 s (0.01 × 2^16, ~11 min)
     }
     operations = {
@@ -37,11 +41,11 @@ locals {
     }
     conflicts = {
       name        = "${local.metric_prefix}_conflicts_total"
-      description = "Field conflicts, by field and the rule that resolved it (MANUAL: waiting)"
+      description = "Field conflicts, by field, the rule that resolved it (MANUAL: waiting) and kind (edited or first_sync)"
       filter      = "jsonPayload.event=\"sync_conflict\""
       value       = null
       unit        = "1"
-      labels      = { entity_type = "entity_type", field = "field", resolution = "resolution" }
+      labels      = { entity_type = "entity_type", field_name = "field", resolution = "resolution", kind = "kind" }
       buckets     = null
     }
     failures = {
@@ -276,9 +280,10 @@ resource "google_monitoring_dashboard" "sync" {
             series = [{ aligner = "ALIGN_DELTA", reducer = "REDUCE_SUM", group = ["metric.label.outcome"] }]
           },
           {
-            title  = "Conflicts by field and resolution"
-            filter = "metric.type=\"${local.metric_type.conflicts}\""
-            series = [{ aligner = "ALIGN_DELTA", reducer = "REDUCE_SUM", group = ["metric.label.field", "metric.label.resolution"] }]
+            # Edited on both sides: first syncs (a backfill's differences) are left out.
+            title  = "Conflicts by field and resolution (edited on both sides)"
+            filter = "metric.type=\"${local.metric_type.conflicts}\" AND metric.label.kind=\"edited\""
+            series = [{ aligner = "ALIGN_DELTA", reducer = "REDUCE_SUM", group = ["metric.label.field_name", "metric.label.resolution"] }]
           },
           {
             title  = "Work queue backlog (items)"
