@@ -21,10 +21,12 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import httpx
+
+from tests.helpers.http_server import BackgroundHTTPServer
 
 _FORWARDED = ("content-type", "user-agent", "x-hubspot-request-timestamp")
 
@@ -47,7 +49,7 @@ class Exchange:
     answered: int
 
 
-class WebhookProxy:
+class WebhookProxy(BackgroundHTTPServer):
     """Forwards webhook POSTs to ``target`` (a base URL); use as a context manager."""
 
     def __init__(
@@ -97,17 +99,7 @@ class WebhookProxy:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> WebhookProxy:
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(Handler)
 
     def seen(self) -> list[Exchange]:
         """The exchanges so far."""

@@ -13,8 +13,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.helpers.http_server import BackgroundHTTPServer
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,7 @@ class Received:
         return parsed
 
 
-class WebhookSink:
+class WebhookSink(BackgroundHTTPServer):
     """Collects POSTs on ``url``; use as a context manager."""
 
     def __init__(self, path: str = "/v1/webhooks/hubspot", default: int = 200) -> None:
@@ -64,17 +66,7 @@ class WebhookSink:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}{path}"
-
-    def __enter__(self) -> WebhookSink:
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(Handler, path)
 
     def accepted(self) -> list[Received]:
         """Requests answered with 2xx."""
