@@ -145,6 +145,18 @@ def test_fault_bodies(http: httpx.Client) -> None:
         assert answer.status_code == 500 and answer.json()["status"] == "error"
 
 
+def test_a_fault_count_fails_exactly_that_many_calls(http: httpx.Client) -> None:
+    with Emulator() as emu:
+        url = f"{emu.url}/crm/v3/objects/companies"
+        emu.set_faults(rate=1.0, kinds=["500"], count=2)
+        assert [http.get(url).status_code for _ in range(4)] == [500, 500, 200, 200]
+        # Over the control API too; a new rate without a count lifts the cap.
+        httpx.post(f"{emu.url}/_emulator/faults", json={"rate": 1.0, "count": 1})
+        assert [http.get(url).status_code for _ in range(2)] == [500, 200]
+        emu.set_faults(rate=1.0)
+        assert [http.get(url).status_code for _ in range(3)] == [500, 500, 500]
+
+
 def test_timeouts_hold_the_connection_and_may_have_written() -> None:
     with Emulator(fault_rate=1.0, fault_kinds=("timeout",), timeout_hold_ms=400) as emu:
         url = f"{emu.url}/crm/v3/objects/companies"

@@ -402,12 +402,13 @@ def test_429_pauses_the_shared_bucket_and_the_call_succeeds(
     make_client: MakeClient, fresh: Emulator, database: Database
 ) -> None:
     injected_before = fresh.stats()["faults"]["injected"].get("429", 0)
-    fresh.set_faults(rate=1.0, kinds=["429"])  # HubSpot says TEN_SECONDLY_ROLLING
+    # The next call, and only it, gets HubSpot's TEN_SECONDLY_ROLLING 429: however long
+    # the machine stalls before the retry, the retry is not refused again.
+    fresh.set_faults(rate=1.0, kinds=["429"], count=1)
     waits: list[float] = []
 
     def wait_out_the_pause(seconds: float) -> None:
         waits.append(seconds)
-        fresh.set_faults(rate=0.0)
         time.sleep(seconds)
 
     limiter = SharedRateLimiter(database, key=uuid.uuid4().hex, sleep=wait_out_the_pause)
@@ -415,8 +416,9 @@ def test_429_pauses_the_shared_bucket_and_the_call_succeeds(
     company_id = fresh.seed("companies", {"name": "P"})[0]
     assert client.companies.get(company_id).id == company_id
     assert fresh.stats()["faults"]["injected"]["429"] == injected_before + 1
-    # paused for the window the headers name (1 s here), for every instance
-    assert len(waits) == 1 and 0.9 < waits[0] <= 1.05
+    # Paused for what is left of the window the headers name (1 s here), for every
+    # instance: nothing, if the machine stalled past it before asking again.
+    assert len(waits) <= 1 and all(0 < w <= 1.05 for w in waits)
     with database.transaction() as tx:
         reason = tx.fetch_value(
             "SELECT pause_reason FROM accounts.hubspot_rate_windows WHERE name = :n",

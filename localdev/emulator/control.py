@@ -57,6 +57,7 @@ class Controllable(Protocol):
         hold_ms: int | None = None,
         outage: bool | None = None,
         seed: int | None = None,
+        count: int | None = None,
     ) -> None: ...
     def seed(self, object_type: str, records: list[dict[str, Any]]) -> list[str]: ...
     def snapshot(self, object_type: str, object_id: str) -> dict[str, Any]: ...
@@ -129,6 +130,7 @@ class ControlApi:
                     hold_ms=body.get("holdMs"),
                     outage=body.get("outage"),
                     seed=body.get("seed"),
+                    count=body.get("count"),
                 )
             return 200, emu.stats()["faults"]
         if path == "/limits":

@@ -332,9 +332,11 @@ class Emulator:
         hold_ms: int | None = None,
         outage: bool | None = None,
         seed: int | None = None,
+        count: int | None = None,
     ) -> None:
-        """Change fault injection; None leaves a setting as it is."""
-        self.faults.configure(rate=rate, kinds=kinds, seed=seed)
+        """Change fault injection; None leaves a setting as it is. ``count`` injects at
+        most that many more faults (``rate=1.0, count=1``: the next call fails)."""
+        self.faults.configure(rate=rate, kinds=kinds, seed=seed, count=count)
         if latency_ms is not None:
             self.faults.latency_ms = int(latency_ms)
         if hold_ms is not None:

@@ -29,6 +29,9 @@ class FaultInjector:
         self.hold_ms = hold_ms
         self.outage = False
         self.injected: Counter[str] = Counter()
+        # How many more faults to inject at most (None: no limit): "fail the next call"
+        # for a test, whatever else the machine is doing meanwhile.
+        self.remaining: int | None = None
         self.configure(rate=rate, kinds=kinds, seed=seed)
 
     def configure(
@@ -37,9 +40,13 @@ class FaultInjector:
         rate: float | None = None,
         kinds: tuple[str, ...] | list[str] | None = None,
         seed: int | None = None,
+        count: int | None = None,
     ) -> None:
-        """Change the fault rate, the kinds drawn from, and/or reseed."""
+        """Change the fault rate, the kinds drawn from, and/or reseed; ``count`` caps the
+        faults still to inject (a new rate without one lifts the cap)."""
         with self._lock:
+            if count is not None or rate is not None:
+                self.remaining = count
             if rate is not None:
                 if not 0.0 <= rate <= 1.0:
                     raise ValueError(f"fault rate must be within 0..1, got {rate}")
@@ -57,7 +64,9 @@ class FaultInjector:
         with self._lock:
             roll = self._rng.random()
             kind = self._rng.choice(self.kinds)
-            if roll >= self.rate:
+            if roll >= self.rate or self.remaining == 0:
                 return None
+            if self.remaining is not None:
+                self.remaining -= 1
             self.injected[kind] += 1
             return kind
