@@ -36,6 +36,7 @@ from typing import Any
 
 import pg8000.exceptions
 
+from shared import pause
 from shared.db.repositories import sync_queue, webhook_events
 from shared.engine.deps import Engine, get_engine
 from shared.engine.record import log_plan
@@ -97,6 +98,10 @@ def process_events(
 ) -> ProcessReport:
     """Apply stored events in chunks until done or ``deadline`` (``time.monotonic()``)."""
     report = ProcessReport()
+    if events and pause.state(engine).paused:
+        # Stored and left unprocessed: the resume drains them (shared/pause.py).
+        log.info("inbound events wait for resume", extra={"fields": {"events": len(events)}})
+        return report
     ordered = sorted(events, key=lambda s: (s.event.occurred_at_ms, s.event.rank, s.event.event_id))
     for start in range(0, len(ordered), CHUNK):
         chunk = ordered[start : start + CHUNK]
