@@ -19,8 +19,9 @@ from shared.sealing import Sealer
 from tests.helpers.customers import acme_customer
 from tests.helpers.functions import serve_function
 from tests.helpers.inbound import change, now_ms
-from tests.test_api import AUTH, _current, _in_conflict, api, client, issuer  # noqa: F401
-from tests.test_outbound_sync import _change, _send
+from tests.test_api import AUDIENCE, CALLER, _current, _in_conflict, api, client, issuer  # noqa: F401
+from tests.helpers.oidc_issuer import OidcIssuer
+from tests.test_outbound_sync import _change
 from tests.test_webhook_receiver import COMPANY_PATH, deliver
 
 pytestmark = pytest.mark.integration
@@ -260,8 +261,9 @@ def test_an_inbound_edit_that_cannot_be_applied_is_a_replayable_queue_failure(
     emulator: Any,
 ) -> None:
     customer_id, company_id = acme_customer(engine, emulator)
-    # WARP's credit_limit is numeric: a HubSpot value it cannot hold fails for good.
-    events = [change(company_id, "warp_credit_limit", "lots")]
+    # warp_credit_limit is HUBSPOT_WINS; 10**14 overflows WARP's DECIMAL(12, 2): a value
+    # WARP refuses, so the edit fails for good.
+    events = [change(company_id, "warp_credit_limit", "100000000000000")]
     delivered = deliver(receiver, COMPANY_PATH, events)
     assert delivered.status_code == 200, delivered.text
     assert delivered.json()["failed"] == 1
@@ -290,6 +292,21 @@ def test_an_inbound_edit_that_cannot_be_applied_is_a_replayable_queue_failure(
 # --- pause and resume -----------------------------------------------------------------
 
 
+def _send(url: str, issuer: OidcIssuer, message: Any, message_id: str) -> dict[str, Any]:  # noqa: F811
+    """A Pub/Sub push with the OIDC token the push subscription sends."""
+    from shared.messages.envelope import encode_push_envelope
+
+    token = issuer.token(audience=AUDIENCE, email=CALLER)
+    response = httpx.post(
+        url,
+        content=encode_push_envelope(message, message_id),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code == 200, response.text
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
 def _company_name(engine: Engine, customer_id: str) -> str:
     with engine.database.transaction() as tx:
         row = customers.get(tx, customer_id)
@@ -301,6 +318,7 @@ def test_pause_stores_everything_writes_nothing_and_resume_drains_in_order(
     client: httpx.Client,  # noqa: F811
     receiver: str,
     outbound: str,
+    issuer: OidcIssuer,  # noqa: F811
     engine: Engine,
     emulator: Any,
 ) -> None:
@@ -333,8 +351,8 @@ def test_pause_stores_everything_writes_nothing_and_resume_drains_in_order(
     with engine.database.transaction() as tx:
         customers.update_columns(tx, outbound_id, {"company_name": "Acme From WARP"})
     message = _change(outbound_id, "company_name")
-    assert _send(outbound, message, "paused-1")["outcome"] == "accepted"
-    assert _send(outbound, message, "paused-1")["outcome"] == "duplicate"
+    assert _send(outbound, issuer, message, "paused-1")["outcome"] == "accepted"
+    assert _send(outbound, issuer, message, "paused-1")["outcome"] == "duplicate"
     assert _current(engine).dispatcher.wait_idle(30)  # type: ignore[attr-defined]
     assert _company_name(engine, inbound_id) == "Acme Telecom"
     assert emulator.values("companies", outbound_company)["name"] == "Acme Telecom"
