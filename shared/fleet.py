@@ -228,10 +228,13 @@ def list_changes(
     since: datetime | None,
     direction: str | None,
     customer_id: str | None,
-    before: tuple[datetime, str] | None,
+    before: str | None,
     limit: int,
 ) -> list[Row]:
-    """Sync-log rows with at least one field, newest first (keyset ``before``)."""
+    """Sync-log rows with at least one field, newest first, older than log row ``before``.
+
+    A ``before`` row that no longer exists matches nothing (its time is unknown).
+    """
     conditions = [
         "jsonb_typeof(l.field_changes) = 'object'",
         "EXISTS (SELECT 1 FROM jsonb_object_keys(l.field_changes) AS k WHERE left(k, 1) <> '_')",
@@ -247,8 +250,11 @@ def list_changes(
         conditions.append("l.entity_id = CAST(:customer AS uuid)")
         params["customer"] = customer_id
     if before is not None:
-        conditions.append("(l.started_at, l.id) < (:before_at, CAST(:before_id AS uuid))")
-        params["before_at"], params["before_id"] = before
+        conditions.append(
+            "(l.started_at, l.id) < ((SELECT b.started_at FROM accounts.hubspot_sync_log AS b "
+            "WHERE b.id = CAST(:before AS uuid)), CAST(:before AS uuid))"
+        )
+        params["before"] = before
     return tx.fetch(
         "SELECT l.id, l.entity_type, l.entity_id, c.ban, c.company_name, l.hubspot_object_id, "
         "l.operation, l.direction, l.status, l.field_changes, l.started_at, l.completed_at, "

@@ -19,8 +19,8 @@ from shared.sealing import Sealer
 from tests.helpers.customers import acme_customer
 from tests.helpers.functions import serve_function
 from tests.helpers.inbound import change, now_ms
-from tests.test_api import AUDIENCE, CALLER, _current, _in_conflict, api, client, issuer  # noqa: F401
 from tests.helpers.oidc_issuer import OidcIssuer
+from tests.test_api import AUDIENCE, CALLER, _current, _in_conflict, api, client, issuer  # noqa: F401
 from tests.test_outbound_sync import _change
 from tests.test_webhook_receiver import COMPANY_PATH, deliver
 

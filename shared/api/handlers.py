@@ -448,12 +448,13 @@ def fleet_row(row: Mapping[str, Any]) -> models.FleetCustomer:
 
 
 def customer_page(
-    engine: Engine, state: fleet.SyncState | None, *, cursor: str | None, limit: int
+    engine: Engine, state: fleet.SyncState | None, *, cursor: UUID | None, limit: int
 ) -> models.CustomerPage:
-    """One page of the fleet view (the API's and the CLI's)."""
-    after = _decode_id_cursor(cursor) if cursor else None
+    """One page of the fleet view (the API's and the CLI's); the cursor is the last id."""
     with engine.database.transaction() as tx:
-        rows = fleet.list_customers(tx, state=state, after=after, limit=limit + 1)
+        rows = fleet.list_customers(
+            tx, state=state, after=str(cursor) if cursor else None, limit=limit + 1
+        )
         counts = fleet.count_states(tx)
         paused = pause.read(tx)
     more = len(rows) > limit
@@ -461,7 +462,7 @@ def customer_page(
     return models.CustomerPage(
         items=[fleet_row(r) for r in rows],
         counts=models.StateCounts.model_validate(counts),
-        next_cursor=_encode_id_cursor(str(rows[-1]["id"])) if more else None,
+        next_cursor=UUID(str(rows[-1]["id"])) if more else None,
         pause=_pause_state(paused),
     )
 
@@ -472,38 +473,23 @@ def list_customers(call: Call) -> Reply:
     return 200, customer_page(call.engine, query.state, cursor=query.cursor, limit=query.limit)
 
 
-def _encode_id_cursor(row_id: str) -> str:
-    return base64.urlsafe_b64encode(f"id|{row_id}".encode()).decode()
-
-
-def _decode_id_cursor(cursor: str) -> str:
-    try:
-        kind, _, row_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        if kind != "id":
-            raise ValueError(kind)
-        return str(UUID(row_id))
-    except (binascii.Error, UnicodeError, ValueError):
-        raise ApiError(400, "cursor is not one this API gave out", field="cursor") from None
-
-
 def change_page(
     engine: Engine,
     *,
     since: datetime | None,
     direction: str | None,
     customer_id: str | None,
-    cursor: str | None,
+    cursor: UUID | None,
     limit: int,
 ) -> models.ChangePage:
     """One page of the change feed, newest first (the API's and the CLI's)."""
-    before = _decode_cursor(cursor) if cursor else None
     with engine.database.transaction() as tx:
         rows = fleet.list_changes(
             tx,
             since=since,
             direction=direction,
             customer_id=customer_id,
-            before=before,
+            before=str(cursor) if cursor else None,
             limit=limit + 1,
         )
     more = len(rows) > limit
@@ -528,8 +514,7 @@ def change_page(
                 fields=[models.CrossedField.model_validate(f.__dict__) for f in fields],
             )
         )
-    cursor_out = _encode_cursor(rows[-1]["started_at"], str(rows[-1]["id"])) if more else None
-    return models.ChangePage(items=items, next_cursor=cursor_out)
+    return models.ChangePage(items=items, next_cursor=UUID(str(rows[-1]["id"])) if more else None)
 
 
 def list_changes(call: Call) -> Reply:

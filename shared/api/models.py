@@ -11,13 +11,12 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from shared.engine.resolve import Resolution
 from shared.fleet import SyncState
 from shared.mapping import EntityType
 from shared.reconcile.request import ReconcileRequest
-from shared.untrusted_time import UntrustedTime
 
 __all__ = ["ReconcileRequest"]  # defined beside the reconciler, which reads it too
 
@@ -27,11 +26,9 @@ LogDirection = Literal["WARP_TO_HUBSPOT", "HUBSPOT_TO_WARP", "BIDIRECTIONAL"]
 QueueStatus = Literal["QUEUED", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED"]
 RunStatus = Literal["RUNNING", "COMPLETED", "FAILED", "CANCELLED"]
 OneWay = Literal["WARP_TO_HUBSPOT", "HUBSPOT_TO_WARP"]
+_UUID = r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
 # A customer named in a path or query: its UUID, or "ban:" and its BAN.
-CUSTOMER_REF_PATTERN = (
-    r"^([0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
-    r"|ban:[!-.0-~]{1,20})$"
-)
+CUSTOMER_REF_PATTERN = rf"^({_UUID}|ban:[!-.0-~]{{1,20}})$"
 CUSTOMER_REF_DESCRIPTION = (
     'the customer\'s UUID, or its BAN as "ban:" and the BAN (e.g. ban:B-1234)'
 )
@@ -388,14 +385,16 @@ class StateCounts(Answer):
 class CustomerPage(Answer):
     items: list[FleetCustomer]
     counts: StateCounts
-    next_cursor: str | None = Field(description="pass as ?cursor= for the next page")
+    next_cursor: UUID | None = Field(description="pass as ?cursor= for the next page")
     pause: PauseState
 
 
 class CustomerListQuery(Request):
     state: SyncState | None = Field(None, description="only customers in this state")
     limit: int = Field(50, ge=1, le=500)
-    cursor: str | None = Field(None, max_length=200)
+    cursor: UUID | None = Field(
+        None, description="next_cursor of the previous page (the customers after this id)"
+    )
 
 
 class CrossedField(Answer):
@@ -403,7 +402,9 @@ class CrossedField(Answer):
     kind: Literal["written", "conflict"] = Field(
         description="written: the value crossed; conflict: held for a person"
     )
-    source: Literal["warp", "hubspot"] | None = Field(description="the side whose value won")
+    source: str | None = Field(
+        description="whose value was written: warp, hubspot, or how a person resolved it"
+    )
     old: Any = Field(None, description="the value replaced (WARP's, for a conflict)")
     new: Any = Field(None, description="the value written (HubSpot's, for a conflict)")
     sealed: bool = Field(description="a sensitive value: old and new stay sealed (null)")
@@ -429,17 +430,22 @@ class Change(Answer):
 
 class ChangePage(Answer):
     items: list[Change]
-    next_cursor: str | None = Field(description="pass as ?cursor= for the next (older) page")
+    next_cursor: UUID | None = Field(description="pass as ?cursor= for the next (older) page")
 
 
 class ChangeQuery(Request):
-    since: UntrustedTime | None = Field(None, description="only changes at or after this time")
+    # Any time with an offset: it is only compared with the log's times (no range check).
+    since: AwareDatetime | None = Field(None, description="only changes at or after this time")
     direction: OneWay | None = None
     customer: str | None = Field(
         None, pattern=CUSTOMER_REF_PATTERN, description=CUSTOMER_REF_DESCRIPTION
     )
     limit: int = Field(50, ge=1, le=200)
-    cursor: str | None = Field(None, max_length=200)
+    cursor: UUID | None = Field(
+        None,
+        description="next_cursor of the previous page: the changes older than this log "
+        "row (a log row that no longer exists ends the feed)",
+    )
 
 
 class PauseRequest(Request):
