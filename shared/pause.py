@@ -116,8 +116,11 @@ def resume(engine: Engine, *, by: str | None) -> tuple[bool, Drained]:
     resume also serves to kick work that waits.
     """
     with engine.database.transaction() as tx:
-        was_paused = bool(tx.execute(f"DELETE FROM {TABLE}"))
-    drained = drain(engine)
+        row = tx.fetch_one(
+            f"DELETE FROM {TABLE} RETURNING extract(epoch FROM NOW() - paused_at) AS seconds"
+        )
+    was_paused = row is not None
+    drained = drain(engine, paused_for_seconds=float(row["seconds"]) if row else None)
     log.warning(
         "sync resumed" if was_paused else "resume while not paused: waiting work handed on",
         extra={"fields": {"by": by, **drained.__dict__}},
@@ -125,8 +128,13 @@ def resume(engine: Engine, *, by: str | None) -> tuple[bool, Drained]:
     return was_paused, drained
 
 
-def drain(engine: Engine) -> Drained:
-    """Hand every piece of work that waited to the workers, oldest webhook events first."""
+def drain(engine: Engine, *, paused_for_seconds: float | None = None) -> Drained:
+    """Hand every piece of work that waited to the workers, oldest webhook events first.
+
+    Reconciliation runs are continued when silent for the whole pause
+    (``paused_for_seconds``): their continuation task was held. A run that beat its
+    heartbeat meanwhile (a foreground run started before the pause) is left alone.
+    """
     # Imported here: the flows' modules are heavy, and only a resume needs them.
     from shared.db.repositories import outbound_dirty, sync_queue
     from shared.outbound.receive import FLUSH_KIND
@@ -155,5 +163,7 @@ def drain(engine: Engine) -> Drained:
         due = row["scheduled_for"]
         delay = max(0.0, (due - now).total_seconds()) if due is not None else 0.0
         submit_item_task(engine, row, delay_seconds=delay, attempt=f"resume-{stamp}")
-    runs = recover_stale(engine, silent_for_seconds=0)
+    runs: dict[str, str] = {}
+    if paused_for_seconds is not None:
+        runs = recover_stale(engine, silent_for_seconds=paused_for_seconds)
     return Drained(events, customers, len(queued), sum(a == "resumed" for a in runs.values()))

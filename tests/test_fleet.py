@@ -401,3 +401,29 @@ def test_cli_status_changes_pause_resume(
     assert client.get("/v1/sync/customers").json()["pause"]["paused"] is False
     wrong = runner.invoke(cli, ["status", "--state", "nope"])
     assert wrong.exit_code == 2
+
+
+def test_queued_work_is_held_while_paused_and_run_once_on_resume(
+    client: httpx.Client,  # noqa: F811
+    engine: Engine,
+    emulator: Any,
+) -> None:
+    from tests.test_api import ran
+
+    customer_id, _ = acme_customer(engine, emulator)
+    item_id = _failed_item(engine, customer_id, "held while paused")
+    assert client.post("/v1/sync/pause", json={"reason": "hold"}).status_code == 200
+    # A replay while paused queues the row; its task answers without running it.
+    replayed = client.post("/v1/sync/queue/replay", json={"customer": customer_id})
+    assert [i["id"] for i in replayed.json()["replayed"]] == [item_id]
+    assert _current(engine).dispatcher.wait_idle(30)  # type: ignore[attr-defined]
+    assert item_id not in ran
+    with engine.database.transaction() as tx:
+        assert sync_queue.get(tx, item_id)["status"] == "QUEUED"  # type: ignore[index]
+
+    resumed = client.post("/v1/sync/resume").json()
+    assert resumed["drained"]["queue_items"] >= 1
+    assert _current(engine).dispatcher.wait_idle(30)  # type: ignore[attr-defined]
+    assert ran.count(item_id) == 1
+    with engine.database.transaction() as tx:
+        assert sync_queue.get(tx, item_id)["status"] == "COMPLETED"  # type: ignore[index]
