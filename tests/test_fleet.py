@@ -292,16 +292,20 @@ def test_an_inbound_edit_that_cannot_be_applied_is_a_replayable_queue_failure(
 # --- pause and resume -----------------------------------------------------------------
 
 
-def _send(url: str, issuer: OidcIssuer, message: Any, message_id: str) -> dict[str, Any]:  # noqa: F811
+def _push(url: str, issuer: OidcIssuer, message: Any, message_id: str) -> httpx.Response:  # noqa: F811
     """A Pub/Sub push with the OIDC token the push subscription sends."""
     from shared.messages.envelope import encode_push_envelope
 
     token = issuer.token(audience=AUDIENCE, email=CALLER)
-    response = httpx.post(
+    return httpx.post(
         url,
         content=encode_push_envelope(message, message_id),
         headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
     )
+
+
+def _send(url: str, issuer: OidcIssuer, message: Any, message_id: str) -> dict[str, Any]:  # noqa: F811
+    response = _push(url, issuer, message, message_id)
     assert response.status_code == 200, response.text
     answer: dict[str, Any] = response.json()
     return answer
@@ -353,6 +357,9 @@ def test_pause_stores_everything_writes_nothing_and_resume_drains_in_order(
     message = _change(outbound_id, "company_name")
     assert _send(outbound, issuer, message, "paused-1")["outcome"] == "accepted"
     assert _send(outbound, issuer, message, "paused-1")["outcome"] == "duplicate"
+    # A delete writes HubSpot at once and has nowhere to wait: refused for redelivery.
+    deleted = _push(outbound, issuer, _change(inbound_id, operation="DELETE"), "paused-del")
+    assert deleted.status_code == 503 and "paused" in deleted.json()["error"]
     assert _current(engine).dispatcher.wait_idle(30)  # type: ignore[attr-defined]
     assert _company_name(engine, inbound_id) == "Acme Telecom"
     assert emulator.values("companies", outbound_company)["name"] == "Acme Telecom"
