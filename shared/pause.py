@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from shared.db import Session
+from shared.db import Database, Session
 from shared.engine.deps import Engine
 from shared.errors import SyncError
 
@@ -92,12 +92,13 @@ def check(engine: Engine) -> None:
         raise SyncPaused(current)
 
 
-def pause(engine: Engine, *, by: str | None, reason: str | None) -> tuple[PauseState, bool]:
+def pause(database: Database, *, by: str | None, reason: str | None) -> tuple[PauseState, bool]:
     """Pause (idempotent: a second pause keeps the first one's time, author and reason).
 
-    Returns the state and whether this call paused.
+    Returns the state and whether this call paused. Only the database is needed: a
+    pause must work when HubSpot is what is broken.
     """
-    with engine.database.transaction() as tx:
+    with database.transaction() as tx:
         inserted = tx.execute(
             f"INSERT INTO {TABLE} (paused_by, reason) VALUES (:by, :reason) "
             "ON CONFLICT (singleton) DO NOTHING",

@@ -18,9 +18,9 @@ from shared import fleet, pause, reconcile, retry
 from shared.api import models
 from shared.api.context import ApiError, Call, Reply
 from shared.conflicts import Action
-from shared.db import Row
+from shared.db import Database, Row
 from shared.db.repositories import customers, field_state, reconciliation_runs, sync_log, sync_queue
-from shared.engine import Engine, resolve
+from shared.engine import resolve
 from shared.engine.snapshots import linked_id
 from shared.engine.sync import ENTITIES, FROM_HUBSPOT, TO_HUBSPOT, CustomerSync, sync_customers
 from shared.errors import SyncError
@@ -403,7 +403,7 @@ def _named_field(message: str) -> str | None:
 BAN_PREFIX = "ban:"
 
 
-def customer_ref(engine: Engine, ref: str, *, field: str) -> str:
+def customer_ref(database: Database, ref: str, *, field: str) -> str:
     """A customer named by UUID or ``ban:<BAN>``, as its id (UUID form); 404 for no such BAN."""
     if not ref.startswith(BAN_PREFIX):
         try:
@@ -415,7 +415,7 @@ def customer_ref(engine: Engine, ref: str, *, field: str) -> str:
     ban = ref[len(BAN_PREFIX) :]
     if not ban:
         raise ApiError(400, f"{field}: ban: needs a BAN after it", field=field)
-    with engine.database.transaction() as tx:
+    with database.transaction() as tx:
         found = fleet.customer_id_by_ban(tx, ban)
     if found is None:
         raise ApiError(404, f"no customer with BAN {ban!r}", field=field)
@@ -448,10 +448,10 @@ def fleet_row(row: Mapping[str, Any]) -> models.FleetCustomer:
 
 
 def customer_page(
-    engine: Engine, state: fleet.SyncState | None, *, cursor: UUID | None, limit: int
+    database: Database, state: fleet.SyncState | None, *, cursor: UUID | None, limit: int
 ) -> models.CustomerPage:
     """One page of the fleet view (the API's and the CLI's); the cursor is the last id."""
-    with engine.database.transaction() as tx:
+    with database.transaction() as tx:
         rows = fleet.list_customers(
             tx, state=state, after=str(cursor) if cursor else None, limit=limit + 1
         )
@@ -470,11 +470,13 @@ def customer_page(
 def list_customers(call: Call) -> Reply:
     """GET /customers: customers by sync state, with counts per state; paged."""
     query: models.CustomerListQuery = call.query
-    return 200, customer_page(call.engine, query.state, cursor=query.cursor, limit=query.limit)
+    return 200, customer_page(
+        call.engine.database, query.state, cursor=query.cursor, limit=query.limit
+    )
 
 
 def change_page(
-    engine: Engine,
+    database: Database,
     *,
     since: datetime | None,
     direction: str | None,
@@ -483,7 +485,7 @@ def change_page(
     limit: int,
 ) -> models.ChangePage:
     """One page of the change feed, newest first (the API's and the CLI's)."""
-    with engine.database.transaction() as tx:
+    with database.transaction() as tx:
         rows = fleet.list_changes(
             tx,
             since=since,
@@ -521,10 +523,12 @@ def list_changes(call: Call) -> Reply:
     """GET /changes: every field that crossed, newest first, with the rule and why."""
     query: models.ChangeQuery = call.query
     customer_id = (
-        customer_ref(call.engine, query.customer, field="customer") if query.customer else None
+        customer_ref(call.engine.database, query.customer, field="customer")
+        if query.customer
+        else None
     )
     return 200, change_page(
-        call.engine,
+        call.engine.database,
         since=query.since,
         direction=query.direction,
         customer_id=customer_id,
@@ -537,7 +541,9 @@ def replay_queue_items(call: Call) -> Reply:
     """POST /queue/replay: replay every row a filter matches; idempotent, answers what it did."""
     body: models.BulkReplayRequest = call.body
     customer_id = (
-        customer_ref(call.engine, body.customer, field="customer") if body.customer else None
+        customer_ref(call.engine.database, body.customer, field="customer")
+        if body.customer
+        else None
     )
     with call.engine.database.transaction() as tx:
         ids = fleet.queue_ids_matching(
@@ -563,7 +569,7 @@ def replay_queue_items(call: Call) -> Reply:
 def pause_sync(call: Call) -> Reply:
     """POST /pause: stop every write to either side; idempotent."""
     body: models.PauseRequest = call.body
-    state, changed = pause.pause(call.engine, by=call.user, reason=body.reason)
+    state, changed = pause.pause(call.engine.database, by=call.user, reason=body.reason)
     return 200, models.PauseResult(pause=_pause_state(state), changed=changed)
 
 

@@ -411,7 +411,7 @@ def _dispatch(request: flask.Request, routes: tuple[Route, ...]) -> flask.Respon
     except ValueError as exc:
         raise ApiError(400, str(exc), field="X-Triggered-By-User") from None
     path = {
-        name: handlers.customer_ref(engine, value, field=name)
+        name: handlers.customer_ref(engine.database, value, field=name)
         if route.takes_customer
         else _uuid(name, value)
         for name, value in raw_params.items()

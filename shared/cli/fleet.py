@@ -31,10 +31,11 @@ _OUTPUT = click.option(
 )
 
 
-def _engine() -> Any:
-    from shared.engine import get_engine
+def _database() -> Any:
+    # The database alone: listing and pausing must work when HubSpot is what is broken.
+    from shared.db import get_database
 
-    return get_engine()
+    return get_database()
 
 
 def _emit_json(model: BaseModel) -> None:
@@ -92,7 +93,9 @@ def status(state: str | None, limit: int, cursor: uuid.UUID | None, output: str)
     """Customers by sync state, the counts per state, and what is wrong with each."""
     from shared.api.handlers import customer_page
 
-    page = customer_page(_engine(), SyncState(state) if state else None, cursor=cursor, limit=limit)
+    page = customer_page(
+        _database(), SyncState(state) if state else None, cursor=cursor, limit=limit
+    )
     if output == "json":
         _emit_json(page)
         return
@@ -143,11 +146,11 @@ def changes(
     from shared.api.context import ApiError
     from shared.api.handlers import change_page, customer_ref
 
-    engine = _engine()
+    database = _database()
     try:
-        customer_id = customer_ref(engine, customer, field="--customer") if customer else None
+        customer_id = customer_ref(database, customer, field="--customer") if customer else None
         page = change_page(
-            engine,
+            database,
             since=since.replace(tzinfo=UTC) if since and since.tzinfo is None else since,
             direction=direction,
             customer_id=customer_id,
@@ -190,7 +193,7 @@ def pause(reason: str | None) -> None:
     """Stop every write to WARP and HubSpot; webhooks and change messages are still stored."""
     from shared import pause as switch
 
-    state, changed = switch.pause(_engine(), by=_operator(), reason=reason)
+    state, changed = switch.pause(_database(), by=_operator(), reason=reason)
     click.echo(_pause_line(state) if changed else f"already {_pause_line(state)}")
 
 
@@ -198,8 +201,9 @@ def pause(reason: str | None) -> None:
 def resume() -> None:
     """Clear the pause and hand on, in order, everything that waited."""
     from shared import pause as switch
+    from shared.engine import get_engine
 
-    engine = _engine()
+    engine = get_engine()  # the drain hands work to tasks: the full settings are needed
     was_paused, drained = switch.resume(engine, by=_operator())
     # Without Cloud Tasks the drain runs in this process: finish it before exiting.
     wait_idle = getattr(engine.dispatcher, "wait_idle", None)
