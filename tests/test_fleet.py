@@ -268,7 +268,8 @@ def test_an_inbound_edit_that_cannot_be_applied_is_a_replayable_queue_failure(
     assert delivered.status_code == 200, delivered.text
     assert delivered.json()["failed"] == 1
 
-    failed = client.get("/v1/sync/queue", params={"status": "FAILED", "customer_id": customer_id})
+    ban = f"ban:{_ban(engine, customer_id)}"
+    failed = client.get("/v1/sync/queue", params={"status": "FAILED", "customer_id": ban})
     (item,) = [i for i in failed.json()["items"] if i["kind"] == "inbound_batch"]
     assert item["hubspot_object_id"] == company_id
     assert "warp_credit_limit" in item["last_error"]

@@ -338,11 +338,14 @@ def list_queue(call: Call) -> Reply:
     """GET /queue: work waiting, running or failed (or of one status), newest first."""
     query: models.QueueQuery = call.query
     statuses = (query.status,) if query.status else ("QUEUED", "PROCESSING", "FAILED")
+    customer_id = None
+    if query.customer_id:
+        customer_id = customer_ref(call.engine.database, query.customer_id, field="customer_id")
     with call.engine.database.transaction() as tx:
         rows = sync_queue.list_items(
             tx,
             statuses=statuses,
-            entity_id=str(query.customer_id) if query.customer_id else None,
+            entity_id=customer_id,
             limit=query.limit,
         )
     return 200, models.QueueList(items=[models.QueueItem.model_validate(r) for r in rows])

@@ -318,7 +318,9 @@ class QueueQuery(Request):
     status: QueueStatus | None = Field(
         None, description="one status; default: QUEUED, PROCESSING and FAILED"
     )
-    customer_id: UUID | None = None
+    customer_id: str | None = Field(
+        None, pattern=CUSTOMER_REF_PATTERN, description=CUSTOMER_REF_DESCRIPTION
+    )
     limit: int = Field(100, ge=1, le=500)
 
 

@@ -276,7 +276,11 @@ ROUTES: tuple[Route, ...] = (
         "listQueue",
         "Pending and failed work with its errors",
         "queue",
-        _answers((200, models.QueueList, "queue items, newest first"), _BAD),
+        _answers(
+            (200, models.QueueList, "queue items, newest first"),
+            _BAD,
+            {404: (_E, "no customer with that BAN")},
+        ),
         query=models.QueueQuery,
     ),
     Route(
