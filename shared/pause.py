@@ -7,31 +7,37 @@ Operators pause before a HubSpot portal migration, a WARP data fix or an inciden
 What still happens while paused: webhook deliveries are verified, stored and
 deduplicated; change messages are validated, deduplicated and marked dirty; failed
 work stays in the queue. What does not: applying stored events, flushing dirty
-customers, running queued work or reconcile continuations (every task answers DONE
-without running, the work itself stays where it was stored), and the API's writing
-routes (409). :func:`check` is the one gate, called where work starts, not inside it,
-so a flow that began before the pause finishes as it would have.
+customers, running queued work or reconcile continuations (every task of a writing
+kind answers DONE without running and is kept in ``hubspot_sync_held_tasks``), and
+the API's writing routes (409). :func:`check` is the one gate, called where work
+starts, not inside it, so a flow that began before the pause finishes as it would
+have.
 
 :func:`resume` clears the row and drains what waited, in order: the stored webhook
-events oldest first (one sweep task), then the dirty customers (a flush), the
-queued rows (their tasks again) and reconciliation runs left RUNNING (their
-continuations).
+events oldest first (one sweep task), the dirty customers (a flush), the queued rows
+(their tasks again), then the held tasks (a reconcile run's continuation is carried
+by nothing else). Each of these is safe to run twice: a flush, a claim of a queue row,
+a continuation whose run moved on, each finds nothing left to do.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from shared.db import Database, Session
+from shared.db.repositories._json import to_json
 from shared.engine.deps import Engine
 from shared.errors import SyncError
 
 log = logging.getLogger("warp_hubspot_sync.pause")
 
 TABLE = "accounts.hubspot_sync_pause"
+HELD = "accounts.hubspot_sync_held_tasks"
 # One sweep task takes every event stored while paused (the payload's upper bound).
 DRAIN_EVENTS = 10_000
 DRAIN_QUEUE_ROWS = 10_000
@@ -68,7 +74,7 @@ class Drained:
     events: int  # stored webhook events waiting to be applied
     customers: int  # customers changed in WARP waiting to be pushed
     queue_items: int  # queued rows whose task was submitted again
-    runs: int  # reconciliation runs continued
+    held_tasks: int  # tasks that arrived while paused, submitted again
 
 
 def read(tx: Session) -> PauseState:
@@ -90,6 +96,21 @@ def check(engine: Engine) -> None:
     current = state(engine)
     if current.paused:
         raise SyncPaused(current)
+
+
+def hold(engine: Engine, kind: str, payload: Mapping[str, Any]) -> bool:
+    """Keep a task that arrived while paused, for the resume; False when not paused.
+
+    The check and the insert are one statement, so a task racing a resume either
+    runs or is held, never lost.
+    """
+    with engine.database.transaction() as tx:
+        held = tx.execute(
+            f"INSERT INTO {HELD} (kind, payload) SELECT :kind, CAST(:payload AS jsonb) "
+            f"WHERE EXISTS (SELECT 1 FROM {TABLE})",
+            {"kind": kind, "payload": to_json(dict(payload))},
+        )
+    return bool(held)
 
 
 def pause(database: Database, *, by: str | None, reason: str | None) -> tuple[PauseState, bool]:
@@ -117,11 +138,8 @@ def resume(engine: Engine, *, by: str | None) -> tuple[bool, Drained]:
     resume also serves to kick work that waits.
     """
     with engine.database.transaction() as tx:
-        row = tx.fetch_one(
-            f"DELETE FROM {TABLE} RETURNING extract(epoch FROM NOW() - paused_at) AS seconds"
-        )
-    was_paused = row is not None
-    drained = drain(engine, paused_for_seconds=float(row["seconds"]) if row else None)
+        was_paused = bool(tx.execute(f"DELETE FROM {TABLE}"))
+    drained = drain(engine)
     log.warning(
         "sync resumed" if was_paused else "resume while not paused: waiting work handed on",
         extra={"fields": {"by": by, **drained.__dict__}},
@@ -129,17 +147,11 @@ def resume(engine: Engine, *, by: str | None) -> tuple[bool, Drained]:
     return was_paused, drained
 
 
-def drain(engine: Engine, *, paused_for_seconds: float | None = None) -> Drained:
-    """Hand every piece of work that waited to the workers, oldest webhook events first.
-
-    Reconciliation runs are continued when silent for the whole pause
-    (``paused_for_seconds``): their continuation task was held. A run that beat its
-    heartbeat meanwhile (a foreground run started before the pause) is left alone.
-    """
+def drain(engine: Engine) -> Drained:
+    """Hand every piece of work that waited to the workers, oldest webhook events first."""
     # Imported here: the flows' modules are heavy, and only a resume needs them.
     from shared.db.repositories import outbound_dirty, sync_queue
     from shared.outbound.receive import FLUSH_KIND
-    from shared.reconcile.run import recover_stale
     from shared.retry import submit_item_task
     from shared.tasks import Task, task_name
 
@@ -153,6 +165,7 @@ def drain(engine: Engine, *, paused_for_seconds: float | None = None) -> Drained
         )
         customers = outbound_dirty.pending_count(tx)
         queued = sync_queue.list_items(tx, statuses=("QUEUED",), limit=DRAIN_QUEUE_ROWS)
+        held = tx.fetch(f"DELETE FROM {HELD} RETURNING id, kind, payload")
     if events:
         payload = {"received_before": now.isoformat(), "limit": DRAIN_EVENTS}
         engine.dispatcher.submit(
@@ -164,7 +177,7 @@ def drain(engine: Engine, *, paused_for_seconds: float | None = None) -> Drained
         due = row["scheduled_for"]
         delay = max(0.0, (due - now).total_seconds()) if due is not None else 0.0
         submit_item_task(engine, row, delay_seconds=delay, attempt=f"resume-{stamp}")
-    runs: dict[str, str] = {}
-    if paused_for_seconds is not None:
-        runs = recover_stale(engine, silent_for_seconds=paused_for_seconds)
-    return Drained(events, customers, len(queued), sum(a == "resumed" for a in runs.values()))
+    for task in sorted(held, key=lambda r: int(r["id"])):
+        name = task_name("held", task["id"], stamp)
+        engine.dispatcher.submit(Task(task["kind"], task["payload"] or {}, name=name))
+    return Drained(events, customers, len(queued), len(held))

@@ -435,3 +435,24 @@ def test_queued_work_is_held_while_paused_and_run_once_on_resume(
     assert ran.count(item_id) == 1
     with engine.database.transaction() as tx:
         assert sync_queue.get(tx, item_id)["status"] == "COMPLETED"  # type: ignore[index]
+
+
+def test_a_reconcile_continuation_is_held_while_paused_and_runs_on_resume(
+    client: httpx.Client,  # noqa: F811
+    engine: Engine,
+    emulator: Any,
+) -> None:
+    acme_customer(engine, emulator)
+    assert client.post("/v1/sync/pause", json={}).status_code == 200
+    # A dry run writes nothing, so it may start while paused; its continuation is held.
+    started = client.post("/v1/sync/reconcile", json={"entity_type": "customer", "dry_run": True})
+    assert started.status_code == 202, started.text
+    run_id = started.json()["run"]["id"]
+    assert _current(engine).dispatcher.wait_idle(30)  # type: ignore[attr-defined]
+    run = client.get(f"/v1/sync/reconciliation-runs/{run_id}").json()
+    assert run["status"] == "RUNNING"
+
+    resumed = client.post("/v1/sync/resume").json()
+    assert resumed["drained"]["held_tasks"] >= 1
+    assert _current(engine).dispatcher.wait_idle(30)  # type: ignore[attr-defined]
+    assert client.get(f"/v1/sync/reconciliation-runs/{run_id}").json()["status"] == "COMPLETED"

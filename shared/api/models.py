@@ -463,7 +463,10 @@ class Drained(Answer):
     events: int = Field(description="stored webhook events handed on, oldest first")
     customers: int = Field(description="customers changed in WARP handed to a flush")
     queue_items: int = Field(description="queued rows whose task was submitted again")
-    runs: int = Field(description="reconciliation runs continued")
+    held_tasks: int = Field(
+        description="tasks that arrived while paused (flushes, retries, reconcile "
+        "continuations), submitted again"
+    )
 
 
 class ResumeResult(Answer):

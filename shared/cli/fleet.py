@@ -212,7 +212,7 @@ def resume() -> None:
     click.echo(
         ("resumed" if was_paused else "was not paused")
         + f"; handed on {drained.events} webhook event(s), {drained.customers} changed "
-        f"customer(s), {drained.queue_items} queued item(s), {drained.runs} reconcile run(s)"
+        f"customer(s), {drained.queue_items} queued item(s), {drained.held_tasks} held task(s)"
     )
 
 

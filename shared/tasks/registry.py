@@ -90,24 +90,22 @@ def validate_payload(kind: str, payload: Mapping[str, Any]) -> Any:
 def run_task(kind: str, payload: Mapping[str, Any], attempt: int) -> TaskOutcome:
     """Validate the payload and run the task; an unknown kind or a bad payload is permanent.
 
-    While the sync is paused the task is not run and answers DONE: the work it names
-    stays stored (events, dirty customers, queue rows, run checkpoints) and the
-    resume hands it on again (``shared/pause.py``).
+    While the sync is paused a task of a writing kind is not run: it is kept, answers
+    DONE, and the resume submits it again (``shared/pause.py``).
     """
     validated = validate_payload(kind, payload)
-    if _registration(kind).writes and _paused(kind):
+    if _registration(kind).writes and _held(kind, payload):
         return TaskOutcome.DONE
     return resolve(kind)(validated, attempt)
 
 
-def _paused(kind: str) -> bool:
+def _held(kind: str, payload: Mapping[str, Any]) -> bool:
+    """Keep the task for the resume when the sync is paused (``shared/pause.py``)."""
     # Imported here: the registry is loaded by every function before any engine exists.
     from shared.engine import get_engine
-    from shared.pause import SyncPaused, check
+    from shared.pause import hold
 
-    try:
-        check(get_engine())
-    except SyncPaused as exc:
-        log.info("task not run: %s", exc, extra={"fields": {"kind": kind}})
-        return True
-    return False
+    if not hold(get_engine(), kind, payload):
+        return False
+    log.info("sync paused: task held until resume", extra={"fields": {"kind": kind}})
+    return True

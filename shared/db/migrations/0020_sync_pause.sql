@@ -8,3 +8,13 @@ CREATE TABLE IF NOT EXISTS accounts.hubspot_sync_pause (
     reason     TEXT
 );
 
+
+-- Tasks that arrived while paused: not run, kept here, submitted again by the resume.
+-- (Work stored elsewhere, webhook events, dirty customers, queue rows, is drained from
+-- there; this keeps what only a task carries, such as a reconcile run's continuation.)
+CREATE TABLE IF NOT EXISTS accounts.hubspot_sync_held_tasks (
+    id       BIGSERIAL PRIMARY KEY,
+    kind     TEXT NOT NULL,
+    payload  JSONB NOT NULL,
+    held_at  TIMESTAMPTZ NOT NULL DEFAULT NOW()
+);
