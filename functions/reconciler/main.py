@@ -28,6 +28,7 @@ with cold_start():
     from shared.engine import get_engine
     from shared.engine.gauges import emit_gauges
     from shared.inbound.process import process_pending
+    from shared.pause import SyncPaused
     from shared.reconcile import (
         InvalidRunRequest,
         RunInProgress,
@@ -73,6 +74,9 @@ def reconciler(request: flask.Request) -> flask.Response:
         return error_response(404, str(exc), field="customer_id")
     except RunInProgress as exc:
         return error_response(409, str(exc), run_id=exc.run_id)
+    except SyncPaused as exc:
+        # Not a failure to retry: tonight's run is skipped; resume, then reconcile.
+        return error_response(409, str(exc), paused=True)
     emit_gauges(engine)
     status = 202 if result.status == "RUNNING" else 200
     answer = {

@@ -14,11 +14,11 @@ from datetime import datetime
 from typing import Any, NoReturn
 from uuid import UUID
 
-from shared import reconcile, retry
+from shared import fleet, pause, reconcile, retry
 from shared.api import models
 from shared.api.context import ApiError, Call, Reply
 from shared.conflicts import Action
-from shared.db import Row
+from shared.db import Database, Row
 from shared.db.repositories import customers, field_state, reconciliation_runs, sync_log, sync_queue
 from shared.engine import resolve
 from shared.engine.snapshots import linked_id
@@ -199,6 +199,7 @@ def customer_status(call: Call) -> Reply:
         updated_at=row.get("updated_at"),
         open_conflicts=sum(1 for f in fields if f.is_in_conflict),
         fields=fields,
+        pause=_pause_state(pause.state(call.engine)),
     )
 
 
@@ -337,11 +338,14 @@ def list_queue(call: Call) -> Reply:
     """GET /queue: work waiting, running or failed (or of one status), newest first."""
     query: models.QueueQuery = call.query
     statuses = (query.status,) if query.status else ("QUEUED", "PROCESSING", "FAILED")
+    customer_id = None
+    if query.customer_id:
+        customer_id = customer_ref(call.engine.database, query.customer_id, field="customer_id")
     with call.engine.database.transaction() as tx:
         rows = sync_queue.list_items(
             tx,
             statuses=statuses,
-            entity_id=str(query.customer_id) if query.customer_id else None,
+            entity_id=customer_id,
             limit=query.limit,
         )
     return 200, models.QueueList(items=[models.QueueItem.model_validate(r) for r in rows])
@@ -395,3 +399,188 @@ def start_reconcile(call: Call) -> Reply:
 
 def _named_field(message: str) -> str | None:
     return next((f for f in models.ReconcileRequest.model_fields if message.startswith(f)), None)
+
+
+# --- customers by BAN -----------------------------------------------------------------
+
+BAN_PREFIX = "ban:"
+
+
+def customer_ref(database: Database, ref: str, *, field: str) -> str:
+    """A customer named by UUID or ``ban:<BAN>``, as its id (UUID form); 404 for no such BAN."""
+    if not ref.startswith(BAN_PREFIX):
+        try:
+            return str(UUID(ref))
+        except ValueError:
+            raise ApiError(
+                400, f"{field} {ref!r} is not a UUID nor ban:<BAN>", field=field
+            ) from None
+    ban = ref[len(BAN_PREFIX) :]
+    if not ban:
+        raise ApiError(400, f"{field}: ban: needs a BAN after it", field=field)
+    with database.transaction() as tx:
+        found = fleet.customer_id_by_ban(tx, ban)
+    if found is None:
+        raise ApiError(404, f"no customer with BAN {ban!r}", field=field)
+    return found
+
+
+# --- the fleet ------------------------------------------------------------------------
+
+
+def _pause_state(state: pause.PauseState) -> models.PauseState:
+    return models.PauseState(
+        paused=state.paused, since=state.since, by=state.by, reason=state.reason
+    )
+
+
+def fleet_row(row: Mapping[str, Any]) -> models.FleetCustomer:
+    """One customer of the fleet view, from its flags row."""
+    return models.FleetCustomer(
+        customer_id=UUID(str(row["id"])),
+        ban=row.get("ban"),
+        company_name=row.get("company_name"),
+        hubspot_company_id=row.get("hubspot_company_id"),
+        hubspot_contact_id=row.get("hubspot_contact_id"),
+        hubspot_sync_enabled=row.get("hubspot_sync_enabled"),
+        states=fleet.states_of(row),
+        problems=fleet.problems_of(row),
+        last_synced_to_hubspot=row.get("last_synced_to_hubspot"),
+        last_synced_from_hubspot=row.get("last_synced_from_hubspot"),
+    )
+
+
+def customer_page(
+    database: Database, state: fleet.SyncState | None, *, cursor: UUID | None, limit: int
+) -> models.CustomerPage:
+    """One page of the fleet view (the API's and the CLI's); the cursor is the last id."""
+    with database.transaction() as tx:
+        rows = fleet.list_customers(
+            tx, state=state, after=str(cursor) if cursor else None, limit=limit + 1
+        )
+        counts = fleet.count_states(tx)
+        paused = pause.read(tx)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return models.CustomerPage(
+        items=[fleet_row(r) for r in rows],
+        counts=models.StateCounts.model_validate(counts),
+        next_cursor=UUID(str(rows[-1]["id"])) if more else None,
+        pause=_pause_state(paused),
+    )
+
+
+def list_customers(call: Call) -> Reply:
+    """GET /customers: customers by sync state, with counts per state; paged."""
+    query: models.CustomerListQuery = call.query
+    return 200, customer_page(
+        call.engine.database, query.state, cursor=query.cursor, limit=query.limit
+    )
+
+
+def change_page(
+    database: Database,
+    *,
+    since: datetime | None,
+    direction: str | None,
+    customer_id: str | None,
+    cursor: UUID | None,
+    limit: int,
+) -> models.ChangePage:
+    """One page of the change feed, newest first (the API's and the CLI's)."""
+    with database.transaction() as tx:
+        rows = fleet.list_changes(
+            tx,
+            since=since,
+            direction=direction,
+            customer_id=customer_id,
+            before=str(cursor) if cursor else None,
+            limit=limit + 1,
+        )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    items = []
+    for row in rows:
+        fields = fleet.crossed_fields(row["field_changes"], direction=direction)
+        items.append(
+            models.Change(
+                log_id=row["id"],
+                customer_id=row.get("entity_id"),
+                ban=row.get("ban"),
+                company_name=row.get("company_name"),
+                entity_type=row["entity_type"],
+                hubspot_object_id=row.get("hubspot_object_id"),
+                operation=row["operation"],
+                direction=row["direction"],
+                status=row["status"],
+                at=row.get("started_at"),
+                triggered_by=row.get("triggered_by"),
+                triggered_by_user=row.get("triggered_by_user"),
+                fields=[models.CrossedField.model_validate(f.__dict__) for f in fields],
+            )
+        )
+    return models.ChangePage(items=items, next_cursor=UUID(str(rows[-1]["id"])) if more else None)
+
+
+def list_changes(call: Call) -> Reply:
+    """GET /changes: every field that crossed, newest first, with the rule and why."""
+    query: models.ChangeQuery = call.query
+    customer_id = (
+        customer_ref(call.engine.database, query.customer, field="customer")
+        if query.customer
+        else None
+    )
+    return 200, change_page(
+        call.engine.database,
+        since=query.since,
+        direction=query.direction,
+        customer_id=customer_id,
+        cursor=query.cursor,
+        limit=query.limit,
+    )
+
+
+def replay_queue_items(call: Call) -> Reply:
+    """POST /queue/replay: replay every row a filter matches; idempotent, answers what it did."""
+    body: models.BulkReplayRequest = call.body
+    customer_id = (
+        customer_ref(call.engine.database, body.customer, field="customer")
+        if body.customer
+        else None
+    )
+    with call.engine.database.transaction() as tx:
+        ids = fleet.queue_ids_matching(
+            tx,
+            statuses=(body.status,),
+            kind=body.kind,
+            error_contains=body.error_contains,
+            customer_id=customer_id,
+            older_than_seconds=body.older_than_seconds,
+            newer_than_seconds=body.newer_than_seconds,
+            limit=body.limit,
+        )
+    replayed, unchanged = [], []
+    for item_id in ids:
+        row = retry.replay(call.engine, item_id)
+        if row is None:
+            unchanged.append(UUID(item_id))
+        else:
+            replayed.append(models.QueueItem.model_validate(row))
+    return 200, models.BulkReplayResult(matched=len(ids), replayed=replayed, unchanged=unchanged)
+
+
+def pause_sync(call: Call) -> Reply:
+    """POST /pause: stop every write to either side; idempotent."""
+    body: models.PauseRequest = call.body
+    state, changed = pause.pause(call.engine.database, by=call.user, reason=body.reason)
+    return 200, models.PauseResult(pause=_pause_state(state), changed=changed)
+
+
+def resume_sync(call: Call) -> Reply:
+    """POST /resume: clear the pause and drain what waited, in order."""
+    was_paused, drained = pause.resume(call.engine, by=call.user)
+    return 200, models.ResumeResult(
+        pause=_pause_state(pause.state(call.engine)),
+        was_paused=was_paused,
+        drained=models.Drained.model_validate(drained.__dict__),
+    )

@@ -28,7 +28,11 @@ Metrics (names are what WARP's Prometheus rules use):
 - ``hubspot_sync_last_reconcile_timestamp_seconds{run_type}``: when the last
   completed run of each type finished;
 - ``hubspot_api_daily_budget_used_ratio{limiter}``: requests in the limiter's rolling
-  24 hours over its daily budget (``shared/hubspot/ratelimit.py``).
+  24 hours over its daily budget (``shared/hubspot/ratelimit.py``);
+- ``hubspot_sync_inbound_failed_events``: HubSpot edits that could not be applied to
+  WARP (stored webhook events closed with an error; each also has a FAILED queue row
+  of kind ``inbound_batch`` to replay);
+- ``hubspot_sync_paused``: 1 while the sync is paused (``shared/pause.py``), else 0.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from shared import pause
 from shared.db import Database, Session
 from shared.db.repositories import field_state, outbound_dirty, sync_queue
 from shared.hubspot.ratelimit import daily_budget_used
@@ -82,6 +87,8 @@ class Snapshot:
     outbound_pending: int = 0
     last_reconcile: dict[str, float] = field(default_factory=dict)
     daily_budget_used: dict[str, float] = field(default_factory=dict)
+    inbound_failed: int = 0
+    paused: bool = False
 
 
 def read_snapshot(database: Database) -> Snapshot:
@@ -119,6 +126,13 @@ def read_snapshot(database: Database) -> Snapshot:
             )
         }
         snap.daily_budget_used = daily_budget_used(tx)
+        snap.inbound_failed = int(
+            tx.fetch_value(
+                "SELECT count(*) FROM accounts.hubspot_webhook_events "
+                "WHERE processed IS TRUE AND processing_error IS NOT NULL"
+            )
+        )
+        snap.paused = pause.read(tx).paused
     return snap
 
 
@@ -270,6 +284,16 @@ class _SnapshotCollector(Collector):
         for key, ratio in sorted(s.daily_budget_used.items()):
             budget.add_metric([key], ratio)
         yield budget
+        yield GaugeMetricFamily(
+            "hubspot_sync_inbound_failed_events",
+            "HubSpot edits that could not be applied to WARP (replayable from the queue)",
+            value=s.inbound_failed,
+        )
+        yield GaugeMetricFamily(
+            "hubspot_sync_paused",
+            "1 while the sync is paused: nothing is written to WARP or HubSpot",
+            value=int(s.paused),
+        )
 
 
 def _add_pairs(family: Metric, values: dict[tuple[str, str], int]) -> None:

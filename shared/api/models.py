@@ -11,9 +11,10 @@ from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from shared.engine.resolve import Resolution
+from shared.fleet import SyncState
 from shared.mapping import EntityType
 from shared.reconcile.request import ReconcileRequest
 
@@ -24,6 +25,13 @@ LogStatus = Literal["PENDING", "IN_PROGRESS", "SUCCESS", "FAILED", "CONFLICT"]
 LogDirection = Literal["WARP_TO_HUBSPOT", "HUBSPOT_TO_WARP", "BIDIRECTIONAL"]
 QueueStatus = Literal["QUEUED", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED"]
 RunStatus = Literal["RUNNING", "COMPLETED", "FAILED", "CANCELLED"]
+OneWay = Literal["WARP_TO_HUBSPOT", "HUBSPOT_TO_WARP"]
+_UUID = r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
+# A customer named in a path or query: its UUID, or "ban:" and its BAN.
+CUSTOMER_REF_PATTERN = rf"^({_UUID}|ban:[!-.0-~]{{1,20}})$"
+CUSTOMER_REF_DESCRIPTION = (
+    'the customer\'s UUID, or its BAN as "ban:" and the BAN (e.g. ban:B-1234)'
+)
 
 
 # Each model builds its validator on first use, not at import: a request uses two or
@@ -104,6 +112,13 @@ class SyncResult(Answer):
 # --- status, logs, conflicts ----------------------------------------------------------
 
 
+class PauseState(Answer):
+    paused: bool
+    since: datetime | None = None
+    by: str | None = None
+    reason: str | None = None
+
+
 class Links(Answer):
     hubspot_company_id: str | None
     hubspot_contact_id: str | None
@@ -138,6 +153,7 @@ class CustomerStatus(Answer):
     updated_at: datetime | None
     open_conflicts: int
     fields: list[FieldStatus]
+    pause: PauseState = Field(description="while paused nothing is written to either side")
 
 
 class LogEntry(Answer):
@@ -302,10 +318,158 @@ class QueueQuery(Request):
     status: QueueStatus | None = Field(
         None, description="one status; default: QUEUED, PROCESSING and FAILED"
     )
-    customer_id: UUID | None = None
+    customer_id: str | None = Field(
+        None, pattern=CUSTOMER_REF_PATTERN, description=CUSTOMER_REF_DESCRIPTION
+    )
     limit: int = Field(100, ge=1, le=500)
 
 
 class ReplayResult(Answer):
     item: QueueItem
     replayed: bool = Field(description="false when the item was already queued or running")
+
+
+class BulkReplayRequest(Request):
+    """Which queue rows to replay; every given condition must hold."""
+
+    status: Literal["FAILED", "CANCELLED"] = "FAILED"
+    kind: str | None = Field(
+        None, min_length=1, max_length=100, description="outbound, inbound_batch, ..."
+    )
+    error_contains: str | None = Field(
+        None, min_length=1, max_length=500, description="text in last_error (any case)"
+    )
+    customer: str | None = Field(
+        None, pattern=CUSTOMER_REF_PATTERN, description=CUSTOMER_REF_DESCRIPTION
+    )
+    older_than_seconds: int | None = Field(
+        None, ge=0, le=10 * 365 * 86400, description="created at least this long ago"
+    )
+    newer_than_seconds: int | None = Field(
+        None, ge=0, le=10 * 365 * 86400, description="created at most this long ago"
+    )
+    limit: int = Field(100, ge=1, le=500, description="at most this many rows, oldest first")
+
+
+class BulkReplayResult(Answer):
+    matched: int = Field(description="rows the filter matched (up to limit)")
+    replayed: list[QueueItem] = Field(description="rows queued again by this call")
+    unchanged: list[UUID] = Field(
+        description="matched rows another caller replayed meanwhile: nothing done"
+    )
+
+
+# --- the fleet ------------------------------------------------------------------------
+
+
+class FleetCustomer(Answer):
+    customer_id: UUID
+    ban: str | None
+    company_name: str | None
+    hubspot_company_id: str | None
+    hubspot_contact_id: str | None
+    hubspot_sync_enabled: bool | None
+    states: list[SyncState] = Field(description="most urgent first; in_sync alone when well")
+    problems: list[str] = Field(description="what is wrong and what to do, in words")
+    last_synced_to_hubspot: datetime | None
+    last_synced_from_hubspot: datetime | None
+
+
+class StateCounts(Answer):
+    in_conflict: int
+    failed: int
+    unlinked: int
+    pending: int
+    in_sync: int
+    total: int = Field(description="all customers (one may count under several states)")
+
+
+class CustomerPage(Answer):
+    items: list[FleetCustomer]
+    counts: StateCounts
+    next_cursor: UUID | None = Field(description="pass as ?cursor= for the next page")
+    pause: PauseState
+
+
+class CustomerListQuery(Request):
+    state: SyncState | None = Field(None, description="only customers in this state")
+    limit: int = Field(50, ge=1, le=500)
+    cursor: UUID | None = Field(
+        None, description="next_cursor of the previous page (the customers after this id)"
+    )
+
+
+class CrossedField(Answer):
+    field: str
+    kind: Literal["written", "conflict"] = Field(
+        description="written: the value crossed; conflict: held for a person"
+    )
+    source: str | None = Field(
+        description="whose value was written: warp, hubspot, or how a person resolved it"
+    )
+    old: Any = Field(None, description="the value replaced (WARP's, for a conflict)")
+    new: Any = Field(None, description="the value written (HubSpot's, for a conflict)")
+    sealed: bool = Field(description="a sensitive value: old and new stay sealed (null)")
+    rule: str | None = Field(description="the conflict rule that decided, when both changed")
+    reason: str | None = Field(description="why it went this way (null on older log rows)")
+
+
+class Change(Answer):
+    log_id: UUID
+    customer_id: UUID | None
+    ban: str | None
+    company_name: str | None
+    entity_type: str
+    hubspot_object_id: str | None
+    operation: str
+    direction: str
+    status: str
+    at: datetime | None
+    triggered_by: str | None
+    triggered_by_user: str | None
+    fields: list[CrossedField]
+
+
+class ChangePage(Answer):
+    items: list[Change]
+    next_cursor: UUID | None = Field(description="pass as ?cursor= for the next (older) page")
+
+
+class ChangeQuery(Request):
+    # Any time with an offset: it is only compared with the log's times (no range check).
+    since: AwareDatetime | None = Field(None, description="only changes at or after this time")
+    direction: OneWay | None = None
+    customer: str | None = Field(
+        None, pattern=CUSTOMER_REF_PATTERN, description=CUSTOMER_REF_DESCRIPTION
+    )
+    limit: int = Field(50, ge=1, le=200)
+    cursor: UUID | None = Field(
+        None,
+        description="next_cursor of the previous page: the changes older than this log "
+        "row (a log row that no longer exists ends the feed)",
+    )
+
+
+class PauseRequest(Request):
+    reason: str | None = Field(None, max_length=500, description="shown by status and /metrics")
+
+
+class PauseResult(Answer):
+    pause: PauseState
+    changed: bool = Field(description="false when it was paused already (nothing changed)")
+
+
+class Drained(Answer):
+    events: int = Field(description="stored webhook events handed on, oldest first")
+    customers: int = Field(description="customers changed in WARP handed to a flush")
+    queue_items: int = Field(description="queued rows whose task was submitted again")
+    held_tasks: int = Field(
+        description="tasks that arrived while paused (flushes, retries, reconcile "
+        "continuations), submitted again"
+    )
+
+
+class ResumeResult(Answer):
+    pause: PauseState
+    was_paused: bool
+    drained: Drained

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from shared.api.auth import USER_MAX_LENGTH, USER_PATTERN
+from shared.api.models import CUSTOMER_REF_DESCRIPTION, CUSTOMER_REF_PATTERN
 from shared.api.routes import DOCUMENT_PATH, ROUTES, Route
 
 REF = "#/components/schemas/{model}"
@@ -44,12 +45,16 @@ def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _parameters(route: Route) -> list[dict[str, Any]]:
+    id_schema: dict[str, Any] = {"type": "string", "format": "uuid"}
+    if route.takes_customer:
+        id_schema = {"type": "string", "pattern": CUSTOMER_REF_PATTERN}
     params: list[dict[str, Any]] = [
         {
             "name": segment[1:-1],
             "in": "path",
             "required": True,
-            "schema": {"type": "string", "format": "uuid"},
+            **({"description": CUSTOMER_REF_DESCRIPTION} if route.takes_customer else {}),
+            "schema": id_schema,
         }
         for segment in route.segments
         if segment.startswith("{")
@@ -134,7 +139,9 @@ def build_document(routes: tuple[Route, ...] = ROUTES) -> dict[str, Any]:
             "title": TITLE,
             "version": VERSION,
             "description": "Trigger syncs, read status, logs and conflicts, resolve conflicts, "
-            "run reconciliations, replay failed work. JSON in and out; errors are "
+            "run reconciliations, replay failed work, see the whole fleet and the change "
+            "feed, pause and resume. A customer is named by its UUID or by `ban:<BAN>` "
+            "wherever a customer id is taken. JSON in and out; errors are "
             '`{"error": ..., "field": ...}`.',
         },
         "paths": paths,

@@ -23,6 +23,7 @@ from uuid import UUID
 import flask
 from pydantic import BaseModel, ValidationError
 
+from shared import pause
 from shared.api import handlers, models
 from shared.api.auth import NotConfigured, acting_user, authenticate, authenticate_metrics
 from shared.api.context import ApiError, Call, Reply
@@ -36,6 +37,7 @@ PREFIX = "/v1/sync"
 MAX_BODY_BYTES = 64 * 1024
 DOCUMENT_PATH = Path(__file__).with_name("openapi.json")
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+CUSTOMER = f"{PREFIX}/customers/{{id}}"
 
 
 @dataclass(frozen=True)
@@ -53,10 +55,16 @@ class Route:
     body: type[BaseModel] | None = None
     auth: Literal["api", "metrics"] = "api"
     media_type: str = "application/json"
+    writes: bool = False  # writes WARP or HubSpot: refused (409) while the sync is paused
     segments: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "segments", tuple(self.path.strip("/").split("/")))
+
+    @property
+    def takes_customer(self) -> bool:
+        """Its ``{id}`` is a customer: a UUID or ``ban:<BAN>``."""
+        return self.path.startswith(f"{CUSTOMER}/")
 
     def match(self, parts: tuple[str, ...]) -> dict[str, str] | None:
         """The raw path parameters when ``parts`` fits this route's path, else None."""
@@ -105,6 +113,7 @@ _UNAVAILABLE = {503: (_E, "the database (or HubSpot) is unavailable now; try aga
 _BAD = {400: (_E, "a bad path id, query parameter or body field (named in `field`)")}
 _MISSING = {404: (_E, "no such customer (or record)")}
 _HUBSPOT = {422: (_E, "HubSpot refused the call (permanent)")}
+_PAUSED = "the sync is paused (POST /v1/sync/resume)"
 
 
 def _answers(
@@ -121,33 +130,34 @@ _SYNC_ANSWERS = _answers(
     (200, models.SyncResult, "what changed, was skipped, or is in conflict"),
     _BAD,
     _MISSING,
-    {409: (_E, "the customer is not linked to a HubSpot company")},
+    {409: (_E, f"the customer is not linked to a HubSpot company, or {_PAUSED}")},
     _HUBSPOT,
 )
 _METRICS_ANSWERS = {200: (None, "Prometheus text format"), **_AUTH, **_UNAVAILABLE}
-_CUSTOMER = f"{PREFIX}/customers/{{id}}"
 ROUTES: tuple[Route, ...] = (
     Route(
         "POST",
-        f"{_CUSTOMER}/to-hubspot",
+        f"{CUSTOMER}/to-hubspot",
         handlers.sync_to_hubspot,
         "syncToHubSpot",
         "Sync one customer to HubSpot now (every field WARP may write)",
         "sync",
         _SYNC_ANSWERS,
+        writes=True,
     ),
     Route(
         "POST",
-        f"{_CUSTOMER}/from-hubspot",
+        f"{CUSTOMER}/from-hubspot",
         handlers.sync_from_hubspot,
         "syncFromHubSpot",
         "Sync one customer from HubSpot now (every field HubSpot may write)",
         "sync",
         _SYNC_ANSWERS,
+        writes=True,
     ),
     Route(
         "GET",
-        f"{_CUSTOMER}/status",
+        f"{CUSTOMER}/status",
         handlers.customer_status,
         "getCustomerStatus",
         "Links, last sync times and every mapped field's state",
@@ -156,7 +166,7 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route(
         "GET",
-        f"{_CUSTOMER}/logs",
+        f"{CUSTOMER}/logs",
         handlers.customer_logs,
         "getCustomerLogs",
         "The customer's sync log, newest first",
@@ -166,7 +176,7 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route(
         "GET",
-        f"{_CUSTOMER}/conflicts",
+        f"{CUSTOMER}/conflicts",
         handlers.customer_conflicts,
         "getCustomerConflicts",
         "Fields in conflict: both current values and times, the rule, since when",
@@ -180,7 +190,7 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route(
         "POST",
-        f"{_CUSTOMER}/resolve-conflict",
+        f"{CUSTOMER}/resolve-conflict",
         handlers.resolve_conflict,
         "resolveConflict",
         "Settle one field's conflict with WARP's, HubSpot's or a given value",
@@ -189,11 +199,38 @@ ROUTES: tuple[Route, ...] = (
             (200, models.ResolveConflictResult, "the value written and where"),
             _BAD,
             _MISSING,
-            {409: (_E, "the field is not in conflict, or the customer is not linked")},
+            {409: (_E, f"the field is not in conflict, the customer is not linked, or {_PAUSED}")},
             {413: (_E, "body too large")},
             _HUBSPOT,
         ),
         body=models.ResolveConflictRequest,
+        writes=True,
+    ),
+    Route(
+        "GET",
+        f"{PREFIX}/customers",
+        handlers.list_customers,
+        "listCustomers",
+        "Customers by sync state (in_conflict, failed, unlinked, pending, in_sync), "
+        "with counts per state and what is wrong; paged",
+        "customers",
+        _answers((200, models.CustomerPage, "one page of customers, ordered by id"), _BAD),
+        query=models.CustomerListQuery,
+    ),
+    Route(
+        "GET",
+        f"{PREFIX}/changes",
+        handlers.list_changes,
+        "listChanges",
+        "The change feed: every field that crossed, old and new value (sealed values "
+        "stay sealed), the rule that decided and why; newest first, paged",
+        "customers",
+        _answers(
+            (200, models.ChangePage, "one page of changes"),
+            _BAD,
+            {404: (_E, "no customer with that BAN")},
+        ),
+        query=models.ChangeQuery,
     ),
     Route(
         "POST",
@@ -207,7 +244,7 @@ ROUTES: tuple[Route, ...] = (
             {200: (models.ReconcileStarted, "the run, finished within the call")},
             _BAD,
             {404: (_E, "no such customer")},
-            {409: (_E, "a FULL run is already running (use force)")},
+            {409: (_E, f"a FULL run is already running (use force), or {_PAUSED}")},
             {413: (_E, "body too large")},
             _HUBSPOT,
         ),
@@ -239,7 +276,11 @@ ROUTES: tuple[Route, ...] = (
         "listQueue",
         "Pending and failed work with its errors",
         "queue",
-        _answers((200, models.QueueList, "queue items, newest first"), _BAD),
+        _answers(
+            (200, models.QueueList, "queue items, newest first"),
+            _BAD,
+            {404: (_E, "no customer with that BAN")},
+        ),
         query=models.QueueQuery,
     ),
     Route(
@@ -256,6 +297,42 @@ ROUTES: tuple[Route, ...] = (
             {404: (_E, "no such queue item")},
             {409: (_E, "the item completed; it is not run again")},
         ),
+    ),
+    Route(
+        "POST",
+        f"{PREFIX}/queue/replay",
+        handlers.replay_queue_items,
+        "replayQueueItems",
+        "Queue again every row a filter matches (status, kind, error text, customer, age); "
+        "idempotent: a row already queued is left alone",
+        "queue",
+        _answers(
+            (200, models.BulkReplayResult, "what the filter matched and what was queued"),
+            _BAD,
+            {404: (_E, "no customer with that BAN")},
+            {413: (_E, "body too large")},
+        ),
+        body=models.BulkReplayRequest,
+    ),
+    Route(
+        "POST",
+        f"{PREFIX}/pause",
+        handlers.pause_sync,
+        "pauseSync",
+        "Stop every write to WARP and HubSpot; webhooks and change messages are still "
+        "stored and deduplicated (idempotent)",
+        "operations",
+        _answers((200, models.PauseResult, "paused"), _BAD, {413: (_E, "body too large")}),
+        body=models.PauseRequest,
+    ),
+    Route(
+        "POST",
+        f"{PREFIX}/resume",
+        handlers.resume_sync,
+        "resumeSync",
+        "Clear the pause and drain what waited, in order (idempotent)",
+        "operations",
+        _answers((200, models.ResumeResult, "resumed; the work handed on")),
     ),
     Route(
         "GET",
@@ -308,6 +385,8 @@ def dispatch(request: flask.Request, routes: tuple[Route, ...] = ROUTES) -> flas
         for key, value in exc.headers.items():
             response.headers[key] = value
         return response
+    except pause.SyncPaused as exc:
+        return error_response(409, str(exc), retryable=True)
     except NotConfigured as exc:
         log.error("sync_api refuses every call: %s", exc)
         return error_response(503, str(exc), retryable=False)
@@ -335,7 +414,12 @@ def _dispatch(request: flask.Request, routes: tuple[Route, ...]) -> flask.Respon
         user = acting_user(headers, caller)
     except ValueError as exc:
         raise ApiError(400, str(exc), field="X-Triggered-By-User") from None
-    path = {name: _uuid(name, value) for name, value in raw_params.items()}
+    path = {
+        name: handlers.customer_ref(engine.database, value, field=name)
+        if route.takes_customer
+        else _uuid(name, value)
+        for name, value in raw_params.items()
+    }
     bind(**{f"path_{k}": v for k, v in path.items()})
     call = Call(
         engine=engine,
@@ -345,6 +429,8 @@ def _dispatch(request: flask.Request, routes: tuple[Route, ...]) -> flask.Respon
         query=_validate(route.query, _query_args(request)) if route.query else None,
         body=_validate(route.body, _body(request)) if route.body else None,
     )
+    if route.writes:
+        pause.check(engine)
     reply = route.handler(call)
     if isinstance(reply, flask.Response):
         return reply

@@ -18,15 +18,19 @@ from shared.errors import ConfigurationError
 
 # command name -> "module:attribute"
 COMMANDS: dict[str, str] = {
+    "changes": "shared.cli.fleet:changes",
     "db": "shared.cli.db:db",
     "demo": "localdev.cli.demo:demo",
     "emulator": "localdev.cli.emulator:emulator",
     "hubspot": "shared.cli.hubspot:hubspot",
     "outbound": "shared.cli.outbound:outbound",
     "package": "shared.cli.package:package",
+    "pause": "shared.cli.fleet:pause",
     "publish-change": "shared.cli.publish:publish_change",
     "reconcile": "shared.cli.reconcile:reconcile",
+    "resume": "shared.cli.fleet:resume",
     "serve": "localdev.cli.serve:serve",
+    "status": "shared.cli.fleet:status",
 }
 
 

@@ -132,7 +132,7 @@ def record_pending_writes(
 
 
 def field_changes(results: Iterable[FieldResult]) -> dict[str, dict[str, Any]]:
-    """The sync log's ``{field: {old, new, source}}`` for the fields that were written."""
+    """The sync log's ``{field: {old, new, source, reason}}`` for the fields that were written."""
     changes: dict[str, dict[str, Any]] = {}
     for result in results:
         if not result.applied:
@@ -142,12 +142,14 @@ def field_changes(results: Iterable[FieldResult]) -> dict[str, dict[str, Any]]:
                 "old": result.hubspot_before,
                 "new": result.decision.value,
                 "source": "warp",
+                "reason": result.decision.reason,  # the change feed's "why"
             }
         elif result.action is Action.WRITE_WARP:
             changes[result.field] = {
                 "old": result.warp_before,
                 "new": result.decision.value,
                 "source": "hubspot",
+                "reason": result.decision.reason,
             }
     return changes
 

@@ -36,10 +36,12 @@ from typing import Any
 
 import pg8000.exceptions
 
+from shared import pause
 from shared.db.repositories import sync_queue, webhook_events
 from shared.engine.deps import Engine, get_engine
 from shared.engine.record import log_plan
 from shared.errors import SyncError
+from shared.inbound import failures as failures_table
 from shared.inbound.apply import ChunkResult, apply_chunk
 from shared.inbound.events import parse_event
 from shared.inbound.queries import unprocessed_before, unprocessed_by_ids
@@ -97,6 +99,10 @@ def process_events(
 ) -> ProcessReport:
     """Apply stored events in chunks until done or ``deadline`` (``time.monotonic()``)."""
     report = ProcessReport()
+    if events and pause.state(engine).paused:
+        # Stored and left unprocessed: the resume drains them (shared/pause.py).
+        log.info("inbound events wait for resume", extra={"fields": {"events": len(events)}})
+        return report
     ordered = sorted(events, key=lambda s: (s.event.occurred_at_ms, s.event.rank, s.event.event_id))
     for start in range(0, len(ordered), CHUNK):
         chunk = ordered[start : start + CHUNK]
@@ -198,9 +204,15 @@ def _record_failures(
     try:
         with engine.database.transaction() as tx:
             for row_id, exc in failures.items():
-                webhook_events.mark_failed(
-                    tx, row_id, _error_text(exc), final=not is_retryable(exc)
-                )
+                final = not is_retryable(exc)
+                webhook_events.mark_failed(tx, row_id, _error_text(exc), final=final)
+                if final:
+                    failures_table.record(
+                        tx,
+                        row_id,
+                        _error_text(exc),
+                        max_retries=engine.settings.retry_max_attempts,
+                    )
     except Exception as exc:  # the database itself may be what failed
         log.warning(
             "could not record inbound failures; the events stay unprocessed",
@@ -329,6 +341,10 @@ class EventsStillPending(SyncError):
     retryable = True
 
 
+class EventsFailedAgain(SyncError):
+    """Replayed events failed for good again: the queue row stays FAILED (permanent)."""
+
+
 def retry_queue_row(engine: Engine, row: Mapping[str, Any]) -> None:
     """Runner of ``hubspot_sync_queue`` rows of kind ``inbound_batch`` (a replay).
 
@@ -336,6 +352,11 @@ def retry_queue_row(engine: Engine, row: Mapping[str, Any]) -> None:
     while some stay unprocessed, so the retry worker schedules the row again.
     """
     payload = row.get("payload") or {}
-    report = process_ids(engine, [str(i) for i in payload.get("event_ids", [])])
+    event_ids = [str(i) for i in payload.get("event_ids", [])]
+    with engine.database.transaction() as tx:
+        failures_table.reopen(tx, event_ids)  # a replay applies failed events again
+    report = process_ids(engine, event_ids)
     if report.remaining:
         raise EventsStillPending(f"{len(report.remaining)} event(s) still unprocessed")
+    if report.failed:
+        raise EventsFailedAgain(f"{report.failed} event(s) failed again (see the event errors)")

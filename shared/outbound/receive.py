@@ -27,6 +27,7 @@ from enum import StrEnum
 from typing import Any
 
 import shared.tasks.kinds  # noqa: F401  (the flush task's handler must be registered)
+from shared import pause
 from shared.db import Row, Session
 from shared.db.repositories import customers, field_state, outbound_dirty
 from shared.engine.deps import Engine
@@ -127,6 +128,9 @@ def _handle(engine: Engine, delivery: Delivery) -> Receipt:
     customer_id = str(change.entity_id)
     mid = delivery.message_id
     if change.operation is Operation.DELETE:
+        # A delete writes HubSpot at once and has no dirty mark to wait in: while
+        # paused it is refused (retryable, so Pub/Sub delivers it again later).
+        pause.check(engine)
         result = close_deleted_customer(
             engine,
             customer_id,

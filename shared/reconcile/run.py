@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from shared import pause
 from shared.db import Row, Session
 from shared.db.repositories import customers, field_state, reconciliation_runs
 from shared.engine.deps import Engine
@@ -204,6 +205,8 @@ def start_run(
     :class:`UnknownCustomer` for a customer WARP does not have.
     """
     request.validate()
+    if not request.dry_run:  # a dry run writes nothing, so it may look while paused
+        pause.check(engine)
     recover_stale(engine)
     with engine.database.transaction() as tx:
         if request.idempotency_key:

@@ -61,13 +61,17 @@ class SweepPayload(TaskPayload):
 
 
 # Outbound sync: the coalesced flush of customers marked dirty by change messages.
-register("outbound_flush", "shared.outbound.flush:run_flush_task", FlushPayload)
+register("outbound_flush", "shared.outbound.flush:run_flush_task", FlushPayload, writes=True)
 # A hubspot_sync_queue row to run again (its ``kind`` column picks the runner).
-register("queue_item", "shared.retry.worker:run_queue_task", QueueItemPayload)
+register("queue_item", "shared.retry.worker:run_queue_task", QueueItemPayload, writes=True)
 # Inbound webhook events stored but not processed within the receiver's time budget.
-register("inbound_batch", "shared.inbound.process:run_inbound_batch", InboundBatchPayload)
+register(
+    "inbound_batch", "shared.inbound.process:run_inbound_batch", InboundBatchPayload, writes=True
+)
 # Reconciliation: the next time budget of a run, from its checkpoint.
-register("reconcile_continue", "shared.reconcile.run:continue_run", ReconcileContinuePayload)
+register(
+    "reconcile_continue", "shared.reconcile.run:continue_run", ReconcileContinuePayload, writes=True
+)
 # The sweep (Cloud Scheduler, every minute): captured changes, WARP's own queue rows,
 # every dirty customer.
-register("outbound_sweep", "shared.outbound.sweep:run_sweep_task", SweepPayload)
+register("outbound_sweep", "shared.outbound.sweep:run_sweep_task", SweepPayload, writes=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import importlib
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from shared.errors import SyncError, first_problem
+
+log = logging.getLogger("warp_hubspot_sync.tasks")
 
 
 class TaskOutcome(enum.StrEnum):
@@ -35,6 +38,7 @@ Handler = Callable[[Any, int], TaskOutcome]
 class _Registration:
     target: str  # "module:function"
     payload: type[BaseModel] | None
+    writes: bool  # writes WARP or HubSpot: held while the sync is paused
 
 
 _HANDLERS: dict[str, _Registration] = {}
@@ -48,9 +52,14 @@ class InvalidTaskPayload(SyncError):
     """A payload its kind's model refuses: permanent, the same bytes can never succeed."""
 
 
-def register(kind: str, target: str, payload: type[BaseModel] | None = None) -> None:
-    """Name the handler of ``kind`` as ``"module:function"``, and the model of its payload."""
-    _HANDLERS[kind] = _Registration(target, payload)
+def register(
+    kind: str, target: str, payload: type[BaseModel] | None = None, *, writes: bool = False
+) -> None:
+    """Name the handler of ``kind`` as ``"module:function"``, and the model of its payload.
+
+    ``writes``: the handler writes WARP or HubSpot, so it does not run while paused.
+    """
+    _HANDLERS[kind] = _Registration(target, payload, writes)
 
 
 def _registration(kind: str) -> _Registration:
@@ -79,5 +88,24 @@ def validate_payload(kind: str, payload: Mapping[str, Any]) -> Any:
 
 
 def run_task(kind: str, payload: Mapping[str, Any], attempt: int) -> TaskOutcome:
-    """Validate the payload and run the task; an unknown kind or a bad payload is permanent."""
-    return resolve(kind)(validate_payload(kind, payload), attempt)
+    """Validate the payload and run the task; an unknown kind or a bad payload is permanent.
+
+    While the sync is paused a task of a writing kind is not run: it is kept, answers
+    DONE, and the resume submits it again (``shared/pause.py``).
+    """
+    validated = validate_payload(kind, payload)
+    if _registration(kind).writes and _held(kind, payload):
+        return TaskOutcome.DONE
+    return resolve(kind)(validated, attempt)
+
+
+def _held(kind: str, payload: Mapping[str, Any]) -> bool:
+    """Keep the task for the resume when the sync is paused (``shared/pause.py``)."""
+    # Imported here: the registry is loaded by every function before any engine exists.
+    from shared.engine import get_engine
+    from shared.pause import hold
+
+    if not hold(get_engine(), kind, payload):
+        return False
+    log.info("sync paused: task held until resume", extra={"fields": {"kind": kind}})
+    return True
