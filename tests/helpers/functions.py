@@ -20,8 +20,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import functions_framework
-from shared.local.stack import RawTargetHandler
 from werkzeug.serving import make_server
+
+from localdev.stack import RawTargetHandler
 
 ROOT = Path(__file__).resolve().parents[2]
 
