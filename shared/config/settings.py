@@ -125,7 +125,15 @@ class Settings(BaseModel):
     # --- retries and batching ---------------------------------------------------------
     retry_base_seconds: float = Field(2.0, gt=0)
     retry_cap_seconds: float = Field(600.0, gt=0)
-    retry_max_attempts: int = Field(8, ge=1, le=100)
+    retry_max_attempts: int = Field(
+        8, ge=1, le=100, description="deliveries of one task (a flush, a batch) before a queue row"
+    )
+    retry_window_seconds: float = Field(
+        86_400.0,
+        gt=0,
+        description="how long a queue row's retryable failures keep being retried (HubSpot "
+        "retries webhooks for 24 h); after it the row is FAILED",
+    )
     coalesce_delay_seconds: float = Field(2.0, ge=0)
     deleted_customer_status: str = Field(
         "CLOSED", description="warp_status given to the company of a deleted customer"
