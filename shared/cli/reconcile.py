@@ -70,7 +70,7 @@ def reconcile(
         console=console,
         transient=True,
     ) as bar:
-        task = bar.add_task("reconcile", total=None)
+        task = bar.add_task("reconcile", total=None)  # the run's first report sets it
 
         def progress(done: int, total: int | None) -> None:
             bar.update(task, completed=done, total=total)
@@ -87,15 +87,34 @@ def reconcile(
                     triggered_by="cli",
                 ),
                 progress=progress,
+                foreground=True,
             )
         except InvalidRunRequest as exc:
             raise click.BadParameter(str(exc)) from exc
         except RunInProgress as exc:
             raise click.ClickException(str(exc)) from exc
     run = result.run
+    if result.error is not None:
+        raise RunFailed(str(run["id"]), result.error)
     print_report(Console(), run, result.report)
     if run["status"] != "COMPLETED":
         raise click.ClickException(f"run {run['id']} ended {run['status']}: {run.get('notes')}")
+
+
+class RunFailed(click.ClickException):
+    """A foreground run that stopped on an error: one line saying what to fix, no report.
+
+    A partial report would read as a result ("no drift found" after checking nothing).
+    """
+
+    exit_code = 2
+
+    def __init__(self, run_id: str, error: Exception) -> None:
+        from shared.diagnose import explain_line
+        from shared.observability.redaction import describe_error
+
+        said = explain_line(error) or describe_error(error)
+        super().__init__(f"reconcile run {run_id} FAILED: {said}")
 
 
 def print_report(console: Console, run: Mapping[str, Any], report: Mapping[str, Any]) -> None:

@@ -271,8 +271,22 @@ def _describe(exc: ValidationError) -> str:
         loc = [str(p) for p in err.get("loc", ()) if p != "__root__"]
         name = loc[0].upper() if loc else ""
         message = err.get("msg", "invalid").removeprefix("Value error, ")
-        problems.append(f"{name}: {message}" if name else message)
+        shown = _shown_value(loc[0], err.get("input")) if loc else ""
+        problems.append(f"{name}{shown}: {message}" if name else message)
     return "invalid configuration: " + "; ".join(problems)
+
+
+def _shown_value(field: str, value: object) -> str:
+    """`` (was 'value')`` for a refused value a person may see; secrets never, URLs masked."""
+    info = Settings.model_fields.get(field)
+    if info is None or info.annotation in (SecretStr, SecretStr | None) or value is None:
+        return ""
+    text = str(value)
+    if field.endswith("_url"):
+        from shared.diagnose import mask_url
+
+        text = mask_url(text)
+    return f" (was {text[:80]!r})"
 
 
 @functools.cache
