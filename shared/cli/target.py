@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from shared.config import get_settings
 from shared.db import get_database
+from shared.db.connection import database_built
 from shared.db.migrate import applied_versions
 from shared.diagnose import database_setting, embedded_data_dir
 from shared.errors import ConfigurationError
@@ -25,7 +26,7 @@ def check_database(command: str) -> str:
     """The database ``command`` will use, described; ConfigurationError when it is not usable."""
     settings = get_settings()
     setting, value = database_setting(settings)
-    if settings.database_mode == "embedded":
+    if settings.database_mode == "embedded" and not database_built():
         folder = embedded_data_dir(settings.embedded_db_dir)
         if not (folder / "PG_VERSION").exists():
             # Starting it would create a new, empty cluster: refuse before that happens.

@@ -426,6 +426,11 @@ def get_database() -> Database:
     return _database
 
 
+def database_built() -> bool:
+    """Whether the process-wide database exists already (built, or installed by a test)."""
+    return _database is not None
+
+
 def set_database(database: Database | None) -> None:
     """Replace the process-wide database (tests, the demo's in-process stack)."""
     global _database
