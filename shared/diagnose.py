@@ -103,6 +103,61 @@ def explain(exc: BaseException, settings: Settings | None) -> Problem | None:
     return None
 
 
+# What each function needs from the settings to do its job at all (deployed).
+_NEEDS_HUBSPOT_TOKEN = frozenset({"outbound_sync", "reconciler", "retry_worker", "sync_api"})
+
+
+def startup_problems(function: str, settings: Settings, *, deployed: bool) -> list[Problem]:
+    """What keeps ``function`` from working with these settings (pure; empty: nothing).
+
+    ``deployed``: running on Cloud Run, where the embedded database and the request's
+    own URL are never right. Locally (tests, ``serve``) those defaults are the point.
+    """
+    problems = []
+    if deployed and settings.database_mode == "embedded":
+        problems.append(
+            Problem(
+                "DATABASE_URL",
+                "",
+                "no database is configured, and a deployed function cannot use the embedded "
+                "PostgreSQL",
+                "set DATABASE_URL, or INSTANCE_CONNECTION_NAME with DB_USER and DB_NAME "
+                "(terraform/functions.tf sets them)",
+            )
+        )
+    if deployed and function == "webhook_receiver":
+        if settings.hubspot_client_secret is None:
+            problems.append(
+                Problem(
+                    "HUBSPOT_CLIENT_SECRET",
+                    "",
+                    "webhook signatures cannot be checked: every delivery is refused (401)",
+                    "set it to the HubSpot app's client secret (its Secret Manager secret)",
+                )
+            )
+        if not settings.webhook_public_url:
+            problems.append(
+                Problem(
+                    "WEBHOOK_PUBLIC_URL",
+                    "",
+                    "behind Cloud Run the request's own URL differs from the one HubSpot "
+                    "signed, so every delivery would fail its signature check (401)",
+                    "set it to the scheme and host (and any prefix) of the target URL in "
+                    "the HubSpot app's webhook settings, e.g. https://sync.example.com",
+                )
+            )
+    if deployed and function in _NEEDS_HUBSPOT_TOKEN and settings.hubspot_access_token is None:
+        problems.append(
+            Problem(
+                "HUBSPOT_ACCESS_TOKEN",
+                "",
+                "every HubSpot call would be refused",
+                "set it to the private app's access token (its Secret Manager secret)",
+            )
+        )
+    return problems
+
+
 def explain_line(exc: BaseException) -> str | None:
     """:func:`explain` with the process's settings, as one line (None: not an expected failure)."""
     from shared.config import get_settings

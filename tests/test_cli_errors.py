@@ -163,3 +163,32 @@ def test_reconcile_with_a_refused_token(
     line = error_line(run(env, "reconcile", "--force"))
     assert "HUBSPOT_ACCESS_TOKEN=pat-***yz" in line and "HubSpot refused the token" in line
     assert _last_run(database)["status"] == "FAILED"
+
+
+# --- the functions check their settings at start ---------------------------------------
+
+
+def test_deployed_webhook_receiver_without_public_url_says_so_at_start(database_url: str) -> None:
+    import json
+
+    import httpx
+
+    from tests.helpers.functions import FunctionProcess
+
+    env = {
+        "K_SERVICE": "hubspot-webhook-receiver",  # as on Cloud Run
+        "DATABASE_URL": database_url,
+        "HUBSPOT_CLIENT_SECRET": SECRET,
+        "WEBHOOK_PUBLIC_URL": "",
+    }
+    with FunctionProcess("webhook_receiver", env) as fn:
+        answer = httpx.post(f"{fn.url}/v1/webhooks/hubspot", json=[], timeout=30)
+        fn.close()
+        output = fn.output()
+    assert answer.status_code == 503 and "WEBHOOK_PUBLIC_URL" in answer.json()["error"]
+    said = [json.loads(line) for line in output.splitlines() if "cannot work" in line]
+    assert len({entry["message"] for entry in said}) == 1, output
+    (message,) = {entry["message"] for entry in said}
+    assert message.startswith("hubspot-webhook-receiver cannot work: WEBHOOK_PUBLIC_URL (not set)")
+    assert "Fix:" in message and said[0]["severity"] == "CRITICAL"
+    assert "Traceback" not in output and SECRET not in output

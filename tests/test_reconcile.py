@@ -481,7 +481,7 @@ def _crash_and_resume(engine: Engine) -> Any:
 
     def die_after_two_pages(done: int, total: int | None) -> None:
         pages.append(done)
-        if len(pages) == 2:
+        if len(pages) == 3:  # the first report comes before any page: the bar's total
             raise Crash()
 
     before = _counts(engine)
@@ -502,6 +502,35 @@ def _crash_and_resume(engine: Engine) -> Any:
     assert resumed is not None and resumed["status"] == "COMPLETED"
 
     return resumed
+
+
+def test_progress_knows_its_total_from_the_start_and_never_passes_it(
+    engine: Engine, emulator: Any
+) -> None:
+    linked_customer(engine, emulator)
+    with engine.database.transaction() as tx:
+        customers.insert(
+            tx,
+            {
+                "ban": f"B-{uuid.uuid4().hex[:8]}",
+                "company_name": "No Link",
+                "customer_type": "PREPAID",
+                "status": "ACTIVE",
+            },
+        )
+        expected = int(
+            tx.fetch_value(
+                "SELECT count(*) FROM accounts.customers WHERE hubspot_sync_enabled IS NOT FALSE"
+            )
+        )
+    seen: list[tuple[int, int | None]] = []
+    result = start_run(
+        engine, RunRequest(force=True, dry_run=True), progress=lambda d, t: seen.append((d, t))
+    )
+    assert result.status == "COMPLETED"
+    assert seen[0] == (0, expected)  # before the first page: the whole count, unlinked too
+    assert all(total == expected and done <= expected for done, total in seen), seen
+    assert seen[-1] == (expected, expected)
 
 
 # --- the report, pure ---------------------------------------------------------------------
