@@ -7,6 +7,9 @@ uninterrupted one does, and a retried Scheduler call does not start a second run
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -562,6 +565,27 @@ def test_cli_prints_the_drift_report(engine: Engine, emulator: Any) -> None:
     assert "dry run: nothing written" in result.output
     assert "drift per field (would write)" in result.output
     assert "status" in result.output
+    assert both_sides(engine, emulator, customer)["company"]["warp_status"] == "TRIAL"
+    # The records themselves, for a script: which customer, field, side and values.
+    as_json = CliRunner().invoke(
+        cli, ["reconcile", "--dry-run", "--customer", customer["id"], "--output", "json"]
+    )
+    assert as_json.exit_code == 0, as_json.output
+    document = json.loads(as_json.stdout)
+    assert document["dry_run"] is True and document["status"] == "COMPLETED"
+    (status,) = [r for r in document["records"] if r["field"] == "status"]
+    assert status["customer_id"] == customer["id"] and status["direction"] == "to_hubspot"
+    assert (status["warp_value"], status["hubspot_value"], status["new_value"]) == (
+        "ACTIVE",
+        "TRIAL",
+        "ACTIVE",
+    )
+    as_csv = CliRunner().invoke(
+        cli, ["reconcile", "--dry-run", "--customer", customer["id"], "--output", "csv"]
+    )
+    assert as_csv.exit_code == 0, as_csv.output
+    rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
+    assert next(r for r in rows if r["field"] == "status")["new_value"] == "ACTIVE"
     assert both_sides(engine, emulator, customer)["company"]["warp_status"] == "TRIAL"
     refused = CliRunner().invoke(cli, ["reconcile", "--customer", "not-a-uuid"])
     assert refused.exit_code != 0 and "UUID" in refused.output

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,6 +33,7 @@ from shared.db import Row, Session
 from shared.db.repositories import customers, field_state, reconciliation_runs
 from shared.engine.deps import Engine
 from shared.engine.snapshots import linked_id
+from shared.engine.sync import CustomerSync
 from shared.errors import SyncError, first_problem
 from shared.mapping import EntityType
 from shared.observability.redaction import describe_error
@@ -61,6 +62,7 @@ PHASES = {
 _HUBSPOT_PHASES = {"companies": EntityType.CUSTOMER, "contacts": EntityType.CONTACT}
 
 Progress = Callable[[int, int | None], None]  # (records done, records expected or None)
+Outcomes = Callable[[Sequence[CustomerSync]], None]  # each page's outcomes, as they come
 
 
 class InvalidRunRequest(SyncError):
@@ -198,6 +200,7 @@ def start_run(
     budget_seconds: float | None = None,
     progress: Progress | None = None,
     foreground: bool = False,
+    on_outcomes: Outcomes | None = None,
 ) -> RunResult:
     """Start a run (or find the one this trigger started) and work on it for ``budget_seconds``.
 
@@ -252,6 +255,7 @@ def start_run(
         budget_seconds=budget_seconds,
         progress=progress,
         foreground=foreground,
+        on_outcomes=on_outcomes,
     )
 
 
@@ -305,6 +309,7 @@ def advance(
     progress: Progress | None = None,
     failures: int = 0,
     foreground: bool = False,
+    on_outcomes: Outcomes | None = None,
 ) -> RunResult:
     """Work on a RUNNING run page by page until it is done or the budget is spent.
 
@@ -325,7 +330,7 @@ def advance(
             _continue_later(engine, run_id, state, failures=0, delay=0.0)
             return RunResult(row, continued=True)
         try:
-            _step(engine, row, state)
+            _step(engine, row, state, on_outcomes)
         except _TakenOver:
             log.info("run moved on elsewhere; stopping", extra={"fields": {"run_id": run_id}})
             return RunResult(_load(engine, run_id), continued=True)
@@ -353,7 +358,9 @@ def _report_progress(row: Row, progress: Progress) -> None:
     progress(done, None if total is None else max(int(total), done))
 
 
-def _step(engine: Engine, row: Row, state: dict[str, Any]) -> None:
+def _step(
+    engine: Engine, row: Row, state: dict[str, Any], on_outcomes: Outcomes | None = None
+) -> None:
     """Process the next page of the run's current phase and save the checkpoint with it."""
     run_id = str(row["id"])
     phase = state["phases"][state["phase_index"]]
@@ -376,7 +383,15 @@ def _step(engine: Engine, row: Row, state: dict[str, Any]) -> None:
             next_phase()
         else:
             step.state["after"] = ids[-1]
-            sync_page(engine, ids, report, dry_run=dry_run, fields=fields, save=step.save)
+            sync_page(
+                engine,
+                ids,
+                report,
+                dry_run=dry_run,
+                fields=fields,
+                save=step.save,
+                on_outcomes=on_outcomes,
+            )
     elif phase in _HUBSPOT_PHASES:
         entity_type = _HUBSPOT_PHASES[phase]
         object_ids = changed_in_hubspot(engine, entity_type, _since(state), after, PAGE)
@@ -389,7 +404,15 @@ def _step(engine: Engine, row: Row, state: dict[str, Any]) -> None:
                     tx, phase, object_ids, changed_before=_since(state)
                 )
             if ids:
-                sync_page(engine, ids, report, dry_run=dry_run, fields=fields, save=step.save)
+                sync_page(
+                    engine,
+                    ids,
+                    report,
+                    dry_run=dry_run,
+                    fields=fields,
+                    save=step.save,
+                    on_outcomes=on_outcomes,
+                )
     elif phase == "unlinked":
         with engine.database.transaction() as tx:
             rows = customers.page_unlinked(tx, after, PAGE)
@@ -408,7 +431,15 @@ def _step(engine: Engine, row: Row, state: dict[str, Any]) -> None:
         elif linked_id(customer, EntityType.CUSTOMER) is None:
             match_unlinked(engine, [customer], report)
         else:
-            sync_page(engine, [customer_id], report, dry_run=dry_run, fields=fields, save=step.save)
+            sync_page(
+                engine,
+                [customer_id],
+                report,
+                dry_run=dry_run,
+                fields=fields,
+                save=step.save,
+                on_outcomes=on_outcomes,
+            )
     else:
         raise SyncError(f"unknown reconciliation phase {phase!r}")
     if not step.saved:
