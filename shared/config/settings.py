@@ -65,7 +65,9 @@ class Settings(BaseModel):
     )
 
     # --- HubSpot ----------------------------------------------------------------------
-    hubspot_access_token: SecretStr | None = Field(None, description="private app / OAuth token")
+    hubspot_access_token: SecretStr | None = Field(
+        None, description="private app token (OAuth tokens expire and are not refreshed)"
+    )
     hubspot_base_url: str = Field(DEFAULT_HUBSPOT_BASE_URL, description="HubSpot API base URL")
     hubspot_client_secret: SecretStr | None = Field(
         None, description="app client secret; key of webhook signatures"
