@@ -28,7 +28,7 @@ from shared.db.repositories import (
 )
 from shared.engine import Engine, set_engine
 from shared.reconcile import RunInProgress, RunRequest, recover_stale, start_run
-from shared.reconcile.report import DriftReport
+from shared.reconcile.report import RECORD_COLUMNS, DriftReport
 from tests.conftest import engine_settings
 from tests.helpers.functions import serve_function
 
@@ -571,7 +571,9 @@ def test_cli_prints_the_drift_report(engine: Engine, emulator: Any) -> None:
         cli, ["reconcile", "--dry-run", "--customer", customer["id"], "--output", "json"]
     )
     assert as_json.exit_code == 0, as_json.output
-    document = json.loads(as_json.stdout)
+    # (Other tests may have routed the service's JSON log lines to stdout in this process.)
+    start = as_json.stdout.index('{\n  "run_id"')
+    document, _ = json.JSONDecoder().raw_decode(as_json.stdout[start:])
     assert document["dry_run"] is True and document["status"] == "COMPLETED"
     (status,) = [r for r in document["records"] if r["field"] == "status"]
     assert status["customer_id"] == customer["id"] and status["direction"] == "to_hubspot"
@@ -584,7 +586,8 @@ def test_cli_prints_the_drift_report(engine: Engine, emulator: Any) -> None:
         cli, ["reconcile", "--dry-run", "--customer", customer["id"], "--output", "csv"]
     )
     assert as_csv.exit_code == 0, as_csv.output
-    rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
+    header = ",".join(RECORD_COLUMNS)
+    rows = list(csv.DictReader(io.StringIO(as_csv.stdout[as_csv.stdout.index(header) :])))
     assert next(r for r in rows if r["field"] == "status")["new_value"] == "ACTIVE"
     assert both_sides(engine, emulator, customer)["company"]["warp_status"] == "TRIAL"
     refused = CliRunner().invoke(cli, ["reconcile", "--customer", "not-a-uuid"])
