@@ -178,6 +178,7 @@ class LocalStack:
         self.settings: Settings | None = None
         self.info: StackInfo | None = None
         self.sync_api_token = secrets.token_urlsafe(24)
+        self.cli_environment: dict[str, str] = {}
         self._saved_env: dict[str, str | None] = {}
         self._exit = contextlib.ExitStack()
 
@@ -246,6 +247,12 @@ class LocalStack:
                 "HUBSPOT_APP_ID": str(self.emulator.app_id),
             }
         self._set_env(env)
+        # What a CLI in another shell needs to work on this stack (the values the stack
+        # chose itself; a user's own DATABASE_URL or token is already in their shell).
+        chosen = {"SYNC_API_TOKEN"} | ({"DATABASE_URL"} if user_db is None else set())
+        if self.emulator is not None:
+            chosen |= {"HUBSPOT_BASE_URL", "HUBSPOT_ACCESS_TOKEN"}
+        self.cli_environment = {name: env[name] for name in sorted(chosen)}
         reset_settings()
         self.settings = settings = get_settings()
         self.info = self._describe(settings, user_db=user_db is not None)

@@ -21,13 +21,14 @@ import functools
 import io
 import json
 import logging
+import os
 from collections.abc import Callable, Mapping
 from typing import IO, Any
 
 import flask
 
 from shared.auth import AuthFailure
-from shared.errors import SyncError
+from shared.errors import ConfigurationError, SyncError
 from shared.observability import configure_logging, request_context
 from shared.untrusted_json import UnreadableJson, loads_untrusted
 
@@ -62,13 +63,19 @@ def http_function(
     """Wrap a functions-framework HTTP handler (see the module docstring).
 
     ``max_body_bytes`` is the function's body cap (a callable when it is a setting).
+    The settings are checked now, at the instance's start (one line per problem).
     """
     configure_logging()
+    unusable = check_settings_at_start(name)
 
     def decorate(handler: Handler) -> Handler:
         @functools.wraps(handler)
         def wrapper(request: flask.Request) -> flask.Response:
             with request_context(function=name, headers=dict(request.headers)):
+                if unusable is not None:
+                    # The problem was logged at start; the caller gets it without a
+                    # traceback, as a failure it can retry once someone fixes it.
+                    return error_response(503, unusable, retryable=True)
                 body: RequestBody | None = None
                 try:
                     cap = max_body_bytes() if callable(max_body_bytes) else max_body_bytes
@@ -100,6 +107,33 @@ def http_function(
         return wrapper
 
     return decorate
+
+
+def check_settings_at_start(name: str) -> str | None:
+    """Validate the settings function ``name`` needs; log and return what is wrong, or None.
+
+    A wrong setting otherwise surfaces only on the first request that touches it, as
+    a traceback there. One line per problem names the setting, the cause and the fix.
+    """
+    from shared.config import get_settings
+    from shared.diagnose import startup_problems
+    from shared.engine.deps import installed_engine
+    from shared.observability.context import default_function_name
+
+    engine = installed_engine()  # a test or the local stack brought its own settings
+    try:
+        settings = engine.settings if engine is not None else get_settings()
+    except ConfigurationError as exc:
+        problems = [str(exc)]
+    else:
+        deployed = bool(os.environ.get("K_SERVICE"))
+        problems = [p.line() for p in startup_problems(name, settings, deployed=deployed)]
+    for problem in problems:
+        log.critical(
+            f"{default_function_name() or name} cannot work: {problem}",
+            extra={"fields": {"function": name}},
+        )
+    return "; ".join(problems) or None
 
 
 class RequestBody(io.RawIOBase):

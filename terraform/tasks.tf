@@ -2,12 +2,14 @@
 # reconcile continuations, all dispatched to retry_worker with an OIDC token.
 #
 # Two retry layers, on purpose:
-# - the application schedules each *planned* retry itself (RETRY_BASE/CAP_SECONDS,
-#   full jitter, RETRY_MAX_ATTEMPTS, the hubspot_sync_queue row stays FAILED after the
-#   last one, visible and replayable);
-# - this retry_config only covers an attempt that crashed, timed out or answered 5xx
-#   (a transient failure the handler could not record). A handful of attempts over up
-#   to an hour is enough for that; the work item stays in hubspot_sync_queue either way.
+# - the application schedules each *planned* retry of a hubspot_sync_queue row itself,
+#   as a new task (RETRY_BASE/CAP_SECONDS, full jitter), for RETRY_WINDOW_SECONDS (24 h,
+#   as long as HubSpot retries webhooks); after that the row stays FAILED, visible and
+#   replayable. A retry_config cannot cover a day: its backoff is per task, its attempts
+#   few;
+# - this retry_config covers a task that answered 5xx: a flush or a webhook batch that
+#   failed as a whole (RETRY_MAX_ATTEMPTS deliveries, after which its work becomes
+#   queue rows), or an attempt that crashed or timed out before it could record anything.
 #
 # Rates: HubSpot allows 100 requests per 10 s per app and we budget 90 (9/s) for all
 # instances together, shared with webhooks and outbound sync. A task makes one or a few
@@ -23,7 +25,7 @@ resource "google_cloud_tasks_queue" "retry" {
   }
 
   retry_config {
-    max_attempts       = 5
+    max_attempts       = var.retry_max_attempts
     max_retry_duration = "3600s"
     min_backoff        = "10s"
     max_backoff        = "600s"

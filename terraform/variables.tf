@@ -184,7 +184,7 @@ variable "retry_cap_seconds" {
 }
 
 variable "retry_max_attempts" {
-  description = "Attempts before a work item stays FAILED in hubspot_sync_queue."
+  description = "Deliveries of a task (a flush, a webhook batch) before its work becomes hubspot_sync_queue rows; also the queue's retry_config.max_attempts."
   type        = number
   default     = 8
 }

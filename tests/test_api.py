@@ -362,8 +362,12 @@ def test_status_shows_links_times_and_field_states(
     client: httpx.Client, engine: Engine, emulator: Any
 ) -> None:
     customer_id, company_id = acme_customer(engine, emulator, warp_status="TRIAL")
+    before = client.get(f"/v1/sync/customers/{customer_id}/status").json()
+    # Nothing has crossed yet: the answer says so rather than leave null values to read.
+    assert {f["state"] for f in before["fields"]} == {"not_crossed_yet"}
     client.post(f"/v1/sync/customers/{customer_id}/to-hubspot")
     body = client.get(f"/v1/sync/customers/{customer_id}/status").json()
+    assert {f["field"]: f["state"] for f in body["fields"]}["status"] == "crossed"
     # The company was linked already; the contact was linked by to-hubspot.
     assert body["links"]["hubspot_company_id"] == company_id
     assert body["links"]["hubspot_contact_id"]

@@ -25,13 +25,14 @@ import pytest
 from localdev.drain import wait_drained
 from shared.db.connection import url_connector
 from shared.db.repositories import customers, sync_queue
-from shared.engine import Engine
+from shared.engine import Engine, get_engine
 from shared.messages.envelope import encode_push_envelope
 from tests.helpers.db_kill import in_thread, kill_lock_waiter
 from tests.helpers.functions import serve_function
 from tests.test_api import configured
 from tests.test_outbound_sync import _change
 from tests.test_reconcile import linked_customer
+from tests.test_retry_worker import RecordingDispatcher
 
 pytestmark = pytest.mark.integration
 
@@ -202,9 +203,16 @@ def _task(url: str, item_id: str, attempt: int) -> httpx.Response:
     )
 
 
-def test_retry_worker_killed_mid_transaction_answers_503_and_the_retry_completes(
-    engine: Engine, emulator: Any, database_url: str, urls: dict[str, str]
+def test_retry_worker_killed_mid_transaction_schedules_the_retry_and_it_completes(
+    engine: Engine,
+    emulator: Any,
+    database_url: str,
+    urls: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # The scheduled retry is kept, not run at once, so what the failure left is seen.
+    tasks = RecordingDispatcher()
+    monkeypatch.setattr(get_engine(), "dispatcher", tasks)  # the served functions' engine
     customer = linked_customer(engine, emulator)
     suspend(engine, customer)
     item_id = _queued_push(engine, customer["id"])
@@ -213,12 +221,16 @@ def test_retry_worker_killed_mid_transaction_answers_503_and_the_retry_completes
         join = in_thread(lambda: _task(urls["retry_worker"], item_id, 0))
         kill()
         response = join()
-    assert response.status_code == 503, response.text
+    # The failure is recorded and the next attempt is a task of its own (200, not a 503
+    # for Cloud Tasks to redeliver this one too).
+    assert response.status_code == 200 and response.json()["outcome"] == "SCHEDULED"
     row = _queue_row(engine, item_id)
     assert row["status"] == "QUEUED" and "connection" in (row["last_error"] or "")
     assert db_trace(engine, customer["id"]) == before
     assert hubspot_status(emulator, customer) == "ACTIVE"  # nothing half-pushed
-    again = _task(urls["retry_worker"], item_id, 1)
+    (retry,) = [t for t in tasks.tasks if t.payload.get("id") == item_id]
+    assert retry.name == row["task_name"]
+    again = _task(urls["retry_worker"], item_id, 0)
     assert again.status_code == 200 and again.json()["outcome"] == "DONE", again.text
     assert _queue_row(engine, item_id)["status"] == "COMPLETED"
     assert hubspot_status(emulator, customer) == "SUSPENDED"

@@ -394,7 +394,7 @@ def test_cli_status_changes_pause_resume(
 
     shown = runner.invoke(cli, ["status", "--state", "unlinked", "--output", "json"])
     assert shown.exit_code == 0, shown.output
-    page = json.loads(shown.output)
+    page = json.loads(shown.stdout)  # stderr names the database used
     assert customer_id in {i["customer_id"] for i in page["items"]}
     assert page["pause"]["paused"] is True
     piped = runner.invoke(cli, ["status", "--state", "unlinked"])
@@ -403,7 +403,7 @@ def test_cli_status_changes_pause_resume(
 
     feed = runner.invoke(cli, ["changes", "--output", "json", "--limit", "5"])
     assert feed.exit_code == 0, feed.output
-    assert "items" in json.loads(feed.output)
+    assert "items" in json.loads(feed.stdout)
     resumed = runner.invoke(cli, ["resume"])
     assert resumed.exit_code == 0, resumed.output
     assert client.get("/v1/sync/customers").json()["pause"]["paused"] is False

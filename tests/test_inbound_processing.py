@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from localdev.drain import wait_drained
 from shared.db.connection import url_connector
 from shared.db.repositories import customers, field_state, sync_log, sync_queue
 from shared.engine import Engine
@@ -460,27 +461,33 @@ def test_task_and_sweep_pick_up_unprocessed_events(engine: Engine, emulator: Any
     assert all(r["processed"] for r in stored_rows(engine, company))
 
 
-def test_last_attempt_leaves_a_failed_replayable_queue_row(engine: Engine, emulator: Any) -> None:
+def test_last_attempt_leaves_a_queue_row_that_goes_on_retrying(
+    engine: Engine, emulator: Any
+) -> None:
     stored = store_batch(engine.database, parse_batch([event("company.creation", 555999)]))
     ids = [s.row_id for s in stored.to_process]
     emulator.set_faults(outage=True)  # the creation needs a HubSpot read: retryable failure
     try:
         assert run_task("inbound_batch", {"event_ids": ids}, 0) is TaskOutcome.RETRY
         last = engine.settings.retry_max_attempts - 1
-        assert run_task("inbound_batch", {"event_ids": ids}, last) is TaskOutcome.FAILED
+        # Not FAILED: the events become a queue row retried within RETRY_WINDOW_SECONDS.
+        assert run_task("inbound_batch", {"event_ids": ids}, last) is TaskOutcome.SCHEDULED
+        with engine.database.transaction() as tx:
+            (item,) = [
+                r
+                for r in sync_queue.list_items(tx, statuses=["QUEUED", "PROCESSING"])
+                if r["kind"] == "inbound_batch" and r["payload"] == {"event_ids": ids}
+            ]
+        (row,) = stored_rows(engine, "555999")
+        assert row["processed"] is False and row["processing_error"]
     finally:
         emulator.set_faults(outage=False)
+    # After the outage the row's next attempt succeeds by itself.
+    assert wait_drained(engine, timeout=30)
     with engine.database.transaction() as tx:
-        items = [
-            r
-            for r in sync_queue.list_items(tx, statuses=["FAILED"])
-            if r["kind"] == "inbound_batch"
-        ]
-    assert items and items[0]["payload"] == {"event_ids": ids}
+        assert sync_queue.get(tx, str(item["id"]))["status"] == "COMPLETED"
     (row,) = stored_rows(engine, "555999")
-    assert row["processed"] is False and row["processing_error"]
-    # After the outage the replayed work succeeds.
-    assert run_task("inbound_batch", items[0]["payload"], 0) is TaskOutcome.DONE
+    assert row["processed"] is True
 
 
 def test_events_another_worker_applies_meanwhile_are_applied_once(

@@ -263,9 +263,33 @@ def test_serve_runs_until_ctrl_c(create_database: Any) -> None:
             time.sleep(0.05)
         else:
             pytest.fail(f"the UI edit did not reach WARP: {limit}")
+        _check_what_serve_prints(text, env)
     finally:
         process.send_signal(signal.SIGINT)
         code = process.wait(timeout=30)
         reader.join(timeout=5)
     assert code == 0, "".join(lines)
     assert "stopped" in "".join(lines[-3:])
+
+
+def _check_what_serve_prints(text: str, env: dict[str, str]) -> None:
+    """Real start-up time, the seeding line, the OpenAPI URL, and an export block that works."""
+    up = re.search(r"up in (\d+\.\d) s", text)
+    assert up and float(up.group(1)) > 0, text
+    assert re.search(r"seeded 20 customers in \d+\.\d s", text), text
+    document = re.search(r'curl -s -H "Authorization: ([^"]+)" (\S+/v1/sync/openapi\.json)', text)
+    assert document, text
+    answer = httpx.get(document.group(2), headers={"Authorization": document.group(1)}, timeout=10)
+    assert answer.json()["openapi"].startswith("3.")
+    exported = dict(re.findall(r"^export (\w+)=(\S+)$", text, re.M))
+    assert {"HUBSPOT_ACCESS_TOKEN", "HUBSPOT_BASE_URL", "SYNC_API_TOKEN"} <= set(exported)
+    # The CLI in "another shell": the user's DATABASE_URL plus the lines serve printed.
+    cli = subprocess.run(
+        [str(Path(sys.executable).with_name("hubspot-sync")), "reconcile", "--dry-run", "--force"],
+        env={**env, **exported},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    assert "FULL COMPLETED (dry run: nothing written)" in cli.stdout

@@ -191,6 +191,20 @@ def test_all_problems_are_reported_together() -> None:
     assert any("'c', 'd'" in p and "property 'name'" in p for p in problems)
 
 
+def test_every_problem_of_one_row_is_reported_not_only_the_first() -> None:
+    row = entry(transform="nope", warp_field="no_such_column", unknown_key=1)
+    row["sync_direction"] = "UP"
+    with pytest.raises(MappingConfigError) as caught:
+        parse({"a": row})
+    problems = caught.value.problems
+    assert any("sync_direction 'UP'" in p for p in problems)
+    assert any("unknown keys ['unknown_key']" in p for p in problems)
+    # What the field itself refuses, in the same report: one fix of the row, not three.
+    assert any("unknown WARP column 'no_such_column'" in p for p in problems)
+    assert any("unknown transform 'nope'" in p for p in problems)
+    assert all(p.startswith("field 'a': ") for p in problems)
+
+
 def test_reading_a_property_twice_is_fine_writing_it_twice_is_not() -> None:
     reader = entry(warp_field="legal_name", sync_direction="HUBSPOT_TO_WARP")
     mappings = parse({"company_name": entry(), "legal_name": reader})

@@ -7,6 +7,9 @@ uninterrupted one does, and a retried Scheduler call does not start a second run
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -28,7 +31,7 @@ from shared.engine import Engine, set_engine
 from shared.mapping import EntityType
 from shared.reconcile import RunInProgress, RunRequest, recover_stale, start_run
 from shared.reconcile.incremental import changed_in_hubspot, since
-from shared.reconcile.report import DriftReport
+from shared.reconcile.report import RECORD_COLUMNS, DriftReport
 from tests.conftest import engine_settings
 from tests.helpers.functions import serve_function
 
@@ -543,7 +546,7 @@ def _crash_and_resume(engine: Engine) -> Any:
 
     def die_after_two_pages(done: int, total: int | None) -> None:
         pages.append(done)
-        if len(pages) == 2:
+        if len(pages) == 3:  # the first report comes before any page: the bar's total
             raise Crash()
 
     before = _counts(engine)
@@ -564,6 +567,35 @@ def _crash_and_resume(engine: Engine) -> Any:
     assert resumed is not None and resumed["status"] == "COMPLETED"
 
     return resumed
+
+
+def test_progress_knows_its_total_from_the_start_and_never_passes_it(
+    engine: Engine, emulator: Any
+) -> None:
+    linked_customer(engine, emulator)
+    with engine.database.transaction() as tx:
+        customers.insert(
+            tx,
+            {
+                "ban": f"B-{uuid.uuid4().hex[:8]}",
+                "company_name": "No Link",
+                "customer_type": "PREPAID",
+                "status": "ACTIVE",
+            },
+        )
+        expected = int(
+            tx.fetch_value(
+                "SELECT count(*) FROM accounts.customers WHERE hubspot_sync_enabled IS NOT FALSE"
+            )
+        )
+    seen: list[tuple[int, int | None]] = []
+    result = start_run(
+        engine, RunRequest(force=True, dry_run=True), progress=lambda d, t: seen.append((d, t))
+    )
+    assert result.status == "COMPLETED"
+    assert seen[0] == (0, expected)  # before the first page: the whole count, unlinked too
+    assert all(total == expected and done <= expected for done, total in seen), seen
+    assert seen[-1] == (expected, expected)
 
 
 # --- the report, pure ---------------------------------------------------------------------
@@ -595,6 +627,30 @@ def test_cli_prints_the_drift_report(engine: Engine, emulator: Any) -> None:
     assert "dry run: nothing written" in result.output
     assert "drift per field (would write)" in result.output
     assert "status" in result.output
+    assert both_sides(engine, emulator, customer)["company"]["warp_status"] == "TRIAL"
+    # The records themselves, for a script: which customer, field, side and values.
+    as_json = CliRunner().invoke(
+        cli, ["reconcile", "--dry-run", "--customer", customer["id"], "--output", "json"]
+    )
+    assert as_json.exit_code == 0, as_json.output
+    # (Other tests may have routed the service's JSON log lines to stdout in this process.)
+    start = as_json.stdout.index('{\n  "run_id"')
+    document, _ = json.JSONDecoder().raw_decode(as_json.stdout[start:])
+    assert document["dry_run"] is True and document["status"] == "COMPLETED"
+    (status,) = [r for r in document["records"] if r["field"] == "status"]
+    assert status["customer_id"] == customer["id"] and status["direction"] == "to_hubspot"
+    assert (status["warp_value"], status["hubspot_value"], status["new_value"]) == (
+        "ACTIVE",
+        "TRIAL",
+        "ACTIVE",
+    )
+    as_csv = CliRunner().invoke(
+        cli, ["reconcile", "--dry-run", "--customer", customer["id"], "--output", "csv"]
+    )
+    assert as_csv.exit_code == 0, as_csv.output
+    header = ",".join(RECORD_COLUMNS)
+    rows = list(csv.DictReader(io.StringIO(as_csv.stdout[as_csv.stdout.index(header) :])))
+    assert next(r for r in rows if r["field"] == "status")["new_value"] == "ACTIVE"
     assert both_sides(engine, emulator, customer)["company"]["warp_status"] == "TRIAL"
     refused = CliRunner().invoke(cli, ["reconcile", "--customer", "not-a-uuid"])
     assert refused.exit_code != 0 and "UUID" in refused.output

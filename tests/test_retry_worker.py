@@ -136,7 +136,7 @@ def test_failure_is_queued_with_a_named_task_at_the_backoff(
 
 
 @pytest.mark.parametrize("fault", ["outage", "500", "timeout"])
-def test_retryable_failures_answer_503_then_complete(
+def test_retryable_failures_schedule_the_next_attempt_then_complete(
     engine: Engine, emulator: Any, tasks: RecordingDispatcher, url: str, fault: str
 ) -> None:
     _, company, item_id = _queued_customer(engine, emulator)
@@ -146,16 +146,50 @@ def test_retryable_failures_answer_503_then_complete(
     else:
         emulator.set_faults(rate=1.0, kinds=[fault], hold_ms=200)
     response = _deliver(url, task, 0)
-    assert response.status_code == 503, response.text
+    # The worker scheduled the next attempt itself (a new named task at the backoff):
+    # Cloud Tasks must not redeliver this one as well.
+    assert response.status_code == 200, response.text
+    assert response.json()["outcome"] == "SCHEDULED"
     item = _item(engine, item_id)
     assert item["status"] == "QUEUED" and item["retry_count"] == 2 and item["last_error"]
+    following = _task_for(tasks, item_id)
+    assert following.name != task.name and following.name == item["task_name"]
+    assert 0 <= following.delay_seconds <= 2 * engine.settings.retry_base_seconds
     emulator.set_faults(rate=0.0, outage=False)
-    response = _deliver(url, task, 1)
+    response = _deliver(url, following, 0)
     assert response.status_code == 200 and response.json()["outcome"] == "DONE"
     assert _item(engine, item_id)["status"] == "COMPLETED"
     assert emulator.values("companies", company)["warp_status"] == "SUSPENDED"
     # A late duplicate delivery finds nothing to do.
     assert _deliver(url, task, 2).json()["outcome"] == "DONE"
+
+
+def test_retries_go_on_past_the_attempt_count_until_the_window_is_spent(
+    engine: Engine, emulator: Any, tasks: RecordingDispatcher, url: str
+) -> None:
+    _, _, item_id = _queued_customer(engine, emulator)
+    emulator.set_faults(outage=True)
+    # Far more failures than RETRY_MAX_ATTEMPTS: still within a day, still retried.
+    _age(engine, item_id, hours=23, retry_count=engine.settings.retry_max_attempts * 5)
+    response = _deliver(url, _task_for(tasks, item_id), engine.settings.retry_max_attempts)
+    assert response.json()["outcome"] == "SCHEDULED"
+    assert _item(engine, item_id)["status"] == "QUEUED"
+    # A day after it was first queued, the next failure is its last.
+    _age(engine, item_id, hours=24)
+    response = _deliver(url, _task_for(tasks, item_id), 0)
+    assert response.status_code == 200 and response.json()["outcome"] == "FAILED"
+    item = _item(engine, item_id)
+    assert item["status"] == "FAILED" and "503" in item["last_error"]
+
+
+def _age(engine: Engine, item_id: str, *, hours: float, retry_count: int | None = None) -> None:
+    """Move a row's first queueing ``hours`` into the past (and set its failure count)."""
+    with engine.database.transaction() as tx:
+        tx.execute(
+            "UPDATE accounts.hubspot_sync_queue SET created_at = NOW() - make_interval("
+            "secs => :secs), retry_count = COALESCE(:n, retry_count) WHERE id = CAST(:id AS uuid)",
+            {"secs": hours * 3600, "n": retry_count, "id": item_id},
+        )
 
 
 def test_permanent_refusal_is_failed_and_answered_200(
@@ -176,24 +210,13 @@ def test_permanent_refusal_is_failed_and_answered_200(
         assert sync_log.list_for_customer(tx, cid)[0]["status"] == "FAILED"
 
 
-def test_last_attempt_marks_failed(
-    engine: Engine, emulator: Any, tasks: RecordingDispatcher, url: str
-) -> None:
-    _, _, item_id = _queued_customer(engine, emulator)
-    emulator.set_faults(outage=True)
-    last = engine.settings.retry_max_attempts - 1
-    response = _deliver(url, _task_for(tasks, item_id), last)
-    assert response.status_code == 200 and response.json()["outcome"] == "FAILED"
-    item = _item(engine, item_id)
-    assert item["status"] == "FAILED" and "503" in item["last_error"]
-
-
 def test_replay_runs_a_failed_item_again(
     engine: Engine, emulator: Any, tasks: RecordingDispatcher, url: str
 ) -> None:
     _, company, item_id = _queued_customer(engine, emulator)
     emulator.set_faults(outage=True)
-    _deliver(url, _task_for(tasks, item_id), engine.settings.retry_max_attempts - 1)
+    _age(engine, item_id, hours=24)
+    _deliver(url, _task_for(tasks, item_id), 0)
     assert _item(engine, item_id)["status"] == "FAILED"
     emulator.set_faults(outage=False)
     replayed = replay(engine, item_id)

@@ -11,8 +11,10 @@ the example commands need it.
 from __future__ import annotations
 
 import json
+import shlex
 import signal
 import threading
+import time
 import uuid
 from datetime import UTC, datetime
 from types import FrameType
@@ -23,6 +25,7 @@ from rich.console import Console
 from localdev.cli.demo import print_stack
 from localdev.seed import Book, Standing, seed_book
 from localdev.stack import LocalStack, StackConfig
+from localdev.story import progress_bar
 from shared.messages.change import ChangeMessage, Operation
 from shared.messages.envelope import encode_push_envelope
 
@@ -48,14 +51,14 @@ def serve(customers: int, seed: int) -> None:
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
+        began = time.monotonic()
         with console.status("starting"):
             stack = LocalStack(StackConfig(seed=seed)).start()
         try:
-            print_stack(console, stack, 0.0)
-            book = seed_book(stack, customers, seed=seed) if customers else Book()
-            if customers:
-                console.print(f"  seeded {len(book.customers)} customers")
+            print_stack(console, stack, time.monotonic() - began)
+            book = seed_with_progress(console, stack, customers, seed) if customers else Book()
             print_examples(console, stack, book)
+            print_environment(console, stack)
             console.print(f"[bold green]{READY_LINE}[/]")
             while not stopping.wait(0.5):
                 pass
@@ -66,6 +69,27 @@ def serve(customers: int, seed: int) -> None:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     console.print("stopped")
+
+
+def seed_with_progress(console: Console, stack: LocalStack, customers: int, seed: int) -> Book:
+    """Seed the book with a progress bar (thousands take a while); say how many."""
+    began = time.monotonic()
+    with progress_bar(console, "seeding customers", customers) as advance:
+        book = seed_book(stack, customers, seed=seed, progress=advance)
+    console.print(f"  seeded {len(book.customers)} customers in {time.monotonic() - began:.1f} s")
+    return book
+
+
+def print_environment(console: Console, stack: LocalStack) -> None:
+    """The API document's URL, and the settings that point a CLI at this stack."""
+    lines = [
+        "# the management API's OpenAPI document",
+        f'curl -s -H "Authorization: Bearer {stack.sync_api_token}" '
+        f"{stack.url('sync_api')}/v1/sync/openapi.json",
+        "# point hubspot-sync (another shell) at this stack: paste these lines",
+        *(f"export {name}={shlex.quote(value)}" for name, value in stack.cli_environment.items()),
+    ]
+    console.print("\n".join(lines), markup=False, soft_wrap=True)
 
 
 def print_examples(console: Console, stack: LocalStack, book: Book) -> None:

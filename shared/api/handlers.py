@@ -219,8 +219,15 @@ def _field_status(state: Mapping[str, Any], **known: Any) -> models.FieldStatus:
         "conflict_resolved_at",
     )
     values = {**known, **{k: state.get(k) for k in copied}}
+    in_conflict = bool(state.get("is_in_conflict"))
+    if in_conflict:
+        where = models.FieldSyncState.IN_CONFLICT
+    elif state.get("last_synced_at") is None:
+        where = models.FieldSyncState.NOT_CROSSED_YET
+    else:
+        where = models.FieldSyncState.CROSSED
     return models.FieldStatus.model_validate(
-        {**values, "is_in_conflict": bool(state.get("is_in_conflict"))}
+        {**values, "is_in_conflict": in_conflict, "state": where}
     )
 
 

@@ -7,6 +7,7 @@ generated from these classes (``shared/api/openapi.py``).
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
@@ -124,9 +125,22 @@ class Links(Answer):
     hubspot_contact_id: str | None
 
 
+class FieldSyncState(enum.StrEnum):
+    """Where one field stands, so a person need not read meaning into null values."""
+
+    NOT_CROSSED_YET = "not_crossed_yet"  # no value has crossed yet: the values are unknown
+    CROSSED = "crossed"  # the values are what crossed last, at last_synced_at
+    IN_CONFLICT = "in_conflict"  # held for resolve-conflict
+
+
 class FieldStatus(Answer):
     field: str
     entity_type: EntityType
+    state: FieldSyncState = Field(
+        description="not_crossed_yet: no value has crossed between the systems yet (the next "
+        "sync or reconcile of the customer carries it), so warp_value and hubspot_value are "
+        "null for that reason, not because either side is empty"
+    )
     mapped: bool = Field(description="false for a recorded field no longer in the mapping")
     hubspot_property: str | None
     warp_field: str | None

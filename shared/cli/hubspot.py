@@ -6,6 +6,7 @@ import time
 
 import click
 
+from shared.diagnose import explain_line
 from shared.hubspot.client import get_hubspot_client
 from shared.hubspot.errors import HubSpotError
 
@@ -23,7 +24,9 @@ def setup_properties_command() -> None:
     try:
         report = setup_properties(get_hubspot_client())
     except HubSpotError as exc:
-        raise click.ClickException(f"HubSpot refused the setup: {exc}") from exc
+        raise click.ClickException(
+            explain_line(exc) or f"HubSpot refused the setup: {exc}"
+        ) from exc
     click.echo(f"group warp: {'created' if report.group_created else 'exists'}")
     for name in report.created:
         click.echo(f"created  {name}")
@@ -42,7 +45,7 @@ def check_command() -> None:
     try:
         client.companies.list_page(limit=1)
     except HubSpotError as exc:
-        raise click.ClickException(f"HubSpot is not usable: {exc}") from exc
+        raise click.ClickException(explain_line(exc) or f"HubSpot is not usable: {exc}") from exc
     elapsed_ms = (time.monotonic() - started) * 1000
     click.echo(f"HubSpot reachable, token accepted ({elapsed_ms:.0f} ms)")
     status = client.last_rate_limit

@@ -10,7 +10,9 @@ it below. Naming modules by string keeps ``shared`` free of any import of ``loca
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
+import traceback
 
 import click
 
@@ -33,6 +35,10 @@ COMMANDS: dict[str, str] = {
     "status": "shared.cli.fleet:status",
 }
 
+
+# Operator commands that work on the deployment's database: each says which database it
+# uses, and refuses one that holds no sync tables (``db`` creates them: it only says).
+DATABASE_COMMANDS = frozenset({"changes", "db", "pause", "reconcile", "resume", "status"})
 
 # Packages of the optional extras, and the extra that brings each.
 _OPTIONAL = {"rich": "cli", "pgserver": "local"}
@@ -63,12 +69,25 @@ class _LazyGroup(click.Group):
 
 @click.group(cls=_LazyGroup)
 @click.version_option(package_name="warp-hubspot-sync")
-def cli() -> None:
+@click.option("--debug", is_flag=True, help="show the log's warnings and errors, and tracebacks")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
     """Keep WARP customers and HubSpot companies and contacts in step."""
+    # Commands that set up no logging of their own (the operator commands) print
+    # through Python's last-resort handler: nothing unless --debug. A command says its
+    # outcome itself (a report, or one line for an expected failure); the log lines on
+    # the way (each retry of a HubSpot call, "page failed") would bury that line.
+    logging.lastResort = logging.StreamHandler(sys.stderr)
+    logging.lastResort.setLevel(logging.DEBUG if debug else logging.CRITICAL + 1)
+    if ctx.invoked_subcommand in DATABASE_COMMANDS and ctx.invoked_subcommand != "db":
+        from shared.cli.target import check_database
+
+        click.echo(f"database: {check_database(ctx.invoked_subcommand)}", err=True)
 
 
 def main() -> None:
-    """Run the CLI; configuration errors print one clear line and exit 2."""
+    """Run the CLI; an expected failure prints one clear line (exit 2), --debug its traceback."""
+    debug = "--debug" in sys.argv[1:]
     try:
         cli(standalone_mode=False)
     except click.exceptions.Abort:
@@ -78,5 +97,18 @@ def main() -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except ConfigurationError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        _expected(f"error: {exc}", debug)
+    except Exception as exc:
+        from shared.diagnose import explain_line
+
+        line = explain_line(exc)
+        if line is None:
+            raise  # not an operator's mistake: a bug, with its traceback
+        _expected(f"error: {line}", debug)
+
+
+def _expected(line: str, debug: bool) -> None:
+    if debug:
+        traceback.print_exc()
+    click.echo(line, err=True)
+    sys.exit(2)

@@ -6,6 +6,9 @@ checkpointed per page) but without a time budget: it works to the end here.
 
 from __future__ import annotations
 
+import csv
+import json
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +26,8 @@ from rich.progress import (
 )
 from rich.table import Table
 from rich.text import Text
+
+from shared.reconcile.report import RECORD_COLUMNS, drift_records
 
 
 class _RateColumn(ProgressColumn):
@@ -47,12 +52,27 @@ class _RateColumn(ProgressColumn):
     show_default=True,
     help="customer: company and primary contact; contact: contact fields only",
 )
+@click.option(
+    "--output",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+    help="table: the report; json or csv: every record written (or that would be, with "
+    "--dry-run) or held, with both values, on stdout",
+)
 def reconcile(
-    dry_run: bool, customer_id: str | None, incremental: bool, force: bool, entity_type: str
+    dry_run: bool,
+    customer_id: str | None,
+    incremental: bool,
+    force: bool,
+    entity_type: str,
+    output: str,
 ) -> None:
     """Compare every linked customer with HubSpot, repair drift per rule, print the report."""
     from shared.engine import get_engine
     from shared.reconcile import InvalidRunRequest, RunInProgress, RunRequest, start_run
+
+    records: list[dict[str, Any]] = []
 
     if customer_id and incremental:
         raise click.UsageError("--customer and --incremental exclude each other")
@@ -70,7 +90,7 @@ def reconcile(
         console=console,
         transient=True,
     ) as bar:
-        task = bar.add_task("reconcile", total=None)
+        task = bar.add_task("reconcile", total=None)  # the run's first report sets it
 
         def progress(done: int, total: int | None) -> None:
             bar.update(task, completed=done, total=total)
@@ -87,15 +107,57 @@ def reconcile(
                     triggered_by="cli",
                 ),
                 progress=progress,
+                foreground=True,
+                on_outcomes=None
+                if output == "table"
+                else lambda o: records.extend(drift_records(o)),
             )
         except InvalidRunRequest as exc:
             raise click.BadParameter(str(exc)) from exc
         except RunInProgress as exc:
             raise click.ClickException(str(exc)) from exc
     run = result.run
-    print_report(Console(), run, result.report)
+    if result.error is not None:
+        raise RunFailed(str(run["id"]), result.error)
+    if output == "table":
+        print_report(Console(), run, result.report)
+    else:
+        print_records(run, records, output)
     if run["status"] != "COMPLETED":
         raise click.ClickException(f"run {run['id']} ended {run['status']}: {run.get('notes')}")
+
+
+class RunFailed(click.ClickException):
+    """A foreground run that stopped on an error: one line saying what to fix, no report.
+
+    A partial report would read as a result ("no drift found" after checking nothing).
+    """
+
+    exit_code = 2
+
+    def __init__(self, run_id: str, error: Exception) -> None:
+        from shared.diagnose import explain_line
+        from shared.observability.redaction import describe_error
+
+        said = explain_line(error) or describe_error(error)
+        super().__init__(f"reconcile run {run_id} FAILED: {said}")
+
+
+def print_records(run: Mapping[str, Any], records: list[dict[str, Any]], output: str) -> None:
+    """The run's records on stdout as JSON (one document) or CSV (one row per field)."""
+    if output == "json":
+        document = {
+            "run_id": str(run["id"]),
+            "status": run["status"],
+            "dry_run": bool((run.get("report") or {}).get("dry_run")),
+            "records": records,
+        }
+        click.echo(json.dumps(document, default=str, indent=2))
+        return
+    writer = csv.DictWriter(sys.stdout, fieldnames=RECORD_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for record in records:
+        writer.writerow({k: "" if v is None else v for k, v in record.items()})
 
 
 def print_report(console: Console, run: Mapping[str, Any], report: Mapping[str, Any]) -> None:

@@ -65,7 +65,9 @@ class Settings(BaseModel):
     )
 
     # --- HubSpot ----------------------------------------------------------------------
-    hubspot_access_token: SecretStr | None = Field(None, description="private app / OAuth token")
+    hubspot_access_token: SecretStr | None = Field(
+        None, description="private app token (OAuth tokens expire and are not refreshed)"
+    )
     hubspot_base_url: str = Field(DEFAULT_HUBSPOT_BASE_URL, description="HubSpot API base URL")
     hubspot_client_secret: SecretStr | None = Field(
         None, description="app client secret; key of webhook signatures"
@@ -125,7 +127,15 @@ class Settings(BaseModel):
     # --- retries and batching ---------------------------------------------------------
     retry_base_seconds: float = Field(2.0, gt=0)
     retry_cap_seconds: float = Field(600.0, gt=0)
-    retry_max_attempts: int = Field(8, ge=1, le=100)
+    retry_max_attempts: int = Field(
+        8, ge=1, le=100, description="deliveries of one task (a flush, a batch) before a queue row"
+    )
+    retry_window_seconds: float = Field(
+        86_400.0,
+        gt=0,
+        description="how long a queue row's retryable failures keep being retried (HubSpot "
+        "retries webhooks for 24 h); after it the row is FAILED",
+    )
     coalesce_delay_seconds: float = Field(2.0, ge=0)
     deleted_customer_status: str = Field(
         "CLOSED", description="warp_status given to the company of a deleted customer"
@@ -263,8 +273,22 @@ def _describe(exc: ValidationError) -> str:
         loc = [str(p) for p in err.get("loc", ()) if p != "__root__"]
         name = loc[0].upper() if loc else ""
         message = err.get("msg", "invalid").removeprefix("Value error, ")
-        problems.append(f"{name}: {message}" if name else message)
+        shown = _shown_value(loc[0], err.get("input")) if loc else ""
+        problems.append(f"{name}{shown}: {message}" if name else message)
     return "invalid configuration: " + "; ".join(problems)
+
+
+def _shown_value(field: str, value: object) -> str:
+    """`` (was 'value')`` for a refused value a person may see; secrets never, URLs masked."""
+    info = Settings.model_fields.get(field)
+    if info is None or info.annotation in (SecretStr, SecretStr | None) or value is None:
+        return ""
+    text = str(value)
+    if field.endswith("_url"):
+        from shared.diagnose import mask_url
+
+        text = mask_url(text)
+    return f" (was {text[:80]!r})"
 
 
 @functools.cache

@@ -44,6 +44,7 @@ import pg8000.dbapi
 import pg8000.exceptions
 
 from shared.config.settings import Settings
+from shared.diagnose import embedded_data_dir, mask_url
 from shared.errors import ConfigurationError, DatabaseUnavailableError
 
 log = logging.getLogger("warp_hubspot_sync.db")
@@ -396,9 +397,7 @@ def embedded_database_url(data_dir: str | None = None) -> str:
             "no DATABASE_URL or INSTANCE_CONNECTION_NAME is set and the embedded "
             "PostgreSQL is not installed (pip install 'warp-hubspot-sync[local]')"
         ) from exc
-    import platformdirs
-
-    folder = Path(data_dir or Path(platformdirs.user_cache_dir("warp-hubspot-sync")) / "pgdata")
+    folder = embedded_data_dir(data_dir)
     folder.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     server = pgserver.get_server(folder, cleanup_mode="stop")
@@ -416,13 +415,16 @@ def database_from_settings(settings: Settings) -> Database:
     if mode == "url":
         assert settings.database_url is not None
         connect = url_connector(settings.database_url, timeout=timeout)
-        description = "DATABASE_URL"
+        description = f"DATABASE_URL={mask_url(settings.database_url)}"
     elif mode == "cloudsql":
         connect = cloudsql_connector(settings)
         description = f"Cloud SQL {settings.instance_connection_name}"
     else:
         connect = url_connector(embedded_database_url(settings.embedded_db_dir), timeout=timeout)
-        description = "embedded PostgreSQL"
+        description = (
+            f"embedded PostgreSQL in {embedded_data_dir(settings.embedded_db_dir)} "
+            "(DATABASE_URL and INSTANCE_CONNECTION_NAME are not set)"
+        )
     return Database(connect, pool_size=settings.db_pool_size, description=description)
 
 
@@ -440,6 +442,11 @@ def get_database() -> Database:
             if _database is None:
                 _database = database_from_settings(get_settings())
     return _database
+
+
+def database_built() -> bool:
+    """Whether the process-wide database exists already (built, or installed by a test)."""
+    return _database is not None
 
 
 def set_database(database: Database | None) -> None:

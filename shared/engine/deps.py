@@ -114,6 +114,11 @@ def get_engine() -> Engine:
     return _engine
 
 
+def installed_engine() -> Engine | None:
+    """The process-wide engine if one exists (built or installed), without building one."""
+    return _engine
+
+
 def set_engine(engine: Engine | None) -> None:
     """Replace the process-wide engine (tests, the demo's in-process stack)."""
     global _engine

@@ -21,7 +21,7 @@ from typing import Any, Literal, Protocol
 
 from shared.conflicts import Action, FieldState
 from shared.db import Row, Session
-from shared.db.repositories import customers, field_state
+from shared.db.repositories import customers, field_state, sync_queue
 from shared.engine.deps import Engine
 from shared.engine.plan import ALL_ACTIONS, Plan, plan_order, plan_sync
 from shared.engine.record import (
@@ -220,6 +220,8 @@ def _sync_chunk(
             triggered_by_user=triggered_by_user,
             started=started,
             record_noop=record_noop,
+            fields=fields,
+            allowed=allowed,
         )
         plan_timed = partial(_plan_timed, engine, plan_rows, mappings=mappings, outcome=outcome)
         done: dict[tuple[str, EntityType], Plan] = {}
@@ -396,6 +398,8 @@ def _carry_out(
     triggered_by_user: str | None,
     started: datetime,
     record_noop: bool,
+    fields: Mapping[str, Collection[str]],
+    allowed: frozenset[Action],
 ) -> list[str]:
     """Write HubSpot, then record; the customers WARP changed under the plans (not recorded)."""
     moves = _merge_links(tx, merges, rows)
@@ -447,6 +451,8 @@ def _carry_out(
         else:
             outcome[link.customer_id].missing.append(et)
     merges.clear()
+    if Action.WRITE_HUBSPOT in allowed:
+        _supersede_failed(tx, plans, fields, failed | set(committed.changed), started=started)
     return committed.changed
 
 
@@ -466,6 +472,41 @@ def _merge_links(
         for (et, new_id), claimed in claims.items()
         for link in decide_merge_links(new_id, linked_to(tx, et, new_id), claimed)
     ]
+
+
+# Queue rows a clean push of the same customer and fields makes pointless.
+OUTBOUND_QUEUE_KINDS = ("outbound",)
+
+
+def _supersede_failed(
+    tx: Session,
+    plans: Plans,
+    fields: Mapping[str, Collection[str]],
+    not_clean: set[str],
+    *,
+    started: datetime,
+) -> None:
+    """Close the FAILED outbound rows of customers this sync brought in step cleanly.
+
+    Clean: both sides written and recorded, no field held in conflict. Such a row
+    would only push again what HubSpot now holds; left FAILED it would wait for a
+    person who has nothing to do.
+    """
+    held = {cid for (cid, _), (plan, _) in plans.items() if plan.conflicts}
+    clean = {cid for cid, _ in plans} - not_clean - held
+    synced = {cid: (list(fields[cid]) if cid in fields else None) for cid in clean}
+    closed = sync_queue.supersede(
+        tx,
+        synced,
+        kinds=OUTBOUND_QUEUE_KINDS,
+        before=started,
+        note=f"superseded: the customer synced cleanly at {started.isoformat()}",
+    )
+    for row in closed:
+        log.info(
+            "failed queue item superseded by a clean sync",
+            extra={"fields": {"queue_id": str(row["id"]), "customer_id": str(row["entity_id"])}},
+        )
 
 
 def _read_all(

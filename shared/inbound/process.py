@@ -37,7 +37,7 @@ from typing import Any
 import pg8000.exceptions
 
 from shared import pause
-from shared.db.repositories import sync_queue, webhook_events
+from shared.db.repositories import webhook_events
 from shared.engine.deps import Engine, get_engine
 from shared.engine.record import log_plan
 from shared.errors import SyncError
@@ -46,6 +46,7 @@ from shared.inbound.apply import ChunkResult, apply_chunk
 from shared.inbound.events import parse_event
 from shared.inbound.queries import unprocessed_before, unprocessed_by_ids
 from shared.inbound.receive import StoredEvent
+from shared.retry.items import enqueue_failure
 from shared.tasks import TaskOutcome
 from shared.tasks.kinds import InboundBatchPayload
 
@@ -309,30 +310,18 @@ def run_inbound_batch(payload: InboundBatchPayload, attempt: int) -> TaskOutcome
         return TaskOutcome.DONE
     if attempt + 1 < engine.settings.retry_max_attempts:
         return TaskOutcome.RETRY
-    with engine.database.transaction() as tx:
-        row = sync_queue.enqueue(
-            tx,
-            kind=KIND,
-            entity_type="webhook_event",
-            entity_id=None,
-            operation="UPDATE",
-            direction="HUBSPOT_TO_WARP",
-            payload=task_payload(report.remaining),
-            retry_count=attempt,
-            max_retries=engine.settings.retry_max_attempts,
-        )
-        # A replayable record of the give-up, not work due now: FAILED at once.
-        sync_queue.fail(
-            tx,
-            str(row["id"]),
-            f"{len(report.remaining)} event(s) still unprocessed after {attempt + 1} attempts",
-            retry_at=None,
-        )
-    log.error(
-        "inbound events given up after the last attempt; queued as FAILED",
-        extra={"fields": {"events": len(report.remaining), "attempts": attempt + 1}},
+    # Events still pending are retryable work: the row goes on retrying within the window.
+    row = enqueue_failure(
+        engine,
+        kind=KIND,
+        entity_type="webhook_event",
+        entity_id=None,
+        direction="HUBSPOT_TO_WARP",
+        payload=task_payload(report.remaining),
+        error=f"{len(report.remaining)} event(s) still unprocessed after {attempt + 1} attempts",
+        retryable=True,
     )
-    return TaskOutcome.FAILED
+    return TaskOutcome.FAILED if row["status"] == "FAILED" else TaskOutcome.SCHEDULED
 
 
 class EventsStillPending(SyncError):

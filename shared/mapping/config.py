@@ -222,6 +222,22 @@ def _parse_field(
     if not isinstance(unless_blank, bool):
         problems.append("unless_blank must be true or false")
     if problems:
+        # Also what the field itself would refuse (unknown column or transform, a
+        # read-only field written inbound): a person fixes the row once, not once per
+        # problem. Keys that are missing or wrong take neutral stand-ins here.
+        if places and isinstance(transform, str | None) and isinstance(args, Mapping):
+            property_name = entry.get("hubspot_property")
+            problems += _field_problems(
+                name=name,
+                entity_type=entity or default_entity,
+                hubspot_property=property_name if isinstance(property_name, str) else "-",
+                warp_column=places[0][0],
+                warp_path=places[0][1],
+                direction=direction or Direction.NONE,
+                rule=rule or ConflictRule.MANUAL,
+                transform=transform,
+                transform_args=dict(args),
+            )
         return problems
     column, path = places[0]
     try:
@@ -240,6 +256,15 @@ def _parse_field(
         )
     except MappingError as exc:
         return [str(exc)]
+
+
+def _field_problems(**values: Any) -> list[str]:
+    """What :class:`FieldMapping` refuses in these values (empty: nothing)."""
+    try:
+        FieldMapping(**values)
+    except MappingError as exc:
+        return str(exc).split("; ")
+    return []
 
 
 def set_problems(fields: Iterable[FieldMapping]) -> list[str]:

@@ -127,17 +127,21 @@ def flush(
             raise
         for row in rows:
             cid = str(row["customer_id"])
-            enqueue_failure(
+            queued = enqueue_failure(
                 engine,
                 kind=QUEUE_KIND,
                 entity_id=cid,
                 payload=work.payload(cid),
                 error=exc,
-                retryable=False,
+                # Still retryable (an outage): each customer's row goes on retrying.
+                retryable=retryable,
             )
+            if queued["status"] == "QUEUED":
+                report.queued += 1
+            else:
+                report.failed += 1
         _settle(engine, rows)
-        report.failed = len(rows)
-        report.gave_up = True
+        report.gave_up = report.failed > 0
         return report
     for result in results:
         report.statuses[result.status] = report.statuses.get(result.status, 0) + 1

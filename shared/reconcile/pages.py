@@ -34,16 +34,20 @@ def sync_page(
     dry_run: bool,
     fields: Collection[str] | None,
     save: Callable[[Session], None],
+    on_outcomes: Callable[[Sequence[CustomerSync]], None] | None = None,
 ) -> list[CustomerSync]:
     """Reconcile these linked customers, count them in ``report``, then ``save(tx)``.
 
-    ``save`` runs in the page's transaction after its writes (the checkpoint).
+    ``save`` runs in the page's transaction after its writes (the checkpoint);
+    ``on_outcomes`` sees each chunk's outcomes (the CLI lists the records).
     Linked records HubSpot no longer returns are looked up once more to say
     whether they were archived, merged or never existed.
     """
 
     def on_chunk(tx: Session, outcomes: Sequence[CustomerSync]) -> None:
         report.add_outcomes(outcomes)
+        if on_outcomes is not None:
+            on_outcomes(outcomes)
         missing = [o for o in outcomes if o.missing]
         if missing:
             rows = {str(r["id"]): r for r in _rows(tx, [o.customer_id for o in missing])}

@@ -17,8 +17,15 @@ _LINK_KEY = {"companies": "hubspot_company_id", "contacts": "hubspot_contact_id"
 
 
 def count_linked(tx: Session) -> int:
-    """How many customers a FULL run pages through (for progress and ETA)."""
+    """How many linked customers a FULL run pages through (for progress and ETA)."""
     return int(tx.fetch_value(f"SELECT count(*) FROM {CUSTOMERS} WHERE {_LINKED} AND {_ENABLED}"))
+
+
+def count_unlinked(tx: Session) -> int:
+    """How many customers without a company a FULL run's last phase looks at."""
+    return int(
+        tx.fetch_value(f"SELECT count(*) FROM {CUSTOMERS} WHERE NOT ({_LINKED}) AND {_ENABLED}")
+    )
 
 
 def page_linked_ids(

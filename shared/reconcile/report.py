@@ -150,6 +150,48 @@ class DriftReport:
         )
 
 
+RECORD_COLUMNS = (
+    "customer_id",
+    "object",
+    "field",
+    "hubspot_property",
+    "direction",
+    "warp_value",
+    "hubspot_value",
+    "new_value",
+    "reason",
+)
+
+
+def drift_records(outcomes: Iterable[CustomerSync]) -> list[dict[str, Any]]:
+    """One row per field a run writes (or would write: dry run) or holds, with both values.
+
+    ``direction`` is one of :data:`DIRECTIONS`: ``new_value`` is what the written side
+    gets (HubSpot's string form, or WARP's value); a held conflict writes nothing.
+    """
+    rows = []
+    for outcome in outcomes:
+        for entity_type, plan in outcome.plans.items():
+            for result in plan.results:
+                direction = _direction(result.action, result.applied)
+                if direction is None:
+                    continue
+                rows.append(
+                    {
+                        "customer_id": outcome.customer_id,
+                        "object": entity_type.value,
+                        "field": result.field,
+                        "hubspot_property": result.hubspot_property,
+                        "direction": direction,
+                        "warp_value": result.warp_before,
+                        "hubspot_value": result.hubspot_before,
+                        "new_value": None if direction == "conflict" else result.decision.value,
+                        "reason": result.decision.reason,
+                    }
+                )
+    return rows
+
+
 def _direction(action: Action, applied: bool) -> str | None:
     if action is Action.CONFLICT:
         return "conflict"

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,6 +34,7 @@ from shared.db import Row, Session
 from shared.db.repositories import customers, field_state, reconciliation_runs
 from shared.engine.deps import Engine
 from shared.engine.snapshots import linked_id
+from shared.engine.sync import CustomerSync
 from shared.errors import SyncError, first_problem
 from shared.mapping import EntityType
 from shared.observability.redaction import describe_error
@@ -62,6 +63,7 @@ PHASES = {
 _HUBSPOT_PHASES = {"companies": EntityType.CUSTOMER, "contacts": EntityType.CONTACT}
 
 Progress = Callable[[int, int | None], None]  # (records done, records expected or None)
+Outcomes = Callable[[Sequence[CustomerSync]], None]  # each page's outcomes, as they come
 
 
 class InvalidRunRequest(SyncError):
@@ -151,6 +153,7 @@ class RunResult:
     run: Row
     started: bool = True  # False: this trigger had started the run before
     continued: bool = False  # handed to a continuation task
+    error: SyncError | None = None  # what ended a foreground run FAILED
 
     @property
     def status(self) -> str:
@@ -197,10 +200,15 @@ def start_run(
     *,
     budget_seconds: float | None = None,
     progress: Progress | None = None,
+    foreground: bool = False,
+    on_outcomes: Outcomes | None = None,
 ) -> RunResult:
     """Start a run (or find the one this trigger started) and work on it for ``budget_seconds``.
 
-    None as budget works to the end (the CLI). Raises :class:`RunInProgress` for a
+    None as budget works to the end (the CLI). ``foreground``: a person waits for
+    this run in this process (the CLI), so a failure ends it FAILED at once, with the
+    error in :attr:`RunResult.error`, instead of a continuation task that would
+    outlive the process. Raises :class:`RunInProgress` for a
     second FULL run without ``force``, :class:`InvalidRunRequest` for a bad one and
     :class:`UnknownCustomer` for a customer WARP does not have.
     """
@@ -244,7 +252,14 @@ def start_run(
             }
         },
     )
-    return advance(engine, str(row["id"]), budget_seconds=budget_seconds, progress=progress)
+    return advance(
+        engine,
+        str(row["id"]),
+        budget_seconds=budget_seconds,
+        progress=progress,
+        foreground=foreground,
+        on_outcomes=on_outcomes,
+    )
 
 
 def _initial_state(engine: Engine, tx: Session, request: RunRequest) -> dict[str, Any]:
@@ -259,7 +274,15 @@ def _initial_state(engine: Engine, tx: Session, request: RunRequest) -> dict[str
         else:
             since_at = since(last["started_at"], engine.settings.reconcile_overlap_seconds)
             report.notes.append(f"changes since {since_at.isoformat()}")
-    total = queries.count_linked(tx) if phases[0] == "linked" else None
+    # What the progress counts (records checked plus customers without a company), so a
+    # bar knows its end from the start; an incremental run cannot know it in advance.
+    total: int | None = None
+    if phases[0] == "linked":
+        total = queries.count_linked(tx)
+        if "unlinked" in phases:
+            total += queries.count_unlinked(tx)
+    elif phases[0] == "customer":
+        total = 1
     fields = None
     if request.entity_type == "contact":
         fields = sorted(engine.mapping_for(None, EntityType.CONTACT).fields)
@@ -288,15 +311,20 @@ def advance(
     budget_seconds: float | None,
     progress: Progress | None = None,
     failures: int = 0,
+    foreground: bool = False,
+    on_outcomes: Outcomes | None = None,
 ) -> RunResult:
     """Work on a RUNNING run page by page until it is done or the budget is spent.
 
     A retryable failure schedules the continuation after a backoff (the run keeps
-    its checkpoint); other failures mark the run FAILED with the error.
+    its checkpoint), unless ``foreground``; other failures mark the run FAILED with
+    the error.
     """
     began = time.monotonic()
     row = _load(engine, run_id)
     first_seq = _seq(row)
+    if progress is not None:
+        _report_progress(row, progress)
     while row["status"] == "RUNNING":
         state = dict(row["checkpoint"] or {})
         if state.get("phase_index", 0) >= len(state.get("phases") or []):
@@ -305,25 +333,37 @@ def advance(
             _continue_later(engine, run_id, state, failures=0, delay=0.0)
             return RunResult(row, continued=True)
         try:
-            _step(engine, row, state)
+            _step(engine, row, state, on_outcomes)
         except _TakenOver:
             log.info("run moved on elsewhere; stopping", extra={"fields": {"run_id": run_id}})
             return RunResult(_load(engine, run_id), continued=True)
         except SyncError as exc:
+            if foreground:
+                return RunResult(_fail(engine, run_id, describe_error(exc)), error=exc)
             return _failed_step(engine, run_id, exc, failures if _seq(row) == first_seq else 0)
         except Exception as exc:
             _fail(engine, run_id, f"unexpected {type(exc).__name__}")
             raise
         row = _load(engine, run_id)
         if progress is not None:
-            report = (row["checkpoint"] or {}).get("report") or {}
-            done = int((report.get("records") or {}).get("checked", 0))
-            done += int((report.get("unlinked_customers") or {}).get("count", 0))
-            progress(done, (row["checkpoint"] or {}).get("total"))
+            _report_progress(row, progress)
     return RunResult(row)
 
 
-def _step(engine: Engine, row: Row, state: dict[str, Any]) -> None:
+def _report_progress(row: Row, progress: Progress) -> None:
+    checkpoint = row["checkpoint"] or {}
+    report = checkpoint.get("report") or {}
+    done = int((report.get("records") or {}).get("checked", 0))
+    done += int((report.get("unlinked_customers") or {}).get("count", 0))
+    total = checkpoint.get("total")
+    # Customers created while the run pages through them can add to the count taken
+    # at its start: the end moves out, the bar never runs past it.
+    progress(done, None if total is None else max(int(total), done))
+
+
+def _step(
+    engine: Engine, row: Row, state: dict[str, Any], on_outcomes: Outcomes | None = None
+) -> None:
     """Process the next page of the run's current phase and save the checkpoint with it."""
     run_id = str(row["id"])
     phase = state["phases"][state["phase_index"]]
@@ -346,7 +386,15 @@ def _step(engine: Engine, row: Row, state: dict[str, Any]) -> None:
             next_phase()
         else:
             step.state["after"] = ids[-1]
-            sync_page(engine, ids, report, dry_run=dry_run, fields=fields, save=step.save)
+            sync_page(
+                engine,
+                ids,
+                report,
+                dry_run=dry_run,
+                fields=fields,
+                save=step.save,
+                on_outcomes=on_outcomes,
+            )
     elif phase in _HUBSPOT_PHASES:
         entity_type = _HUBSPOT_PHASES[phase]
         object_ids = changed_in_hubspot(engine, entity_type, _since(state), after, PAGE)
@@ -359,7 +407,15 @@ def _step(engine: Engine, row: Row, state: dict[str, Any]) -> None:
                     tx, phase, object_ids, changed_before=_since(state)
                 )
             if ids:
-                sync_page(engine, ids, report, dry_run=dry_run, fields=fields, save=step.save)
+                sync_page(
+                    engine,
+                    ids,
+                    report,
+                    dry_run=dry_run,
+                    fields=fields,
+                    save=step.save,
+                    on_outcomes=on_outcomes,
+                )
     elif phase == "unlinked":
         with engine.database.transaction() as tx:
             rows = customers.page_unlinked(tx, after, PAGE)
@@ -378,7 +434,15 @@ def _step(engine: Engine, row: Row, state: dict[str, Any]) -> None:
         elif linked_id(customer, EntityType.CUSTOMER) is None:
             match_unlinked(engine, [customer], report)
         else:
-            sync_page(engine, [customer_id], report, dry_run=dry_run, fields=fields, save=step.save)
+            sync_page(
+                engine,
+                [customer_id],
+                report,
+                dry_run=dry_run,
+                fields=fields,
+                save=step.save,
+                on_outcomes=on_outcomes,
+            )
     else:
         raise SyncError(f"unknown reconciliation phase {phase!r}")
     if not step.saved:

@@ -34,15 +34,16 @@ def enqueue_failure(
 ) -> Row:
     """Record work that failed once: QUEUED with a task at the backoff time, or FAILED.
 
-    The row counts the failed attempt (``retry_count`` 1). A retryable failure gets a
-    task named after the row and attempt, so creating it twice is harmless; with
-    ``RETRY_MAX_ATTEMPTS`` 1, or a permanent failure, the row is FAILED at once.
-    Returns the row as stored.
+    The row counts the failed attempt (``retry_count`` 1) and its ``created_at`` (the
+    engine's clock) starts its retry window. A retryable failure gets a task named
+    after the row and attempt, so creating it twice is harmless; a permanent failure
+    is FAILED at once. Returns the row as stored.
     """
     settings = engine.settings
     message = _describe(error)
     delay = backoff_delay(1, base=settings.retry_base_seconds, cap=settings.retry_cap_seconds)
-    again = retryable and settings.retry_max_attempts > 1
+    again = retryable
+    now = engine.now()
     with engine.database.transaction() as tx:
         row = sync_queue.enqueue(
             tx,
@@ -54,8 +55,9 @@ def enqueue_failure(
             payload=payload,
             hubspot_object_id=hubspot_object_id,
             max_retries=settings.retry_max_attempts,
+            created_at=now,
         )
-        retry_at = engine.now() + timedelta(seconds=delay) if again else None
+        retry_at = now + timedelta(seconds=delay) if again else None
         failed = sync_queue.fail(tx, str(row["id"]), message, retry_at=retry_at)
         assert failed is not None
         row = failed

@@ -23,7 +23,8 @@ from shared.db.repositories import sync_queue
 from shared.engine.deps import Engine, get_engine
 from shared.errors import first_problem
 from shared.observability.redaction import describe_error
-from shared.tasks import TaskOutcome, backoff_ceiling, run_task
+from shared.retry.items import submit_item_task
+from shared.tasks import TaskOutcome, retry_delay_within, run_task
 from shared.tasks.kinds import QueueItemPayload  # (importing it registers every kind)
 from shared.tasks.registry import InvalidTaskPayload, UnknownTaskKind
 
@@ -64,9 +65,10 @@ def process_item(engine: Engine, item_id: str, attempt: int = 0) -> TaskOutcome:
     """Claim queue row ``item_id``, run it, and mark it COMPLETED, QUEUED again or FAILED.
 
     ``attempt`` is Cloud Tasks' retry count (0 on the task's first delivery). A row
-    that is missing, finished or held by a live worker is DONE: nothing to do. The
-    last attempt is the earlier of the task's (``RETRY_MAX_ATTEMPTS``) and the row's
-    (``max_retries`` failures, the first one included).
+    that is missing, finished or held by a live worker is DONE: nothing to do. A
+    retryable failure schedules the next attempt (capped backoff) while
+    ``RETRY_WINDOW_SECONDS`` since the row was queued last; after that, or on a
+    permanent failure, the row is FAILED.
     """
     with engine.database.transaction() as tx:
         row = sync_queue.claim(tx, item_id, lease_seconds=LEASE_SECONDS)
@@ -91,21 +93,30 @@ def _record_failure(
     # An unexpected exception is treated like a 500: retryable, as Cloud Tasks would.
     retryable = bool(getattr(exc, "retryable", not isinstance(exc, UnknownTaskKind)))
     failures = int(row["retry_count"] or 0) + 1
-    limit = int(row["max_retries"] or settings.retry_max_attempts)
-    last = attempt + 1 >= settings.retry_max_attempts or failures >= limit
     message = f"{type(exc).__name__}: {exc}"[:2000]
-    retry_at = None
-    if retryable and not last:
-        ceiling = backoff_ceiling(
-            failures, base=settings.retry_base_seconds, cap=settings.retry_cap_seconds
+    now = engine.now()
+    # A retryable failure is retried until the window since the row was first queued is
+    # spent (HubSpot retries its webhooks for 24 h): an outage of hours heals by itself.
+    delay = None
+    if retryable:
+        delay = retry_delay_within(
+            failures,
+            first_failed_at=row["created_at"],
+            now=now,
+            base=settings.retry_base_seconds,
+            cap=settings.retry_cap_seconds,
+            window=settings.retry_window_seconds,
         )
-        retry_at = engine.now() + timedelta(seconds=ceiling)
+    retry_at = None if delay is None else now + timedelta(seconds=delay)
     with engine.database.transaction() as tx:
-        sync_queue.fail(tx, str(row["id"]), message, retry_at=retry_at)
+        failed = sync_queue.fail(tx, str(row["id"]), message, retry_at=retry_at)
     fields = {**fields, "error": describe_error(exc), "retryable": retryable, "failures": failures}
-    if retry_at is not None:
+    if failed is not None and delay is not None:
         log.warning("queue item failed; it will be retried", extra={"fields": fields})
-        return TaskOutcome.RETRY
+        # The next attempt is a task of its own, named after it: Cloud Tasks' retry_config
+        # (an hour) cannot cover a day, and the row, not the task, carries the count.
+        submit_item_task(engine, failed, delay_seconds=delay, attempt=failures + 1)
+        return TaskOutcome.SCHEDULED
     log.error("queue item failed for good (FAILED)", extra={"fields": fields})
     return TaskOutcome.FAILED
 
@@ -122,12 +133,12 @@ class TaskBody(BaseModel):
 def handle_task(body: Any, attempt: int) -> tuple[int, dict[str, Any]]:
     """Run a task body as ``retry_worker`` received it: (HTTP status, JSON answer).
 
-    200 for DONE and FAILED (a FAILED row is the dead letter; Cloud Tasks must not
-    retry it), 503 for RETRY so Cloud Tasks backs off and delivers again. A body or
-    payload its model refuses is a 400 naming the field (logged; the queue's
-    retry_config bounds what Cloud Tasks does with it). A body naming no known kind,
-    or a permanent failure a handler raised, is answered 200 with the error (logged):
-    retrying cannot fix it.
+    200 for DONE, SCHEDULED and FAILED (a FAILED row is the dead letter, a SCHEDULED
+    one has its next task already: Cloud Tasks must not retry either), 503 for RETRY
+    so Cloud Tasks backs off and delivers again. A body or payload its model refuses
+    is a 400 naming the field (logged; the queue's retry_config bounds what Cloud
+    Tasks does with it). A body naming no known kind, or a permanent failure a
+    handler raised, is answered 200 with the error (logged): retrying cannot fix it.
     """
     try:
         task = TaskBody.model_validate(body)

@@ -6,7 +6,7 @@ without, an in-process stand-in runs the same handlers at the scheduled time, so
 runs and tests exercise the same code.
 """
 
-from shared.tasks.backoff import backoff_ceiling, backoff_delay, task_name
+from shared.tasks.backoff import backoff_ceiling, backoff_delay, retry_delay_within, task_name
 from shared.tasks.dispatch import (
     CloudTasksDispatcher,
     Dispatcher,
@@ -27,6 +27,7 @@ __all__ = [
     "backoff_delay",
     "get_dispatcher",
     "register",
+    "retry_delay_within",
     "run_task",
     "set_dispatcher",
     "task_name",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from datetime import datetime, timedelta
 
 
 def backoff_ceiling(attempt: int, *, base: float, cap: float) -> float:
@@ -24,6 +25,28 @@ def backoff_delay(
 ) -> float:
     """A delay drawn uniformly from [0, ceiling] for retry number ``attempt``."""
     return (rng or random).uniform(0.0, backoff_ceiling(attempt, base=base, cap=cap))
+
+
+def retry_delay_within(
+    failures: int,
+    *,
+    first_failed_at: datetime,
+    now: datetime,
+    base: float,
+    cap: float,
+    window: float,
+    rng: random.Random | None = None,
+) -> float | None:
+    """The delay before retry number ``failures + 1``, or None when the window is spent.
+
+    Work keeps being retried, with capped backoff, until ``window`` seconds after its
+    first failure: an outage of hours then ends in recovered work, not in FAILED
+    rows waiting for a person. A retry that would fall after the window is not made.
+    """
+    delay = backoff_delay(failures, base=base, cap=cap, rng=rng)
+    if now + timedelta(seconds=delay) > first_failed_at + timedelta(seconds=window):
+        return None
+    return delay
 
 
 def task_name(*parts: object) -> str:

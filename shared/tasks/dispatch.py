@@ -148,6 +148,8 @@ class InProcessDispatcher:
                     self.retried += 1
                     delay = backoff_delay(item.attempt + 1, base=self._base, cap=self._cap)
                     self._push(item.task, delay, item.attempt + 1)
+                elif outcome is TaskOutcome.SCHEDULED:
+                    self.retried += 1  # the next attempt is a task of its own, already submitted
                 elif outcome is TaskOutcome.DONE:
                     self.completed += 1
                 else:

@@ -27,6 +27,9 @@ class TaskOutcome(enum.StrEnum):
     DONE = "DONE"  # finished (or nothing to do): 200
     RETRY = "RETRY"  # retryable failure, try again later: 503, Cloud Tasks backs off
     FAILED = "FAILED"  # permanent failure or last attempt, recorded as FAILED: 200
+    # failed, and the handler scheduled the next attempt as a new task itself (a queue
+    # row retried for hours, beyond what a queue's own redelivery covers): 200
+    SCHEDULED = "SCHEDULED"
 
 
 # A handler takes (payload, attempt) with attempt 0-based, as Cloud Tasks counts it

@@ -39,15 +39,19 @@ def enqueue(
     retry_count: int = 0,
     task_name: str | None = None,
     last_error: str | None = None,
+    created_at: datetime | None = None,
 ) -> Row:
-    """Add a QUEUED row (due now unless ``scheduled_for`` is given) and return it."""
+    """Add a QUEUED row (due now unless ``scheduled_for`` is given) and return it.
+
+    ``created_at`` (default now) starts the row's retry window.
+    """
     row = tx.fetch_one(
         f"INSERT INTO {TABLE} (kind, entity_type, entity_id, hubspot_object_id, operation, "
         "direction, payload, priority, scheduled_for, max_retries, retry_count, task_name, "
-        "last_error) VALUES (:kind, :entity_type, CAST(:entity_id AS uuid), :hubspot_object_id, "
-        ":operation, :direction, CAST(:payload AS jsonb), :priority, "
+        "last_error, created_at) VALUES (:kind, :entity_type, CAST(:entity_id AS uuid), "
+        ":hubspot_object_id, :operation, :direction, CAST(:payload AS jsonb), :priority, "
         "COALESCE(CAST(:scheduled_for AS timestamptz), NOW()), :max_retries, :retry_count, "
-        ":task_name, :last_error) RETURNING *",
+        ":task_name, :last_error, COALESCE(CAST(:created_at AS timestamptz), NOW())) RETURNING *",
         {
             "kind": kind,
             "entity_type": entity_type,
@@ -62,6 +66,7 @@ def enqueue(
             "retry_count": retry_count,
             "task_name": task_name,
             "last_error": last_error,
+            "created_at": created_at,
         },
     )
     assert row is not None
@@ -133,6 +138,40 @@ def fail(tx: Session, item_id: str, error: str, *, retry_at: datetime | None) ->
         "processed_at = CASE WHEN CAST(:retry_at AS timestamptz) IS NULL THEN NOW() END "
         "WHERE id = CAST(:id AS uuid) RETURNING *",
         {"id": str(item_id), "error": error, "retry_at": retry_at},
+    )
+
+
+def supersede(
+    tx: Session,
+    synced: Mapping[str, Sequence[str] | None],
+    *,
+    kinds: Sequence[str],
+    before: datetime,
+    note: str,
+) -> list[Row]:
+    """Close as COMPLETED the FAILED rows a later clean sync made pointless.
+
+    ``synced`` maps a customer to the fields a sync just brought in step (None: every
+    mapped field). A FAILED row of one of ``kinds`` for that customer, failed before
+    ``before`` (when that sync began reading), is closed when its payload's
+    ``fields`` are among them (a row without a field list needs a sync of every
+    field). ``last_error`` keeps the old error after ``note``. Returns the rows closed.
+    """
+    if not synced:
+        return []
+    entries = [
+        {"customer_id": cid, "fields": None if fields is None else sorted(fields)}
+        for cid, fields in synced.items()
+    ]
+    return tx.fetch(
+        f"UPDATE {TABLE} q SET status = 'COMPLETED', processed_at = NOW(), "
+        "last_error = LEFT(:note || ' (was: ' || COALESCE(q.last_error, '') || ')', 2000) "
+        "FROM jsonb_to_recordset(CAST(:synced AS jsonb)) AS s(customer_id uuid, fields jsonb) "
+        "WHERE q.entity_id = s.customer_id AND q.status = 'FAILED' "
+        "AND q.kind = ANY(CAST(:kinds AS text[])) AND q.processed_at < :before "
+        "AND (s.fields IS NULL OR (jsonb_typeof(q.payload -> 'fields') = 'array' "
+        "AND (q.payload -> 'fields') <@ s.fields)) RETURNING q.*",
+        {"synced": to_json(entries), "kinds": list(kinds), "before": before, "note": note},
     )
 
 
