@@ -65,7 +65,14 @@ class Settings(BaseModel):
     )
 
     # --- HubSpot ----------------------------------------------------------------------
-    hubspot_access_token: SecretStr | None = Field(None, description="private app / OAuth token")
+    hubspot_access_token: SecretStr | None = Field(
+        None,
+        description="private app / OAuth token; makes every write (and every read"
+        " without HUBSPOT_READ_ACCESS_TOKEN)",
+    )
+    hubspot_read_access_token: SecretStr | None = Field(
+        None, description="optional token with read scopes only; makes every read"
+    )
     hubspot_base_url: str = Field(DEFAULT_HUBSPOT_BASE_URL, description="HubSpot API base URL")
     hubspot_client_secret: SecretStr | None = Field(
         None, description="app client secret; key of webhook signatures"
