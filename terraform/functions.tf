@@ -159,9 +159,16 @@ locals {
     for name, sa in google_service_account.function :
     name => var.db_iam_auth ? trimsuffix(sa.email, ".gserviceaccount.com") : var.db_user
   }
+  # The read-only HubSpot token goes wherever the write token goes: the client sends
+  # every read with it (shared/hubspot/client.py), and a function without it would
+  # read with the write token.
   function_secrets = {
     for name, f in local.functions :
-    name => var.db_iam_auth ? f.secrets : concat(f.secrets, ["DB_PASSWORD"])
+    name => concat(
+      f.secrets,
+      var.db_iam_auth ? [] : ["DB_PASSWORD"],
+      var.hubspot_read_token && contains(f.secrets, "HUBSPOT_ACCESS_TOKEN") ? ["HUBSPOT_READ_ACCESS_TOKEN"] : [],
+    )
   }
 
   # The Cloud SQL instance may live in another project (WARP's): its IAM roles and
