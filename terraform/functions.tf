@@ -5,6 +5,9 @@
 #   processes what fits in WEBHOOK_TIME_BUDGET_SECONDS (3 s) and hands the rest to a
 #   task. Timeout 30 s only bounds a stuck request (HubSpot has retried by then and the
 #   event store is idempotent); 512M for a faster cold start, one warm instance.
+#   Public, so a flood of forged requests is bounded here: at most
+#   max_instances["webhook_receiver"] instances, each refusing one request at a time
+#   before any database work (docs/reliability.md, "A flood of forged webhooks").
 # - outbound_sync: one Pub/Sub message per request (plus the coalescing delay and a batch
 #   write). Timeout 120 s, equal to the subscription's ack deadline, which for push
 #   is the request timeout: Pub/Sub never redelivers while an attempt still runs.
