@@ -11,14 +11,18 @@ measures the run that repairs it:
 - wall time with the emulator at 190 per 10 s and our budget at 90 % of it,
   against the floor "calls / 19 per s" (goal within 1.2x);
 - with ``--rss``: peak RSS of a run over 100,000 customers, in a process of its
-  own (goal < 300 MB).
+  own (goal < 300 MB);
+- an INCREMENTAL run after ``--changed`` (1 %) of the customers changed in WARP and as
+  many others in HubSpot since the last run: HubSpot calls (goal <= 3 + 1 per 100
+  changed: they grow with the changes, not with the book) and time.
 
 The emulator runs in a process of its own, driven over its control API, as HubSpot
 is remote: its CPU, threads and heap (every record of the book) are not the
 reconciler's. Sharing the process, they cost the run a third of its time in
 garbage collection alone.
 
-    python bench/reconcile.py [--customers 10000] [--drift 0.05] [--rss] [--rss-customers 100000]
+    python bench/reconcile.py [--customers 10000] [--drift 0.05] [--changed 0.01] [--rss]
+        [--rss-customers 100000] [--only-incremental]
 
 Database: TEST_DATABASE_URL or DATABASE_URL (a server; a database is created and
 dropped), else the embedded PostgreSQL.
@@ -311,6 +315,71 @@ def reconcile(
     return elapsed, calls, since(before["historyReads"], after["historyReads"]), result
 
 
+def change_both_sides(
+    emulator: RemoteEmulator, database: Database, rate: float, rng: random.Random
+) -> tuple[int, int]:
+    """Change ``rate`` of the customers in WARP (a status) and as many others in HubSpot (a
+    company's credit limit or a contact's phone): (changed in WARP, changed in HubSpot)."""
+    with database.transaction() as tx:
+        rows = tx.fetch("SELECT ban, external_ids FROM accounts.customers ORDER BY ban")
+    count = int(len(rows) * rate)
+    chosen = rng.sample(rows, 2 * count)
+    in_warp, in_hubspot = chosen[:count], chosen[count:]
+    for i, row in enumerate(in_hubspot):
+        ids = row["external_ids"]
+        if i % 2:
+            emulator.ui_change("contacts", ids["hubspot_contact_id"], {"phone": f"+1 555 7{i:03d}"})
+        else:
+            emulator.ui_change(
+                "companies", ids["hubspot_company_id"], {"warp_credit_limit": str(7000 + i)}
+            )
+    with database.transaction() as tx:
+        tx.execute(
+            "UPDATE accounts.customers SET status = CASE status WHEN 'ACTIVE' THEN 'SUSPENDED' "
+            "ELSE 'ACTIVE' END, updated_at = NOW() WHERE ban = ANY(CAST(:bans AS text[]))",
+            {"bans": [row["ban"] for row in in_warp]},
+        )
+    return len(in_warp), len(in_hubspot)
+
+
+def incremental(engine: Engine, emulator: RemoteEmulator) -> tuple[float, dict[str, int], Any]:
+    """One INCREMENTAL run: (seconds, calls by endpoint, result)."""
+    before = emulator.stats()
+    started = time.perf_counter()
+    result = start_run(engine, RunRequest(run_type="INCREMENTAL", triggered_by="bench"))
+    elapsed = time.perf_counter() - started
+    assert result.status == "COMPLETED", result.run
+    return elapsed, since(before["calls"], emulator.stats()["calls"]), result
+
+
+def measure_incremental(
+    database: Database, emulator: RemoteEmulator, db_url: str, rate: float, rng: random.Random
+) -> None:
+    """After a settling run, change ``rate`` on each side and measure the next INCREMENTAL."""
+    # No overlap: the bench cannot wait out the 10 minutes a real run looks back before
+    # the last one's start, and records changed in them would count as changed here.
+    settings = settings_for(db_url, emulator.url, app_id=4, budget=1_000_000)
+    engine = make_engine(settings.model_copy(update={"reconcile_overlap_seconds": 0.0}), database)
+    # The settling run sees what the runs before it wrote (their writes come after their
+    # start), so the measured run sees only the changes below.
+    incremental(engine, emulator)
+    in_warp, in_hubspot = change_both_sides(emulator, database, rate, rng)
+    elapsed, calls, result = incremental(engine, emulator)
+    changed = in_warp + in_hubspot
+    goal = 3 + -(-changed // 100)
+    print(f"\nincremental run after {in_warp} WARP and {in_hubspot} HubSpot changes:")
+    print(f"fields repaired: {result.report['fields']}")
+    print("\n| HubSpot endpoint | calls |\n|---|---|")
+    for endpoint, n in sorted(calls.items()):
+        print(f"| {endpoint} | {n} |")
+    total = sum(calls.values())
+    print("\n| measure | result | goal |\n|---|---|---|")
+    print(
+        f"| INCREMENTAL run, {changed} of {result.run['total_records'] or '?'} checked changed"
+        f" | {total} HubSpot calls, {elapsed:.2f} s | <= {goal} calls (3 + 1 per 100 changed) |"
+    )
+
+
 # --- peak RSS, in a process of its own ---------------------------------------------------------
 
 
@@ -376,6 +445,10 @@ def main() -> None:
     parser.add_argument("--rss-customers", type=int, default=100_000)
     parser.add_argument("--skip-limited", action="store_true", help="skip the rate-limited run")
     parser.add_argument("--only-rss", action="store_true", help="only the peak RSS run")
+    parser.add_argument("--changed", type=float, default=0.01, help="incremental: per side")
+    parser.add_argument(
+        "--only-incremental", action="store_true", help="seed, one FULL run, the incremental"
+    )
     args = parser.parse_args()
     if args.only_rss:
         peak_rss(args.rss_customers, server_url(), args.drift)
@@ -393,6 +466,10 @@ def main() -> None:
         seed(emulator, database, args.customers)
         first, _, _, _ = reconcile(free, emulator)
         print(f"first run (no field states yet): {args.customers / first:,.0f} customers/s")
+        if args.only_incremental:
+            measure_incremental(database, emulator, db_url, args.changed, rng)
+            database.close()
+            return
         steady, steady_calls, steady_history, _ = reconcile(free, emulator)
         print(f"in-sync run: {args.customers / steady:,.0f} customers/s")
 
@@ -442,6 +519,7 @@ def main() -> None:
                 f" for {total_calls} calls, floor {floor:.1f} s = {elapsed / floor:.2f}x,"
                 f" 429s {sum(refused.values())} | <= 1.2x |"
             )
+        measure_incremental(database, emulator, db_url, args.changed, rng)
         database.close()
     finally:
         emulator.stop()

@@ -7,7 +7,15 @@ unmapped property (logged as skipped) and an echo of our own write (ignored).
 Printed: events/s over the run and p50/p99 latency per batch, as a Markdown table
 row. Goal on a 2-core machine: >= 2,000 events/s, p99 < 500 ms.
 
+Then a forged flood against one instance as deployed (one worker, one request at a
+time: ``max_instance_request_concurrency = 1``): 100-event batches signed with the
+wrong secret or not at all, from a new address each time (each read and its
+signature checked: 401) and from one address (429 unread once it passed
+``WEBHOOK_SOURCE_FAILURE_LIMIT``). Printed: refused requests per second per instance,
+p50 and p99. A flood's total is at most this times ``max_instances["webhook_receiver"]``.
+
     python bench/webhook_ingest.py [--senders 4] [--batches 50] [--customers-per-batch 25]
+        [--forged 2000]
 
 Database: a fresh database created (and dropped) on DATABASE_URL's server, else
 TEST_DATABASE_URL's, else the embedded PostgreSQL.
@@ -26,6 +34,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -132,6 +141,45 @@ def sender(url: str, batches: list[bytes], latencies: list[float], errors: list[
                 errors.append(f"{response.status_code} {response.text[:200]}")
 
 
+def forged_flood(
+    url: str, body: bytes, requests: int, senders: int, *, one_source: bool
+) -> tuple[float, list[float], Counter[int]]:
+    """``requests`` forged or unsigned deliveries from ``senders`` threads: (seconds,
+    latencies, answers by status)."""
+    latencies: list[float] = []
+    answers: Counter[int] = Counter()
+    addresses = itertools.count(1)
+    lock = threading.Lock()
+
+    def send(count: int) -> None:
+        with httpx.Client(timeout=30) as client:
+            for n in range(count):
+                with lock:
+                    address = 1 if one_source else next(addresses)
+                headers = {
+                    "Content-Type": "application/json",
+                    "X-Forwarded-For": f"10.{address >> 16 & 255}.{address >> 8 & 255}"
+                    f".{address & 255}",
+                }
+                if n % 2 == 0:
+                    ts = int(time.time() * 1000)
+                    headers["X-HubSpot-Signature-v3"] = sign_v3("forged", "POST", url, body, ts)
+                    headers["X-HubSpot-Request-Timestamp"] = str(ts)
+                started = time.perf_counter()
+                status = client.post(url, content=body, headers=headers).status_code
+                with lock:
+                    latencies.append(time.perf_counter() - started)
+                    answers[status] += 1
+
+    threads = [threading.Thread(target=send, args=(requests // senders,)) for _ in range(senders)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started, latencies, answers
+
+
 def main() -> None:
     """Run the benchmark and print one Markdown table row (with its header)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -140,6 +188,7 @@ def main() -> None:
     parser.add_argument("--customers-per-batch", type=int, default=25)
     parser.add_argument("--customers", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=1, help="gunicorn worker processes")
+    parser.add_argument("--forged", type=int, default=2000, help="forged requests per flood")
     args = parser.parse_args()
 
     server = os.environ.get("DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
@@ -196,6 +245,32 @@ def main() -> None:
             for thread in threads:
                 thread.join()
             elapsed = time.perf_counter() - started
+            forged_body = plans[0][0]
+            with FunctionProcess(
+                "webhook_receiver",
+                {
+                    "DATABASE_URL": url,
+                    "HUBSPOT_BASE_URL": emu.url,
+                    "HUBSPOT_ACCESS_TOKEN": "emulator-token",
+                    "HUBSPOT_CLIENT_SECRET": SECRET,
+                    "HUBSPOT_APP_ID": str(APP_ID),
+                    "WORKERS": "1",
+                    "THREADS": "1",  # one request at a time, as one deployed instance
+                    "LOG_LEVEL": "WARNING",
+                },
+            ) as instance:
+                floods = {
+                    "new address each (read, signature checked)": forged_flood(
+                        instance.url + PATH,
+                        forged_body,
+                        args.forged,
+                        args.senders,
+                        one_source=False,
+                    ),
+                    "one address (429 unread past the limit)": forged_flood(
+                        instance.url + PATH, forged_body, args.forged, args.senders, one_source=True
+                    ),
+                }
     finally:
         with contextlib.suppress(Exception):
             _admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -209,6 +284,20 @@ def main() -> None:
     )
     if errors:
         print("first failure:", errors[0], file=sys.stderr)
+    print()
+    print(
+        "| forged flood, one instance | requests | refused/s per instance | p50 ms | p99 ms"
+        " | answers |"
+    )
+    print("|---|---|---|---|---|---|")
+    for label, (seconds, flood_latencies, answers) in floods.items():
+        flood_cuts = statistics.quantiles(flood_latencies, n=100)
+        refused = answers[401] + answers[429]
+        shown = ", ".join(f"{status}: {n}" for status, n in sorted(answers.items()))
+        print(
+            f"| {label} | {len(flood_latencies)} | {refused / seconds:,.0f} "
+            f"| {flood_cuts[49] * 1000:.1f} | {flood_cuts[98] * 1000:.1f} | {shown} |"
+        )
 
 
 if __name__ == "__main__":

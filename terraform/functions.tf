@@ -5,6 +5,9 @@
 #   processes what fits in WEBHOOK_TIME_BUDGET_SECONDS (3 s) and hands the rest to a
 #   task. Timeout 30 s only bounds a stuck request (HubSpot has retried by then and the
 #   event store is idempotent); 512M for a faster cold start, one warm instance.
+#   Public, so a flood of forged requests is bounded here: at most
+#   max_instances["webhook_receiver"] instances, each refusing one request at a time
+#   before any database work (docs/reliability.md, "A flood of forged webhooks").
 # - outbound_sync: one Pub/Sub message per request (plus the coalescing delay and a batch
 #   write). Timeout 120 s, equal to the subscription's ack deadline, which for push
 #   is the request timeout: Pub/Sub never redelivers while an attempt still runs.
@@ -159,9 +162,16 @@ locals {
     for name, sa in google_service_account.function :
     name => var.db_iam_auth ? trimsuffix(sa.email, ".gserviceaccount.com") : var.db_user
   }
+  # The read-only HubSpot token goes wherever the write token goes: the client sends
+  # every read with it (shared/hubspot/client.py), and a function without it would
+  # read with the write token.
   function_secrets = {
     for name, f in local.functions :
-    name => var.db_iam_auth ? f.secrets : concat(f.secrets, ["DB_PASSWORD"])
+    name => concat(
+      f.secrets,
+      var.db_iam_auth ? [] : ["DB_PASSWORD"],
+      var.hubspot_read_token && contains(f.secrets, "HUBSPOT_ACCESS_TOKEN") ? ["HUBSPOT_READ_ACCESS_TOKEN"] : [],
+    )
   }
 
   # The Cloud SQL instance may live in another project (WARP's): its IAM roles and

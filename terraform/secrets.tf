@@ -2,15 +2,21 @@
 # are added out of band (docs/deploy.md), so they never enter Terraform state.
 locals {
   secret_ids = {
-    HUBSPOT_ACCESS_TOKEN  = "${var.name_prefix}-hubspot-access-token"
-    HUBSPOT_CLIENT_SECRET = "${var.name_prefix}-hubspot-client-secret"
-    SYNC_API_TOKEN        = "${var.name_prefix}-api-token"
-    ENCRYPTION_KEY        = "${var.name_prefix}-encryption-key"
-    DB_PASSWORD           = "${var.name_prefix}-db-password"
+    HUBSPOT_ACCESS_TOKEN      = "${var.name_prefix}-hubspot-access-token"
+    HUBSPOT_READ_ACCESS_TOKEN = "${var.name_prefix}-hubspot-read-access-token"
+    HUBSPOT_CLIENT_SECRET     = "${var.name_prefix}-hubspot-client-secret"
+    SYNC_API_TOKEN            = "${var.name_prefix}-api-token"
+    ENCRYPTION_KEY            = "${var.name_prefix}-encryption-key"
+    DB_PASSWORD               = "${var.name_prefix}-db-password"
   }
-  # DB_PASSWORD exists only with password authentication.
+  # DB_PASSWORD exists only with password authentication, the read token only when asked
+  # for (a secret without a version would fail every function's deploy).
+  optional_secrets = {
+    DB_PASSWORD               = !var.db_iam_auth
+    HUBSPOT_READ_ACCESS_TOKEN = var.hubspot_read_token
+  }
   secrets_in_use = {
-    for env, id in local.secret_ids : env => id if env != "DB_PASSWORD" || !var.db_iam_auth
+    for env, id in local.secret_ids : env => id if lookup(local.optional_secrets, env, true)
   }
 }
 

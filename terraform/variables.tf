@@ -206,6 +206,12 @@ variable "reconcile_schedule" {
   default     = "0 3 * * *"
 }
 
+variable "hubspot_read_token" {
+  description = "Give the functions a second, read-only HubSpot token (secret HUBSPOT_READ_ACCESS_TOKEN) for every read, so the write token is used only to write (docs/deploy.md, step 0). Add the secret's value before the functions deploy."
+  type        = bool
+  default     = false
+}
+
 variable "secret_versions" {
   description = "Secret version each function reads, per secret env var (\"latest\" is resolved when an instance starts; pin a number to make rotation an explicit deploy)."
   type        = map(string)

@@ -27,6 +27,8 @@ from hubspot.crm.companies import (
     SimplePublicObjectInputForCreate,
 )
 from hubspot.crm.companies.exceptions import ApiException
+from hubspot.crm.companies.models import Error as ErrorModel
+from hubspot.crm.companies.models import ErrorDetail
 from hubspot.crm.contacts import (
     BatchInputSimplePublicObjectBatchInputUpsert,
     SimplePublicObjectBatchInputUpsert,
@@ -34,6 +36,7 @@ from hubspot.crm.contacts import (
 from hubspot.crm.contacts import SimplePublicObjectInputForCreate as ContactCreate
 from hubspot.crm.contacts.exceptions import ApiException as ContactsApiException
 from hubspot.crm.properties import PropertyCreate, PropertyGroupCreate
+from hubspot.crm.properties.exceptions import ApiException as PropertiesApiException
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -401,6 +404,59 @@ def test_errors_surface_as_api_exceptions(fresh: Emulator, emu: Emulator) -> Non
         "correlationId": "",
         "category": "CONFLICT",
     }
+
+
+def test_a_read_only_token_reads_but_gets_hubspots_403_missing_scopes_on_a_write() -> None:
+    with Emulator(access_token=TOKEN, read_access_token="pat-read-only") as emu:
+        reader = HubSpot(access_token="pat-read-only", host=emu.url)
+        created = HubSpot(access_token=TOKEN, host=emu.url).crm.companies.basic_api.create(
+            SimplePublicObjectInputForCreate(properties={"name": "Acme"})
+        )
+        assert reader.crm.companies.basic_api.get_by_id(created.id).properties["name"] == "Acme"
+        emu.state.index_now()  # search lags writes; this test is about scopes
+        assert reader.crm.companies.search_api.do_search(PublicObjectSearchRequest()).total == 1
+        assert reader.crm.properties.core_api.get_all("companies").results
+
+        with pytest.raises(ApiException) as caught:
+            reader.crm.companies.basic_api.update(
+                created.id, SimplePublicObjectInput(properties={"name": "Changed"})
+            )
+        body = _body(caught.value)
+        assert caught.value.status == 403
+        assert body | {"correlationId": ""} == {
+            "status": "error",
+            "message": "This app hasn't been granted all required scopes to make this call."
+            " Read more about required scopes here: https://developers.hubspot.com/scopes.",
+            "correlationId": "",
+            "errors": [
+                {
+                    "message": "One or more of the following scopes are required.",
+                    "context": {"requiredGranularScopes": ["crm.objects.companies.write"]},
+                }
+            ],
+            "links": {"scopes": "https://developers.hubspot.com/scopes"},
+            "category": "MISSING_SCOPES",
+        }
+        # Every key is one the SDK's own error model reads (bar "status", which it ignores).
+        assert set(body) - {"status"} <= set(ErrorModel.attribute_map.values())
+        assert set(body["errors"][0]) <= set(ErrorDetail.attribute_map.values())
+
+        with pytest.raises(PropertiesApiException) as schema:
+            reader.crm.properties.core_api.create(
+                "companies",
+                PropertyCreate(
+                    name="x",
+                    label="X",
+                    type="string",
+                    field_type="text",
+                    group_name="companyinformation",
+                ),
+            )
+        assert schema.value.status == 403
+        assert _body(schema.value)["errors"][0]["context"] == {
+            "requiredGranularScopes": ["crm.schemas.companies.write"]
+        }
+        assert emu.values("companies", created.id)["name"] == "Acme"
 
 
 def test_custom_properties_via_the_properties_api(fresh: Emulator, client: HubSpot) -> None:

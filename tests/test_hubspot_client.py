@@ -15,8 +15,10 @@ import httpx
 import pytest
 
 from localdev.emulator import Emulator
+from localdev.emulator.scopes import ALL_SCOPES, READ_SCOPES
+from shared.config.settings import load_settings
 from shared.db import Database
-from shared.hubspot.client import HubSpotClient, Pause, PendingBatch, pause_for_429
+from shared.hubspot.client import HubSpotClient, Pause, PendingBatch, is_read, pause_for_429
 from shared.hubspot.errors import (
     AuthError,
     Conflict,
@@ -347,6 +349,82 @@ def test_error_classes_carry_status_category_and_correlation_id(
         make_client(token="wrong-token").companies.get("1")
     assert denied.value.status == 401 and not denied.value.retryable
     assert "wrong-token" not in str(denied.value)
+
+
+# --- read and write tokens ---------------------------------------------------------------
+
+READ_TOKEN = "read-only-token"
+WRITE_ONLY_TOKEN = "write-only-token"
+
+
+def test_only_gets_batch_reads_and_searches_are_reads() -> None:
+    assert is_read("GET", "/crm/v3/objects/companies/12")
+    assert is_read("GET", "/crm/v3/properties/companies")
+    assert is_read("POST", "/crm/v3/objects/companies/batch/read")
+    assert is_read("POST", "/crm/v3/objects/contacts/search")
+    for method, path in [
+        ("POST", "/crm/v3/objects/companies"),
+        ("POST", "/crm/v3/objects/companies/batch/update"),
+        ("POST", "/crm/v3/objects/contacts/batch/upsert"),
+        ("PATCH", "/crm/v3/objects/companies/12"),
+        ("DELETE", "/crm/v3/objects/companies/12"),
+        ("POST", "/crm/v3/properties/companies"),
+        ("PUT", "/crm/v4/objects/contacts/1/associations/default/companies/2"),
+    ]:
+        assert not is_read(method, path), (method, path)
+
+
+def test_reads_carry_the_read_token_and_writes_the_write_token(
+    make_client: MakeClient, fresh: Emulator
+) -> None:
+    # The write token here may not read at all, and the read token may not write:
+    # every call succeeds only if each went out with the right one.
+    fresh.grant(READ_TOKEN, READ_SCOPES)
+    fresh.grant(WRITE_ONLY_TOKEN, ALL_SCOPES - READ_SCOPES)
+    client = make_client(token=WRITE_ONLY_TOKEN, read_access_token=READ_TOKEN)
+
+    report = setup_properties(client)  # lists (read) then creates (write) properties
+    assert report.created
+    company = client.companies.create({"name": "Split", "domain": "split.example"})
+    client.companies.update(company.id, {"name": "Split Ltd"})
+    contact = client.contacts.create({"email": "split@x.example"})
+    client.associate("contacts", contact.id, "companies", company.id)
+    assert client.companies.get(company.id).properties["name"] == "Split Ltd"
+    read = client.companies.batch_read([company.id], properties=["name"])
+    assert read.results[company.id].properties["name"] == "Split Ltd"
+    client.companies.batch_update({company.id: {"name": "Split plc"}})
+    fresh.state.index_now()  # search lags writes; this test is about tokens
+    assert [r.id for r in client.companies.search_all(properties=["name"])] == [company.id]
+    assert client.associations("companies", company.id, "contacts")
+
+
+def test_settings_give_reads_hubspot_read_access_token(database: Database, fresh: Emulator) -> None:
+    fresh.grant(READ_TOKEN, READ_SCOPES)
+    fresh.grant(WRITE_ONLY_TOKEN, ALL_SCOPES - READ_SCOPES)
+    settings = load_settings(
+        hubspot_base_url=fresh.url,
+        hubspot_access_token=WRITE_ONLY_TOKEN,
+        hubspot_read_access_token=READ_TOKEN,
+    )
+    client = HubSpotClient.from_settings(settings, database)
+    try:
+        company = client.companies.create({"name": "From settings"})
+        assert client.companies.get(company.id).properties["name"] == "From settings"
+    finally:
+        client.close()
+
+
+def test_a_read_only_token_gets_hubspots_403_on_a_write(
+    make_client: MakeClient, fresh: Emulator
+) -> None:
+    fresh.grant(READ_TOKEN, READ_SCOPES)
+    client = make_client(token=READ_TOKEN)
+    assert client.companies.list_page(limit=1) == ([], None)
+    with pytest.raises(AuthError) as refused:
+        client.companies.create({"name": "Nope"})
+    error = refused.value
+    assert (error.status, error.category, error.retryable) == (403, "MISSING_SCOPES", False)
+    assert fresh.state.live("companies") == []
 
 
 def test_transient_5xx_is_retried_then_succeeds(make_client: MakeClient, fresh: Emulator) -> None:

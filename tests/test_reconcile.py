@@ -355,7 +355,7 @@ def test_incremental_search_finds_what_the_lagging_index_hid_from_the_last_run(
 
     def found(since_at: datetime) -> bool:
         after = str(int(company) - 1)  # only this company's page, however many others changed
-        return company in changed_in_hubspot(engine, EntityType.CUSTOMER, since_at, after, 10)
+        return company in changed_in_hubspot(engine, EntityType.CUSTOMER, since_at, after, 10).ids
 
     lag = emulator.state.search_delay_ms
     emulator.state.search_delay_ms = 60_000  # the index stays behind until caught up below
@@ -372,6 +372,59 @@ def test_incremental_search_finds_what_the_lagging_index_hid_from_the_last_run(
         emulator.state.search_delay_ms = lag
     # Only an overlap at least as long as the lag makes the next run look back far enough.
     assert next_run is (overlap >= 60)
+
+
+def test_incremental_calls_grow_with_the_changes_not_with_their_sides(
+    engine: Engine, emulator: Any
+) -> None:
+    # Issue 20: both object types searched in one step, 200 a page, no empty last search,
+    # and the customers behind HubSpot's changes read once for both types.
+    warp_side = [linked_customer(engine, emulator) for _ in range(3)]
+    company_side = [linked_customer(engine, emulator) for _ in range(2)]
+    contact_side = [linked_customer(engine, emulator) for _ in range(2)]
+    quick = Engine(
+        settings=engine.settings.model_copy(update={"reconcile_overlap_seconds": 0.0}),
+        database=engine.database,
+        hubspot=engine.hubspot,
+        dispatcher=engine.dispatcher,
+    )
+    _full(engine)
+    emulator.state.index_now()
+    # What the FULL run wrote comes after its start: a first INCREMENTAL run sees it.
+    assert start_run(quick, RunRequest(run_type="INCREMENTAL")).status == "COMPLETED"
+    with engine.database.transaction() as tx:
+        for row in warp_side:
+            customers.update_columns(tx, row["id"], {"status": "SUSPENDED"})
+    for n, row in enumerate(company_side):
+        emulator.ui_change("companies", row["company_id"], {"warp_credit_limit": str(4100 + n)})
+    for n, row in enumerate(contact_side):
+        emulator.ui_change("contacts", row["contact_id"], {"phone": f"+1 555 02{n:02d}"})
+    emulator.state.index_now()  # search lags writes; this test counts calls, not lag
+    before = dict(emulator.stats()["calls"])
+
+    result = start_run(quick, RunRequest(run_type="INCREMENTAL"))
+
+    after = emulator.stats()["calls"]
+    calls = {k: n - before.get(k, 0) for k, n in after.items() if n > before.get(k, 0)}
+    assert result.status == "COMPLETED"
+    assert result.report["records"]["checked"] == 7, (calls, result.report)
+    # WARP's changes: one read per type, one write. HubSpot's: one search per type (its
+    # own writes above among the companies found), one read per type for the four
+    # customers, and one contact read with history (a HubSpot phone whose writer counts).
+    assert calls == {
+        "POST /crm/v3/objects/companies/search": 1,
+        "POST /crm/v3/objects/contacts/search": 1,
+        "POST /crm/v3/objects/companies/batch/read": 2,
+        "POST /crm/v3/objects/contacts/batch/read": 3,
+        "POST /crm/v3/objects/companies/batch/update": 1,
+    }
+    assert [both_sides(engine, emulator, row)["company"]["warp_status"] for row in warp_side] == [
+        "SUSPENDED"
+    ] * 3
+    assert [both_sides(engine, emulator, row)["warp"]["credit_limit"] for row in company_side] == [
+        "4100.00",
+        "4101.00",
+    ]
 
 
 # --- one run per trigger, one FULL at a time ---------------------------------------------

@@ -69,11 +69,14 @@ def test_bad_values_name_the_variable(
 def test_secrets_never_printed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", "pat-na1-very-secret")
     monkeypatch.setenv("SYNC_API_TOKEN", "api-very-secret")
+    monkeypatch.setenv("HUBSPOT_READ_ACCESS_TOKEN", "pat-na1-read-very-secret")
     settings = load_settings()
     assert "very-secret" not in repr(settings)
     assert "very-secret" not in str(settings.model_dump())
     assert settings.hubspot_access_token is not None
     assert settings.hubspot_access_token.get_secret_value() == "pat-na1-very-secret"
+    assert settings.hubspot_read_access_token is not None
+    assert settings.hubspot_read_access_token.get_secret_value() == "pat-na1-read-very-secret"
 
 
 def test_bad_secret_value_not_echoed_in_error(monkeypatch: pytest.MonkeyPatch) -> None:

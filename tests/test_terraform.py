@@ -581,6 +581,30 @@ def test_the_plan_gives_sync_api_oidc_only_with_an_allow_list(offline_plan: Any)
     assert "OIDC_AUDIENCE" not in groups_only and "OIDC_ALLOWED_EMAILS" not in groups_only
 
 
+def secret_env(plan: dict[str, Any], name: str) -> set[str]:
+    function = planned(plan, f'google_cloudfunctions2_function.function["{name}"]')
+    return {s["key"] for s in function["service_config"][0]["secret_environment_variables"]}
+
+
+def test_the_plan_carries_a_read_only_hubspot_token_when_asked(offline_plan: Any) -> None:
+    # Issue 20: with hubspot_read_token every function that holds the write token also
+    # holds the read token, from its own Secret Manager secret; without it neither exists.
+    separate = offline_plan("self-contained.tfvars")
+    secret = planned(separate, 'google_secret_manager_secret.secret["HUBSPOT_READ_ACCESS_TOKEN"]')
+    assert secret["secret_id"] == "hs-staging-hubspot-read-access-token"
+    for name in terraform_functions():
+        assert {"HUBSPOT_ACCESS_TOKEN", "HUBSPOT_READ_ACCESS_TOKEN"} <= secret_env(separate, name)
+        planned(
+            separate,
+            f'google_secret_manager_secret_iam_member.accessor["{name} HUBSPOT_READ_ACCESS_TOKEN"]',
+        )
+    single = offline_plan("deploy-guide.tfvars")
+    for name in terraform_functions():
+        assert "HUBSPOT_READ_ACCESS_TOKEN" not in secret_env(single, name)
+    with pytest.raises(KeyError):
+        planned(single, 'google_secret_manager_secret.secret["HUBSPOT_READ_ACCESS_TOKEN"]')
+
+
 def test_the_dashboard_matches_what_the_api_reads_back(offline_plan: Any) -> None:
     # Issue 23 item 7: zero xPos/yPos and empty groupByFields are dropped by the API,
     # so the provider diffs on every plan (#16173); ALIGN_COUNT is refused on

@@ -22,6 +22,11 @@ import click
 @click.option("--seed", default=None, type=int, help="Seed for faults and ordering.")
 @click.option("--access-token", default="emulator-token", show_default=True, help="Accepted token.")
 @click.option(
+    "--read-access-token",
+    default=None,
+    help="A second token with read scopes only (a write with it gets HubSpot's 403).",
+)
+@click.option(
     "--webhook-time-scale",
     default=1.0,
     show_default=True,
@@ -44,6 +49,7 @@ def emulator(
     latency_ms: int,
     seed: int | None,
     access_token: str,
+    read_access_token: str | None,
     webhook_time_scale: float,
     search_delay_ms: int,
 ) -> None:
@@ -63,6 +69,7 @@ def emulator(
         client_secret=client_secret,
         app_id=app_id,
         access_token=access_token,
+        read_access_token=read_access_token,
         fault_rate=fault_rate,
         latency_ms=latency_ms,
         seed=seed,

@@ -79,10 +79,19 @@ class Route:
     template: str
     handler: Handler
     search: bool = False
+    # A POST that only reads (search, batch read): HubSpot asks for a read scope there.
+    reads: bool = False
     regex: re.Pattern[str] = field(init=False)
 
     def __post_init__(self) -> None:
         self.regex = re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.template) + "$")
+
+    def scope(self, object_type: str) -> str:
+        """The granular scope HubSpot requires of a token for this call on ``object_type``
+        (docs/hubspot.md, "Scopes"): schemas for property definitions, objects otherwise."""
+        kind = "schemas" if self.template.startswith("/crm/v3/properties/") else "objects"
+        access = "read" if self.method == "GET" or self.reads else "write"
+        return f"crm.{kind}.{object_type}.{access}"
 
 
 class CrmApi:
@@ -95,9 +104,9 @@ class CrmApi:
         self.update_multi_status = False
         o = "/crm/v3/objects/{type}"
         self.routes = [
-            Route("POST", o + "/search", self.search, search=True),
+            Route("POST", o + "/search", self.search, search=True, reads=True),
             Route("POST", o + "/merge", self.merge),
-            Route("POST", o + "/batch/read", self.batch_read),
+            Route("POST", o + "/batch/read", self.batch_read, reads=True),
             Route("POST", o + "/batch/create", self.batch_create),
             Route("POST", o + "/batch/update", self.batch_update),
             Route("POST", o + "/batch/upsert", self.batch_upsert),
@@ -124,7 +133,10 @@ class CrmApi:
             ),
             Route("GET", "/crm/v4/objects/{type}/{id}/associations/{to}", self.list_associations),
             Route(
-                "POST", "/crm/v3/associations/{type}/{to}/batch/read", self.batch_read_associations
+                "POST",
+                "/crm/v3/associations/{type}/{to}/batch/read",
+                self.batch_read_associations,
+                reads=True,
             ),
         ]
 

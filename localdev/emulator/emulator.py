@@ -18,6 +18,7 @@ from localdev.emulator.pipeline import CallCounts, CrmPipeline
 from localdev.emulator.properties import PropertyRegistry
 from localdev.emulator.ratelimit import RateLimiter
 from localdev.emulator.render import now_iso, render_record
+from localdev.emulator.scopes import ALL_SCOPES, READ_SCOPES
 from localdev.emulator.server import EmulatorHTTPServer
 from localdev.emulator.store import DEFAULT_SEARCH_DELAY_MS, Record, Source, Store
 from localdev.emulator.webhooks import DEFAULT_MAX_CONCURRENT_REQUESTS, WebhookDispatcher
@@ -71,6 +72,7 @@ class Emulator:
         app_id: int | None = None,
         portal_id: int = DEFAULT_PORTAL_ID,
         access_token: str = "emulator-token",
+        read_access_token: str | None = None,
         fault_rate: float = 0.0,
         fault_kinds: tuple[str, ...] = DEFAULT_KINDS,
         latency_ms: int = 0,
@@ -90,7 +92,11 @@ class Emulator:
     ) -> None:
         self.host, self.port = host, port
         self.portal_id = portal_id
-        self.access_tokens = {access_token}
+        # Token -> granted scopes: ``access_token`` may do everything, ``read_access_token``
+        # only read (a write with it gets HubSpot's 403 MISSING_SCOPES); ``grant`` adds more.
+        self.access_tokens: dict[str, frozenset[str]] = {access_token: ALL_SCOPES}
+        if read_access_token is not None:
+            self.access_tokens[read_access_token] = READ_SCOPES
         self.properties = PropertyRegistry()
         self.webhooks = WebhookDispatcher(
             url=webhook_url,
@@ -169,6 +175,10 @@ class Emulator:
     def api_source(self) -> Source:
         """Who writes through the API with the access token: our app."""
         return Source("INTEGRATION", str(self.app_id))
+
+    def grant(self, token: str, scopes: frozenset[str]) -> None:
+        """Accept ``token`` with exactly ``scopes`` (e.g. a token that may only write)."""
+        self.access_tokens[token] = scopes
 
     def reset(self) -> None:
         """Empty records, custom properties, counters, limits, the outage and the webhook queue.

@@ -8,7 +8,7 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from localdev.emulator.answers import Answer, error_answer
@@ -17,6 +17,7 @@ from localdev.emulator.errors import ApiError, new_correlation_id
 from localdev.emulator.faults import FaultInjector
 from localdev.emulator.properties import canonical_type
 from localdev.emulator.ratelimit import RateLimiter
+from localdev.emulator.scopes import missing_scopes
 from localdev.emulator.store import Source
 
 _AUTH_MESSAGE = (
@@ -76,14 +77,14 @@ class CrmPipeline:
         *,
         limits: RateLimiter,
         faults: FaultInjector,
-        access_tokens: Collection[str],
+        access_tokens: Mapping[str, frozenset[str]],
         source: Callable[[], Source],
         counts: CallCounts,
     ) -> None:
         self.api = api
         self.limits = limits
         self.faults = faults
-        self.access_tokens = access_tokens
+        self.access_tokens = access_tokens  # token -> the scopes it was granted
         self.source = source
         self.counts = counts
 
@@ -99,7 +100,8 @@ class CrmPipeline:
         self.counts.call(key)
         if self.faults.latency_ms:
             time.sleep(self.faults.latency_ms / 1000)
-        if not self._authorized(headers.get("Authorization", "")):
+        scopes = self._scopes(headers.get("Authorization", ""))
+        if scopes is None:
             return error_answer(
                 ApiError(
                     401,
@@ -107,6 +109,8 @@ class CrmPipeline:
                     _AUTH_MESSAGE,
                 )
             )
+        if object_type is not None and route.scope(object_type) not in scopes:
+            return error_answer(missing_scopes(route.scope(object_type)))
         if self.faults.outage:
             return error_answer(ApiError(503, "", "Service Unavailable"))
         decision = self.limits.check(search=route.search)
@@ -149,9 +153,12 @@ class CrmPipeline:
         answer.hold_seconds = self.faults.hold_ms / 1000
         return answer
 
-    def _authorized(self, header: str) -> bool:
+    def _scopes(self, header: str) -> frozenset[str] | None:
+        """The scopes of the header's bearer token; None when it is no token we issued."""
         scheme, _, token = header.partition(" ")
-        return scheme.lower() == "bearer" and token.strip() in self.access_tokens
+        if scheme.lower() != "bearer":
+            return None
+        return self.access_tokens.get(token.strip())
 
 
 def _limit_answer(body: dict[str, Any], headers: dict[str, str]) -> Answer:

@@ -18,12 +18,26 @@ def hubspot() -> None:
 
 @hubspot.command("setup-properties")
 def setup_properties_command() -> None:
-    """Create the `warp` group and WARP's company properties; existing ones are left alone."""
-    from shared.hubspot.properties import setup_properties
+    """Create the `warp` group and WARP's company properties; existing ones are left alone.
 
+    Prints first the scopes each configured token needs (HUBSPOT_ACCESS_TOKEN writes,
+    HUBSPOT_READ_ACCESS_TOKEN, when set, reads).
+    """
+    from shared.config import get_settings
+    from shared.hubspot.properties import setup_properties
+    from shared.hubspot.scopes import scopes_per_token
+
+    needs = scopes_per_token(separate_read_token=bool(get_settings().hubspot_read_access_token))
+    for variable, scopes in needs.items():
+        click.echo(f"scopes   {variable}: {' '.join(scopes)}")
     try:
         report = setup_properties(get_hubspot_client())
     except HubSpotError as exc:
+        if exc.category == "MISSING_SCOPES":  # which token lacks what: the lines above
+            raise click.ClickException(
+                f"HubSpot refused the setup: {exc} (a token lacks a scope: grant each "
+                "token the scopes listed above)"
+            ) from exc
         raise click.ClickException(
             explain_line(exc) or f"HubSpot refused the setup: {exc}"
         ) from exc

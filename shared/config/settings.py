@@ -66,7 +66,12 @@ class Settings(BaseModel):
 
     # --- HubSpot ----------------------------------------------------------------------
     hubspot_access_token: SecretStr | None = Field(
-        None, description="private app token (OAuth tokens expire and are not refreshed)"
+        None,
+        description="private app token (OAuth tokens expire and are not refreshed); makes"
+        " every write (and every read without HUBSPOT_READ_ACCESS_TOKEN)",
+    )
+    hubspot_read_access_token: SecretStr | None = Field(
+        None, description="optional private app token with read scopes only; makes every read"
     )
     hubspot_base_url: str = Field(DEFAULT_HUBSPOT_BASE_URL, description="HubSpot API base URL")
     hubspot_client_secret: SecretStr | None = Field(
@@ -93,6 +98,12 @@ class Settings(BaseModel):
     )
     webhook_accept_v1: bool = Field(False, description="accept v1 signatures when v3 is absent")
     webhook_max_body_bytes: int = Field(1_048_576, ge=1024)
+    webhook_source_failure_limit: int = Field(
+        20, ge=1, description="bad signatures from one source before it gets 429 (per instance)"
+    )
+    webhook_source_failure_window_seconds: float = Field(
+        60.0, gt=0, description="window of WEBHOOK_SOURCE_FAILURE_LIMIT; also the longest 429"
+    )
     webhook_time_budget_seconds: float = Field(
         3.0, gt=0, description="inline processing budget before handing a batch to a task"
     )

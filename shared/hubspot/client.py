@@ -21,6 +21,10 @@ input order (hubspot-api.md §3.3). Per-record failures of a 207 are returned
 beside the successes (:class:`BatchResult`), not raised; so are the inputs of a
 batch update HubSpot refused whole (400), found by splitting the batch.
 
+With ``HUBSPOT_READ_ACCESS_TOKEN`` set, every read (a GET, a batch read, a search)
+carries that token and only writes carry ``HUBSPOT_ACCESS_TOKEN``, so the token
+used most often, and by the most code paths, cannot change HubSpot if it leaks.
+
 Neither the token nor property values are logged. httpx logs each request URL
 at INFO, and a GET by ``idProperty=email`` carries an address in its path, so
 the client quietens the ``httpx`` logger unless someone configured it.
@@ -100,6 +104,7 @@ class HubSpotClient:
         base_url: str,
         access_token: str,
         *,
+        read_access_token: str | None = None,
         limiter: RateLimiter,
         timeout: tuple[float, float] = (5.0, 20.0),
         max_transient_retries: int = 3,
@@ -112,6 +117,10 @@ class HubSpotClient:
         if not access_token:
             raise ConfigurationError("HUBSPOT_ACCESS_TOKEN is empty")
         connect, read = timeout
+        # Per-request header for reads; None: reads go with the client's (write) token.
+        self._read_auth = (
+            {"Authorization": f"Bearer {read_access_token}"} if read_access_token else None
+        )
         self._http_options: dict[str, Any] = {
             "base_url": base_url.rstrip("/"),
             "headers": {
@@ -148,6 +157,11 @@ class HubSpotClient:
         return cls(
             settings.hubspot_base_url,
             settings.hubspot_access_token.get_secret_value(),
+            read_access_token=(
+                settings.hubspot_read_access_token.get_secret_value()
+                if settings.hubspot_read_access_token is not None
+                else None
+            ),
             limiter=SharedRateLimiter.from_settings(settings, database),
             timeout=(
                 settings.hubspot_connect_timeout_seconds,
@@ -352,8 +366,9 @@ class HubSpotClient:
         self, method: str, path: str, params: Mapping[str, Any] | None, json: Any, bucket: Bucket
     ) -> tuple[httpx.Response | None, HubSpotError | None, bool]:
         """One HTTP exchange: (response, error, whether the request may have been applied)."""
+        headers = self._read_auth if self._read_auth and is_read(method, path) else None
         try:
-            response = self._http().request(method, path, params=params, json=json)
+            response = self._http().request(method, path, params=params, json=json, headers=headers)
         except httpx.ConnectTimeout as exc:
             return None, Timeout(f"HubSpot connect timeout: {type(exc).__name__}"), False
         except httpx.TimeoutException as exc:
@@ -901,6 +916,12 @@ class ObjectsApi:
         for chunk in _chunks_by_size(sorted(values), SEARCH_IN_CHARS):
             groups = [{"filters": [{"propertyName": prop, "operator": "IN", "values": chunk}]}]
             yield from self.search_all(groups, properties=properties)
+
+
+def is_read(method: str, path: str) -> bool:
+    """Whether a call only reads HubSpot: a GET, or a POST that is a batch read or a search
+    (HubSpot asks for a ``.read`` scope of these, a ``.write`` one of every other call)."""
+    return method == "GET" or path.endswith(("/batch/read", "/search"))
 
 
 def _chunks_by_size(values: list[str], max_chars: int) -> Iterator[list[str]]:

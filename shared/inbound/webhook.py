@@ -1,5 +1,8 @@
 """One webhook delivery from HubSpot, start to answer (no Flask here: the adapter translates).
 
+Steps 1-2 are :func:`verify_delivery` (settings only, no database work, so a forged
+flood takes no connection: ``shared/inbound/gate.py``), 3-6 :func:`handle_delivery`.
+
 1. Body larger than ``WEBHOOK_MAX_BODY_BYTES``: 413.
 2. Signature (``verify.check_signature``) over the raw body: 401, nothing stored.
 3. JSON array of objects (``events.parse_batch``): else 400 naming the problem. An
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import shared.tasks.kinds  # noqa: F401  (the inbound_batch handler, for the in-process stand-in)
+from shared.config.settings import Settings
 from shared.engine.deps import Engine
 from shared.errors import SyncError
 from shared.inbound.events import EventProblem, parse_batch
@@ -69,17 +73,23 @@ class Delivery:
     started: float
 
 
-def handle_delivery(engine: Engine, delivery: Delivery) -> dict[str, Any]:
-    """Run steps 1-5 of the module docstring; the 200 answer's body.
+@dataclass(frozen=True)
+class VerifiedDelivery:
+    """A delivery whose size and signature passed (only :func:`verify_delivery` makes one)."""
 
-    Raises :class:`DeliveryRejected` (400/413), ``verify.SignatureRejected`` (401),
-    or a retryable :class:`SyncError` (503).
+    delivery: Delivery
+    version: str
+
+
+def verify_delivery(settings: Settings, delivery: Delivery) -> VerifiedDelivery:
+    """Steps 1-2 of the module docstring, with the settings alone: no engine, no database.
+
+    Raises :class:`DeliveryRejected` (413) or ``verify.SignatureRejected`` (401).
     """
-    settings = engine.settings
     limit = settings.webhook_max_body_bytes
     if len(delivery.body) > limit:
         raise DeliveryRejected(f"body larger than {limit} bytes", status=413)
-    check_signature(
+    version = check_signature(
         settings,
         method=delivery.method,
         uri=signed_uri(settings, delivery.target, delivery.host_url),
@@ -87,6 +97,16 @@ def handle_delivery(engine: Engine, delivery: Delivery) -> dict[str, Any]:
         body=delivery.body,
         now_ms=int(time.time() * 1000),
     )
+    return VerifiedDelivery(delivery, version)
+
+
+def handle_delivery(engine: Engine, verified: VerifiedDelivery) -> dict[str, Any]:
+    """Run steps 3-5 of the module docstring; the 200 answer's body.
+
+    Raises :class:`DeliveryRejected` (400) or a retryable :class:`SyncError` (503).
+    """
+    settings = engine.settings
+    delivery = verified.delivery
     try:
         # Strict and bounded: what json.loads lets through (deep nesting, NaN, huge
         # integers, NUL in a string) used to fail later as a 500.

@@ -36,6 +36,7 @@ from shared.engine.deps import Engine
 from shared.engine.snapshots import linked_id
 from shared.engine.sync import CustomerSync
 from shared.errors import SyncError, first_problem
+from shared.hubspot.client import SEARCH_PAGE_MAX
 from shared.mapping import EntityType
 from shared.observability.redaction import describe_error
 from shared.reconcile import queries
@@ -57,10 +58,11 @@ _FULL_LOCK = 8_410_006  # advisory lock key: starting a FULL run
 
 PHASES = {
     "FULL": ["linked", "unlinked"],
-    "INCREMENTAL": ["warp", "companies", "contacts"],
+    "INCREMENTAL": ["warp", "hubspot"],
     "CUSTOMER_SPECIFIC": ["customer"],
 }
-_HUBSPOT_PHASES = {"companies": EntityType.CUSTOMER, "contacts": EntityType.CONTACT}
+# What the "hubspot" phase searches, and the checkpoint's cursor per object type.
+_HUBSPOT_TYPES = {"companies": EntityType.CUSTOMER, "contacts": EntityType.CONTACT}
 
 Progress = Callable[[int, int | None], None]  # (records done, records expected or None)
 Outcomes = Callable[[Sequence[CustomerSync]], None]  # each page's outcomes, as they come
@@ -395,27 +397,44 @@ def _step(
                 save=step.save,
                 on_outcomes=on_outcomes,
             )
-    elif phase in _HUBSPOT_PHASES:
-        entity_type = _HUBSPOT_PHASES[phase]
-        object_ids = changed_in_hubspot(engine, entity_type, _since(state), after, PAGE)
-        if not object_ids:
+    elif phase == "hubspot":
+        # One page of each object type's changes, their customers synced together.
+        cursors = dict(after or {t: {"after": None, "done": False} for t in _HUBSPOT_TYPES})
+        changed: dict[str, list[str]] = {}
+        for object_type, entity_type in _HUBSPOT_TYPES.items():
+            cursor = cursors[object_type]
+            if cursor["done"]:
+                continue
+            page = changed_in_hubspot(
+                engine, entity_type, _since(state), cursor["after"], SEARCH_PAGE_MAX
+            )
+            changed[object_type] = page.ids
+            cursors[object_type] = {
+                "after": page.ids[-1] if page.ids else cursor["after"],
+                "done": page.last or not page.ids,
+            }
+        step.state["after"] = cursors
+        if all(cursor["done"] for cursor in cursors.values()):
             next_phase()
-        else:
-            step.state["after"] = object_ids[-1]
-            with engine.database.transaction() as tx:
-                ids = queries.customers_linked_to(
-                    tx, phase, object_ids, changed_before=_since(state)
+        with engine.database.transaction() as tx:
+            ids = [
+                cid
+                for object_type, object_ids in changed.items()
+                for cid in queries.customers_linked_to(
+                    tx, object_type, object_ids, changed_before=_since(state)
                 )
-            if ids:
-                sync_page(
-                    engine,
-                    ids,
-                    report,
-                    dry_run=dry_run,
-                    fields=fields,
-                    save=step.save,
-                    on_outcomes=on_outcomes,
-                )
+            ]
+        if ids:
+            unique = list(dict.fromkeys(ids))
+            sync_page(
+                engine,
+                unique,
+                report,
+                dry_run=dry_run,
+                fields=fields,
+                save=step.save,
+                on_outcomes=on_outcomes,
+            )
     elif phase == "unlinked":
         with engine.database.transaction() as tx:
             rows = customers.page_unlinked(tx, after, PAGE)
