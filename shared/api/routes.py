@@ -24,7 +24,13 @@ import flask
 from pydantic import BaseModel, ValidationError
 
 from shared.api import handlers, models
-from shared.api.auth import NotConfigured, acting_user, authenticate, authenticate_metrics
+from shared.api.auth import (
+    Caller,
+    NotConfigured,
+    acting_user,
+    authenticate,
+    authenticate_metrics,
+)
 from shared.api.context import ApiError, Call, Reply
 from shared.engine import get_engine
 from shared.observability import bind
@@ -51,7 +57,9 @@ class Route:
     responses: Mapping[int, tuple[type[BaseModel] | None, str]]
     query: type[models.Request] | None = None
     body: type[BaseModel] | None = None
-    auth: Literal["api", "metrics"] = "api"
+    # "page": a static page holding no data, open like any login page; the API calls
+    # it makes carry the credentials.
+    auth: Literal["api", "metrics", "page"] = "api"
     media_type: str = "application/json"
     segments: tuple[str, ...] = field(init=False)
 
@@ -95,6 +103,16 @@ def document_text() -> str:
 def openapi_document(call: Call) -> Reply:
     """GET /v1/sync/openapi.json: the API's OpenAPI 3.1 document."""
     return flask.Response(document_text(), status=200, mimetype="application/json")
+
+
+def console_page(call: Call) -> Reply:
+    """GET /v1/sync/console: the operator console (a static page over this API)."""
+    from shared.api.console import page
+
+    console = page()
+    response = flask.Response(console.html, status=200, mimetype="text/html")
+    response.headers.update(console.headers)
+    return response
 
 
 # --- the table ------------------------------------------------------------------------
@@ -288,6 +306,17 @@ ROUTES: tuple[Route, ...] = (
         "meta",
         {200: (None, "the OpenAPI 3.1 document"), **_AUTH},
     ),
+    Route(
+        "GET",
+        f"{PREFIX}/console",
+        console_page,
+        "getConsole",
+        "The operator console: a page that asks for the API token and acts through this API",
+        "meta",
+        {200: (None, "the console's HTML page")},
+        auth="page",
+        media_type="text/html",
+    ),
 )
 
 
@@ -327,7 +356,9 @@ def _dispatch(request: flask.Request, routes: tuple[Route, ...]) -> flask.Respon
     route, raw_params = found
     headers = dict(request.headers)
     engine = get_engine()
-    if route.auth == "metrics":
+    if route.auth == "page":
+        caller = Caller("open")
+    elif route.auth == "metrics":
         caller = authenticate_metrics(headers, engine.settings)
     else:
         caller = authenticate(headers, engine.settings)
