@@ -23,6 +23,7 @@ from rich.console import Console
 from localdev.cli.demo import print_stack
 from localdev.seed import Book, Standing, seed_book
 from localdev.stack import LocalStack, StackConfig
+from shared.api.routes import CONSOLE_PATH
 from shared.messages.change import ChangeMessage, Operation
 from shared.messages.envelope import encode_push_envelope
 
@@ -56,6 +57,11 @@ def serve(customers: int, seed: int) -> None:
             if customers:
                 console.print(f"  seeded {len(book.customers)} customers")
             print_examples(console, stack, book)
+            console.print(
+                f"[bold]operator console:[/] {stack.url('sync_api')}{CONSOLE_PATH} "
+                "(sign in with the bearer token above)",
+                soft_wrap=True,
+            )
             console.print(f"[bold green]{READY_LINE}[/]")
             while not stopping.wait(0.5):
                 pass

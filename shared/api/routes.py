@@ -42,6 +42,7 @@ PREFIX = "/v1/sync"
 MAX_BODY_BYTES = 64 * 1024
 DOCUMENT_PATH = Path(__file__).with_name("openapi.json")
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+CONSOLE_PATH = f"{PREFIX}/console"
 
 
 @dataclass(frozen=True)
@@ -308,7 +309,7 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route(
         "GET",
-        f"{PREFIX}/console",
+        CONSOLE_PATH,
         console_page,
         "getConsole",
         "The operator console: a page that asks for the API token and acts through this API",

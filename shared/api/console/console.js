@@ -338,14 +338,15 @@
   function report(run) {
     const r = run.report || {};
     const parts = [h("dl", { class: "cards" },
-      card("Status", run.status), card("Checked", (r.records || {}).checked ?? run.total_records),
+      card("Status", run.status), card("Records", run.total_records),
+      card("Linked, checked", (r.records || {}).checked),
       card("Updated" + (run.dry_run ? " (would be)" : ""), (r.records || {}).updated ?? run.records_updated),
       card("Conflicts", (r.records || {}).conflicts ?? run.conflicts_detected, "bad"),
       card("Errors", run.errors_encountered, "bad"))];
     const fields = Object.entries(r.fields || {});
-    if (fields.length) parts.push(table("Drift by field", ["Field", "Counts"],
-      fields.map(([name, counts]) => h("tr", {}, h("td", {}, name), h("td", { class: "mono" },
-        Object.entries(counts).map(([k, v]) => k + ": " + v).join(", ")))), ""));
+    if (fields.length) parts.push(h("h3", {}, "Drift by field"), table("Drift by field", ["Field", "Counts"],
+      fields.map(([name, counts]) => h("tr", {}, h("td", {}, name), h("td", {},
+        Object.entries(counts).filter(([, v]) => v).map(([k, v]) => v + " " + k.replace("_", " ")).join(", ") || "none"))), ""));
     parts.push(h("details", {}, h("summary", {}, "The whole report"), h("pre", {}, JSON.stringify(r, null, 2))));
     return h("div", { id: "run-report", "data-run": run.id, "data-status": run.status }, parts);
   }
@@ -404,6 +405,13 @@
     return found;
   }
 
+  function fieldState(f) {
+    if (!f.mapped) return h("span", { class: "badge" }, "no longer mapped");
+    if (f.is_in_conflict) return h("span", { class: "badge bad" }, "conflict");
+    if (!f.last_synced_at) return h("span", { class: "badge" }, "not synced yet");
+    return h("span", { class: "badge good" }, "synced");
+  }
+
   async function showCustomer(out, ref) {
     out.replaceChildren(h("p", {}, "loading…"));
     const id = encodeURIComponent(ref);
@@ -419,7 +427,7 @@
         status.fields.map((f) => h("tr", {}, h("td", {}, f.field, h("br"), h("span", { class: "muted" }, f.entity_type)),
           h("td", { class: "value" }, text(f.warp_value)), h("td", { class: "value" }, text(f.hubspot_value)),
           h("td", {}, text(f.sync_direction) + " / " + text(f.conflict_resolution)), h("td", {}, when(f.last_synced_at)),
-          h("td", {}, f.is_in_conflict ? h("span", { class: "badge bad" }, "conflict") : f.mapped ? h("span", { class: "badge good" }, "ok") : "unmapped"))),
+          h("td", {}, fieldState(f)))),
         "No fields recorded."),
       h("h3", {}, "Sync log"),
       table("Log, newest first", ["Started", "Operation", "Direction", "Status", "Fields", "Error"],
