@@ -187,6 +187,34 @@ def fleet_routes(stack: LocalStack) -> bool:
 
 
 @pytest.mark.integration
+def test_a_refused_token_is_not_kept(stack: LocalStack, browser: Any) -> None:
+    browser.get("about:blank")
+    browser.get(console_url(stack))
+    browser.execute_script("sessionStorage.clear()")
+    browser.refresh()
+    wait(browser, lambda d: css(d, "#token").is_displayed())
+    css(browser, "#token").send_keys("not-the-token")
+    css(browser, "#sign-in-form button").click()
+    wait(browser, lambda d: "not accepted" in css(d, "#sign-in-error").text)
+    assert browser.execute_script(f"return sessionStorage.getItem('{TOKEN_KEY}')") is None
+    assert not css(browser, "#nav").is_displayed() and css(browser, "#view").text == ""
+
+
+@pytest.mark.integration
+def test_values_are_shown_as_text_never_run(stack: LocalStack, scene: Scene, browser: Any) -> None:
+    (customer,) = scene.take(Standing.IN_SYNC)
+    name = '<img src=x onerror="window.pwned=1">Acme'
+    scene.edit_warp(customer.customer_id, {"company_name": name})
+    open_view(browser, stack, "customer")
+    css(browser, "#customer-search").send_keys(customer.customer_id)
+    css(browser, "#view form button").click()
+    view = wait(browser, lambda d: "Sync log" in css(d, "#view").text and css(d, "#view"))
+    assert name in view.text
+    assert not all_css(browser, "#view img")
+    assert browser.execute_script("return window.pwned") is None
+
+
+@pytest.mark.integration
 def test_resolve_a_conflict_with_a_typed_value(
     stack: LocalStack, scene: Scene, browser: Any
 ) -> None:

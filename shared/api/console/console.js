@@ -498,6 +498,8 @@
     $("view").replaceWith(view);
     document.title = name[0].toUpperCase() + name.slice(1) + " — WARP ⇄ HubSpot sync console";
     try { await VIEWS[name](view); } catch (error) { view.append(failure(error)); }
+    // A refused token signed out midway: nothing the view went on to add stays.
+    if (!sessionStorage.getItem(TOKEN_KEY)) view.replaceChildren();
     view.setAttribute("aria-busy", "false");
   }
 
