@@ -57,13 +57,18 @@ def test_page_inlines_style_and_script_allowed_by_their_hashes_only() -> None:
 
 
 @pytest.fixture(scope="module")
-def stack(database_url: str) -> Iterator[LocalStack]:
+def log_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("console") / "functions.log"
+
+
+@pytest.fixture(scope="module")
+def stack(database_url: str, log_file: Path) -> Iterator[LocalStack]:
     """The local stack as ``hubspot-sync serve`` runs it, on this module's database."""
     saved = {k: os.environ.get(k) for k in ("DATABASE_URL", "HUBSPOT_ACCESS_TOKEN")}
     os.environ["DATABASE_URL"] = database_url
     os.environ.pop("HUBSPOT_ACCESS_TOKEN", None)
     try:
-        with LocalStack(StackConfig(seed=13)) as running:
+        with LocalStack(StackConfig(seed=13, log_file=log_file)) as running:
             yield running
     finally:
         for key, value in saved.items():
@@ -403,3 +408,11 @@ def test_overview_shows_what_the_database_holds(
     assert browser.execute_script("return document.cookie") == ""
     assert browser.execute_script("return localStorage.length") == 0
     screenshot(browser, "overview")
+
+
+@pytest.mark.integration
+def test_the_token_is_in_no_log_line(stack: LocalStack, log_file: Path, browser: Any) -> None:
+    open_view(browser, stack, "failures")  # at least one signed-in page's calls logged
+    logged = log_file.read_text()
+    assert "sync_api" in logged  # the API's own lines are in this file
+    assert stack.sync_api_token not in logged
