@@ -447,8 +447,11 @@ def echoes_suppressed(scene: Scene) -> str:
     return f"{echoes} echoes suppressed; only the {applied_back} genuine HubSpot edits applied"
 
 
-def manual_conflict_resolved(scene: Scene) -> str:
-    """A MANUAL field edited on both sides waits for a person, who resolves it via the API."""
+def manual_conflict(scene: Scene) -> tuple[SeededCustomer, str, str]:
+    """A linked customer whose MANUAL company name was edited on both sides: held open.
+
+    Returns the customer, WARP's new name and HubSpot's new name.
+    """
     emulator = scene.stack.emulator
     assert emulator is not None
     (customer,) = scene.take(Standing.IN_SYNC)
@@ -481,6 +484,13 @@ def manual_conflict_resolved(scene: Scene) -> str:
     finally:
         emulator.webhooks.resume()
     scene.wait_quiet()
+    return customer, warp_name, hubspot_name
+
+
+def manual_conflict_resolved(scene: Scene) -> str:
+    """A MANUAL field edited on both sides waits for a person, who resolves it via the API."""
+    customer, _, hubspot_name = manual_conflict(scene)
+    cid, company_id = customer.customer_id, customer.company_id or ""
     listed = scene.api("GET", f"/v1/sync/customers/{cid}/conflicts")["conflicts"]
     if [c.get("field") for c in listed] != ["company_name"]:
         found = [c.get("field") for c in listed]

@@ -57,6 +57,7 @@ def test_demo_on_embedded_defaults_shows_every_flow_working(tmp_path: Path) -> N
     assert done.returncode == 0, output
     assert "every flow worked" in output, output
     assert "embedded PostgreSQL" in output and "HubSpot emulator" in output
+    assert re.search(r"operator console: http://\S+/v1/sync/console", output), output
     rows = [line for line in output.splitlines() if line.startswith("│")]
     for step in build_story():
         matching = [r for r in rows if step.title in r]

@@ -242,6 +242,9 @@ def test_serve_runs_until_ctrl_c(create_database: Any) -> None:
         assert ready.wait(90), "".join(lines)
         text = "".join(lines)
         assert "DATABASE_URL" in text
+        page = re.search(r"operator console: (\S+/v1/sync/console)", text)
+        assert page, text
+        assert httpx.get(page.group(1), timeout=10).headers["Content-Security-Policy"]
         status = re.search(r'curl -s -H "(Authorization: Bearer [^"]+)" (\S+/status)', text)
         assert status, text
         name, value = status.group(1).split(": ", 1)

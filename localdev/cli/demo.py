@@ -22,6 +22,7 @@ from rich.table import Table
 from localdev.seed import Standing, seed_book
 from localdev.stack import LocalStack, StackConfig
 from localdev.story import Scene, StepResult, build_story, progress_bar, run_story
+from shared.api.routes import CONSOLE_PATH
 
 
 @click.command()
@@ -68,6 +69,12 @@ def demo(customers: int, burst: int, seed: int) -> None:
     elapsed = time.monotonic() - started
     print_summary(console, results, elapsed)
     console.print(f"[dim]function logs: {log_file}[/]")
+    # The demo's stack is gone by now: the console's URL is the one `serve` prints.
+    console.print(
+        f"operator console: {stack.url('sync_api')}{CONSOLE_PATH} while this ran; "
+        "`hubspot-sync serve` (make serve) keeps it running and prints its URL",
+        soft_wrap=True,
+    )
     if any(r.status == "failed" for r in results):
         sys.exit(1)
 

@@ -26,6 +26,7 @@ from localdev.cli.demo import print_stack
 from localdev.seed import Book, Standing, seed_book
 from localdev.stack import LocalStack, StackConfig
 from localdev.story import progress_bar
+from shared.api.routes import CONSOLE_PATH
 from shared.messages.change import ChangeMessage, Operation
 from shared.messages.envelope import encode_push_envelope
 
@@ -58,6 +59,11 @@ def serve(customers: int, seed: int) -> None:
             print_stack(console, stack, time.monotonic() - began)
             book = seed_with_progress(console, stack, customers, seed) if customers else Book()
             print_examples(console, stack, book)
+            console.print(
+                f"[bold]operator console:[/] {stack.url('sync_api')}{CONSOLE_PATH} "
+                "(sign in with the bearer token above)",
+                soft_wrap=True,
+            )
             print_environment(console, stack)
             console.print(f"[bold green]{READY_LINE}[/]")
             while not stopping.wait(0.5):

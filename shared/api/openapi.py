@@ -88,14 +88,19 @@ def _parameters(route: Route) -> list[dict[str, Any]]:
     return params
 
 
+_SECURITY: dict[str, list[dict[str, list[str]]]] = {
+    "api": [{"apiToken": []}, {"googleIdToken": []}],
+    "metrics": [{"metricsToken": []}, {}],
+    "page": [],  # the page is open; the calls it makes carry the API's credentials
+}
+
+
 def _operation(route: Route) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "operationId": route.operation_id,
         "summary": route.summary,
         "tags": [route.tag],
-        "security": [{"metricsToken": []}, {}]
-        if route.auth == "metrics"
-        else [{"apiToken": []}, {"googleIdToken": []}],
+        "security": _SECURITY[route.auth],
     }
     params = _parameters(route)
     if params:
@@ -115,7 +120,8 @@ def _operation(route: Route) -> dict[str, Any]:
                 "application/json": {"schema": {"$ref": REF.format(model=model.__name__)}}
             }
         elif status == 200:
-            schema = {"type": "string"} if route.media_type == "text/plain" else {"type": "object"}
+            is_json = route.media_type == "application/json"
+            schema = {"type": "object"} if is_json else {"type": "string"}
             answer["content"] = {route.media_type: {"schema": schema}}
         responses[str(status)] = answer
     operation["responses"] = responses

@@ -25,7 +25,13 @@ from pydantic import BaseModel, ValidationError
 
 from shared import pause
 from shared.api import handlers, models
-from shared.api.auth import NotConfigured, acting_user, authenticate, authenticate_metrics
+from shared.api.auth import (
+    Caller,
+    NotConfigured,
+    acting_user,
+    authenticate,
+    authenticate_metrics,
+)
 from shared.api.context import ApiError, Call, Reply
 from shared.engine import get_engine
 from shared.observability import bind
@@ -38,6 +44,7 @@ MAX_BODY_BYTES = 64 * 1024
 DOCUMENT_PATH = Path(__file__).with_name("openapi.json")
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 CUSTOMER = f"{PREFIX}/customers/{{id}}"
+CONSOLE_PATH = f"{PREFIX}/console"
 
 
 @dataclass(frozen=True)
@@ -53,7 +60,9 @@ class Route:
     responses: Mapping[int, tuple[type[BaseModel] | None, str]]
     query: type[models.Request] | None = None
     body: type[BaseModel] | None = None
-    auth: Literal["api", "metrics"] = "api"
+    # "page": a static page holding no data, open like any login page; the API calls
+    # it makes carry the credentials.
+    auth: Literal["api", "metrics", "page"] = "api"
     media_type: str = "application/json"
     writes: bool = False  # writes WARP or HubSpot: refused (409) while the sync is paused
     segments: tuple[str, ...] = field(init=False)
@@ -103,6 +112,16 @@ def document_text() -> str:
 def openapi_document(call: Call) -> Reply:
     """GET /v1/sync/openapi.json: the API's OpenAPI 3.1 document."""
     return flask.Response(document_text(), status=200, mimetype="application/json")
+
+
+def console_page(call: Call) -> Reply:
+    """GET /v1/sync/console: the operator console (a static page over this API)."""
+    from shared.api.console import page
+
+    console = page()
+    response = flask.Response(console.html, status=200, mimetype="text/html")
+    response.headers.update(console.headers)
+    return response
 
 
 # --- the table ------------------------------------------------------------------------
@@ -365,6 +384,17 @@ ROUTES: tuple[Route, ...] = (
         "meta",
         {200: (None, "the OpenAPI 3.1 document"), **_AUTH},
     ),
+    Route(
+        "GET",
+        CONSOLE_PATH,
+        console_page,
+        "getConsole",
+        "The operator console: a page that asks for the API token and acts through this API",
+        "meta",
+        {200: (None, "the console's HTML page")},
+        auth="page",
+        media_type="text/html",
+    ),
 )
 
 
@@ -406,7 +436,9 @@ def _dispatch(request: flask.Request, routes: tuple[Route, ...]) -> flask.Respon
     route, raw_params = found
     headers = dict(request.headers)
     engine = get_engine()
-    if route.auth == "metrics":
+    if route.auth == "page":
+        caller = Caller("open")
+    elif route.auth == "metrics":
         caller = authenticate_metrics(headers, engine.settings)
     else:
         caller = authenticate(headers, engine.settings)
