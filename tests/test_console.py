@@ -28,6 +28,7 @@ from shared.api.console import SCRIPT_MARK, STYLE_MARK, assemble
 from shared.api.routes import CONSOLE_PATH
 from shared.db.repositories import field_state, reconciliation_runs, sync_queue
 from shared.retry.items import enqueue_failure
+from tests.helpers.environment import as_a_user_sets_it
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -64,18 +65,11 @@ def log_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def stack(database_url: str, log_file: Path) -> Iterator[LocalStack]:
     """The local stack as ``hubspot-sync serve`` runs it, on this module's database."""
-    saved = {k: os.environ.get(k) for k in ("DATABASE_URL", "HUBSPOT_ACCESS_TOKEN")}
-    os.environ["DATABASE_URL"] = database_url
-    os.environ.pop("HUBSPOT_ACCESS_TOKEN", None)
-    try:
-        with LocalStack(StackConfig(seed=13, log_file=log_file)) as running:
-            yield running
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with (
+        as_a_user_sets_it(database_url),
+        LocalStack(StackConfig(seed=13, log_file=log_file)) as running,
+    ):
+        yield running
 
 
 @pytest.fixture(scope="module")

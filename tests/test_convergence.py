@@ -67,6 +67,7 @@ from tests.helpers.convergence_model import (
     Outcome,
     domain_of,
 )
+from tests.helpers.environment import as_a_user_sets_it
 
 pytestmark = pytest.mark.integration
 
@@ -96,9 +97,6 @@ def stack(
     start over, so the other mode's customers would be linked to this one's records.
     """
     database_url = create_database(f"convergence_{request.param}")
-    saved = {k: os.environ.get(k) for k in ("DATABASE_URL", "HUBSPOT_ACCESS_TOKEN")}
-    os.environ["DATABASE_URL"] = database_url
-    os.environ.pop("HUBSPOT_ACCESS_TOKEN", None)
     config = StackConfig(
         coalesce_delay_seconds=0.05,
         retry_base_seconds=0.02,
@@ -109,23 +107,16 @@ def stack(
         log_file=tmp_path_factory.mktemp("convergence") / "stack.log",
         sweep_every_seconds=CAPTURE_SWEEP_SECONDS[request.param],
     )
-    try:
-        with LocalStack(config) as running:
-            emulator = running.emulator
-            assert emulator is not None
-            # HubSpot's unordered, at-least-once delivery.
-            emulator.webhooks.configure(shuffle=True, duplicate_rate=0.2)
-            # A 429 pauses every caller for the window HubSpot names; keep it short here.
-            emulator.limits.window_ms = 500
-            emulator.set_faults(kinds=FAULT_KINDS, hold_ms=150, seed=10)
-            hands.install_config(running)
-            yield running
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with as_a_user_sets_it(database_url), LocalStack(config) as running:
+        emulator = running.emulator
+        assert emulator is not None
+        # HubSpot's unordered, at-least-once delivery.
+        emulator.webhooks.configure(shuffle=True, duplicate_rate=0.2)
+        # A 429 pauses every caller for the window HubSpot names; keep it short here.
+        emulator.limits.window_ms = 500
+        emulator.set_faults(kinds=FAULT_KINDS, hold_ms=150, seed=10)
+        hands.install_config(running)
+        yield running
 
 
 class Convergence(RuleBasedStateMachine):

@@ -26,6 +26,7 @@ from localdev.seed import DRIFTS, Book, Standing, plan_book, seed_book
 from localdev.stack import LocalStack, StackConfig, safe_url
 from localdev.story import Scene, Step, StepFailed, run_story
 from shared.errors import ConfigurationError
+from tests.helpers.environment import as_a_user_sets_it
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,18 +69,8 @@ def test_safe_url_hides_the_password() -> None:
 @pytest.fixture(scope="module")
 def stack(database_url: str) -> Iterator[LocalStack]:
     """The local stack on this module's database (DATABASE_URL, as a user would set it)."""
-    saved = {k: os.environ.get(k) for k in ("DATABASE_URL", "HUBSPOT_ACCESS_TOKEN")}
-    os.environ["DATABASE_URL"] = database_url
-    os.environ.pop("HUBSPOT_ACCESS_TOKEN", None)
-    try:
-        with LocalStack(StackConfig(seed=11)) as running:
-            yield running
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with as_a_user_sets_it(database_url), LocalStack(StackConfig(seed=11)) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ import base64
 import io
 import json
 import logging
-import os
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from localdev.stack import LocalStack, StackConfig
 from localdev.story import Scene, StepResult, build_story, run_story
 from shared.observability.logging import build_entry
 from shared.sealing import is_sealed, set_sealer
+from tests.helpers.environment import as_a_user_sets_it
 
 pytestmark = pytest.mark.integration
 
@@ -60,41 +60,33 @@ class Demo:
 def demo(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     log_file = tmp_path_factory.mktemp("demo") / "demo.log"
     key = base64.b64encode(secrets.token_bytes(32)).decode()
-    saved = {
-        k: os.environ.get(k) for k in ("DATABASE_URL", "HUBSPOT_ACCESS_TOKEN", "ENCRYPTION_KEY")
-    }
-    os.environ.update({"DATABASE_URL": database_url, "ENCRYPTION_KEY": key})
-    os.environ.pop("HUBSPOT_ACCESS_TOKEN", None)
-    set_sealer(None)  # rebuilt from the stack's settings, with the key
-    root = _Lines()
-    logging.getLogger().addHandler(root)
-    console_text = io.StringIO()
-    console = Console(file=console_text, width=200, highlight=False)
-    try:
-        with LocalStack(StackConfig(log_file=log_file, seed=SEED)) as stack:
-            book = seed_book(stack, 100, seed=SEED)
-            with httpx.Client(timeout=30) as http:
-                results = run_story(Scene(stack, book, console, http), build_story(burst=60))
-            found = {
-                "SYNC_API_TOKEN": stack.sync_api_token,
-                "HUBSPOT_ACCESS_TOKEN": stack.settings.hubspot_access_token.get_secret_value(),
-                "HUBSPOT_CLIENT_SECRET": stack.settings.hubspot_client_secret.get_secret_value(),
-                "ENCRYPTION_KEY": key,
-            }
-            lines = [
-                *log_file.read_text().splitlines(),
-                *root.lines,
-                *console_text.getvalue().splitlines(),
-            ]
-            yield Demo(stack, book, results, lines, found)
-    finally:
-        logging.getLogger().removeHandler(root)
-        set_sealer(None)
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    with as_a_user_sets_it(database_url, ENCRYPTION_KEY=key):
+        set_sealer(None)  # rebuilt from the stack's settings, with the key
+        root = _Lines()
+        logging.getLogger().addHandler(root)
+        console_text = io.StringIO()
+        console = Console(file=console_text, width=200, highlight=False)
+        try:
+            with LocalStack(StackConfig(log_file=log_file, seed=SEED)) as stack:
+                book = seed_book(stack, 100, seed=SEED)
+                with httpx.Client(timeout=30) as http:
+                    results = run_story(Scene(stack, book, console, http), build_story(burst=60))
+                settings = stack.settings
+                found = {
+                    "SYNC_API_TOKEN": stack.sync_api_token,
+                    "HUBSPOT_ACCESS_TOKEN": settings.hubspot_access_token.get_secret_value(),
+                    "HUBSPOT_CLIENT_SECRET": settings.hubspot_client_secret.get_secret_value(),
+                    "ENCRYPTION_KEY": key,
+                }
+                lines = [
+                    *log_file.read_text().splitlines(),
+                    *root.lines,
+                    *console_text.getvalue().splitlines(),
+                ]
+                yield Demo(stack, book, results, lines, found)
+        finally:
+            logging.getLogger().removeHandler(root)
+            set_sealer(None)
 
 
 def personal_values(book: Book) -> dict[str, str]:
