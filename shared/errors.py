@@ -7,6 +7,7 @@ to do from :attr:`SyncError.retryable` alone, never from the concrete class.
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -18,6 +19,53 @@ def first_problem(exc: ValidationError) -> str:
     error = exc.errors()[0]
     where = ".".join(str(p) for p in error.get("loc", ())) or "body"
     return f"{where}: {str(error.get('msg', 'invalid')).removeprefix('Value error, ')}"
+
+
+class Retry(Enum):
+    """What trying the same work again may do, as :func:`retry_verdict` decides it."""
+
+    HELPS = "helps"  # a transient condition: the same work may succeed later
+    NEVER = "never"  # a permanent failure we recognised: retrying cannot help
+    UNKNOWN = "unknown"  # an unexpected exception, a bug: nobody knows
+
+
+# SQLSTATEs after which the same work can succeed later: serialization failure,
+# deadlock, lock wait timeout (our lock budget), statement cancelled (our time budget).
+_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57014"})
+
+
+def retry_verdict(exc: BaseException) -> Retry:
+    """The one rule for "may trying the same work again help?"; pure, no I/O.
+
+    - a :class:`SyncError` says so itself: ``retryable`` gives HELPS or NEVER;
+    - a pg8000 database error with a transient SQLSTATE (serialization failure,
+      deadlock, lock timeout, statement cancelled) is HELPS, any other SQLSTATE
+      (a constraint, a syntax error) is NEVER;
+    - a lost connection (pg8000's ``InterfaceError``, an ``OSError``) is HELPS;
+    - anything else is UNKNOWN: a bug, which the same code on the same input will
+      most likely hit again. Each flow maps UNKNOWN to a *bounded* behaviour:
+      Cloud Tasks and the queue worker retry it (bounded by attempts or the retry
+      window, as a 500 would be), an inbound event fails for good (the per-minute
+      sweep must not retry it forever), and the log line is an ERROR.
+    """
+    if isinstance(exc, SyncError):
+        return Retry.HELPS if exc.retryable else Retry.NEVER
+    # pg8000 is imported lazily: errors.py is loaded by every function's cold start.
+    import pg8000.exceptions
+
+    if isinstance(exc, pg8000.exceptions.InterfaceError | OSError):
+        return Retry.HELPS
+    if isinstance(exc, pg8000.exceptions.DatabaseError):
+        info = exc.args[0] if exc.args else None
+        code = info.get("C", "") if isinstance(info, dict) else ""
+        return Retry.HELPS if code in _TRANSIENT_SQLSTATES else Retry.NEVER
+    return Retry.UNKNOWN
+
+
+def retry_after(exc: BaseException) -> float | None:
+    """Seconds the failing party asked us to wait before trying again (a 429's), if any."""
+    value = getattr(exc, "retry_after", None)
+    return float(value) if isinstance(value, int | float) and value > 0 else None
 
 
 class SyncError(Exception):

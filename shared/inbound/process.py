@@ -40,7 +40,7 @@ from shared import pause
 from shared.db.repositories import webhook_events
 from shared.engine.deps import Engine, get_engine
 from shared.engine.record import log_plan
-from shared.errors import SyncError
+from shared.errors import Retry, SyncError, retry_verdict
 from shared.inbound import failures as failures_table
 from shared.inbound.apply import ChunkResult, apply_chunk
 from shared.inbound.events import parse_event
@@ -56,9 +56,6 @@ KIND = "inbound_batch"
 CHUNK = 100
 # The sweep leaves younger events to the delivery or task still working on them.
 SWEEP_GRACE_SECONDS = 60.0
-# SQLSTATEs after which the same work can succeed later: serialization failure,
-# deadlock, lock wait timeout (our time budget), statement cancelled.
-_RETRYABLE_SQLSTATES = ("40001", "40P01", "55P03", "57014")
 
 
 @dataclass
@@ -222,14 +219,12 @@ def _record_failures(
 
 
 def is_retryable(exc: BaseException) -> bool:
-    """Whether the same work may succeed later (see the module docstring)."""
-    if getattr(exc, "retryable", False):
-        return True
-    if isinstance(exc, pg8000.exceptions.DatabaseError) and exc.args:
-        info = exc.args[0]
-        code = info.get("C", "") if isinstance(info, dict) else ""
-        return code in _RETRYABLE_SQLSTATES
-    return False
+    """Whether the event stays pending for a later attempt.
+
+    Only a failure known to be transient: an unexpected one (a bug) fails the event
+    for good, so the per-minute sweep does not retry it forever.
+    """
+    return retry_verdict(exc) is Retry.HELPS
 
 
 def _error_text(exc: BaseException) -> str:

@@ -28,6 +28,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from shared.errors import Retry, retry_verdict
+
 EVENT_SYNC_OPERATION: Final = "sync_operation"
 EVENT_SYNC_CONFLICT: Final = "sync_conflict"
 EVENT_GAUGE: Final = "gauge"
@@ -105,7 +107,7 @@ def log_operation(
     }
     level = logging.INFO
     if error is not None:
-        retryable = bool(getattr(error, "retryable", False))
+        retryable = retry_verdict(error) is Retry.HELPS
         line["error_type"] = type(error).__name__
         line["retryable"] = retryable
         level = logging.WARNING if retryable else logging.ERROR

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 from shared.db import Row
 from shared.db.repositories import outbound_dirty
 from shared.engine.deps import Engine, get_engine
-from shared.errors import DatabaseUnavailableError
+from shared.errors import DatabaseUnavailableError, Retry, retry_verdict
 from shared.observability.redaction import describe_error
 from shared.outbound.fields import fields_from_stored
 from shared.outbound.push import push_customers
@@ -111,7 +111,8 @@ def flush(
     try:
         results = push_customers(engine, list(work.fields), attempt=attempt, **work.kwargs())
     except Exception as exc:
-        retryable = bool(getattr(exc, "retryable", True))
+        # A bug is retried too, bounded by retry_max_attempts.
+        retryable = retry_verdict(exc) is not Retry.NEVER
         if retryable and attempt + 1 < engine.settings.retry_max_attempts:
             _release(engine, rows)
             log.warning(

@@ -35,7 +35,7 @@ from shared.db.repositories import customers, field_state, reconciliation_runs
 from shared.engine.deps import Engine
 from shared.engine.snapshots import linked_id
 from shared.engine.sync import CustomerSync
-from shared.errors import SyncError, first_problem
+from shared.errors import SyncError, first_problem, retry_after
 from shared.hubspot.client import SEARCH_PAGE_MAX
 from shared.mapping import EntityType
 from shared.observability.redaction import describe_error
@@ -475,8 +475,9 @@ def _failed_step(engine: Engine, run_id: str, exc: SyncError, failures: int) -> 
         delay = backoff_delay(
             attempts, base=engine.settings.retry_base_seconds, cap=engine.settings.retry_cap_seconds
         )
-        if getattr(exc, "retry_after", None):
-            delay = max(delay, float(exc.retry_after))  # type: ignore[attr-defined]
+        wait = retry_after(exc)
+        if wait is not None:
+            delay = max(delay, wait)
         log.warning(
             "reconciliation page failed; continuing later",
             extra={

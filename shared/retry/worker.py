@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from shared.db import Row
 from shared.db.repositories import sync_queue
 from shared.engine.deps import Engine, get_engine
-from shared.errors import first_problem
+from shared.errors import Retry, first_problem, retry_verdict
 from shared.observability.redaction import describe_error
 from shared.retry.items import submit_item_task
 from shared.tasks import TaskOutcome, retry_delay_within, run_task
@@ -90,8 +90,8 @@ def _record_failure(
     engine: Engine, row: Row, exc: Exception, attempt: int, fields: dict[str, Any]
 ) -> TaskOutcome:
     settings = engine.settings
-    # An unexpected exception is treated like a 500: retryable, as Cloud Tasks would.
-    retryable = bool(getattr(exc, "retryable", not isinstance(exc, UnknownTaskKind)))
+    # An unexpected exception (a bug) is treated like a 500: retried within the window.
+    retryable = retry_verdict(exc) is not Retry.NEVER
     failures = int(row["retry_count"] or 0) + 1
     message = f"{type(exc).__name__}: {exc}"[:2000]
     now = engine.now()
@@ -150,7 +150,7 @@ def handle_task(body: Any, attempt: int) -> tuple[int, dict[str, Any]]:
     except InvalidTaskPayload as exc:
         return _refused(str(exc), attempt)
     except Exception as exc:
-        if getattr(exc, "retryable", not isinstance(exc, UnknownTaskKind)):
+        if retry_verdict(exc) is not Retry.NEVER:
             raise  # the adapter answers 503/500 and Cloud Tasks tries again
         log.error(
             "task failed permanently",

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from shared.config.settings import Settings
+from shared.errors import Retry, retry_verdict
 from shared.tasks.backoff import backoff_delay
 from shared.tasks.registry import TaskOutcome, run_task
 
@@ -160,8 +161,8 @@ class InProcessDispatcher:
     def _run(item: _Scheduled) -> TaskOutcome:
         try:
             return run_task(item.task.kind, item.task.payload, item.attempt)
-        except Exception as exc:  # a crash is a retryable failure, as a 500 is for Cloud Tasks
-            retryable = getattr(exc, "retryable", True)
+        except Exception as exc:  # a crash (a bug) is retried, as a 500 is by Cloud Tasks
+            retryable = retry_verdict(exc) is not Retry.NEVER
             log.exception(
                 "task failed",
                 extra={"fields": {"kind": item.task.kind, "attempt": item.attempt}},
