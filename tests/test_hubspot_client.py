@@ -18,7 +18,8 @@ from localdev.emulator import Emulator
 from localdev.emulator.scopes import ALL_SCOPES, READ_SCOPES
 from shared.config.settings import load_settings
 from shared.db import Database
-from shared.hubspot.client import HubSpotClient, Pause, PendingBatch, is_read, pause_for_429
+from shared.hubspot._retry import Pause, pause_for_429
+from shared.hubspot.client import HubSpotClient, PendingBatch, is_read
 from shared.hubspot.errors import (
     AuthError,
     Conflict,

@@ -40,7 +40,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
@@ -49,12 +48,10 @@ import httpx
 from shared.config.settings import Settings
 from shared.db.connection import Database
 from shared.errors import ConfigurationError
+from shared.hubspot._retry import Action, Attempt, RetryLimits, decide, pause_for_429
 from shared.hubspot.errors import (
-    POLICY_DAILY,
-    POLICY_SECONDLY,
     ConnectionFailed,
     HubSpotError,
-    Locked,
     RateLimited,
     Timeout,
     ValidationError,
@@ -85,15 +82,9 @@ SEARCH_PAGE_MAX = 200
 SEARCH_RESULT_CAP = 10_000  # paging a search past 10,000 results is a 400 (§3.4)
 # HubSpot refuses search bodies over 3,000 characters (§3.4); leave room for the rest.
 SEARCH_IN_CHARS = 2_000
-DAILY_429_PAUSE_SECONDS = 900.0  # HubSpot's reset hour is the account's midnight: probe each 15 min
 
 # Default association types, per HubSpot's v4 "default" association (unlabeled).
 _SINGULAR = {"companies": "company", "contacts": "contact"}
-
-
-def _backoff(attempt: int, *, base: float = 0.2, cap: float = 2.0) -> float:
-    """Full-jitter exponential backoff for retry number ``attempt`` (0-based)."""
-    return random.uniform(0.0, min(cap, base * 2**attempt))
 
 
 class HubSpotClient:
@@ -329,6 +320,7 @@ class HubSpotClient:
         ``op`` names the operation in logs (never the path: it can hold an email).
         ``idempotent=False`` stops retries after anything that may have been applied.
         """
+        limits = RetryLimits(self.max_transient_retries, self.max_retry_wait, self.max_rate_wait)
         attempt = 0
         retry_waited = 0.0
         while True:
@@ -339,13 +331,11 @@ class HubSpotClient:
                 return response
             if isinstance(error, RateLimited):
                 self._pause_for(error, bucket)
-            if attempt >= self.max_transient_retries or not error.retryable:
+            outcome = Attempt(error, attempt, retry_waited, maybe_applied, idempotent)
+            decision = decide(outcome, limits, random.random())
+            if decision.action is Action.RAISE:
                 raise error
-            if maybe_applied and not idempotent:
-                raise error
-            delay = self._delay(error, attempt)
-            if delay is None or retry_waited + delay > self.max_retry_wait:
-                raise error
+            delay = decision.delay
             log.warning(
                 "HubSpot call failed; retrying",
                 extra={
@@ -400,45 +390,6 @@ class HubSpotClient:
         else:
             self._limiter.pause(pause.bucket, pause.seconds, pause.reason)
         error.retry_after = pause.seconds
-
-    def _delay(self, error: HubSpotError, attempt: int) -> float | None:
-        """Seconds to wait before the next attempt (None: raise for the caller to retry)."""
-        if isinstance(error, RateLimited):
-            if error.policy == POLICY_DAILY or (error.retry_after or 0) > self.max_rate_wait:
-                return None
-            return 0.0  # the limiter's pause does the waiting, for every instance
-        if error.retry_after is not None:
-            return error.retry_after
-        if isinstance(error, Locked):
-            return 2.0 + _backoff(attempt)  # HubSpot asks for at least 2 s
-        return _backoff(attempt)
-
-
-@dataclass(frozen=True)
-class Pause:
-    """What a 429 pauses: a bucket (None: every call, the daily limit), how long, and why."""
-
-    bucket: Bucket | None
-    seconds: float
-    reason: str
-
-
-def pause_for_429(
-    policy: str | None, bucket: Bucket, retry_after: float | None, interval_ms: int | None
-) -> Pause:
-    """The pause a 429 calls for, given its policy and the bucket of the refused request.
-
-    The daily policy stops every call. Otherwise the refused request's own bucket
-    pauses, whatever the policy says: search has its own budget, and a burst call
-    refused with the legacy ``SECONDLY`` policy (HubSpot's old per-second limit, still
-    named in some answers) must not stop searches that were never over theirs. A
-    per-second policy pauses a second; the rolling one the window HubSpot reports.
-    """
-    if policy == POLICY_DAILY:
-        return Pause(None, retry_after or DAILY_429_PAUSE_SECONDS, POLICY_DAILY)
-    if bucket is Bucket.SEARCH or policy == POLICY_SECONDLY:
-        return Pause(bucket, retry_after or 1.0, policy or POLICY_SECONDLY)
-    return Pause(bucket, retry_after or (interval_ms or 10_000) / 1000, policy or "429")
 
 
 def _error_from(response: httpx.Response) -> HubSpotError:
