@@ -49,11 +49,10 @@ from shared.config.settings import Settings
 from shared.db.connection import Database
 from shared.errors import ConfigurationError
 from shared.hubspot._retry import Action, Attempt, RetryLimits, decide, pause_for_429
+from shared.hubspot._transport import Transport
 from shared.hubspot.errors import (
-    ConnectionFailed,
     HubSpotError,
     RateLimited,
-    Timeout,
     ValidationError,
 )
 from shared.hubspot.models import (
@@ -108,22 +107,13 @@ class HubSpotClient:
         if not access_token:
             raise ConfigurationError("HUBSPOT_ACCESS_TOKEN is empty")
         connect, read = timeout
-        # Per-request header for reads; None: reads go with the client's (write) token.
-        self._read_auth = (
-            {"Authorization": f"Bearer {read_access_token}"} if read_access_token else None
+        self._transport = Transport(
+            base_url,
+            access_token,
+            read_access_token=read_access_token,
+            timeout=httpx.Timeout(connect=connect, read=read, write=read, pool=connect),
+            transport=transport,
         )
-        self._http_options: dict[str, Any] = {
-            "base_url": base_url.rstrip("/"),
-            "headers": {
-                "Authorization": f"Bearer {access_token}",
-                "Accept": "application/json",
-                "User-Agent": "warp-hubspot-sync",
-            },
-            "timeout": httpx.Timeout(connect=connect, read=read, write=read, pool=connect),
-            "transport": transport,
-        }
-        self._http_client: httpx.Client | None = None
-        self._http_lock = threading.Lock()
         self._limiter = limiter
         self.max_transient_retries = max_transient_retries
         self.max_retry_wait = max_retry_wait
@@ -167,22 +157,7 @@ class HubSpotClient:
             if self._executor is not None:
                 self._executor.shutdown(wait=True)
                 self._executor = None
-        with self._http_lock:
-            if self._http_client is not None:
-                self._http_client.close()
-                self._http_client = None
-
-    def _http(self) -> httpx.Client:
-        # Built on the first call, not with the engine: its TLS context (the CA bundle)
-        # costs ~45 ms, which a cold start whose first request never calls HubSpot (an
-        # echo webhook, an API read) should not pay.
-        client = self._http_client
-        if client is not None:
-            return client
-        with self._http_lock:
-            if self._http_client is None:
-                self._http_client = httpx.Client(**self._http_options)
-            return self._http_client
+        self._transport.close()
 
     def start_concurrently(self, calls: Sequence[Callable[[], T]]) -> list[Future[T]]:
         """Start independent calls, ``read_concurrency`` at a time; their futures in order.
@@ -325,13 +300,16 @@ class HubSpotClient:
         retry_waited = 0.0
         while True:
             self._limiter.acquire(bucket, max_wait=self.max_rate_wait)
-            response, error, maybe_applied = self._attempt(method, path, params, json, bucket)
+            exchange = self._transport.send(method, path, params, json)
+            if bucket is Bucket.BURST and exchange.response is not None:
+                self._observe(exchange.response)
+            error = exchange.error
             if error is None:
-                assert response is not None
-                return response
+                assert exchange.response is not None
+                return exchange.response
             if isinstance(error, RateLimited):
                 self._pause_for(error, bucket)
-            outcome = Attempt(error, attempt, retry_waited, maybe_applied, idempotent)
+            outcome = Attempt(error, attempt, retry_waited, exchange.maybe_applied, idempotent)
             decision = decide(outcome, limits, random.random())
             if decision.action is Action.RAISE:
                 raise error
@@ -352,29 +330,6 @@ class HubSpotClient:
             retry_waited += delay
             attempt += 1
 
-    def _attempt(
-        self, method: str, path: str, params: Mapping[str, Any] | None, json: Any, bucket: Bucket
-    ) -> tuple[httpx.Response | None, HubSpotError | None, bool]:
-        """One HTTP exchange: (response, error, whether the request may have been applied)."""
-        headers = self._read_auth if self._read_auth and is_read(method, path) else None
-        try:
-            response = self._http().request(method, path, params=params, json=json, headers=headers)
-        except httpx.ConnectTimeout as exc:
-            return None, Timeout(f"HubSpot connect timeout: {type(exc).__name__}"), False
-        except httpx.TimeoutException as exc:
-            return None, Timeout(f"HubSpot did not answer in time: {type(exc).__name__}"), True
-        except httpx.ConnectError as exc:
-            return None, ConnectionFailed(f"cannot connect to HubSpot: {type(exc).__name__}"), False
-        except httpx.TransportError as exc:
-            error = ConnectionFailed(f"connection to HubSpot broke: {type(exc).__name__}")
-            return None, error, True
-        if bucket is Bucket.BURST:
-            self._observe(response)
-        if response.status_code < 300:
-            return response, None, False
-        # 423 and 429 are refusals before anything was written; other errors may not be.
-        return response, _error_from(response), response.status_code not in (423, 429)
-
     def _observe(self, response: httpx.Response) -> None:
         status = RateLimitStatus.from_headers(response.headers)
         if status.remaining is not None:
@@ -390,26 +345,6 @@ class HubSpotClient:
         else:
             self._limiter.pause(pause.bucket, pause.seconds, pause.reason)
         error.retry_after = pause.seconds
-
-
-def _error_from(response: httpx.Response) -> HubSpotError:
-    try:
-        body: Any = response.json()
-    except ValueError:
-        body = response.text[:200]
-    retry_after: float | None = None
-    raw = response.headers.get("retry-after")
-    if raw:
-        try:
-            retry_after = max(0.0, float(raw))
-        except ValueError:
-            retry_after = None  # an HTTP date; HubSpot documents seconds only
-    return HubSpotError.from_response(
-        response.status_code,
-        body,
-        correlation_id=response.headers.get("x-hubspot-correlation-id"),
-        retry_after=retry_after,
-    )
 
 
 def _csv(values: Iterable[str]) -> str | None:
@@ -867,12 +802,6 @@ class ObjectsApi:
         for chunk in _chunks_by_size(sorted(values), SEARCH_IN_CHARS):
             groups = [{"filters": [{"propertyName": prop, "operator": "IN", "values": chunk}]}]
             yield from self.search_all(groups, properties=properties)
-
-
-def is_read(method: str, path: str) -> bool:
-    """Whether a call only reads HubSpot: a GET, or a POST that is a batch read or a search
-    (HubSpot asks for a ``.read`` scope of these, a ``.write`` one of every other call)."""
-    return method == "GET" or path.endswith(("/batch/read", "/search"))
 
 
 def _chunks_by_size(values: list[str], max_chars: int) -> Iterator[list[str]]:
