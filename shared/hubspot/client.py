@@ -15,6 +15,10 @@ for the caller to hand to Cloud Tasks. Requests that may have been applied
 create twice makes two records. Connection failures before sending, 423 and
 429 are always safe to repeat.
 
+This module is the request loop (the limiter gate, the 429 pause) and the object
+APIs; one HTTP exchange is :mod:`shared.hubspot._transport`, and whether to retry
+is the pure :func:`shared.hubspot._retry.decide`.
+
 Batch results are matched to inputs by id, unique property value or
 ``objectWriteTraceId``, never by position: HubSpot's ``results`` are not in
 input order (hubspot-api.md §3.3). Per-record failures of a 207 are returned
