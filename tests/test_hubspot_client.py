@@ -18,7 +18,9 @@ from localdev.emulator import Emulator
 from localdev.emulator.scopes import ALL_SCOPES, READ_SCOPES
 from shared.config.settings import load_settings
 from shared.db import Database
-from shared.hubspot.client import HubSpotClient, Pause, PendingBatch, is_read, pause_for_429
+from shared.hubspot._retry import Pause, pause_for_429
+from shared.hubspot._transport import is_read
+from shared.hubspot.client import HubSpotClient, PendingBatch
 from shared.hubspot.errors import (
     AuthError,
     Conflict,
@@ -98,11 +100,11 @@ def test_connection_pool_is_built_on_the_first_call_and_again_after_close(
     # An engine builds its client on every cold start; a request that never calls
     # HubSpot must not pay for the TLS context (~45 ms).
     client = make_client()
-    assert client._http_client is None
+    assert not client._transport.is_open
     created = client.companies.create({"name": "Acme"})
-    assert client._http_client is not None
+    assert client._transport.is_open
     client.close()
-    assert client._http_client is None
+    assert not client._transport.is_open
     assert client.companies.get(created.id, properties=["name"]).properties["name"] == "Acme"
 
 

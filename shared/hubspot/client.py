@@ -15,6 +15,10 @@ for the caller to hand to Cloud Tasks. Requests that may have been applied
 create twice makes two records. Connection failures before sending, 423 and
 429 are always safe to repeat.
 
+This module is the request loop (the limiter gate, the 429 pause) and the object
+APIs; one HTTP exchange is :mod:`shared.hubspot._transport`, and whether to retry
+is the pure :func:`shared.hubspot._retry.decide`.
+
 Batch results are matched to inputs by id, unique property value or
 ``objectWriteTraceId``, never by position: HubSpot's ``results`` are not in
 input order (hubspot-api.md §3.3). Per-record failures of a 207 are returned
@@ -40,7 +44,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
@@ -49,14 +52,11 @@ import httpx
 from shared.config.settings import Settings
 from shared.db.connection import Database
 from shared.errors import ConfigurationError
+from shared.hubspot._retry import Action, Attempt, RetryLimits, decide, pause_for_429
+from shared.hubspot._transport import Transport
 from shared.hubspot.errors import (
-    POLICY_DAILY,
-    POLICY_SECONDLY,
-    ConnectionFailed,
     HubSpotError,
-    Locked,
     RateLimited,
-    Timeout,
     ValidationError,
 )
 from shared.hubspot.models import (
@@ -85,15 +85,9 @@ SEARCH_PAGE_MAX = 200
 SEARCH_RESULT_CAP = 10_000  # paging a search past 10,000 results is a 400 (§3.4)
 # HubSpot refuses search bodies over 3,000 characters (§3.4); leave room for the rest.
 SEARCH_IN_CHARS = 2_000
-DAILY_429_PAUSE_SECONDS = 900.0  # HubSpot's reset hour is the account's midnight: probe each 15 min
 
 # Default association types, per HubSpot's v4 "default" association (unlabeled).
 _SINGULAR = {"companies": "company", "contacts": "contact"}
-
-
-def _backoff(attempt: int, *, base: float = 0.2, cap: float = 2.0) -> float:
-    """Full-jitter exponential backoff for retry number ``attempt`` (0-based)."""
-    return random.uniform(0.0, min(cap, base * 2**attempt))
 
 
 class HubSpotClient:
@@ -117,22 +111,13 @@ class HubSpotClient:
         if not access_token:
             raise ConfigurationError("HUBSPOT_ACCESS_TOKEN is empty")
         connect, read = timeout
-        # Per-request header for reads; None: reads go with the client's (write) token.
-        self._read_auth = (
-            {"Authorization": f"Bearer {read_access_token}"} if read_access_token else None
+        self._transport = Transport(
+            base_url,
+            access_token,
+            read_access_token=read_access_token,
+            timeout=httpx.Timeout(connect=connect, read=read, write=read, pool=connect),
+            transport=transport,
         )
-        self._http_options: dict[str, Any] = {
-            "base_url": base_url.rstrip("/"),
-            "headers": {
-                "Authorization": f"Bearer {access_token}",
-                "Accept": "application/json",
-                "User-Agent": "warp-hubspot-sync",
-            },
-            "timeout": httpx.Timeout(connect=connect, read=read, write=read, pool=connect),
-            "transport": transport,
-        }
-        self._http_client: httpx.Client | None = None
-        self._http_lock = threading.Lock()
         self._limiter = limiter
         self.max_transient_retries = max_transient_retries
         self.max_retry_wait = max_retry_wait
@@ -176,22 +161,7 @@ class HubSpotClient:
             if self._executor is not None:
                 self._executor.shutdown(wait=True)
                 self._executor = None
-        with self._http_lock:
-            if self._http_client is not None:
-                self._http_client.close()
-                self._http_client = None
-
-    def _http(self) -> httpx.Client:
-        # Built on the first call, not with the engine: its TLS context (the CA bundle)
-        # costs ~45 ms, which a cold start whose first request never calls HubSpot (an
-        # echo webhook, an API read) should not pay.
-        client = self._http_client
-        if client is not None:
-            return client
-        with self._http_lock:
-            if self._http_client is None:
-                self._http_client = httpx.Client(**self._http_options)
-            return self._http_client
+        self._transport.close()
 
     def start_concurrently(self, calls: Sequence[Callable[[], T]]) -> list[Future[T]]:
         """Start independent calls, ``read_concurrency`` at a time; their futures in order.
@@ -329,23 +299,25 @@ class HubSpotClient:
         ``op`` names the operation in logs (never the path: it can hold an email).
         ``idempotent=False`` stops retries after anything that may have been applied.
         """
+        limits = RetryLimits(self.max_transient_retries, self.max_retry_wait, self.max_rate_wait)
         attempt = 0
         retry_waited = 0.0
         while True:
             self._limiter.acquire(bucket, max_wait=self.max_rate_wait)
-            response, error, maybe_applied = self._attempt(method, path, params, json, bucket)
+            exchange = self._transport.send(method, path, params, json)
+            if bucket is Bucket.BURST and exchange.response is not None:
+                self._observe(exchange.response)
+            error = exchange.error
             if error is None:
-                assert response is not None
-                return response
+                assert exchange.response is not None
+                return exchange.response
             if isinstance(error, RateLimited):
                 self._pause_for(error, bucket)
-            if attempt >= self.max_transient_retries or not error.retryable:
+            outcome = Attempt(error, attempt, retry_waited, exchange.maybe_applied, idempotent)
+            decision = decide(outcome, limits, random.random())
+            if decision.action is Action.RAISE:
                 raise error
-            if maybe_applied and not idempotent:
-                raise error
-            delay = self._delay(error, attempt)
-            if delay is None or retry_waited + delay > self.max_retry_wait:
-                raise error
+            delay = decision.delay
             log.warning(
                 "HubSpot call failed; retrying",
                 extra={
@@ -362,29 +334,6 @@ class HubSpotClient:
             retry_waited += delay
             attempt += 1
 
-    def _attempt(
-        self, method: str, path: str, params: Mapping[str, Any] | None, json: Any, bucket: Bucket
-    ) -> tuple[httpx.Response | None, HubSpotError | None, bool]:
-        """One HTTP exchange: (response, error, whether the request may have been applied)."""
-        headers = self._read_auth if self._read_auth and is_read(method, path) else None
-        try:
-            response = self._http().request(method, path, params=params, json=json, headers=headers)
-        except httpx.ConnectTimeout as exc:
-            return None, Timeout(f"HubSpot connect timeout: {type(exc).__name__}"), False
-        except httpx.TimeoutException as exc:
-            return None, Timeout(f"HubSpot did not answer in time: {type(exc).__name__}"), True
-        except httpx.ConnectError as exc:
-            return None, ConnectionFailed(f"cannot connect to HubSpot: {type(exc).__name__}"), False
-        except httpx.TransportError as exc:
-            error = ConnectionFailed(f"connection to HubSpot broke: {type(exc).__name__}")
-            return None, error, True
-        if bucket is Bucket.BURST:
-            self._observe(response)
-        if response.status_code < 300:
-            return response, None, False
-        # 423 and 429 are refusals before anything was written; other errors may not be.
-        return response, _error_from(response), response.status_code not in (423, 429)
-
     def _observe(self, response: httpx.Response) -> None:
         status = RateLimitStatus.from_headers(response.headers)
         if status.remaining is not None:
@@ -400,65 +349,6 @@ class HubSpotClient:
         else:
             self._limiter.pause(pause.bucket, pause.seconds, pause.reason)
         error.retry_after = pause.seconds
-
-    def _delay(self, error: HubSpotError, attempt: int) -> float | None:
-        """Seconds to wait before the next attempt (None: raise for the caller to retry)."""
-        if isinstance(error, RateLimited):
-            if error.policy == POLICY_DAILY or (error.retry_after or 0) > self.max_rate_wait:
-                return None
-            return 0.0  # the limiter's pause does the waiting, for every instance
-        if error.retry_after is not None:
-            return error.retry_after
-        if isinstance(error, Locked):
-            return 2.0 + _backoff(attempt)  # HubSpot asks for at least 2 s
-        return _backoff(attempt)
-
-
-@dataclass(frozen=True)
-class Pause:
-    """What a 429 pauses: a bucket (None: every call, the daily limit), how long, and why."""
-
-    bucket: Bucket | None
-    seconds: float
-    reason: str
-
-
-def pause_for_429(
-    policy: str | None, bucket: Bucket, retry_after: float | None, interval_ms: int | None
-) -> Pause:
-    """The pause a 429 calls for, given its policy and the bucket of the refused request.
-
-    The daily policy stops every call. Otherwise the refused request's own bucket
-    pauses, whatever the policy says: search has its own budget, and a burst call
-    refused with the legacy ``SECONDLY`` policy (HubSpot's old per-second limit, still
-    named in some answers) must not stop searches that were never over theirs. A
-    per-second policy pauses a second; the rolling one the window HubSpot reports.
-    """
-    if policy == POLICY_DAILY:
-        return Pause(None, retry_after or DAILY_429_PAUSE_SECONDS, POLICY_DAILY)
-    if bucket is Bucket.SEARCH or policy == POLICY_SECONDLY:
-        return Pause(bucket, retry_after or 1.0, policy or POLICY_SECONDLY)
-    return Pause(bucket, retry_after or (interval_ms or 10_000) / 1000, policy or "429")
-
-
-def _error_from(response: httpx.Response) -> HubSpotError:
-    try:
-        body: Any = response.json()
-    except ValueError:
-        body = response.text[:200]
-    retry_after: float | None = None
-    raw = response.headers.get("retry-after")
-    if raw:
-        try:
-            retry_after = max(0.0, float(raw))
-        except ValueError:
-            retry_after = None  # an HTTP date; HubSpot documents seconds only
-    return HubSpotError.from_response(
-        response.status_code,
-        body,
-        correlation_id=response.headers.get("x-hubspot-correlation-id"),
-        retry_after=retry_after,
-    )
 
 
 def _csv(values: Iterable[str]) -> str | None:
@@ -916,12 +806,6 @@ class ObjectsApi:
         for chunk in _chunks_by_size(sorted(values), SEARCH_IN_CHARS):
             groups = [{"filters": [{"propertyName": prop, "operator": "IN", "values": chunk}]}]
             yield from self.search_all(groups, properties=properties)
-
-
-def is_read(method: str, path: str) -> bool:
-    """Whether a call only reads HubSpot: a GET, or a POST that is a batch read or a search
-    (HubSpot asks for a ``.read`` scope of these, a ``.write`` one of every other call)."""
-    return method == "GET" or path.endswith(("/batch/read", "/search"))
 
 
 def _chunks_by_size(values: list[str], max_chars: int) -> Iterator[list[str]]:

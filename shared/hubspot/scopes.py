@@ -1,7 +1,7 @@
 """The HubSpot scopes each of our tokens needs (docs/deploy.md, step 0).
 
 HubSpot asks a ``.read`` scope of GETs, batch reads and searches and a ``.write`` one of
-every other call (docs/hubspot.md, "Scopes"); :func:`shared.hubspot.client.is_read` sends
+every other call (docs/hubspot.md, "Scopes"); :func:`shared.hubspot._transport.is_read` sends
 the first kind with ``HUBSPOT_READ_ACCESS_TOKEN`` when it is set.
 """
 
