@@ -58,7 +58,9 @@ def server_url(database_url: str, *, user: str = "postgres", db: str | None = No
     from urllib.parse import urlsplit, urlunsplit
 
     parts = urlsplit(database_url)
-    netloc = f"{user}:{SECRET}@{parts.hostname}:{parts.port or 5432}"
+    # A Unix-socket URL (the embedded server: ``?host=/dir``) has no host in its netloc.
+    address = f"{parts.hostname}:{parts.port or 5432}" if parts.hostname else ""
+    netloc = f"{user}:{SECRET}@{address}"
     path = f"/{db}" if db else parts.path
     return urlunsplit(parts._replace(netloc=netloc, path=path))
 
