@@ -27,9 +27,11 @@ from shared.messages import ChangeMessage
 from shared.messages.envelope import encode_push_envelope
 from shared.outbound import sweep as sweep_module
 from shared.outbound.sweep import SweepReport
+from shared.outbound.flush import flush
 from shared.outbound.sweep import sweep as one_sweep
 from tests.helpers.customers import acme_customer
 from tests.helpers.functions import serve_function
+from tests.helpers.inbound import change, process
 
 COMPANY_UPDATES = "POST /crm/v3/objects/companies/batch/update"
 
@@ -322,6 +324,42 @@ def test_latest_wins_decides_by_the_captured_times_not_updated_at(
     assert emulator.values("companies", company)["name"] == "HubSpot later"
     assert _row(engine, cid)["company_name"] == "HubSpot later"
     assert state is not None and state["warp_changed_at"] < datetime.now(UTC)
+
+
+@pytest.mark.usefixtures("capture")
+@pytest.mark.parametrize("first", ["webhook", "flush"])
+def test_a_newer_warp_edit_not_swept_yet_outranks_an_older_hubspot_edit(
+    engine: Engine, emulator: Any, warp: Any, first: str
+) -> None:
+    """company_name is LATEST_WINS. WARP renames it (swept: that time is on record, its
+    flush not run yet), HubSpot renames it later, WARP renames it again (captured, not
+    swept). Neither HubSpot's webhook nor the first rename's flush may put HubSpot's
+    older name over WARP's newer one: WARP's time of the value it holds is its newest
+    captured change, not the one on record (test_convergence[capture-on] found it)."""
+    cid, company = _linked(engine, emulator)
+    # Linked a minute ago; HubSpot keeps milliseconds, so the first rename is put a
+    # second earlier: the three edits' order never hangs on the clock's resolution.
+    _sql(
+        warp,
+        "UPDATE accounts.hubspot_field_state SET last_synced_at = last_synced_at - "
+        "interval '1 minute' WHERE entity_id = %s",
+        cid,
+    )
+    _sql(warp, "UPDATE accounts.customers SET company_name = 'WARP first' WHERE id = %s", cid)
+    _sql(warp, f"UPDATE {CHANGES} SET changed_at = changed_at - interval '1 second'")
+    assert sweep_module._take_captured(engine) == 1  # on record, and dirty
+    emulator.ui_change("companies", company, {"name": "HubSpot between"})
+    (newest,) = emulator.snapshot("companies", company)["propertiesWithHistory"]["name"][:1]
+    hubspot_at = int(datetime.fromisoformat(newest["timestamp"]).timestamp() * 1000)
+    _sql(warp, "UPDATE accounts.customers SET company_name = 'WARP last' WHERE id = %s", cid)
+    if first == "webhook":
+        process(engine, change(company, "name", "HubSpot between", at=hubspot_at))
+    else:
+        flush(engine)
+    assert _row(engine, cid)["company_name"] == "WARP last"
+    sweep(engine)
+    assert emulator.values("companies", company)["name"] == "WARP last"
+    assert _row(engine, cid)["company_name"] == "WARP last"
 
 
 # --- a broken capture never breaks WARP --------------------------------------------------

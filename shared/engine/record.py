@@ -20,11 +20,15 @@ from shared.observability import Conflict, log_operation
 from shared.sealing import Sealer, get_sealer
 
 
-def states_by_field(states: Iterable[Sequence[Any]]) -> dict[str, FieldState]:
+def states_by_field(
+    states: Iterable[Sequence[Any]], captured: Mapping[str, datetime] | None = None
+) -> dict[str, FieldState]:
     """Field states as :func:`field_state.decision_states` reads them, keyed by field name.
 
     Each state is unpacked by position (``field_state.DECISION_COLUMNS``), not looked
     up by name: a reconciliation of 10,000 customers builds 90,000 of them.
+    ``captured``: WARP changes not swept yet (:func:`shared.capture.pending.field_times`);
+    a field's WARP change time is the newer of its recorded one and these.
     """
     found = {}
     for (
@@ -39,6 +43,8 @@ def states_by_field(states: Iterable[Sequence[Any]]) -> dict[str, FieldState]:
         in_conflict,
         warp_changed_at,
     ) in states:
+        if captured and (at := captured.get(name)) is not None:
+            warp_changed_at = at if warp_changed_at is None else max(at, warp_changed_at)
         found[name] = FieldState(
             warp_value,
             hubspot_value,

@@ -19,6 +19,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any, Literal, Protocol
 
+from shared.capture.pending import Pending, field_times, pending_changes
 from shared.conflicts import Action, FieldState
 from shared.db import Row, Session
 from shared.db.repositories import customers, field_state, sync_queue
@@ -196,6 +197,7 @@ def _sync_chunk(
         # HubSpot's pages arrive while the states load and the first customers plan.
         records = _read_all(engine, rows, mappings)
         state_rows = field_state.decision_states(tx, list(rows))
+        captured = pending_changes(tx, rows)  # after the rows: see shared.capture.pending
         outcome = {cid: CustomerSync(cid, found=cid in rows) for cid in chunk}
         merges: dict[tuple[str, EntityType], tuple[str, bool]] = {}
         plan_rows = partial(
@@ -203,6 +205,7 @@ def _sync_chunk(
             merges=merges,
             mappings=mappings,
             state_rows=state_rows,
+            captured=captured,
             outcome=outcome,
             fields=fields,
             warp_times=warp_times,
@@ -332,6 +335,7 @@ def _plan_rows(
     now: datetime,
     mappings: Mapping[tuple[str, EntityType], MappingSet],
     state_rows: Mapping[tuple[str, str], list[list[Any]]],
+    captured: Mapping[str, Pending],
     outcome: Mapping[str, CustomerSync],
     fields: Mapping[str, Collection[str]],
     warp_times: Mapping[str, datetime],
@@ -363,7 +367,10 @@ def _plan_rows(
                 # Merged in HubSpot: the old id answered with the new record. The plan
                 # is made against it; _carry_out moves the link (or flags a clash).
                 merges[(cid, et)] = (record.id, carries_customer(record, row, et))
-            previous = states_by_field(state_rows.get((cid, et.value), []))
+            previous = states_by_field(
+                state_rows.get((cid, et.value), []),
+                field_times(captured[cid], mappings[(cid, et)]) if cid in captured else None,
+            )
             plan = plan_sync(
                 mappings[(cid, et)],
                 warp_snapshot(row, previous, modified_at=warp_times.get(cid)),

@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from shared.capture.pending import Pending, field_times, pending_changes
 from shared.conflicts import Action, Decision, FieldState, awaits_warp_time, written_by_hubspot
 from shared.db import Row, Session
 from shared.db.repositories import (
@@ -138,6 +139,7 @@ def apply_chunk(
         work = [s for s in work if s.row_id in pending]
         ctx = _Context(engine, tx, now, customers.get_many(tx, sorted(prepared.customer_ids)))
         ctx.state_rows.update(field_state.decision_states(tx, sorted(ctx.rows)))
+        ctx.captured = pending_changes(tx, ctx.rows)  # after the rows: shared.capture.pending
 
         properties: dict[tuple[str, str], list[StoredEvent]] = defaultdict(list)
         deletions: list[StoredEvent] = []
@@ -332,6 +334,7 @@ class _Context:
                 if value:
                     self.links.setdefault((et, str(value)), cid)
         self.state_rows: dict[tuple[str, str], list[list[Any]]] = defaultdict(list)
+        self.captured: dict[str, Pending] = {}
         self.commits: list[PlanCommit] = []
         self.planned_events: dict[str, list[str]] = defaultdict(list)
         # Per customer, the HubSpot change time of every field an event was judged for.
@@ -573,7 +576,10 @@ class _Context:
                 outcomes[newest[prop].row_id] = Outcome("superseded", "a newer change followed")
             newest[prop] = stored
         mappings = self.engine.mapping_for(cid, et)
-        states = states_by_field(self.state_rows.get((cid, et.value), []))
+        states = states_by_field(
+            self.state_rows.get((cid, et.value), []),
+            field_times(self.captured[cid], mappings) if cid in self.captured else None,
+        )
         values: dict[str, str | None] = {}
         times: dict[str, datetime] = {}
         sources: dict[str, str] = {}

@@ -9,7 +9,7 @@ values both ways. A :class:`MappingSet` is the fields of one configuration.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -210,6 +210,18 @@ class FieldMapping:
     def warp_field(self) -> str:
         """The dotted name of the WARP value, e.g. ``contact.email``."""
         return ".".join((self.warp_column, *self.warp_path))
+
+    def named_by(self, names: Collection[str]) -> bool:
+        """Whether a WARP change naming ``names`` concerns this field.
+
+        WARP names a change by column or path (``company_name``, ``contact``,
+        ``contact.email``); a name concerns every field it names (by field name, column
+        or dotted path) and every field inside the column or object it names.
+        """
+        path = self.warp_field
+        return any(
+            n in (self.name, self.warp_column, path) or path.startswith(n + ".") for n in names
+        )
 
     @property
     def transform_spec(self) -> Transform | None:

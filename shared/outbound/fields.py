@@ -1,16 +1,15 @@
 """Which mapped fields a change message concerns (pure).
 
 WARP names changed fields by column or path (``company_name``, ``contact``,
-``contact.email``); the mapping names them by field (``contact_email``). A
-message concerns every outbound field whose name, column or dotted path it
-names, or which lies inside a column or object it names.
+``contact.email``); the mapping names them by field (``contact_email``); which
+field a name concerns is :meth:`shared.mapping.FieldMapping.named_by`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 
-from shared.mapping import FieldMapping, MappingSet
+from shared.mapping import MappingSet
 
 # Stored in a dirty row's changed fields when a message asked for every field.
 ALL_FIELDS = "*"
@@ -25,7 +24,7 @@ def outbound_fields(mappings: Iterable[MappingSet], changed: Collection[str]) ->
     if not changed:
         return None
     names = {c.strip() for c in changed if c.strip()}
-    return {f.name for m in mappings for f in m.outbound() if _touches(f, names)}
+    return {f.name for m in mappings for f in m.outbound() if f.named_by(names)}
 
 
 def stored_fields(fields: set[str] | None) -> list[str]:
@@ -37,10 +36,3 @@ def fields_from_stored(stored: Iterable[str]) -> set[str] | None:
     """The inverse of :func:`stored_fields` over the union of several messages."""
     names = set(stored)
     return None if ALL_FIELDS in names else names
-
-
-def _touches(field: FieldMapping, names: set[str]) -> bool:
-    path = field.warp_field
-    return any(
-        n in (field.name, field.warp_column, path) or path.startswith(n + ".") for n in names
-    )
