@@ -63,18 +63,19 @@ from shared.db.repositories import (
 from shared.engine.deps import Engine
 from shared.engine.plan import FieldResult, HubSpotSnapshot, Plan, plan_sync
 from shared.engine.record import PlanCommit, commit_plans, states_by_field
-from shared.engine.relink import LINK_KEY, OBJECT_NAME, decide_merge_links, record_link
+from shared.engine.relink import set_link
 from shared.engine.snapshots import warp_snapshot
 from shared.engine.sync import FROM_HUBSPOT, lock_customers
 from shared.errors import SyncError, WarpChangedDuringSync
 from shared.hubspot.errors import NotFound
 from shared.inbound.queries import customers_linked_to
 from shared.inbound.receive import StoredEvent
+from shared.links import decide_merge_links, linked_id
 from shared.mapping import Direction, EntityType, MappingSet
 
 log = logging.getLogger("warp_hubspot_sync.inbound")
 
-ENTITY = {"company": EntityType.CUSTOMER, "contact": EntityType.CONTACT}
+ENTITY: dict[str, EntityType] = {et.object_name: et for et in EntityType}
 LINK_EVENTS = ("creation", "restore", "merge", "associationChange")
 DELETIONS = ("deletion", "privacyDeletion")
 # What a company creation is matched on (hubspot-api.md §3: standard properties).
@@ -205,9 +206,7 @@ def _prepare(engine: Engine, events: Sequence[StoredEvent], app_id: int | None) 
     with engine.database.transaction() as tx:
         linked = customers_linked_to(tx, sorted(companies), sorted(contacts))
     customer_ids = {str(r["id"]) for r in linked}
-    linked_companies = {
-        str((r["external_ids"] or {}).get(LINK_KEY[EntityType.CUSTOMER])) for r in linked
-    }
+    linked_companies = {linked_id(r, EntityType.CUSTOMER) for r in linked}
     creations = [
         s
         for s in events
@@ -295,8 +294,7 @@ def _unlinked(rows: Iterable[Row]) -> set[str]:
     return {
         str(r["id"])
         for r in rows
-        if not (r.get("external_ids") or {}).get(LINK_KEY[EntityType.CUSTOMER])
-        and r.get("hubspot_sync_enabled") is not False
+        if not linked_id(r, EntityType.CUSTOMER) and r.get("hubspot_sync_enabled") is not False
     }
 
 
@@ -327,10 +325,10 @@ class _Context:
         self.read: dict[str, Row] = dict(self.rows)
         self.links: dict[tuple[EntityType, str], str] = {}
         for cid, row in self.rows.items():
-            for et, key in LINK_KEY.items():
-                value = (row.get("external_ids") or {}).get(key)
+            for et in EntityType:
+                value = linked_id(row, et)
                 if value:
-                    self.links.setdefault((et, str(value)), cid)
+                    self.links.setdefault((et, value), cid)
         self.state_rows: dict[tuple[str, str], list[list[Any]]] = defaultdict(list)
         self.commits: list[PlanCommit] = []
         self.planned_events: dict[str, list[str]] = defaultdict(list)
@@ -428,7 +426,7 @@ class _Context:
             if (et, object_id) in self.links:
                 return Outcome("link_unchanged", "company already linked")
             cid, note = matches.get(object_id, (None, "no name or domain to match on"))
-            if cid is None or cid not in self.rows or self._linked_id(cid, et):
+            if cid is None or cid not in self.rows or linked_id(self.rows[cid], et):
                 return Outcome("not_linked", note if cid is None else "customer linked meanwhile")
             self._set_link(cid, et, object_id, operation="CREATE", why=note)
             return Outcome("linked", note)
@@ -475,7 +473,7 @@ class _Context:
         cid = self.links.get((EntityType.CUSTOMER, company_id))
         if cid is None:
             return Outcome("no_customer", f"no customer is linked to company {company_id}")
-        current = self._linked_id(cid, EntityType.CONTACT)
+        current = linked_id(self.rows[cid], EntityType.CONTACT)
         if event.association_removed:
             if current != contact_id:
                 return Outcome("link_unchanged", "removed contact is not the primary contact")
@@ -509,15 +507,11 @@ class _Context:
             et,
             None,
             operation="DELETE",
-            why=f"HubSpot {OBJECT_NAME[et]} {object_id} was deleted; the customer was "
+            why=f"HubSpot {et.object_name} {object_id} was deleted; the customer was "
             "unlinked (not deleted) and needs review",
             review=True,
         )
         return Outcome("unlinked", "deleted in HubSpot: unlinked and flagged for review")
-
-    def _linked_id(self, cid: str, et: EntityType) -> str | None:
-        value = (self.rows[cid].get("external_ids") or {}).get(LINK_KEY[et])
-        return str(value) if value else None
 
     def _set_link(
         self,
@@ -529,8 +523,8 @@ class _Context:
         why: str,
         review: bool = False,
     ) -> None:
-        old = self._linked_id(cid, et)
-        row = record_link(
+        old = linked_id(self.rows[cid], et)
+        row = set_link(
             self.tx,
             customer_id=cid,
             entity_type=et,
@@ -558,7 +552,7 @@ class _Context:
         cid = self.links.get((et, object_id))
         if cid is None:
             return {
-                s.row_id: Outcome("no_customer", f"no customer is linked to this {OBJECT_NAME[et]}")
+                s.row_id: Outcome("no_customer", f"no customer is linked to this {et.object_name}")
                 for s in group
             }
         if self.rows[cid].get("hubspot_sync_enabled") is False:
