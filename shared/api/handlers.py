@@ -85,8 +85,7 @@ def _link(call: Call, row: Row) -> list[EntityType]:
         _refused("HubSpot refused linking the customer", outcome.error)
     if outcome.company_id is None:
         raise ApiError(409, "customer is not linked to a HubSpot company")
-    via = {EntityType.CUSTOMER: outcome.company_via, EntityType.CONTACT: outcome.contact_via}
-    return [et for et in ENTITIES if via[et] not in (None, "linked")]
+    return [et for et in ENTITIES if outcome.link(et)[1] not in (None, "linked")]
 
 
 def _refused(what: str, error: SyncError) -> NoReturn:
