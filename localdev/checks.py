@@ -15,10 +15,9 @@ from typing import Any
 
 from shared.db.repositories import customers, field_state
 from shared.engine import Engine
-from shared.engine.snapshots import linked_id
+from shared.links import linked_id
 from shared.mapping import EntityType, FieldMapping
 
-_OBJECT_TYPE = {EntityType.CUSTOMER: "companies", EntityType.CONTACT: "contacts"}
 _PAGE = 500
 
 
@@ -86,7 +85,8 @@ def check_consistency(engine: Engine, only: Sequence[str] | None = None) -> Cons
             (str(s["entity_id"]), str(s["field_name"]))
             for s in field_state.open_conflicts(tx, limit=100_000)
         }
-    for entity_type, object_type in _OBJECT_TYPE.items():
+    for entity_type in EntityType:
+        object_type = entity_type.object_type
         by_object: dict[str, dict[str, Any]] = {}
         for row in rows:
             object_id = linked_id(row, entity_type)
@@ -101,7 +101,7 @@ def check_consistency(engine: Engine, only: Sequence[str] | None = None) -> Cons
             for row in by_object.values()
         }
         properties = sorted({f.hubspot_property for fs in fields_of.values() for f in fs})
-        found = engine.hubspot.objects(object_type).batch_read(  # type: ignore[arg-type]
+        found = engine.hubspot.objects(object_type).batch_read(
             list(by_object), properties=properties
         )
         for object_id, row in by_object.items():

@@ -259,8 +259,8 @@ def seed_book(
                 row = dict(p.row)
                 if p.standing.linked:
                     row["external_ids"] = {
-                        "hubspot_company_id": company_ids[index],
-                        "hubspot_contact_id": contact_ids[index],
+                        EntityType.CUSTOMER.link_key: company_ids[index],
+                        EntityType.CONTACT.link_key: contact_ids[index],
                     }
                 written = customers.insert(tx, row)
                 book.customers.append(
@@ -290,8 +290,7 @@ def _check_room(stack: LocalStack, bans: list[str]) -> None:
         clashes = int(
             tx.fetch_value(
                 f"SELECT count(*) FROM {customers.TABLE} WHERE ban = ANY(CAST(:bans AS text[])) "
-                "OR (CAST(:fresh AS boolean) "
-                "AND COALESCE(external_ids ->> 'hubspot_company_id', '') <> '')",
+                f"OR (CAST(:fresh AS boolean) AND {customers.linked_sql()})",
                 {"bans": bans, "fresh": fresh_hubspot},
             )
         )

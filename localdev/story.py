@@ -36,6 +36,8 @@ from localdev.stack import LocalStack
 from shared.db.connection import url_connector
 from shared.db.repositories import customers, field_state, sync_config, sync_queue
 from shared.engine import Engine
+from shared.links import linked_id
+from shared.mapping import EntityType
 from shared.messages.change import ChangeMessage, Operation
 from shared.messages.envelope import encode_push_envelope
 from shared.tasks import InProcessDispatcher
@@ -307,8 +309,8 @@ def unlinked_get_linked(scene: Scene) -> str:
     everyone = matchable + new
 
     def company_of(customer: SeededCustomer) -> str | None:
-        external = scene.warp_row(customer.customer_id).get("external_ids") or {}
-        return external.get("hubspot_company_id") if external.get("hubspot_contact_id") else None
+        row = scene.warp_row(customer.customer_id)
+        return linked_id(row, EntityType.CUSTOMER) if linked_id(row, EntityType.CONTACT) else None
 
     scene.wait_until(
         lambda: all(company_of(c) for c in everyone), "every customer linked", timeout=30

@@ -24,6 +24,8 @@ from datetime import datetime
 from typing import Any
 
 from shared.db import Row, Session
+from shared.db.repositories.customers import link_sql
+from shared.mapping import EntityType
 from shared.sealing import is_sealed
 
 
@@ -37,7 +39,7 @@ class SyncState(enum.StrEnum):
 
 # One row per customer with what the states are computed from. Each CTE reads its
 # table once, so the counts over a whole book cost one scan of each table.
-_FLAGS = """
+_FLAGS = f"""
 WITH conflicts AS (
     SELECT entity_id, array_agg(field_name ORDER BY field_name) AS fields,
            min(conflict_detected_at) AS since
@@ -54,8 +56,8 @@ WITH conflicts AS (
     WHERE status IN ('QUEUED', 'PROCESSING') AND entity_id IS NOT NULL GROUP BY entity_id
 ), flags AS (
     SELECT c.id, c.ban, c.company_name, c.hubspot_sync_enabled,
-           NULLIF(c.external_ids ->> 'hubspot_company_id', '') AS hubspot_company_id,
-           NULLIF(c.external_ids ->> 'hubspot_contact_id', '') AS hubspot_contact_id,
+           NULLIF({link_sql(EntityType.CUSTOMER, "c")}, '') AS hubspot_company_id,
+           NULLIF({link_sql(EntityType.CONTACT, "c")}, '') AS hubspot_contact_id,
            c.last_synced_to_hubspot, c.last_synced_from_hubspot,
            cf.fields AS conflict_fields, cf.since AS conflict_since,
            COALESCE(f.n, 0) AS failed_count, f.last_id AS failed_last_id,
@@ -64,7 +66,7 @@ WITH conflicts AS (
            d.first_marked_at AS dirty_since,
            cf.entity_id IS NOT NULL AS is_in_conflict,
            f.entity_id IS NOT NULL AS is_failed,
-           NULLIF(c.external_ids ->> 'hubspot_company_id', '') IS NULL AS is_unlinked,
+           NULLIF({link_sql(EntityType.CUSTOMER, "c")}, '') IS NULL AS is_unlinked,
            (d.customer_id IS NOT NULL OR q.entity_id IS NOT NULL) AS is_pending
     FROM accounts.customers AS c
     LEFT JOIN conflicts AS cf ON cf.entity_id = c.id

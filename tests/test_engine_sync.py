@@ -13,6 +13,7 @@ from shared.db.connection import url_connector
 from shared.db.repositories import customers, field_state, sync_config, sync_log
 from shared.engine import Engine
 from shared.engine.sync import BOTH_WAYS, FROM_HUBSPOT, TO_HUBSPOT, sync_customers
+from shared.mapping import EntityType
 from tests.helpers.customers import acme_customer
 from tests.helpers.db_kill import kill_open_transactions
 from tests.helpers.races import after_first_write, edit_during_first_call
@@ -203,7 +204,7 @@ def test_company_and_contact_fields_sharing_a_jsonb_column_both_land(
         "contacts", [{"firstname": "Jane", "lastname": "Doe", "email": "jane@acme.example"}]
     )
     with engine.database.transaction() as tx:
-        customers.set_contact_link(tx, customer_id, contact_id)
+        customers.set_link_id(tx, customer_id, EntityType.CONTACT, contact_id)
         sync_config.save(
             tx,
             config_name=f"shared-column-{customer_id[:8]}",

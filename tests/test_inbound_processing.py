@@ -27,6 +27,7 @@ from shared.inbound.process import (
     process_pending,
 )
 from shared.inbound.receive import store_batch
+from shared.mapping import EntityType
 from shared.tasks import TaskOutcome, run_task
 from tests.conftest import TEST_APP_ID
 from tests.helpers.db_kill import lock_waiter
@@ -252,7 +253,7 @@ def test_primary_contact_property_changes_update_contact_json(
     )
     cid, _ = new_customer(engine, emulator)
     with engine.database.transaction() as tx:
-        customers.set_contact_link(tx, cid, contact_id)
+        customers.set_link_id(tx, cid, EntityType.CONTACT, contact_id)
     kind = "contact.propertyChange"
     report = process(
         engine,

@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 from shared.db import Database
 from shared.engine.plan import plan_order
 from shared.errors import ConfigurationError
+from shared.hubspot.models import OBJECT_TYPES
+from shared.links import linked_id
 from shared.mapping import (
     DEFAULT_CONTACT_SYNC,
     DEFAULT_CUSTOMER_SYNC,
@@ -437,3 +439,17 @@ def test_migration_seed_parses_to_the_built_in_defaults(database: Database) -> N
         None, EntityType.CONTACT
     )
     assert seeded_contact.fields == builtin.for_entity(EntityType.CONTACT).fields
+
+
+def test_each_entity_names_its_hubspot_object_and_link() -> None:
+    assert [et.object_type for et in EntityType] == list(OBJECT_TYPES)
+    assert {et.object_name: et.link_key for et in EntityType} == {
+        "company": "hubspot_company_id",
+        "contact": "hubspot_contact_id",
+    }
+    assert all(EntityType.of_object_name(et.object_name) is et for et in EntityType)
+    assert EntityType.of_object_name("deal") is None
+    row = {"external_ids": {"hubspot_company_id": 12, "hubspot_contact_id": ""}}
+    assert linked_id(row, EntityType.CUSTOMER) == "12"
+    assert linked_id(row, EntityType.CONTACT) is None
+    assert linked_id({"external_ids": None}, EntityType.CUSTOMER) is None

@@ -16,9 +16,9 @@ import pytest
 
 from shared.db.repositories import customers, sync_log
 from shared.engine import Engine
-from shared.engine.relink import MergeLink, carries_customer, decide_merge_links
 from shared.engine.sync import TO_HUBSPOT, sync_customers
 from shared.hubspot.models import HubSpotObject
+from shared.links import MergeLink, carries_customer, decide_merge_links
 from shared.mapping import EntityType
 from tests.helpers.functions import serve_function
 from tests.test_reconcile import _full, linked_customer

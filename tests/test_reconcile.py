@@ -280,7 +280,7 @@ def test_unlinked_and_missing_records_are_reported(engine: Engine, emulator: Any
     emulator.ui_delete("companies", archived["company_id"])
     ghost = linked_customer(engine, emulator)
     with engine.database.transaction() as tx:
-        customers.set_company_link(tx, ghost["id"], "987654321")
+        customers.set_link_id(tx, ghost["id"], EntityType.CUSTOMER, "987654321")
     domain_match = f"match-{uuid.uuid4().hex[:6]}.example"
     (matching_company,) = emulator.seed("companies", [{"name": "Other", "domain": domain_match}])
     with engine.database.transaction() as tx:

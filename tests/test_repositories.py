@@ -24,7 +24,7 @@ from shared.db.repositories import (
     webhook_events,
 )
 from shared.engine.record import states_by_field
-from shared.mapping import Direction
+from shared.mapping import Direction, EntityType
 
 pytestmark = pytest.mark.integration
 
@@ -69,14 +69,14 @@ def test_customer_insert_get_and_many(tx: Session) -> None:
 
 def test_company_and_contact_links(tx: Session) -> None:
     c = new_customer(tx, external_ids={"billing_system": "X-9"})
-    customers.set_company_link(tx, c["id"], "777")
-    customers.set_contact_link(tx, c["id"], "888")
-    assert customers.find_by_company_id(tx, "777")["id"] == c["id"]
-    assert customers.find_by_contact_id(tx, "888")["id"] == c["id"]
-    row = customers.set_company_link(tx, c["id"], None)
+    customers.set_link_id(tx, c["id"], EntityType.CUSTOMER, "777")
+    customers.set_link_id(tx, c["id"], EntityType.CONTACT, "888")
+    assert customers.find_linked(tx, EntityType.CUSTOMER, "777")["id"] == c["id"]
+    assert customers.find_linked(tx, EntityType.CONTACT, "888")["id"] == c["id"]
+    row = customers.set_link_id(tx, c["id"], EntityType.CUSTOMER, None)
     # Removing one link keeps the other keys, WARP's included.
     assert row["external_ids"] == {"billing_system": "X-9", "hubspot_contact_id": "888"}
-    assert customers.find_by_company_id(tx, "777") is None
+    assert customers.find_linked(tx, EntityType.CUSTOMER, "777") is None
 
 
 def test_find_by_domain_and_name(tx: Session) -> None:

@@ -21,9 +21,9 @@ from shared.conflicts import Action
 from shared.db import Database, Row
 from shared.db.repositories import customers, field_state, reconciliation_runs, sync_log, sync_queue
 from shared.engine import resolve
-from shared.engine.snapshots import linked_id
 from shared.engine.sync import ENTITIES, FROM_HUBSPOT, TO_HUBSPOT, CustomerSync, sync_customers
 from shared.errors import SyncError
+from shared.links import linked_id
 from shared.mapping import EntityType
 from shared.outbound.linking import link_customers
 from shared.sealing import get_sealer
@@ -85,8 +85,7 @@ def _link(call: Call, row: Row) -> list[EntityType]:
         _refused("HubSpot refused linking the customer", outcome.error)
     if outcome.company_id is None:
         raise ApiError(409, "customer is not linked to a HubSpot company")
-    via = {EntityType.CUSTOMER: outcome.company_via, EntityType.CONTACT: outcome.contact_via}
-    return [et for et in ENTITIES if via[et] not in (None, "linked")]
+    return [et for et in ENTITIES if outcome.link(et)[1] not in (None, "linked")]
 
 
 def _refused(what: str, error: SyncError) -> NoReturn:
@@ -185,14 +184,13 @@ def customer_status(call: Call) -> Reply:
                 conflict_resolution=state.get("conflict_resolution"),
             )
         )
-    external = row.get("external_ids") or {}
     return 200, models.CustomerStatus(
         customer_id=UUID(customer_id),
         company_name=row.get("company_name"),
         hubspot_sync_enabled=row.get("hubspot_sync_enabled"),
         links=models.Links(
-            hubspot_company_id=_text(external.get("hubspot_company_id")),
-            hubspot_contact_id=_text(external.get("hubspot_contact_id")),
+            hubspot_company_id=linked_id(row, EntityType.CUSTOMER),
+            hubspot_contact_id=linked_id(row, EntityType.CONTACT),
         ),
         last_synced_to_hubspot=row.get("last_synced_to_hubspot"),
         last_synced_from_hubspot=row.get("last_synced_from_hubspot"),
@@ -201,10 +199,6 @@ def customer_status(call: Call) -> Reply:
         fields=fields,
         pause=_pause_state(pause.state(call.engine)),
     )
-
-
-def _text(value: Any) -> str | None:
-    return None if value in (None, "") else str(value)
 
 
 def _field_status(state: Mapping[str, Any], **known: Any) -> models.FieldStatus:

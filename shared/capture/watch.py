@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from shared.db.repositories.customers import WRITER_SETTING, WRITER_SYNC
-from shared.mapping import MappingSet
+from shared.db.repositories.customers import WRITER_SETTING, WRITER_SYNC, link_sql
+from shared.mapping import EntityType, MappingSet
 from shared.mapping.model import CUSTOMER_COLUMNS
 
 CUSTOMERS = "accounts.customers"
@@ -101,7 +101,7 @@ BEGIN
             customer := NEW.id;
         ELSE
             customer := OLD.id;
-            company := OLD.external_ids ->> 'hubspot_company_id';
+            company := {link_sql(EntityType.CUSTOMER, "OLD")};
         END IF;
         INSERT INTO {CHANGES} (customer_id, operation, changed_fields, hubspot_company_id)
         VALUES (customer, TG_OP, changed, company);

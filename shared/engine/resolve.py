@@ -25,11 +25,12 @@ from shared.db import Row, Session
 from shared.db.repositories import customers, field_state, sync_log
 from shared.engine.deps import Engine
 from shared.engine.record import states_by_field
-from shared.engine.snapshots import LAST_MODIFIED_PROPERTY, linked_id
-from shared.engine.sync import ENTITIES, OBJECT_TYPE, lock_customers
+from shared.engine.snapshots import LAST_MODIFIED_PROPERTY
+from shared.engine.sync import ENTITIES, lock_customers
 from shared.errors import SyncError, WarpChangedDuringSync
 from shared.hubspot.errors import NotFound
 from shared.hubspot.models import HubSpotObject, parse_datetime
+from shared.links import linked_id
 from shared.mapping import Direction, EntityType, FieldMapping, MappingError
 from shared.observability import log_operation
 from shared.sealing import get_sealer
@@ -214,14 +215,14 @@ def resolve_conflict(
             raise CustomerNotFound(f"customer {customer_id} not found")
         object_id = linked_id(row, entity_type)
         if object_id is None:
-            raise NotLinked(f"customer is not linked to a HubSpot {OBJECT_TYPE[entity_type][:-1]}")
+            raise NotLinked(f"customer is not linked to a HubSpot {entity_type.object_name}")
         state = field_state.get(tx, entity_type.value, customer_id, field_name)
         if state is None or not state.get("is_in_conflict"):
             raise NotInConflict(f"field {field_name!r} is not in conflict", field="field_name")
         record = _read(engine, entity_type, object_id, [mapping])
         if record is None:
             raise RecordMissing(
-                f"the linked HubSpot {OBJECT_TYPE[entity_type][:-1]} {object_id} no longer exists"
+                f"the linked HubSpot {entity_type.object_name} {object_id} no longer exists"
             )
         warp_now = mapping.read_warp(row)
         hub_now = record.properties.get(mapping.hubspot_property)
@@ -241,7 +242,7 @@ def resolve_conflict(
         if wrote_hubspot:
             # Before the commit, as in every flow: the state we record must not claim
             # a value HubSpot lacks. A failure here rolls the WARP write back.
-            api = engine.hubspot.objects(OBJECT_TYPE[entity_type])  # type: ignore[arg-type]
+            api = engine.hubspot.objects(entity_type.object_type)
             api.update(object_id, {mapping.hubspot_property: hub_value})
             customers.mark_synced_to(tx, customer_id, now)
         direction = _direction(wrote_hubspot, wrote_warp)
@@ -408,7 +409,7 @@ def _read(
     properties = sorted(
         {m.hubspot_property for m in mappings} | {LAST_MODIFIED_PROPERTY[entity_type]}
     )
-    api = engine.hubspot.objects(OBJECT_TYPE[entity_type])  # type: ignore[arg-type]
+    api = engine.hubspot.objects(entity_type.object_type)
     try:
         record = api.get(
             object_id,

@@ -9,6 +9,7 @@ from typing import Any
 from shared.conflicts import FieldState, warp_time
 from shared.engine.plan import HubSpotSnapshot, WarpSnapshot
 from shared.hubspot.models import HubSpotObject, parse_datetime
+from shared.links import linked_id
 from shared.mapping import ConflictRule, Direction, EntityType, MappingSet
 
 # HubSpot's last-modified property differs by object type (hubspot-api.md §3.3).
@@ -78,14 +79,6 @@ def warp_snapshot(
     return WarpSnapshot(
         row=row, modified_at=modified_at or row.get("updated_at"), field_times=times
     )
-
-
-def linked_id(row: Mapping[str, Any], entity_type: EntityType) -> str | None:
-    """The HubSpot id a customer row is linked to for ``entity_type``, if any."""
-    external = row.get("external_ids") or {}
-    key = "hubspot_company_id" if entity_type is EntityType.CUSTOMER else "hubspot_contact_id"
-    value = external.get(key) if isinstance(external, Mapping) else None
-    return str(value) if value else None
 
 
 def ids_to_read(rows: Iterable[Mapping[str, Any]], entity_type: EntityType) -> list[str]:

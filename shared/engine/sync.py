@@ -32,24 +32,18 @@ from shared.engine.record import (
     record_pending_writes,
     states_by_field,
 )
-from shared.engine.relink import (
-    MergeLink,
-    carries_customer,
-    decide_merge_links,
-    linked_to,
-    record_link,
-)
+from shared.engine.relink import linked_to, set_link
 from shared.engine.snapshots import (
     history_properties,
     hubspot_snapshot,
     ids_to_read,
-    linked_id,
     read_properties,
     warp_snapshot,
 )
 from shared.errors import SyncError, WarpChangedDuringSync
 from shared.hubspot.client import PendingBatch
 from shared.hubspot.models import HubSpotObject
+from shared.links import MergeLink, carries_customer, decide_merge_links, linked_id
 from shared.mapping import EntityType, MappingSet
 from shared.memory import fewer_collections
 
@@ -60,7 +54,6 @@ BATCH = 100
 # once; after this many tries they fail with a retryable error (the caller's retry).
 CHUNK_ATTEMPTS = 3
 ENTITIES = (EntityType.CUSTOMER, EntityType.CONTACT)
-OBJECT_TYPE = {EntityType.CUSTOMER: "companies", EntityType.CONTACT: "contacts"}
 
 TO_HUBSPOT = frozenset({Action.WRITE_HUBSPOT})
 FROM_HUBSPOT = frozenset({Action.WRITE_WARP})
@@ -441,7 +434,7 @@ def _carry_out(
             (m.customer_id for m, e in moves if e is et and m.new_id == link.new_id and m.keep),
             None,
         )
-        record_link(
+        set_link(
             tx,
             customer_id=link.customer_id,
             entity_type=et,
@@ -543,7 +536,7 @@ def _read(
             properties.update(read_properties(mapping, entity_type))
             if history:
                 with_history.update(history_properties(mapping))
-    api = engine.hubspot.objects(OBJECT_TYPE[entity_type])  # type: ignore[arg-type]
+    api = engine.hubspot.objects(entity_type.object_type)
     return api.start_batch_read(
         ids, properties=sorted(properties), properties_with_history=sorted(with_history)
     )
@@ -571,7 +564,7 @@ def _write_hubspot(
             [(cid, plan) for (cid, e), (plan, _) in plans.items() if e is et],
             now=engine.now(),
         )
-        api = engine.hubspot.objects(OBJECT_TYPE[et])  # type: ignore[arg-type]
+        api = engine.hubspot.objects(et.object_type)
         result = api.batch_update(updates)
         refused = result.failed_keys() | (set(updates) - set(result.results))
         for object_id in refused:
@@ -581,7 +574,7 @@ def _write_hubspot(
             failed.add(cid)
             error = next(
                 (e for e in result.errors if object_id in _keys(e)),
-                SyncError(f"HubSpot did not confirm the update of {OBJECT_TYPE[et]} {object_id}"),
+                SyncError(f"HubSpot did not confirm the update of {et.object_type} {object_id}"),
             )
             outcome[cid].error = error
     return failed

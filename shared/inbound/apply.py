@@ -1,6 +1,8 @@
 """Applying stored HubSpot events to WARP: one chunk of events, one transaction.
 
-Order of work (each event ends with an outcome: a counted category and a note):
+The reads and writes; what becomes of each event is decided by the pure rules of
+:mod:`shared.inbound.rules` (each event ends with an outcome: a counted category and
+a note).
 
 1. Before the transaction: find the customers the events touch (linked to a
    company or contact they name) and, for company creations of unknown
@@ -12,7 +14,8 @@ Order of work (each event ends with an outcome: a counted category and a note):
    - link events in ``occurredAt`` order: creations (link an unlinked customer
      whose contact-email domain or exact name matches exactly one), merges (move
      the link to the surviving record), association changes between a linked
-     company and a contact (the customer's primary contact link);
+     company and a contact (the customer's primary contact link); each decided on
+     the links the previous ones left, and written by ``set_link``;
    - property changes grouped by object, ordered by ``occurredAt``, only the
      newest change per property counting (older ones are *superseded*). Ignored:
      echoes (``changeSource`` INTEGRATION from our app id, or the value we last
@@ -47,13 +50,13 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from shared.capture.pending import Pending, field_times, pending_changes
-from shared.conflicts import Action, Decision, FieldState, awaits_warp_time, written_by_hubspot
+from shared.conflicts import Action, Decision
 from shared.db import Row, Session
 from shared.db.repositories import (
     customers,
@@ -64,35 +67,21 @@ from shared.db.repositories import (
 from shared.engine.deps import Engine
 from shared.engine.plan import FieldResult, HubSpotSnapshot, Plan, plan_sync
 from shared.engine.record import PlanCommit, commit_plans, states_by_field
-from shared.engine.relink import LINK_KEY, OBJECT_NAME, decide_merge_links, record_link
+from shared.engine.relink import set_link
 from shared.engine.snapshots import warp_snapshot
 from shared.engine.sync import FROM_HUBSPOT, lock_customers
 from shared.errors import SyncError, WarpChangedDuringSync
 from shared.hubspot.errors import NotFound
+from shared.inbound import rules
 from shared.inbound.queries import customers_linked_to
 from shared.inbound.receive import StoredEvent
-from shared.mapping import Direction, EntityType, MappingSet
+from shared.inbound.rules import Category, LinkChange, Outcome, Route
+from shared.links import linked_id
+from shared.mapping import EntityType, MappingSet
 
 log = logging.getLogger("warp_hubspot_sync.inbound")
 
-ENTITY = {"company": EntityType.CUSTOMER, "contact": EntityType.CONTACT}
-LINK_EVENTS = ("creation", "restore", "merge", "associationChange")
-DELETIONS = ("deletion", "privacyDeletion")
-# What a company creation is matched on (hubspot-api.md §3: standard properties).
-MATCH_PROPERTIES = ("name", "domain")
 TRIGGERED_BY = "webhook"
-# Categories of events whose value was judged against the field ("": planned). Their
-# time then counts as HubSpot's newest change on record. Not awaits_warp: that event
-# is left for outbound sync to decide, and a later delivery of it is judged then.
-JUDGED = frozenset({"", "echo"})
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How one event ended: a category (counted in reports) and a note for people."""
-
-    category: str
-    note: str = ""
 
 
 @dataclass
@@ -141,28 +130,23 @@ def apply_chunk(
         ctx.state_rows.update(field_state.decision_states(tx, sorted(ctx.rows)))
         ctx.captured = pending_changes(tx, ctx.rows)  # after the rows: shared.capture.pending
 
-        properties: dict[tuple[str, str], list[StoredEvent]] = defaultdict(list)
+        properties: dict[tuple[EntityType, str], list[StoredEvent]] = defaultdict(list)
         deletions: list[StoredEvent] = []
         for stored in work:
             event = stored.event
-            if event.object_type not in ENTITY:
-                result.outcomes[stored.row_id] = Outcome(
-                    "unsupported", f"{event.object_type} events are not synced"
-                )
-            elif event.is_echo_of(app_id):
-                result.outcomes[stored.row_id] = Outcome("echo", "echo of our own write")
-            elif event.kind == "propertyChange":
-                properties[(event.object_type, str(event.object_id))].append(stored)
-            elif event.kind in DELETIONS:
+            routed = rules.route(event, app_id)
+            if isinstance(routed, Outcome):
+                result.outcomes[stored.row_id] = routed
+            elif routed is Route.PROPERTY:
+                properties[(rules.entity_of(event), str(event.object_id))].append(stored)
+            elif routed is Route.DELETION:
                 deletions.append(stored)
-            elif event.kind in LINK_EVENTS:
-                result.outcomes[stored.row_id] = ctx.link_event(stored, prepared.matches)
             else:
-                result.outcomes[stored.row_id] = Outcome(
-                    "unsupported", f"{event.kind} events are not synced"
-                )
-        for (object_type, object_id), group in properties.items():
-            result.outcomes.update(ctx.property_changes(ENTITY[object_type], object_id, group))
+                outcome, changes = rules.link_event(event, ctx.links, ctx.rows, prepared.matches)
+                ctx.set_links(changes)
+                result.outcomes[stored.row_id] = outcome
+        for (et, object_id), group in properties.items():
+            result.outcomes.update(ctx.property_changes(et, object_id, group))
         result.plans = ctx.commit()
         derived = ctx.mark_derived()
         result.follow_up = derived or ctx.restored
@@ -172,7 +156,9 @@ def apply_chunk(
             result.outcomes.pop(row_id, None)
             result.failed[row_id] = WarpChangedDuringSync(cid)
         for stored in deletions:
-            result.outcomes[stored.row_id] = ctx.deletion(stored)
+            outcome, changes = rules.deletion(stored.event, ctx.links)
+            ctx.set_links(changes)
+            result.outcomes[stored.row_id] = outcome
         webhook_events.mark_processed(tx, list(result.outcomes))
     if result.follow_up:  # after the commit: the flush must see the dirty marks
         # Imported here: only a chunk that marks customers for outbound sync pays for it.
@@ -184,40 +170,12 @@ def apply_chunk(
 
 def _prepare(engine: Engine, events: Sequence[StoredEvent], app_id: int | None) -> _Prepared:
     """Find the customers to lock, and the customer each new company should link to."""
-    companies: set[str] = set()
-    contacts: set[str] = set()
-    for stored in events:
-        event = stored.event
-        if event.object_type not in ENTITY or event.is_echo_of(app_id):
-            continue
-        ids = contacts if event.object_type == "contact" else companies
-        ids.add(str(event.object_id))
-        for other in (
-            event.primary_object_id,
-            event.new_object_id,
-            *(event.merged_object_ids or ()),
-        ):
-            if other is not None:
-                ids.add(str(other))
-        pair = _association_pair(event.association_type)
-        if pair is not None and event.kind == "associationChange":
-            company_id, contact_id = _association_ids(event, pair)
-            companies.add(company_id)
-            contacts.add(contact_id)
+    companies, contacts = rules.touched_ids((s.event for s in events), app_id)
     with engine.database.transaction() as tx:
         linked = customers_linked_to(tx, sorted(companies), sorted(contacts))
     customer_ids = {str(r["id"]) for r in linked}
-    linked_companies = {
-        str((r["external_ids"] or {}).get(LINK_KEY[EntityType.CUSTOMER])) for r in linked
-    }
-    creations = [
-        s
-        for s in events
-        if s.event.object_type == "company"
-        and s.event.kind == "creation"
-        and not s.event.is_echo_of(app_id)
-        and str(s.event.object_id) not in linked_companies
-    ]
+    linked_companies = {i for r in linked if (i := linked_id(r, EntityType.CUSTOMER))}
+    creations = [s for s in events if rules.needs_match(s.event, app_id, linked_companies)]
     matches: dict[str, tuple[str | None, str]] = {}
     failed: dict[str, BaseException] = {}
     if creations:
@@ -239,19 +197,13 @@ def _creation_values(
     failed: dict[str, BaseException],
 ) -> dict[str, str] | None:
     """Name and domain of a new company: from the batch, else read from HubSpot."""
-    object_id = creation.event.object_id
-    values = {
-        s.event.property_name: s.event.property_value or ""
-        for s in events
-        if s.event.object_type == "company"
-        and s.event.object_id == object_id
-        and s.event.kind == "propertyChange"
-        and s.event.property_name in MATCH_PROPERTIES
-    }
+    values = rules.creation_values(creation.event, (s.event for s in events))
     if values:
-        return {k: v for k, v in values.items() if k is not None}
+        return values
     try:
-        record = engine.hubspot.companies.get(str(object_id), properties=MATCH_PROPERTIES)
+        record = engine.hubspot.companies.get(
+            str(creation.event.object_id), properties=rules.MATCH_PROPERTIES
+        )
     except NotFound:
         return {}
     except SyncError as exc:
@@ -259,63 +211,16 @@ def _creation_values(
             raise
         failed[creation.row_id] = exc
         return None
-    return {k: str(record.properties.get(k) or "") for k in MATCH_PROPERTIES}
+    return {k: str(record.properties.get(k) or "") for k in rules.MATCH_PROPERTIES}
 
 
 def _match_company(tx: Session, values: Mapping[str, str]) -> tuple[str | None, str]:
-    """The one unlinked customer a new company belongs to, or None and why not.
-
-    Candidates are customers with no company link and sync enabled whose contact
-    email is at the company's domain, or whose name equals the company's (ignoring
-    case). Both given: their common customer when there is exactly one; else the
-    single candidate of either. Anything else is ambiguous and left for a person.
-    """
+    """The one unlinked customer a new company belongs to (:func:`rules.choose_match`)."""
     domain = (values.get("domain") or "").strip().lower()
     name = (values.get("name") or "").strip()
-    by_domain = _unlinked(customers.find_by_domain(tx, domain)) if domain else set()
-    by_name = _unlinked(customers.find_by_name(tx, name)) if name else set()
-    if by_domain and by_name:
-        both = by_domain & by_name
-        chosen = both if both else set()
-    else:
-        chosen = by_domain or by_name
-    if len(chosen) == 1:
-        (cid,) = chosen
-        return cid, "linked: " + (
-            "domain and name match"
-            if by_domain and by_name
-            else "domain matches"
-            if by_domain
-            else "name matches"
-        )
-    if not by_domain and not by_name:
-        return None, "no unlinked customer matches the company's domain or name"
-    return None, "ambiguous: several unlinked customers match; left for review"
-
-
-def _unlinked(rows: Iterable[Row]) -> set[str]:
-    return {
-        str(r["id"])
-        for r in rows
-        if not (r.get("external_ids") or {}).get(LINK_KEY[EntityType.CUSTOMER])
-        and r.get("hubspot_sync_enabled") is not False
-    }
-
-
-def _association_pair(association_type: str | None) -> tuple[str, str] | None:
-    """(from, to) object names of a company-contact association type, else None."""
-    kind = (association_type or "").upper()
-    if kind.startswith("CONTACT_TO_COMPANY"):
-        return "contact", "company"
-    if kind.startswith("COMPANY_TO_CONTACT"):
-        return "company", "contact"
-    return None
-
-
-def _association_ids(event: Any, pair: tuple[str, str]) -> tuple[str, str]:
-    """(company id, contact id) of an association event."""
-    ids = {pair[0]: str(event.from_object_id), pair[1]: str(event.to_object_id)}
-    return ids["company"], ids["contact"]
+    by_domain = rules.unlinked(customers.find_by_domain(tx, domain)) if domain else set()
+    by_name = rules.unlinked(customers.find_by_name(tx, name)) if name else set()
+    return rules.choose_match(by_domain, by_name)
 
 
 class _Context:
@@ -329,10 +234,10 @@ class _Context:
         self.read: dict[str, Row] = dict(self.rows)
         self.links: dict[tuple[EntityType, str], str] = {}
         for cid, row in self.rows.items():
-            for et, key in LINK_KEY.items():
-                value = (row.get("external_ids") or {}).get(key)
+            for et in EntityType:
+                value = linked_id(row, et)
                 if value:
-                    self.links.setdefault((et, str(value)), cid)
+                    self.links.setdefault((et, value), cid)
         self.state_rows: dict[tuple[str, str], list[list[Any]]] = defaultdict(list)
         self.captured: dict[str, Pending] = {}
         self.commits: list[PlanCommit] = []
@@ -394,7 +299,7 @@ class _Context:
                 for r in item.plan.changed
                 if r.action is Action.WRITE_WARP
             }
-            for et in ENTITY.values():
+            for et in EntityType:
                 others = self.engine.mapping_for(item.customer_id, et)
                 if written and et is not item.entity_type and item.mappings.feeds(others):
                     feeding.append((item.customer_id, others, written))
@@ -417,140 +322,29 @@ class _Context:
 
     # -- links ---------------------------------------------------------------------
 
-    def link_event(
-        self, stored: StoredEvent, matches: Mapping[str, tuple[str | None, str]]
-    ) -> Outcome:
-        event = stored.event
-        et = ENTITY[event.object_type]
-        object_id = str(event.object_id)
-        if event.kind == "creation":
-            if et is EntityType.CONTACT:
-                return Outcome(
-                    "recorded", "a contact is linked when associated with a linked company"
-                )
-            if (et, object_id) in self.links:
-                return Outcome("link_unchanged", "company already linked")
-            cid, note = matches.get(object_id, (None, "no name or domain to match on"))
-            if cid is None or cid not in self.rows or self._linked_id(cid, et):
-                return Outcome("not_linked", note if cid is None else "customer linked meanwhile")
-            self._set_link(cid, et, object_id, operation="CREATE", why=note)
-            return Outcome("linked", note)
-        if event.kind == "merge":
-            return self._merge(et, event)
-        if event.kind == "associationChange":
-            return self._association(event)
-        return Outcome("recorded", "restore recorded; links are not restored automatically")
-
-    def _merge(self, et: EntityType, event: Any) -> Outcome:
-        survivor = str(event.new_object_id or event.primary_object_id or event.object_id)
-        # The primary's customer first: it keeps the merged record if both were linked.
-        old_ids = dict.fromkeys(
-            str(i)
-            for i in (event.primary_object_id, *(event.merged_object_ids or ()), event.object_id)
-            if i is not None and str(i) != survivor
-        )
-        owner = self.links.get((et, survivor))
-        claims = [(old, cid) for old in old_ids if (cid := self.links.get((et, old))) is not None]
-        decided = decide_merge_links(survivor, owner, claims)
-        for link in decided:
-            self._set_link(
-                link.customer_id,
-                et,
-                survivor if link.keep else None,
-                operation="UPDATE",
-                why=link.why(et, owner),
-                review=not link.keep,
+    def set_links(self, changes: Sequence[LinkChange]) -> None:
+        """Carry out the link changes a rule decided, keeping rows and link index current."""
+        for change in changes:
+            cid, et = change.customer_id, change.entity_type
+            old = linked_id(self.rows[cid], et)
+            row = set_link(
+                self.tx,
+                customer_id=cid,
+                entity_type=et,
+                object_id=change.object_id,
+                old_id=old,
+                operation=change.operation,
+                why=change.why,
+                now=self.now,
+                triggered_by=TRIGGERED_BY,
+                review=change.review,
             )
-            if link.keep:
-                owner = link.customer_id
-        if decided:
-            moved = sum(1 for link in decided if link.keep)
-            return Outcome(
-                "merged", f"{moved} link(s) moved to {survivor}, {len(decided) - moved} flagged"
-            )
-        return Outcome("no_customer", "no customer is linked to the merged records")
-
-    def _association(self, event: Any) -> Outcome:
-        pair = _association_pair(event.association_type)
-        if pair is None:
-            return Outcome("unsupported", "not a company-contact association")
-        company_id, contact_id = _association_ids(event, pair)
-        cid = self.links.get((EntityType.CUSTOMER, company_id))
-        if cid is None:
-            return Outcome("no_customer", f"no customer is linked to company {company_id}")
-        current = self._linked_id(cid, EntityType.CONTACT)
-        if event.association_removed:
-            if current != contact_id:
-                return Outcome("link_unchanged", "removed contact is not the primary contact")
-            self._set_link(
-                cid, EntityType.CONTACT, None, operation="UPDATE", why="association removed"
-            )
-            return Outcome("unlinked", "primary contact association removed")
-        other = self.links.get((EntityType.CONTACT, contact_id))
-        if other is not None and other != cid:
-            return Outcome("link_unchanged", "contact is another customer's primary contact")
-        if current == contact_id:
-            return Outcome("link_unchanged", "already the primary contact")
-        if current is not None:
-            # isPrimaryAssociation says the company is the *contact's* primary company
-            # (HubSpot has no primary contact of a company): HubSpot's auto-association
-            # sets it for every colleague at the company's domain. It never replaces
-            # the customer's contact.
-            return Outcome("link_unchanged", "customer already has a primary contact")
-        self._set_link(cid, EntityType.CONTACT, contact_id, operation="UPDATE", why="associated")
-        return Outcome("linked", "primary contact linked")
-
-    def deletion(self, stored: StoredEvent) -> Outcome:
-        event = stored.event
-        et = ENTITY[event.object_type]
-        object_id = str(event.object_id)
-        cid = self.links.get((et, object_id))
-        if cid is None:
-            return Outcome("no_customer", f"no customer is linked to {event.object_type}")
-        self._set_link(
-            cid,
-            et,
-            None,
-            operation="DELETE",
-            why=f"HubSpot {OBJECT_NAME[et]} {object_id} was deleted; the customer was "
-            "unlinked (not deleted) and needs review",
-            review=True,
-        )
-        return Outcome("unlinked", "deleted in HubSpot: unlinked and flagged for review")
-
-    def _linked_id(self, cid: str, et: EntityType) -> str | None:
-        value = (self.rows[cid].get("external_ids") or {}).get(LINK_KEY[et])
-        return str(value) if value else None
-
-    def _set_link(
-        self,
-        cid: str,
-        et: EntityType,
-        object_id: str | None,
-        *,
-        operation: str,
-        why: str,
-        review: bool = False,
-    ) -> None:
-        old = self._linked_id(cid, et)
-        row = record_link(
-            self.tx,
-            customer_id=cid,
-            entity_type=et,
-            object_id=object_id,
-            old_id=old,
-            operation=operation,
-            why=why,
-            now=self.now,
-            triggered_by=TRIGGERED_BY,
-            review=review,
-        )
-        if row is not None:
-            self.rows[cid] = self.read[cid] = row
-        if old is not None:
-            self.links.pop((et, old), None)
-        if object_id is not None:
-            self.links[(et, object_id)] = cid
+            if row is not None:
+                self.rows[cid] = self.read[cid] = row
+            if old is not None:
+                self.links.pop((et, old), None)
+            if change.object_id is not None:
+                self.links[(et, change.object_id)] = cid
 
     # -- property changes ----------------------------------------------------------
 
@@ -559,22 +353,12 @@ class _Context:
     ) -> dict[str, Outcome]:
         """Plan and commit one object's property changes; the outcome of each event."""
         cid = self.links.get((et, object_id))
-        if cid is None:
-            return {
-                s.row_id: Outcome("no_customer", f"no customer is linked to this {OBJECT_NAME[et]}")
-                for s in group
-            }
-        if self.rows[cid].get("hubspot_sync_enabled") is False:
-            return {
-                s.row_id: Outcome("sync_disabled", "sync is off for this customer") for s in group
-            }
-        outcomes: dict[str, Outcome] = {}
-        newest: dict[str, StoredEvent] = {}
-        for stored in group:  # occurredAt order: a later change replaces an earlier one
-            prop = str(stored.event.property_name)
-            if prop in newest:
-                outcomes[newest[prop].row_id] = Outcome("superseded", "a newer change followed")
-            newest[prop] = stored
+        unsynced = rules.unsynced_object(et, None if cid is None else self.rows[cid])
+        if unsynced is not None:
+            return {s.row_id: unsynced for s in group}
+        assert cid is not None  # else unsynced: no customer
+        newest, superseded = rules.newest_per_property(group)
+        outcomes = {s.row_id: rules.SUPERSEDED for s in superseded}
         mappings = self.engine.mapping_for(cid, et)
         states = states_by_field(
             self.state_rows.get((cid, et.value), []),
@@ -587,19 +371,17 @@ class _Context:
         skipped: list[FieldResult] = []
         for prop, stored in newest.items():
             event = stored.event
-            reason, category = _ignore_reason(mappings, states, self.rows[cid], prop, event)
-            if category in JUDGED:
+            ignored = rules.ignore_reason(mappings, states, self.rows[cid], event)
+            if rules.judged(ignored):
                 self.judged[cid].extend(
                     field_state.ChangeTime(et.value, cid, object_id, m.name, event.occurred_at)
                     for m in mappings.by_property(prop)
                     if m.direction.allows_inbound
                 )
-            if category == "echo":
-                outcomes[stored.row_id] = Outcome(category, reason)
-                continue
-            if reason:
-                outcomes[stored.row_id] = Outcome(category, reason)
-                skipped.append(_skip(prop, mappings, reason))
+            if ignored is not None:
+                outcomes[stored.row_id] = ignored
+                if ignored.category is not Category.ECHO:
+                    skipped.append(_skip(prop, mappings, ignored.note))
                 continue
             values[prop] = event.property_value
             times[prop] = event.occurred_at
@@ -628,58 +410,12 @@ class _Context:
         if plan.warp_updates:
             self.rows[cid] = {**row, **plan.warp_updates}
         for prop, stored in by_property.items():
-            outcomes[stored.row_id] = _planned_outcome(plan, prop)
-            source = stored.event.change_source
-            if not written_by_hubspot(source):
-                continue
-            restored = [
-                r.field
-                for r in plan.results
-                if r.hubspot_property == prop and r.action is Action.WRITE_HUBSPOT
-            ]
-            if restored:
+            outcomes[stored.row_id] = rules.planned_outcome(plan.results, prop)
+            automatic = rules.hubspot_automatic(plan.results, stored.event)
+            if automatic is not None:
+                restored, outcomes[stored.row_id] = automatic
                 self.restore[cid].update(restored)
-                outcomes[stored.row_id] = Outcome(
-                    "hubspot_automatic",
-                    f"HubSpot's own write ({source}) not applied; WARP's value is written back",
-                )
         return outcomes
-
-
-def _ignore_reason(
-    mappings: MappingSet,
-    states: Mapping[str, FieldState],
-    row: Mapping[str, Any],
-    prop: str,
-    event: Any,
-) -> tuple[str, str]:
-    """Why a property change is not planned ("" when it is), and its category."""
-    fields = mappings.by_property(prop)
-    if not fields:
-        return f"property {prop} is not mapped", "unmapped"
-    if not any(f.direction.allows_inbound for f in fields):
-        return "WARP_TO_HUBSPOT field: WARP is authoritative, not applied", "outbound_only"
-    for mapping in fields:
-        state = states.get(mapping.name)
-        if state is None:
-            continue
-        seen = state.last_modified_at_hubspot
-        if seen is not None and event.occurred_at <= seen:
-            return "stale: not newer than the last HubSpot change applied", "stale"
-        if (
-            state.last_synced_direction is Direction.WARP_TO_HUBSPOT
-            and not state.is_in_conflict
-            and mapping.canonical_hubspot(event.property_value)
-            == mapping.canonical_hubspot(state.hubspot_value)
-        ):
-            return "echo of our own write (the value we last wrote)", "echo"
-    if any(awaits_warp_time(m, states.get(m.name), m.read_warp(row)) for m in fields):
-        return (
-            "WARP changed this field too and its change message has not arrived: "
-            "outbound sync decides by both times when it does",
-            "awaits_warp",
-        )
-    return "", ""
 
 
 def _skip(prop: str, mappings: MappingSet, reason: str) -> FieldResult:
@@ -695,15 +431,3 @@ def _skip(prop: str, mappings: MappingSet, reason: str) -> FieldResult:
         applied=False,
         note=reason,
     )
-
-
-def _planned_outcome(plan: Plan, prop: str) -> Outcome:
-    results = [r for r in plan.results if r.hubspot_property == prop]
-    if any(r.applied and r.action is Action.WRITE_WARP for r in results):
-        return Outcome("applied", "applied to WARP")
-    if any(r.action is Action.CONFLICT for r in results):
-        return Outcome("conflict", "held for manual resolution")
-    skipped = [r for r in results if not r.applied]
-    if skipped:
-        return Outcome("warp_newer", skipped[0].note or skipped[0].decision.reason)
-    return Outcome("in_sync", "WARP already holds this value")

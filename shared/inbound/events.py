@@ -31,7 +31,6 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -58,13 +57,6 @@ Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
 # HubSpot sends at most 100 events a request (docs/hubspot.md, "Webhook batch size"); a
 # bigger batch is not HubSpot's, and would only stretch one delivery's transaction.
 MAX_BATCH_EVENTS = 100
-
-
-class ObjectType(StrEnum):
-    """The HubSpot objects the sync follows."""
-
-    COMPANY = "company"
-    CONTACT = "contact"
 
 
 class EventProblem(ValueError):

@@ -15,6 +15,13 @@ from collections.abc import Sequence
 
 from shared.db import Session
 from shared.db.repositories._json import to_json
+from shared.mapping import EntityType
+
+# The external_ids key an event's object is linked under (a company's by default).
+_EVENT_LINK_KEY = (
+    f"CASE e.object_type WHEN '{EntityType.CONTACT.object_name}' "
+    f"THEN '{EntityType.CONTACT.link_key}' ELSE '{EntityType.CUSTOMER.link_key}' END"
+)
 
 KIND = "inbound_batch"  # the queue kind of inbound work (shared/inbound/process.py)
 
@@ -31,9 +38,8 @@ def record(tx: Session, event_row_id: str, error: str, *, max_retries: int) -> N
         "hubspot_object_id, operation, direction, payload, status, max_retries, "
         "retry_count, last_error, processed_at) "
         "SELECT :kind, 'webhook_event', ("
-        "  SELECT c.id FROM accounts.customers AS c WHERE c.external_ids ->> "
-        "  (CASE e.object_type WHEN 'contact' THEN 'hubspot_contact_id' "
-        "   ELSE 'hubspot_company_id' END) = e.object_id ORDER BY c.id LIMIT 1), "
+        f"  SELECT c.id FROM accounts.customers AS c WHERE c.external_ids ->> "
+        f"  ({_EVENT_LINK_KEY}) = e.object_id ORDER BY c.id LIMIT 1), "
         "e.object_id, 'UPDATE', 'HUBSPOT_TO_WARP', CAST(:payload AS jsonb), 'FAILED', "
         ":max_retries, 1, "
         "concat(e.object_type, ' ', e.object_id, ' ', e.event_type, "

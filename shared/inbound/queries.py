@@ -12,6 +12,8 @@ from typing import Any
 
 from shared.db import Row, Session
 from shared.db.repositories import webhook_events
+from shared.db.repositories.customers import link_sql
+from shared.mapping import EntityType
 
 CUSTOMERS = "accounts.customers"
 
@@ -24,8 +26,8 @@ def customers_linked_to(
         return []
     return tx.fetch(
         f"SELECT id, external_ids FROM {CUSTOMERS} "
-        "WHERE external_ids ->> 'hubspot_company_id' = ANY(CAST(:companies AS text[])) "
-        "OR external_ids ->> 'hubspot_contact_id' = ANY(CAST(:contacts AS text[]))",
+        f"WHERE {link_sql(EntityType.CUSTOMER)} = ANY(CAST(:companies AS text[])) "
+        f"OR {link_sql(EntityType.CONTACT)} = ANY(CAST(:contacts AS text[]))",
         {"companies": list(company_ids), "contacts": list(contact_ids)},
     )
 

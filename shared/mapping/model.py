@@ -15,7 +15,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from functools import cached_property, lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from shared.mapping.transforms import (
     TRANSFORMS,
@@ -29,6 +29,12 @@ from shared.mapping.transforms import (
     parse_value,
     to_decimal,
 )
+
+if TYPE_CHECKING:  # types only: the mapping layer does not load the HubSpot client
+    from shared.hubspot.models import ObjectType
+
+# A HubSpot object as webhooks (``company.propertyChange``) and people name it.
+ObjectName = Literal["company", "contact"]
 
 
 class Direction(StrEnum):
@@ -59,11 +65,34 @@ class ConflictRule(StrEnum):
     MANUAL = "MANUAL"
 
 
+# The one vocabulary of entity and HubSpot object: the CRM object type the API takes,
+# the object's name in webhooks, and the external_ids key of the customer's link.
+# (The docstring is the API's description of the enum: kept to what a field is.)
 class EntityType(StrEnum):
     """The HubSpot object a field belongs to."""
 
     CUSTOMER = "customer"  # the customer's HubSpot company
     CONTACT = "contact"  # the customer's primary contact
+
+    @property
+    def object_type(self) -> ObjectType:
+        """The CRM object type of the API's paths (``/crm/v3/objects/companies``)."""
+        return "companies" if self is EntityType.CUSTOMER else "contacts"
+
+    @property
+    def object_name(self) -> ObjectName:
+        """The object's name in webhook events and in notes for people."""
+        return "company" if self is EntityType.CUSTOMER else "contact"
+
+    @property
+    def link_key(self) -> str:
+        """The key of the customer row's ``external_ids`` holding the linked object's id."""
+        return "hubspot_company_id" if self is EntityType.CUSTOMER else "hubspot_contact_id"
+
+    @classmethod
+    def of_object_name(cls, name: str) -> EntityType | None:
+        """The entity a webhook's object name stands for; None for objects not synced."""
+        return next((et for et in cls if et.object_name == name), None)
 
 
 # The columns of accounts.customers a mapping may name, with the HubSpot value
@@ -101,8 +130,7 @@ READ_ONLY_FIELDS = frozenset(
         ("updated_at",),
         ("last_synced_to_hubspot",),
         ("last_synced_from_hubspot",),
-        ("external_ids", "hubspot_company_id"),
-        ("external_ids", "hubspot_contact_id"),
+        *(("external_ids", et.link_key) for et in EntityType),
     }
 )
 

@@ -19,9 +19,9 @@ from typing import Any
 
 from shared.db.repositories import customers, outbound_dirty, sync_log
 from shared.engine.deps import Engine
-from shared.engine.snapshots import linked_id
 from shared.engine.sync import lock_customers
 from shared.hubspot.errors import HubSpotError
+from shared.links import linked_id
 from shared.mapping import EntityType
 from shared.observability import log_operation
 

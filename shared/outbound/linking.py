@@ -30,15 +30,15 @@ from datetime import timedelta
 from typing import Any
 
 from shared.db import Row
-from shared.db.repositories import customers, sync_log, webhook_events
+from shared.db.repositories import customers, webhook_events
 from shared.engine.deps import Engine
-from shared.engine.relink import BAN_PROPERTY, EMAIL_PROPERTY
-from shared.engine.snapshots import linked_id
+from shared.engine.relink import set_link
 from shared.engine.sync import lock_customers
 from shared.errors import SyncError
 from shared.hubspot.client import ObjectsApi
 from shared.hubspot.errors import HubSpotError
-from shared.mapping import EntityType, MappingError, MappingSet
+from shared.links import BAN_PROPERTY, EMAIL_PROPERTY, linked_id
+from shared.mapping import Direction, EntityType, MappingError, MappingSet
 
 log = logging.getLogger("warp_hubspot_sync.outbound")
 
@@ -57,6 +57,19 @@ class LinkOutcome:
     contact_via: str | None = None  # linked | email | created
     error: SyncError | None = None
     notes: list[str] = field(default_factory=list)
+
+    def link(self, entity: EntityType) -> tuple[str | None, str | None]:
+        """The id found for ``entity`` and how it was found."""
+        if entity is EntityType.CUSTOMER:
+            return self.company_id, self.company_via
+        return self.contact_id, self.contact_via
+
+    def found(self, entity: EntityType, object_id: str, via: str) -> None:
+        """Record the id found for ``entity`` and how."""
+        if entity is EntityType.CUSTOMER:
+            self.company_id, self.company_via = str(object_id), via
+        else:
+            self.contact_id, self.contact_via = str(object_id), via
 
 
 def link_customers(
@@ -125,7 +138,7 @@ def _link_companies(engine: Engine, rows: list[Row], outcomes: dict[str, LinkOut
             list(bans), properties=[BAN_PROPERTY], id_property=BAN_PROPERTY
         )
         for key, record in found.results.items():
-            _found(outcomes[bans[key]], "company", record.id, "warp_ban")
+            outcomes[bans[key]].found(EntityType.CUSTOMER, record.id, "warp_ban")
     claimed = {o.company_id for o in outcomes.values() if o.company_id}
     # 2. and 3. An unclaimed company with the same domain, then the same name: what
     # search finds, and what it may not show yet (its index lags writes by moments).
@@ -148,7 +161,7 @@ def _link_companies(engine: Engine, rows: list[Row], outcomes: dict[str, LinkOut
             match = _choose(candidates, prop, wanted[cid], claimed | linked_elsewhere)
             if match is not None:
                 claimed.add(match)
-                _found(outcomes[cid], "company", match, prop)
+                outcomes[cid].found(EntityType.CUSTOMER, match, prop)
     # 4. Create, keyed on the BAN so that a retry cannot create a second one.
     creatable: dict[str, dict[str, str]] = {}
     for ban, cid in bans.items():
@@ -161,8 +174,8 @@ def _link_companies(engine: Engine, rows: list[Row], outcomes: dict[str, LinkOut
         result = companies.batch_upsert(creatable, id_property=BAN_PROPERTY)
         for key, record in result.results.items():
             via = "created" if record.new is not False else "warp_ban"
-            _found(outcomes[bans[key]], "company", record.id, via)
-        _refused(result.errors, bans, outcomes, "company")
+            outcomes[bans[key]].found(EntityType.CUSTOMER, record.id, via)
+        _refused(result.errors, bans, outcomes, EntityType.CUSTOMER)
 
 
 def _search_in(api: ObjectsApi, prop: str, wanted: set[str]) -> list[dict[str, str]]:
@@ -210,7 +223,9 @@ def _linked_company_ids(engine: Engine, company_ids: list[str]) -> set[str]:
     if not company_ids:
         return set()
     with engine.database.transaction() as tx:
-        return {i for i in company_ids if customers.find_by_company_id(tx, i) is not None}
+        return {
+            i for i in company_ids if customers.find_linked(tx, EntityType.CUSTOMER, i) is not None
+        }
 
 
 # --- contacts -------------------------------------------------------------------------
@@ -246,7 +261,7 @@ def _link_contacts(engine: Engine, rows: list[Row], outcomes: dict[str, LinkOutc
         for email, record in result.results.items():
             via = "created" if record.new is not False else "email"
             contact_ids[by_email[email.lower()]] = (record.id, via)
-        _refused(result.errors, by_email, outcomes, "contact")
+        _refused(result.errors, by_email, outcomes, EntityType.CONTACT)
     # The contact counts as linked only once it is associated with the company, so a
     # retry after a failed association finds the contact by email and associates again.
     for cid, (contact_id, via) in sorted(contact_ids.items()):
@@ -259,7 +274,7 @@ def _link_contacts(engine: Engine, rows: list[Row], outcomes: dict[str, LinkOutc
         except HubSpotError as exc:
             outcomes[cid].error = exc
             continue
-        _found(outcomes[cid], "contact", contact_id, via)
+        outcomes[cid].found(EntityType.CONTACT, contact_id, via)
 
 
 # --- shared -----------------------------------------------------------------------------
@@ -278,18 +293,11 @@ def _values(mapping: MappingSet, row: Row) -> dict[str, str]:
     return values
 
 
-def _found(outcome: LinkOutcome, what: str, object_id: str, via: str) -> None:
-    if what == "company":
-        outcome.company_id, outcome.company_via = str(object_id), via
-    else:
-        outcome.contact_id, outcome.contact_via = str(object_id), via
-
-
 def _refused(
     errors: Iterable[HubSpotError],
     by_key: Mapping[Any, str],
     outcomes: dict[str, LinkOutcome],
-    what: str,
+    entity: EntityType,
 ) -> None:
     for error in errors:
         context = error.context or {}
@@ -302,7 +310,7 @@ def _refused(
             cid = by_key.get(key) or by_key.get(key.lower())
             if cid is not None and outcomes[cid].error is None:
                 outcomes[cid].error = error
-                outcomes[cid].notes.append(f"HubSpot refused the {what}")
+                outcomes[cid].notes.append(f"HubSpot refused the {entity.object_name}")
 
 
 def _store(
@@ -314,47 +322,37 @@ def _store(
     triggered_by_user: str | None,
 ) -> None:
     """Record new company (or contact) links; keep any link another flow stored meanwhile."""
-
-    def found(o: LinkOutcome) -> tuple[str | None, str | None]:
-        if entity is EntityType.CUSTOMER:
-            return o.company_id, o.company_via
-        return o.contact_id, o.contact_via
-
-    new = {cid: o for cid, o in outcomes.items() if found(o)[0] and found(o)[1] != "linked"}
+    new = {
+        cid: o for cid, o in outcomes.items() if o.link(entity)[0] and o.link(entity)[1] != "linked"
+    }
     if not new:
         return
     with engine.database.transaction() as tx:
         lock_customers(tx, new)
         for cid, outcome in sorted(new.items()):
             row = customers.get(tx, cid)
-            object_id, via = found(outcome)
-            if row is None or object_id is None:
+            object_id, via = outcome.link(entity)
+            if row is None or object_id is None or via is None:
                 continue
             current = linked_id(row, entity)
             if current and current != object_id:
                 outcome.notes.append(f"{entity.value} linked meanwhile by another flow")
-                if entity is EntityType.CUSTOMER:
-                    outcome.company_id = current
-                else:
-                    outcome.contact_id = current
+                outcome.found(entity, current, via)
                 continue
-            if entity is EntityType.CUSTOMER:
-                customers.set_company_link(tx, cid, object_id)
-            else:
-                customers.set_contact_link(tx, cid, object_id)
-            if via == "created":
-                sync_log.record(
-                    tx,
-                    entity_type=entity.value,
-                    entity_id=cid,
-                    hubspot_object_id=object_id,
-                    operation="CREATE",
-                    direction="WARP_TO_HUBSPOT",
-                    status="SUCCESS",
-                    completed_at=engine.now(),
-                    triggered_by=triggered_by,
-                    triggered_by_user=triggered_by_user,
-                )
+            # Only a created record is logged: a found one was HubSpot's already.
+            set_link(
+                tx,
+                customer_id=cid,
+                entity_type=entity,
+                object_id=object_id,
+                old_id=current,
+                operation="CREATE",
+                direction=Direction.WARP_TO_HUBSPOT,
+                now=engine.now(),
+                triggered_by=triggered_by,
+                triggered_by_user=triggered_by_user,
+                logged=via == "created",
+            )
             log.info(
                 "customer linked",
                 extra={

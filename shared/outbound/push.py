@@ -17,9 +17,9 @@ from datetime import datetime
 from shared.conflicts import Action
 from shared.db.repositories import customers, sync_log
 from shared.engine.deps import Engine
-from shared.engine.snapshots import linked_id
 from shared.engine.sync import BOTH_WAYS, CustomerSync, sync_customers
 from shared.errors import SyncError
+from shared.links import linked_id
 from shared.mapping import EntityType
 from shared.outbound.linking import LinkOutcome, link_customers
 

@@ -31,8 +31,8 @@ from shared import pause
 from shared.db import Row, Session
 from shared.db.repositories import customers, field_state, outbound_dirty
 from shared.engine.deps import Engine
-from shared.engine.snapshots import linked_id
 from shared.idempotency import AlreadyInProgress, PostgresPersistence, Status, payload_hash
+from shared.links import linked_id
 from shared.mapping import EntityType, MappingSet
 from shared.messages import Delivery, MalformedMessage, Operation, parse_delivery
 from shared.outbound.deletes import close_deleted_customer

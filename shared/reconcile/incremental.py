@@ -19,7 +19,6 @@ from datetime import datetime, timedelta
 
 from shared.engine.deps import Engine
 from shared.engine.snapshots import LAST_MODIFIED_PROPERTY
-from shared.engine.sync import OBJECT_TYPE
 from shared.mapping import EntityType
 
 
@@ -53,7 +52,7 @@ def changed_in_hubspot(
     ]
     if after_id is not None:
         filters.append({"propertyName": "hs_object_id", "operator": "GT", "value": after_id})
-    api = engine.hubspot.objects(OBJECT_TYPE[entity_type])  # type: ignore[arg-type]
+    api = engine.hubspot.objects(entity_type.object_type)
     page = api.search(
         [{"filters": filters}],
         sort=("hs_object_id", "ASCENDING"),

@@ -15,9 +15,9 @@ from typing import Any
 from shared.db import Row, Session
 from shared.db.repositories import customers
 from shared.engine.deps import Engine
-from shared.engine.snapshots import linked_id
-from shared.engine.sync import BOTH_WAYS, OBJECT_TYPE, CustomerSync, sync_customers
+from shared.engine.sync import BOTH_WAYS, CustomerSync, sync_customers
 from shared.hubspot.errors import HubSpotError
+from shared.links import linked_id
 from shared.mapping import EntityType
 from shared.reconcile.report import DriftReport
 
@@ -82,8 +82,8 @@ def _report_missing(
     engine: Engine, report: DriftReport, customer_id: str, entity_type: EntityType, object_id: str
 ) -> None:
     """Say why a linked record was not returned: merged (a read follows merges), archived, gone."""
-    object_type = OBJECT_TYPE[entity_type]
-    api = engine.hubspot.objects(object_type)  # type: ignore[arg-type]
+    object_type = entity_type.object_type
+    api = engine.hubspot.objects(object_type)
     state, merged_into = "missing", None
     try:
         record = api.get(object_id, properties=["hs_object_id"])

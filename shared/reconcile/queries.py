@@ -8,12 +8,13 @@ from typing import Any
 
 from shared.db import Row, Session
 from shared.db.repositories._json import to_json
+from shared.db.repositories.customers import link_sql, linked_sql
+from shared.mapping import EntityType
 
 CUSTOMERS = "accounts.customers"
 RUNS = "accounts.hubspot_reconciliation_runs"
-_LINKED = "COALESCE(external_ids ->> 'hubspot_company_id', '') <> ''"
+_LINKED = linked_sql()
 _ENABLED = "hubspot_sync_enabled IS NOT FALSE"
-_LINK_KEY = {"companies": "hubspot_company_id", "contacts": "hubspot_contact_id"}
 
 
 def count_linked(tx: Session) -> int:
@@ -49,7 +50,7 @@ def page_linked_ids(
 
 
 def customers_linked_to(
-    tx: Session, object_type: str, object_ids: Sequence[str], *, changed_before: datetime
+    tx: Session, entity_type: EntityType, object_ids: Sequence[str], *, changed_before: datetime
 ) -> list[str]:
     """Customers linked to these companies (or contacts) that WARP did not change since then.
 
@@ -58,9 +59,8 @@ def customers_linked_to(
     """
     if not object_ids:
         return []
-    key = _LINK_KEY[object_type]
     rows = tx.fetch(
-        f"SELECT id FROM {CUSTOMERS} WHERE external_ids ->> '{key}' = ANY(CAST(:ids AS text[])) "
+        f"SELECT id FROM {CUSTOMERS} WHERE {link_sql(entity_type)} = ANY(CAST(:ids AS text[])) "
         f"AND {_LINKED} AND {_ENABLED} AND updated_at < :before ORDER BY id",
         {"ids": [str(i) for i in object_ids], "before": changed_before},
     )

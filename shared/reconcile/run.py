@@ -33,10 +33,10 @@ from shared import pause
 from shared.db import Row, Session
 from shared.db.repositories import customers, field_state, reconciliation_runs
 from shared.engine.deps import Engine
-from shared.engine.snapshots import linked_id
 from shared.engine.sync import CustomerSync
 from shared.errors import SyncError, first_problem, retry_after
 from shared.hubspot.client import SEARCH_PAGE_MAX
+from shared.links import linked_id
 from shared.mapping import EntityType
 from shared.observability.redaction import describe_error
 from shared.reconcile import queries
@@ -62,7 +62,7 @@ PHASES = {
     "CUSTOMER_SPECIFIC": ["customer"],
 }
 # What the "hubspot" phase searches, and the checkpoint's cursor per object type.
-_HUBSPOT_TYPES = {"companies": EntityType.CUSTOMER, "contacts": EntityType.CONTACT}
+_HUBSPOT_TYPES: dict[str, EntityType] = {et.object_type: et for et in EntityType}
 
 Progress = Callable[[int, int | None], None]  # (records done, records expected or None)
 Outcomes = Callable[[Sequence[CustomerSync]], None]  # each page's outcomes, as they come
@@ -421,7 +421,7 @@ def _step(
                 cid
                 for object_type, object_ids in changed.items()
                 for cid in queries.customers_linked_to(
-                    tx, object_type, object_ids, changed_before=_since(state)
+                    tx, _HUBSPOT_TYPES[object_type], object_ids, changed_before=_since(state)
                 )
             ]
         if ids:

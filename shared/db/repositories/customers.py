@@ -12,6 +12,7 @@ from typing import Any
 
 from shared.db.connection import Row, Session
 from shared.db.repositories._json import check_columns, to_json
+from shared.mapping import EntityType
 
 TABLE = "accounts.customers"
 # Set (transaction-locally) by every transaction in which the sync writes customers:
@@ -118,21 +119,28 @@ def insert(tx: Session, values: Mapping[str, Any]) -> Row:
     return row
 
 
-def find_by_company_id(tx: Session, company_id: str) -> Row | None:
-    """The customer linked to this HubSpot company (the oldest, should two claim it)."""
-    return tx.fetch_one(
-        f"SELECT * FROM {TABLE} WHERE external_ids ->> 'hubspot_company_id' = :company_id "
-        "ORDER BY created_at, id LIMIT 1",
-        {"company_id": str(company_id)},
-    )
+def link_sql(entity_type: EntityType, table: str = "") -> str:
+    """SQL for a row's ``entity_type`` link (text, NULL if none), as the indexes have it.
+
+    ``table``: the alias of ``accounts.customers`` in the query, if any.
+    """
+    return f"{table + '.' if table else ''}external_ids ->> '{entity_type.link_key}'"
 
 
-def find_by_contact_id(tx: Session, contact_id: str) -> Row | None:
-    """The customer whose primary contact is this HubSpot contact."""
+def linked_sql(table: str = "") -> str:
+    """SQL condition: the row is linked to a HubSpot company (a linked customer)."""
+    return f"COALESCE({link_sql(EntityType.CUSTOMER, table)}, '') <> ''"
+
+
+def find_linked(tx: Session, entity_type: EntityType, object_id: str) -> Row | None:
+    """The customer linked to this HubSpot company or contact (the oldest, should two claim it).
+
+    The expression matches the ``external_ids`` indexes (migration 0003).
+    """
     return tx.fetch_one(
-        f"SELECT * FROM {TABLE} WHERE external_ids ->> 'hubspot_contact_id' = :contact_id "
+        f"SELECT * FROM {TABLE} WHERE {link_sql(entity_type)} = :object_id "
         "ORDER BY created_at, id LIMIT 1",
-        {"contact_id": str(contact_id)},
+        {"object_id": str(object_id)},
     )
 
 
@@ -171,7 +179,7 @@ def page_unlinked(
 def _page(
     tx: Session, after_id: str | None, limit: int, *, linked: bool, sync_enabled_only: bool
 ) -> list[Row]:
-    link = "COALESCE(external_ids ->> 'hubspot_company_id', '') <> ''"
+    link = linked_sql()
     conditions = [link if linked else f"NOT ({link})"]
     if sync_enabled_only:
         conditions.append("hubspot_sync_enabled IS NOT FALSE")
@@ -197,14 +205,12 @@ def mark_own_write(tx: Session) -> None:
     )
 
 
-def set_company_link(tx: Session, customer_id: str, company_id: str | None) -> Row | None:
-    """Record ``external_ids.hubspot_company_id`` (None removes it); other keys are kept."""
-    return _set_external_id(tx, customer_id, "hubspot_company_id", company_id)
-
-
-def set_contact_link(tx: Session, customer_id: str, contact_id: str | None) -> Row | None:
-    """Record ``external_ids.hubspot_contact_id`` (None removes it); other keys are kept."""
-    return _set_external_id(tx, customer_id, "hubspot_contact_id", contact_id)
+def set_link_id(
+    tx: Session, customer_id: str, entity_type: EntityType, object_id: str | None
+) -> Row | None:
+    """Record the ``entity_type`` link in ``external_ids`` (None removes it); other keys are
+    kept. Flows record a link with its sync-log row: :func:`shared.engine.relink.set_link`."""
+    return _set_external_id(tx, customer_id, entity_type.link_key, object_id)
 
 
 def _set_external_id(tx: Session, customer_id: str, key: str, value: str | None) -> Row | None:
