@@ -18,9 +18,9 @@ from localdev.emulator import Emulator
 from localdev.emulator.scopes import ALL_SCOPES, READ_SCOPES
 from shared.config.settings import load_settings
 from shared.db import Database
+from shared.hubspot import HubSpotClient, PendingBatch
 from shared.hubspot._retry import Pause, pause_for_429
 from shared.hubspot._transport import is_read
-from shared.hubspot.client import HubSpotClient, PendingBatch
 from shared.hubspot.errors import (
     AuthError,
     Conflict,

@@ -47,7 +47,7 @@ from shared.engine.snapshots import (
     warp_snapshot,
 )
 from shared.errors import SyncError, WarpChangedDuringSync
-from shared.hubspot.client import PendingBatch
+from shared.hubspot import PendingBatch
 from shared.hubspot.models import HubSpotObject
 from shared.mapping import EntityType, MappingSet
 from shared.memory import fewer_collections

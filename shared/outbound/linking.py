@@ -36,7 +36,7 @@ from shared.engine.relink import BAN_PROPERTY, EMAIL_PROPERTY
 from shared.engine.snapshots import linked_id
 from shared.engine.sync import lock_customers
 from shared.errors import SyncError
-from shared.hubspot.client import ObjectsApi
+from shared.hubspot import ObjectsApi
 from shared.hubspot.errors import HubSpotError
 from shared.mapping import EntityType, MappingError, MappingSet
 

@@ -36,7 +36,7 @@ from shared.engine.deps import Engine
 from shared.engine.snapshots import linked_id
 from shared.engine.sync import CustomerSync
 from shared.errors import SyncError, first_problem, retry_after
-from shared.hubspot.client import SEARCH_PAGE_MAX
+from shared.hubspot import SEARCH_PAGE_MAX
 from shared.mapping import EntityType
 from shared.observability.redaction import describe_error
 from shared.reconcile import queries
