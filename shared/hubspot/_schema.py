@@ -24,7 +24,7 @@ class Schema:
     def create_property(
         self: ApiClient, object_type: ObjectType, definition: Mapping[str, Any]
     ) -> None:
-        """Create one property (a 409 means it exists: :class:`Conflict`)."""
+        """Create one property (a 409 means it exists: :class:`AlreadyExists`)."""
         self.request(
             "POST",
             f"/crm/v3/properties/{object_type}",
