@@ -371,7 +371,7 @@ def _step(
     report = DriftReport.from_json(state.report)
     step = _Step(run_id, replace(state, seq=state.seq + 1), report, _seq(row))
     dry_run = state.dry_run
-    fields = list(state.fields) if state.fields is not None else None
+    fields = state.fields
     after = state.after if isinstance(state.after, str) else None
 
     def move_on(after: str | HubSpotCursors | None) -> None:
