@@ -28,7 +28,7 @@ from localdev.emulator import Emulator
 from shared.db import Database
 from shared.db.connection import embedded_database_url, url_connector
 from shared.db.migrate import upgrade
-from shared.hubspot.client import HubSpotClient
+from shared.hubspot import HubSpotClient
 from shared.hubspot.errors import HubSpotError
 from shared.hubspot.ratelimit import SharedRateLimiter
 

@@ -40,7 +40,7 @@ from shared.config.settings import load_settings
 from shared.db import Database
 from shared.db.connection import url_connector
 from shared.engine import Engine, set_engine
-from shared.hubspot.client import HubSpotClient, set_hubspot_client
+from shared.hubspot import HubSpotClient, set_hubspot_client
 from shared.hubspot.properties import setup_properties
 from shared.messages import ChangeMessage
 from shared.messages.envelope import encode_push_envelope

@@ -54,7 +54,7 @@ from shared.db.connection import embedded_database_url, url_connector
 from shared.db.migrate import upgrade
 from shared.db.repositories._json import to_json
 from shared.engine import Engine, set_engine
-from shared.hubspot.client import HubSpotClient
+from shared.hubspot import HubSpotClient
 from shared.hubspot.properties import setup_properties
 from shared.reconcile import RunRequest, start_run
 from shared.tasks import InProcessDispatcher

@@ -60,7 +60,7 @@ if TYPE_CHECKING:
 
     from localdev.emulator import Emulator
     from shared.engine import Engine
-    from shared.hubspot.client import HubSpotClient
+    from shared.hubspot import HubSpotClient
     from shared.tasks import Dispatcher
 
 log = logging.getLogger("warp_hubspot_sync.local")
@@ -364,7 +364,7 @@ class LocalStack:
 
     def _install_engine(self, settings: Settings, database_url: str) -> None:
         from shared.engine import Engine, set_engine
-        from shared.hubspot.client import HubSpotClient, set_hubspot_client
+        from shared.hubspot import HubSpotClient, set_hubspot_client
         from shared.hubspot.properties import setup_properties
         from shared.tasks import InProcessDispatcher, set_dispatcher
         from shared.tasks.dispatch import dispatcher_from_settings

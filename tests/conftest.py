@@ -160,7 +160,7 @@ def engine(database: Database, database_url: str, emulator: Any) -> Iterator[Any
     (function adapters served in-process) uses the same parts.
     """
     from shared.engine import Engine, set_engine
-    from shared.hubspot.client import HubSpotClient, set_hubspot_client
+    from shared.hubspot import HubSpotClient, set_hubspot_client
     from shared.hubspot.properties import setup_properties
     from shared.tasks import InProcessDispatcher, set_dispatcher
 

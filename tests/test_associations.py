@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from shared.engine import Engine
-from shared.hubspot.client import primary_association_type
+from shared.hubspot import primary_association_type
 from tests.helpers.functions import serve_function
 from tests.test_outbound_sync import _change, _customer, _drain, _row, _send
 from tests.test_webhook_receiver import CONTACT_PATH

@@ -26,8 +26,8 @@ from shared.mapping import EntityType
 from shared.messages import ChangeMessage
 from shared.messages.envelope import encode_push_envelope
 from shared.outbound import sweep as sweep_module
-from shared.outbound.sweep import SweepReport
 from shared.outbound.flush import flush
+from shared.outbound.sweep import SweepReport
 from shared.outbound.sweep import sweep as one_sweep
 from tests.helpers.customers import acme_customer
 from tests.helpers.functions import serve_function

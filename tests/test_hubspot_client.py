@@ -18,12 +18,12 @@ from localdev.emulator import Emulator
 from localdev.emulator.scopes import ALL_SCOPES, READ_SCOPES
 from shared.config.settings import load_settings
 from shared.db import Database
+from shared.hubspot import HubSpotClient, PendingBatch
 from shared.hubspot._retry import Pause, pause_for_429
 from shared.hubspot._transport import is_read
-from shared.hubspot.client import HubSpotClient, PendingBatch
 from shared.hubspot.errors import (
+    AlreadyExists,
     AuthError,
-    Conflict,
     ConnectionFailed,
     DailyBudgetExhausted,
     NotFound,
@@ -343,7 +343,7 @@ def test_error_classes_carry_status_category_and_correlation_id(
     assert invalid.value.correlation_id and not invalid.value.retryable
 
     client.contacts.create({"email": "dup@x.example"})
-    with pytest.raises(Conflict) as duplicate:
+    with pytest.raises(AlreadyExists) as duplicate:
         client.contacts.create({"email": "dup@x.example"})
     assert duplicate.value.status == 409 and duplicate.value.category == "CONFLICT"
 

@@ -21,7 +21,7 @@ import pytest
 
 from localdev.drain import outbound_backlog, wait_drained
 from shared.engine import Engine, set_engine
-from shared.hubspot.client import HubSpotClient, set_hubspot_client
+from shared.hubspot import HubSpotClient, set_hubspot_client
 from shared.messages.envelope import encode_push_envelope
 from shared.tasks import InProcessDispatcher, set_dispatcher
 from tests.conftest import engine_settings

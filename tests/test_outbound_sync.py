@@ -31,9 +31,10 @@ from shared.db.repositories import (
 )
 from shared.engine import Engine
 from shared.engine.sync import FROM_HUBSPOT, sync_customers
-from shared.idempotency import PostgresPersistence
+from shared.idempotency import AlreadyInProgress, PostgresPersistence
 from shared.messages import ChangeMessage
 from shared.messages.envelope import encode_push_envelope
+from shared.outbound.receive import KEY_PREFIX, receive
 from tests.helpers import inbound
 from tests.helpers.functions import serve_function
 
@@ -171,6 +172,38 @@ def test_redelivered_message_id_is_processed_once(engine: Engine, emulator: Any,
         logs = sync_log.list_for_customer(tx, cid)
     updates = [r for r in logs if r["operation"] == "UPDATE"]
     assert len(updates) == 1  # one sync, not two
+
+
+def test_message_id_reused_with_another_payload_is_a_duplicate(
+    engine: Engine, emulator: Any, url: str
+) -> None:
+    cid = _customer(engine, emulator)
+    message_id = "reuse-" + uuid.uuid4().hex
+    assert _send(url, _change(cid, "status"), message_id)["outcome"] == "accepted"
+    again = _send(url, _change(cid, "credit_limit"), message_id)
+    assert again["outcome"] == "duplicate" and "different payload" in again["reason"]
+    _drain(engine)
+
+
+def test_message_another_instance_holds_is_refused_for_redelivery(
+    engine: Engine, emulator: Any
+) -> None:
+    cid = _customer(engine, emulator)
+    message_id = "held-" + uuid.uuid4().hex
+    persistence = PostgresPersistence(engine.database)
+    key = KEY_PREFIX + message_id
+    hour = timedelta(hours=1)
+    assert persistence.claim(key, None, expires_after=hour, lease=hour).claimed
+    body = encode_push_envelope(_change(cid, "status"), message_id)
+    with pytest.raises(AlreadyInProgress):
+        receive(engine, body, {"Content-Type": "application/json"})
+    with engine.database.transaction() as tx:
+        pending = tx.fetch_value(
+            "SELECT count(*) FROM accounts.hubspot_outbound_dirty "
+            "WHERE customer_id = CAST(:id AS uuid)",
+            {"id": cid},
+        )
+    assert pending == 0  # nothing handed over
 
 
 def test_poison_messages_are_acknowledged_and_recorded(engine: Engine, url: str) -> None:

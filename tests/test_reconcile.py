@@ -509,7 +509,7 @@ class Crash(Exception):
 def new_world(create_database: Callable[[str], str]) -> Iterator[Callable[[], tuple[Engine, Any]]]:
     """Factory of worlds (a fresh database and emulator each) for runs compared side by side."""
     from localdev.emulator import Emulator
-    from shared.hubspot.client import HubSpotClient
+    from shared.hubspot import HubSpotClient
     from shared.hubspot.properties import setup_properties
     from shared.tasks import InProcessDispatcher
 

@@ -13,7 +13,7 @@ from localdev.emulator.answers import Answer, error_answer
 from localdev.emulator.api import CrmApi
 from localdev.emulator.errors import ApiError, validation
 from localdev.emulator.properties import canonical_type
-from localdev.emulator.ratelimit import RateLimiter
+from localdev.emulator.ratelimit import HubSpotRateLimits
 from localdev.emulator.store import Store
 from localdev.emulator.webhooks import WebhookDispatcher
 
@@ -41,7 +41,7 @@ _LIMIT_SETTINGS = {
 class Controllable(Protocol):
     """The part of the emulator's Python API that the control routes call (``Emulator``)."""
 
-    limits: RateLimiter
+    limits: HubSpotRateLimits
     state: Store
     api: CrmApi
     webhooks: WebhookDispatcher

@@ -16,7 +16,7 @@ from localdev.emulator.errors import ApiError, not_found
 from localdev.emulator.faults import DEFAULT_KINDS, FaultInjector
 from localdev.emulator.pipeline import CallCounts, CrmPipeline
 from localdev.emulator.properties import PropertyRegistry
-from localdev.emulator.ratelimit import RateLimiter
+from localdev.emulator.ratelimit import HubSpotRateLimits
 from localdev.emulator.render import now_iso, render_record
 from localdev.emulator.scopes import ALL_SCOPES, READ_SCOPES
 from localdev.emulator.server import EmulatorHTTPServer
@@ -117,7 +117,7 @@ class Emulator:
         self.state.search_delay_ms = search_delay_ms
         self.state.identical_writes_fire = identical_writes_fire
         self.state.auto_create_companies = auto_create_companies
-        self.limits = RateLimiter(rate_limit, window_ms, daily_limit, search_rate_per_second)
+        self.limits = HubSpotRateLimits(rate_limit, window_ms, daily_limit, search_rate_per_second)
         self.faults = FaultInjector(fault_rate, fault_kinds, latency_ms, timeout_hold_ms, seed)
         self.api = CrmApi(self.state, self.properties, random.Random(seed))
         self.api.update_multi_status = batch_update_multi_status

@@ -16,7 +16,7 @@ from localdev.emulator.api import Call, CrmApi
 from localdev.emulator.errors import ApiError, new_correlation_id
 from localdev.emulator.faults import FaultInjector
 from localdev.emulator.properties import canonical_type
-from localdev.emulator.ratelimit import RateLimiter
+from localdev.emulator.ratelimit import HubSpotRateLimits
 from localdev.emulator.scopes import missing_scopes
 from localdev.emulator.store import Source
 
@@ -75,7 +75,7 @@ class CrmPipeline:
         self,
         api: CrmApi,
         *,
-        limits: RateLimiter,
+        limits: HubSpotRateLimits,
         faults: FaultInjector,
         access_tokens: Mapping[str, frozenset[str]],
         source: Callable[[], Source],

@@ -15,7 +15,7 @@ from typing import Any
 
 
 @dataclass
-class Decision:
+class Admission:
     """Whether a call may proceed; the headers to send; the 429 body if not."""
 
     allowed: bool
@@ -23,8 +23,11 @@ class Decision:
     error: dict[str, Any] | None = None
 
 
-class RateLimiter:
-    """Thread-safe limiter; ``clock`` returns seconds (monotonic) for the windows."""
+class HubSpotRateLimits:
+    """HubSpot's limits as the emulator enforces them (not the client's limiter); thread-safe.
+
+    ``clock`` returns seconds (monotonic) for the windows.
+    """
 
     def __init__(
         self,
@@ -52,13 +55,13 @@ class RateLimiter:
             self._search.clear()
             self._daily_used = 0
 
-    def check(self, *, search: bool) -> Decision:
+    def check(self, *, search: bool) -> Admission:
         """Admit one call (``search`` selects search's limit) or refuse it."""
         with self._lock:
             now = self._clock()
             self._roll_day()
             if self._daily_used >= self.daily_limit:
-                return Decision(
+                return Admission(
                     False,
                     {} if search else self._headers(now),
                     _policy_error("You have reached your daily limit.", "DAILY"),
@@ -66,7 +69,7 @@ class RateLimiter:
             if search:
                 _expire(self._search, now, 1.0)
                 if len(self._search) >= self.search_rate_per_second:
-                    return Decision(
+                    return Admission(
                         False,
                         {},
                         {
@@ -77,10 +80,10 @@ class RateLimiter:
                     )
                 self._search.append(now)
                 self._daily_used += 1
-                return Decision(True, {})
+                return Admission(True, {})
             _expire(self._burst, now, self.window_ms / 1000)
             if len(self._burst) >= self.rate_limit:
-                return Decision(
+                return Admission(
                     False,
                     self._headers(now),
                     _policy_error(
@@ -89,7 +92,7 @@ class RateLimiter:
                 )
             self._burst.append(now)
             self._daily_used += 1
-            return Decision(True, self._headers(now))
+            return Admission(True, self._headers(now))
 
     def _headers(self, now: float) -> dict[str, str]:
         return {

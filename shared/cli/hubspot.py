@@ -7,7 +7,7 @@ import time
 import click
 
 from shared.diagnose import explain_line
-from shared.hubspot.client import get_hubspot_client
+from shared.hubspot import get_hubspot_client
 from shared.hubspot.errors import HubSpotError
 
 

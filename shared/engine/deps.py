@@ -23,7 +23,7 @@ from shared.mapping import EntityType, MappingProvider, MappingSet
 from shared.tasks.dispatch import Dispatcher
 
 if TYPE_CHECKING:
-    from shared.hubspot.client import HubSpotClient
+    from shared.hubspot import HubSpotClient
 
 # How long mappings (and which customers have their own) are cached per instance.
 MAPPING_TTL_SECONDS = 60.0
@@ -100,7 +100,7 @@ def get_engine() -> Engine:
     if _engine is None:
         from shared.config import get_settings
         from shared.db import get_database
-        from shared.hubspot.client import get_hubspot_client
+        from shared.hubspot import get_hubspot_client
         from shared.tasks import get_dispatcher
 
         with _lock:

@@ -41,7 +41,7 @@ from shared.engine.snapshots import (
     warp_snapshot,
 )
 from shared.errors import SyncError, WarpChangedDuringSync
-from shared.hubspot.client import PendingBatch
+from shared.hubspot import PendingBatch
 from shared.hubspot.models import HubSpotObject
 from shared.links import MergeLink, carries_customer, decide_merge_links, linked_id
 from shared.mapping import EntityType, MappingSet

@@ -194,8 +194,13 @@ class NotFound(HubSpotError):
     status_code = 404
 
 
-class Conflict(HubSpotError):
-    """409: e.g. a contact with that email already exists (HubSpot names its id)."""
+class AlreadyExists(HubSpotError):
+    """409: what the call would create exists already.
+
+    A contact with that email (HubSpot names its id), a property or group of that
+    name. HubSpot's 409 status; named for what it means here, so it is not taken
+    for a sync conflict (:mod:`shared.conflicts`).
+    """
 
     status_code = 409
 
@@ -222,7 +227,7 @@ _BY_STATUS: dict[int, type[HubSpotError]] = {
     401: AuthError,
     403: AuthError,
     404: NotFound,
-    409: Conflict,
+    409: AlreadyExists,
     423: Locked,
     477: MigrationInProgress,
 }
@@ -230,8 +235,8 @@ _BY_STATUS: dict[int, type[HubSpotError]] = {
 _BY_CATEGORY: dict[str, type[HubSpotError]] = {
     "VALIDATION_ERROR": ValidationError,
     "OBJECT_NOT_FOUND": NotFound,
-    "CONFLICT": Conflict,
-    "OBJECT_ALREADY_EXISTS": Conflict,
+    "CONFLICT": AlreadyExists,
+    "OBJECT_ALREADY_EXISTS": AlreadyExists,
     "RATE_LIMITS": RateLimited,
     "LOCKED": Locked,
 }

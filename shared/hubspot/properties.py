@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.hubspot.client import HubSpotClient
-from shared.hubspot.errors import Conflict
+from shared.hubspot.errors import AlreadyExists
 from shared.hubspot.models import ObjectType
 
 GROUP: dict[str, Any] = {"name": "warp", "label": "WARP", "displayOrder": -1}
@@ -107,7 +107,7 @@ def setup_properties(
         try:
             client.create_property_group(object_type, GROUP)
             report.group_created = True
-        except Conflict:
+        except AlreadyExists:
             pass  # created meanwhile by another run: that is the state we want
     existing = {p.get("name"): p for p in client.list_properties(object_type)}
     for definition in definitions:
@@ -118,7 +118,7 @@ def setup_properties(
                 client.create_property(object_type, definition)
                 report.created.append(name)
                 continue
-            except Conflict:
+            except AlreadyExists:
                 found = {}  # created meanwhile; compare on the next run
         report.existing.append(name)
         problems = differences(definition, found) if found else []

@@ -48,7 +48,7 @@ class _PushEnvelope(BaseModel):
 
 
 @dataclass(frozen=True)
-class Delivery:
+class MessageDelivery:
     """One delivered change message and what its carrier said about it."""
 
     message_id: str
@@ -59,7 +59,7 @@ class Delivery:
     subscription: str | None
 
 
-def parse_delivery(body: bytes, headers: Mapping[str, str]) -> Delivery:
+def parse_delivery(body: bytes, headers: Mapping[str, str]) -> MessageDelivery:
     """Parse a push envelope or a CloudEvent; raise MalformedMessage naming the problem.
 
     When the envelope is readable but the message inside is not, the error carries
@@ -93,7 +93,7 @@ def parse_delivery(body: bytes, headers: Mapping[str, str]) -> Delivery:
     except ValidationError as exc:
         problem = f"invalid change message: {first_problem(exc)}"
         raise _with_id(MalformedMessage(problem), message) from None
-    return Delivery(
+    return MessageDelivery(
         message_id=message.message_id,
         change=change,
         attributes=message.attributes,

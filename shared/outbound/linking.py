@@ -35,7 +35,7 @@ from shared.engine.deps import Engine
 from shared.engine.relink import set_link
 from shared.engine.sync import lock_customers
 from shared.errors import SyncError
-from shared.hubspot.client import ObjectsApi
+from shared.hubspot import ObjectsApi
 from shared.hubspot.errors import HubSpotError
 from shared.links import BAN_PROPERTY, EMAIL_PROPERTY, linked_id
 from shared.mapping import Direction, EntityType, MappingError, MappingSet

@@ -34,7 +34,7 @@ from shared.engine.deps import Engine
 from shared.idempotency import AlreadyInProgress, PostgresPersistence, Status, payload_hash
 from shared.links import linked_id
 from shared.mapping import EntityType, MappingSet
-from shared.messages import Delivery, MalformedMessage, Operation, parse_delivery
+from shared.messages import MalformedMessage, MessageDelivery, Operation, parse_delivery
 from shared.outbound.deletes import close_deleted_customer
 from shared.outbound.fields import outbound_fields, stored_fields
 from shared.tasks import Task, task_name
@@ -123,7 +123,7 @@ def receive(engine: Engine, body: bytes, headers: Mapping[str, str]) -> Receipt:
     return receipt
 
 
-def _handle(engine: Engine, delivery: Delivery) -> Receipt:
+def _handle(engine: Engine, delivery: MessageDelivery) -> Receipt:
     change = delivery.change
     customer_id = str(change.entity_id)
     mid = delivery.message_id

@@ -1,6 +1,7 @@
 """Reconciliation: compare every linked record on both sides, repair drift per rule, report.
 
 - ``run``: start, continue (task ``reconcile_continue``), recover and describe runs;
+- ``checkpoint``: where a run stands (phases, cursor, report so far), as stored;
 - ``pages``: one page of customers (batch sync, missing records, unlinked matches);
 - ``incremental``: what changed on either side since the last run;
 - ``report``: the drift report stored with the run;

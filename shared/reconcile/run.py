@@ -25,9 +25,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, assert_never
 
 from shared import pause
 from shared.db import Row, Session
@@ -35,11 +35,12 @@ from shared.db.repositories import customers, field_state, reconciliation_runs
 from shared.engine.deps import Engine
 from shared.engine.sync import CustomerSync
 from shared.errors import SyncError, first_problem, retry_after
-from shared.hubspot.client import SEARCH_PAGE_MAX
+from shared.hubspot import SEARCH_PAGE_MAX
 from shared.links import linked_id
 from shared.mapping import EntityType
 from shared.observability.redaction import describe_error
 from shared.reconcile import queries
+from shared.reconcile.checkpoint import Checkpoint, HubSpotCursor, HubSpotCursors, Phase
 from shared.reconcile.incremental import changed_in_hubspot, since
 from shared.reconcile.pages import PAGE, match_unlinked, sync_page
 from shared.reconcile.report import SAMPLE_LIMIT, DriftReport
@@ -57,9 +58,9 @@ MAX_RUN_AGE = timedelta(hours=24)  # a silent run older than this is FAILED, not
 _FULL_LOCK = 8_410_006  # advisory lock key: starting a FULL run
 
 PHASES = {
-    "FULL": ["linked", "unlinked"],
-    "INCREMENTAL": ["warp", "hubspot"],
-    "CUSTOMER_SPECIFIC": ["customer"],
+    "FULL": (Phase.LINKED, Phase.UNLINKED),
+    "INCREMENTAL": (Phase.WARP, Phase.HUBSPOT),
+    "CUSTOMER_SPECIFIC": (Phase.CUSTOMER,),
 }
 # What the "hubspot" phase searches, and the checkpoint's cursor per object type.
 _HUBSPOT_TYPES: dict[str, EntityType] = {et.object_type: et for et in EntityType}
@@ -166,7 +167,7 @@ class RunResult:
         """The final report, or the report so far of a running run."""
         if self.run.get("report"):
             return dict(self.run["report"])
-        return dict((self.run.get("checkpoint") or {}).get("report") or {})
+        return dict(Checkpoint.of(self.run).report)
 
 
 @dataclass
@@ -174,16 +175,16 @@ class _Step:
     """The checkpoint being written by one page, saved once in the page's transaction."""
 
     run_id: str
-    state: dict[str, Any]
+    state: Checkpoint
     report: DriftReport
     expected_seq: int
     saved: bool = field(default=False)
 
     def save(self, tx: Session) -> None:
-        self.state["report"] = self.report.to_json()
+        state = replace(self.state, report=self.report.to_json())
         expected = self.expected_seq + 1 if self.saved else self.expected_seq
         if not queries.save_checkpoint(
-            tx, self.run_id, self.state, self.report.run_counts(), expected_seq=expected
+            tx, self.run_id, state.to_json(), self.report.run_counts(), expected_seq=expected
         ):
             raise _TakenOver()
         self.saved = True
@@ -242,7 +243,7 @@ def start_run(
         )
         if not new:
             return RunResult(row, started=False)
-        reconciliation_runs.checkpoint(tx, str(row["id"]), state)
+        reconciliation_runs.checkpoint(tx, str(row["id"]), state.to_json())
     log.info(
         "reconciliation started",
         extra={
@@ -250,7 +251,7 @@ def start_run(
                 "run_id": str(row["id"]),
                 "run_type": request.run_type,
                 "dry_run": request.dry_run,
-                "phases": state["phases"],
+                "phases": list(state.phases),
             }
         },
     )
@@ -264,14 +265,14 @@ def start_run(
     )
 
 
-def _initial_state(engine: Engine, tx: Session, request: RunRequest) -> dict[str, Any]:
+def _initial_state(engine: Engine, tx: Session, request: RunRequest) -> Checkpoint:
     report = DriftReport(dry_run=request.dry_run)
-    phases = list(PHASES[request.run_type])
+    phases = PHASES[request.run_type]
     since_at: datetime | None = None
     if request.run_type == "INCREMENTAL":
         last = queries.last_completed(tx, request.entity_type)
         if last is None:
-            phases = list(PHASES["FULL"])
+            phases = PHASES["FULL"]
             report.notes.append("no completed run before: checked every linked customer")
         else:
             since_at = since(last["started_at"], engine.settings.reconcile_overlap_seconds)
@@ -279,28 +280,24 @@ def _initial_state(engine: Engine, tx: Session, request: RunRequest) -> dict[str
     # What the progress counts (records checked plus customers without a company), so a
     # bar knows its end from the start; an incremental run cannot know it in advance.
     total: int | None = None
-    if phases[0] == "linked":
+    if phases[0] is Phase.LINKED:
         total = queries.count_linked(tx)
-        if "unlinked" in phases:
+        if Phase.UNLINKED in phases:
             total += queries.count_unlinked(tx)
-    elif phases[0] == "customer":
+    elif phases[0] is Phase.CUSTOMER:
         total = 1
     fields = None
     if request.entity_type == "contact":
-        fields = sorted(engine.mapping_for(None, EntityType.CONTACT).fields)
-    return {
-        "seq": 0,
-        "phases": phases,
-        "phase_index": 0,
-        "after": None,
-        "since": since_at.isoformat() if since_at else None,
-        "total": total,
-        "fields": fields,
-        "customer_id": request.customer_id,
-        "dry_run": request.dry_run,
-        "failures": 0,
-        "report": report.to_json(),
-    }
+        fields = tuple(sorted(engine.mapping_for(None, EntityType.CONTACT).fields))
+    return Checkpoint(
+        phases=phases,
+        since=since_at,
+        total=total,
+        fields=fields,
+        customer_id=request.customer_id,
+        dry_run=request.dry_run,
+        report=report.to_json(),
+    )
 
 
 # --- working --------------------------------------------------------------------------
@@ -328,14 +325,14 @@ def advance(
     if progress is not None:
         _report_progress(row, progress)
     while row["status"] == "RUNNING":
-        state = dict(row["checkpoint"] or {})
-        if state.get("phase_index", 0) >= len(state.get("phases") or []):
+        state = Checkpoint.of(row)
+        if state.phase is None:
             return RunResult(_finish(engine, row, state))
         if budget_seconds is not None and time.monotonic() - began >= budget_seconds:
-            _continue_later(engine, run_id, state, failures=0, delay=0.0)
+            _continue_later(engine, run_id, state.seq, failures=0, delay=0.0)
             return RunResult(row, continued=True)
         try:
-            _step(engine, row, state, on_outcomes)
+            _step(engine, row, state, state.phase, on_outcomes)
         except _TakenOver:
             log.info("run moved on elsewhere; stopping", extra={"fields": {"run_id": run_id}})
             return RunResult(_load(engine, run_id), continued=True)
@@ -353,41 +350,45 @@ def advance(
 
 
 def _report_progress(row: Row, progress: Progress) -> None:
-    checkpoint = row["checkpoint"] or {}
-    report = checkpoint.get("report") or {}
-    done = int((report.get("records") or {}).get("checked", 0))
-    done += int((report.get("unlinked_customers") or {}).get("count", 0))
-    total = checkpoint.get("total")
+    checkpoint = Checkpoint.of(row)
+    report = DriftReport.from_json(checkpoint.report)
+    done = report.total + int(report.unlinked["count"])
+    total = checkpoint.total
     # Customers created while the run pages through them can add to the count taken
     # at its start: the end moves out, the bar never runs past it.
-    progress(done, None if total is None else max(int(total), done))
+    progress(done, None if total is None else max(total, done))
 
 
 def _step(
-    engine: Engine, row: Row, state: dict[str, Any], on_outcomes: Outcomes | None = None
+    engine: Engine,
+    row: Row,
+    state: Checkpoint,
+    phase: Phase,
+    on_outcomes: Outcomes | None = None,
 ) -> None:
     """Process the next page of the run's current phase and save the checkpoint with it."""
     run_id = str(row["id"])
-    phase = state["phases"][state["phase_index"]]
-    report = DriftReport.from_json(state.get("report"))
-    step = _Step(run_id, {**state, "seq": int(state.get("seq", 0)) + 1}, report, _seq(row))
-    dry_run = bool(state.get("dry_run"))
-    fields = state.get("fields")
-    after = state.get("after")
+    report = DriftReport.from_json(state.report)
+    step = _Step(run_id, replace(state, seq=state.seq + 1), report, _seq(row))
+    dry_run = state.dry_run
+    fields = state.fields
+    after = state.after if isinstance(state.after, str) else None
+
+    def move_on(after: str | HubSpotCursors | None) -> None:
+        step.state = replace(step.state, after=after)
 
     def next_phase() -> None:
-        step.state["phase_index"] = state["phase_index"] + 1
-        step.state["after"] = None
+        step.state = replace(step.state, phase_index=state.phase_index + 1, after=None)
 
-    if phase in ("linked", "warp"):
+    if phase is Phase.LINKED or phase is Phase.WARP:
         with engine.database.transaction() as tx:
-            changed_since = _since(state) if phase == "warp" else None
+            changed_since = _since(state) if phase is Phase.WARP else None
             window = engine.settings.reconcile_window
             ids = queries.page_linked_ids(tx, after, window, changed_since=changed_since)
         if not ids:
             next_phase()
         else:
-            step.state["after"] = ids[-1]
+            move_on(ids[-1])
             sync_page(
                 engine,
                 ids,
@@ -397,24 +398,28 @@ def _step(
                 save=step.save,
                 on_outcomes=on_outcomes,
             )
-    elif phase == "hubspot":
+    elif phase is Phase.HUBSPOT:
         # One page of each object type's changes, their customers synced together.
-        cursors = dict(after or {t: {"after": None, "done": False} for t in _HUBSPOT_TYPES})
+        cursors = (
+            dict(state.after)
+            if isinstance(state.after, dict)
+            else {t: HubSpotCursor() for t in _HUBSPOT_TYPES}
+        )
         changed: dict[str, list[str]] = {}
         for object_type, entity_type in _HUBSPOT_TYPES.items():
             cursor = cursors[object_type]
-            if cursor["done"]:
+            if cursor.done:
                 continue
             page = changed_in_hubspot(
-                engine, entity_type, _since(state), cursor["after"], SEARCH_PAGE_MAX
+                engine, entity_type, _since(state), cursor.after, SEARCH_PAGE_MAX
             )
             changed[object_type] = page.ids
-            cursors[object_type] = {
-                "after": page.ids[-1] if page.ids else cursor["after"],
-                "done": page.last or not page.ids,
-            }
-        step.state["after"] = cursors
-        if all(cursor["done"] for cursor in cursors.values()):
+            cursors[object_type] = HubSpotCursor(
+                after=page.ids[-1] if page.ids else cursor.after,
+                done=page.last or not page.ids,
+            )
+        move_on(cursors)
+        if all(cursor.done for cursor in cursors.values()):
             next_phase()
         with engine.database.transaction() as tx:
             ids = [
@@ -435,17 +440,17 @@ def _step(
                 save=step.save,
                 on_outcomes=on_outcomes,
             )
-    elif phase == "unlinked":
+    elif phase is Phase.UNLINKED:
         with engine.database.transaction() as tx:
             rows = customers.page_unlinked(tx, after, PAGE)
         if not rows:
             next_phase()
         else:
-            step.state["after"] = str(rows[-1]["id"])
+            move_on(str(rows[-1]["id"]))
             match_unlinked(engine, rows, report)
-    elif phase == "customer":
+    elif phase is Phase.CUSTOMER:
         next_phase()
-        customer_id = str(state["customer_id"])
+        customer_id = str(state.customer_id)
         with engine.database.transaction() as tx:
             customer = customers.get(tx, customer_id)
         if customer is None:
@@ -463,7 +468,7 @@ def _step(
                 on_outcomes=on_outcomes,
             )
     else:
-        raise SyncError(f"unknown reconciliation phase {phase!r}")
+        assert_never(phase)
     if not step.saved:
         with engine.database.transaction() as tx:
             step.save(tx)
@@ -490,9 +495,7 @@ def _failed_step(engine: Engine, run_id: str, exc: SyncError, failures: int) -> 
             },
         )
         row = _load(engine, run_id)
-        _continue_later(
-            engine, run_id, dict(row["checkpoint"] or {}), failures=attempts, delay=delay
-        )
+        _continue_later(engine, run_id, _seq(row), failures=attempts, delay=delay)
         return RunResult(row, continued=True)
     return RunResult(_fail(engine, run_id, describe_error(exc)))
 
@@ -500,13 +503,12 @@ def _failed_step(engine: Engine, run_id: str, exc: SyncError, failures: int) -> 
 def _continue_later(
     engine: Engine,
     run_id: str,
-    state: Mapping[str, Any],
+    seq: int,
     *,
     failures: int,
     delay: float,
     nonce: str = "",
 ) -> None:
-    seq = int(state.get("seq", 0))
     payload = {"run_id": run_id, "seq": seq, "failures": failures}
     name = task_name("reconcile", run_id, seq, failures, nonce)
     engine.dispatcher.submit(Task(TASK_KIND, payload, delay_seconds=delay, name=name))
@@ -514,11 +516,11 @@ def _continue_later(
         reconciliation_runs.heartbeat(tx, run_id)
 
 
-def _finish(engine: Engine, row: Row, state: Mapping[str, Any]) -> Row:
+def _finish(engine: Engine, row: Row, state: Checkpoint) -> Row:
     run_id = str(row["id"])
-    report = DriftReport.from_json(state.get("report"))
+    report = DriftReport.from_json(state.report)
     with engine.database.transaction() as tx:
-        customer_id = state.get("customer_id")
+        customer_id = state.customer_id
         samples = field_state.open_conflicts(tx, customer_id, limit=SAMPLE_LIMIT)
         total = (
             len(field_state.open_conflicts(tx, customer_id, limit=10_000))
@@ -552,7 +554,7 @@ def _finish(engine: Engine, row: Row, state: Mapping[str, Any]) -> Row:
 def _fail(engine: Engine, run_id: str, message: str) -> Row:
     with engine.database.transaction() as tx:
         row = reconciliation_runs.get(tx, run_id)
-        report = DriftReport.from_json(((row or {}).get("checkpoint") or {}).get("report"))
+        report = DriftReport.from_json(Checkpoint.of(row).report)
         report.add_error(None, message)
         finished = reconciliation_runs.finish(
             tx,
@@ -607,7 +609,7 @@ def recover_stale(engine: Engine, *, silent_for_seconds: float | None = None) ->
                 continue
         if run.get("checkpoint") and now - run["started_at"] < MAX_RUN_AGE:
             beat = run["heartbeat_at"].isoformat() if run["heartbeat_at"] else ""
-            _continue_later(engine, run_id, run["checkpoint"], failures=0, delay=0.0, nonce=beat)
+            _continue_later(engine, run_id, _seq(run), failures=0, delay=0.0, nonce=beat)
             actions[run_id] = "resumed"
         else:
             _fail(engine, run_id, f"no heartbeat for over {int(silent)} s; abandoned")
@@ -623,7 +625,7 @@ def describe_run(row: Mapping[str, Any]) -> dict[str, Any]:
     """A run row as the API and CLI show it: the columns, the report, no checkpoint internals."""
     view = {k: v for k, v in row.items() if k not in ("checkpoint", "idempotency_key")}
     if not view.get("report") and row.get("checkpoint"):
-        view["report"] = (row["checkpoint"] or {}).get("report")
+        view["report"] = dict(Checkpoint.of(row).report) or None
     return view
 
 
@@ -636,8 +638,10 @@ def _load(engine: Engine, run_id: str) -> Row:
 
 
 def _seq(row: Mapping[str, Any]) -> int:
-    return int((row.get("checkpoint") or {}).get("seq", 0))
+    return Checkpoint.of(row).seq
 
 
-def _since(state: Mapping[str, Any]) -> datetime:
-    return datetime.fromisoformat(str(state["since"]))
+def _since(state: Checkpoint) -> datetime:
+    if state.since is None:  # only INCREMENTAL runs have the phases that ask
+        raise ValueError("checkpoint of an incremental phase without its since time")
+    return state.since

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 import httpx
 
 from shared.engine import Engine
-from shared.hubspot.client import HubSpotClient
+from shared.hubspot import HubSpotClient
 from tests.conftest import TEST_ACCESS_TOKEN
 
 
