@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -20,6 +21,7 @@ from shared.config.settings import Settings
 from shared.db import Database
 from shared.db.repositories import sync_config
 from shared.mapping import EntityType, MappingProvider, MappingSet
+from shared.sealing import Sealer
 from shared.tasks.dispatch import Dispatcher
 
 if TYPE_CHECKING:
@@ -63,6 +65,14 @@ class Engine:
         with self._config_lock:
             self._config_owners = None
         self.mappings = MappingProvider(self._load_config_rows, ttl_seconds=MAPPING_TTL_SECONDS)
+
+    @cached_property
+    def sealer(self) -> Sealer:
+        """Seals the sync log's sensitive values, with the keys the settings name.
+
+        Built on first use: cryptography loads only in a process that seals or opens.
+        """
+        return Sealer.from_settings(self.settings)
 
     def now(self) -> datetime:
         """The engine's clock (tests and the demo may move it)."""
