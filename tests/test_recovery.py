@@ -68,7 +68,7 @@ class ClockedTasks:
         self.names: set[str] = set()
         self.seq = itertools.count()
 
-    def submit(self, task: Task) -> bool:
+    def submit(self, task: Task, engine: Engine) -> bool:
         if task.name is not None:
             if task.name in self.names:
                 return False

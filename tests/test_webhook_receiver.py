@@ -369,7 +369,7 @@ class _LostTasks:
     def __init__(self) -> None:
         self.tasks: list[Task] = []
 
-    def submit(self, task: Task) -> bool:
+    def submit(self, task: Task, engine: Engine) -> bool:
         self.tasks.append(task)
         return True
 

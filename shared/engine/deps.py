@@ -22,7 +22,7 @@ from shared.db import Database
 from shared.db.repositories import sync_config
 from shared.mapping import EntityType, MappingProvider, MappingSet
 from shared.sealing import Sealer
-from shared.tasks.dispatch import Dispatcher
+from shared.tasks.dispatch import Dispatcher, Task
 
 if TYPE_CHECKING:
     from shared.hubspot.client import HubSpotClient
@@ -73,6 +73,13 @@ class Engine:
         Built on first use: cryptography loads only in a process that seals or opens.
         """
         return Sealer.from_settings(self.settings)
+
+    def submit(self, task: Task) -> bool:
+        """Hand ``task`` to the dispatcher; False when a task of that name exists already.
+
+        The in-process stand-in runs it with this engine, as retry_worker runs it with its own.
+        """
+        return self.dispatcher.submit(task, self)
 
     def now(self) -> datetime:
         """The engine's clock (tests and the demo may move it)."""
