@@ -1,9 +1,7 @@
 """What the engine works with, gathered in one place so every flow gets the same parts.
 
-Function adapters, the CLI and the tests all call engine functions with an
-:class:`Engine`; ``get_engine()`` builds the process-wide one lazily from
-settings (database pool, HubSpot client, task dispatcher, mapping cache), so a
-warm function instance reuses them across invocations.
+Every flow takes an :class:`Engine` as a parameter: the adapters hand in the
+process-wide one (``shared/engine/edge.py``), tests build their own.
 """
 
 from __future__ import annotations
@@ -37,7 +35,8 @@ def _utcnow() -> datetime:
 
 @dataclass
 class Engine:
-    """The parts a sync flow needs. Build with :func:`get_engine` or directly in tests."""
+    """The parts a sync flow needs. The adapters use the process-wide one
+    (``shared.engine.edge.get_engine``); tests build their own."""
 
     settings: Settings
     database: Database
@@ -105,39 +104,3 @@ class Engine:
         with self._config_lock:
             self._config_owners = (now + MAPPING_TTL_SECONDS, owners)
         return owners
-
-
-_engine: Engine | None = None
-_lock = threading.Lock()
-
-
-def get_engine() -> Engine:
-    """The process-wide engine, built on first use from the environment."""
-    global _engine
-    if _engine is None:
-        from shared.config import get_settings
-        from shared.db import get_database
-        from shared.hubspot.client import get_hubspot_client
-        from shared.tasks import get_dispatcher
-
-        with _lock:
-            if _engine is None:
-                _engine = Engine(
-                    settings=get_settings(),
-                    database=get_database(),
-                    hubspot=get_hubspot_client(),
-                    dispatcher=get_dispatcher(),
-                )
-    return _engine
-
-
-def installed_engine() -> Engine | None:
-    """The process-wide engine if one exists (built or installed), without building one."""
-    return _engine
-
-
-def set_engine(engine: Engine | None) -> None:
-    """Replace the process-wide engine (tests, the demo's in-process stack)."""
-    global _engine
-    with _lock:
-        _engine = engine

@@ -1,6 +1,6 @@
 """HubSpot: the API client, webhook signatures and the local HubSpot emulator."""
 
-from shared.hubspot.client import HubSpotClient, get_hubspot_client, set_hubspot_client
+from shared.hubspot.client import HubSpotClient
 from shared.hubspot.errors import HubSpotError
 from shared.hubspot.models import BatchResult, HubSpotObject, SearchPage
 from shared.hubspot.ratelimit import SharedRateLimiter
@@ -12,6 +12,4 @@ __all__ = [
     "HubSpotObject",
     "SearchPage",
     "SharedRateLimiter",
-    "get_hubspot_client",
-    "set_hubspot_client",
 ]

@@ -1,6 +1,6 @@
 """Run a piece of work at most once per key (the AWS Lambda Powertools model).
 
->>> persistence = PostgresPersistence(get_database())
+>>> persistence = PostgresPersistence(engine.database)
 >>> result = idempotent("pubsub:" + message_id, payload, persistence, lambda: handle(payload))
 
 The first call claims the key IN_PROGRESS, runs the work and stores its JSON result

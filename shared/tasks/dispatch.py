@@ -248,10 +248,6 @@ class CloudTasksDispatcher:
             return self._client
 
 
-_dispatcher: Dispatcher | None = None
-_dispatcher_lock = threading.Lock()
-
-
 def dispatcher_from_settings(settings: Settings) -> Dispatcher:
     """Cloud Tasks when ``TASKS_QUEUE`` is set, the in-process stand-in otherwise."""
     if settings.tasks_queue:
@@ -261,25 +257,3 @@ def dispatcher_from_settings(settings: Settings) -> Dispatcher:
         cap=settings.retry_cap_seconds,
         max_attempts=settings.retry_max_attempts,
     )
-
-
-def get_dispatcher() -> Dispatcher:
-    """The process-wide dispatcher, built on first use."""
-    global _dispatcher
-    if _dispatcher is None:
-        from shared.config import get_settings
-
-        with _dispatcher_lock:
-            if _dispatcher is None:
-                _dispatcher = dispatcher_from_settings(get_settings())
-    return _dispatcher
-
-
-def set_dispatcher(dispatcher: Dispatcher | None) -> None:
-    """Replace the process-wide dispatcher (tests, the demo)."""
-    global _dispatcher
-    with _dispatcher_lock:
-        old = _dispatcher
-        _dispatcher = dispatcher
-    if isinstance(old, InProcessDispatcher) and old is not dispatcher:
-        old.stop()
