@@ -35,8 +35,7 @@ def _utcnow() -> datetime:
 
 @dataclass
 class Engine:
-    """The parts a sync flow needs. The adapters use the process-wide one
-    (``shared.engine.edge.get_engine``); tests build their own."""
+    """The parts a sync flow needs, handed to it by its caller (see the module docstring)."""
 
     settings: Settings
     database: Database
