@@ -39,12 +39,13 @@ from localdev.emulator import Emulator
 from shared.config.settings import load_settings
 from shared.db import Database
 from shared.db.connection import url_connector
-from shared.engine import Engine, set_engine
-from shared.hubspot import HubSpotClient, set_hubspot_client
+from shared.engine import Engine
+from shared.engine.edge import set_engine
+from shared.hubspot import HubSpotClient
 from shared.hubspot.properties import setup_properties
 from shared.messages import ChangeMessage
 from shared.messages.envelope import encode_push_envelope
-from shared.tasks import InProcessDispatcher, set_dispatcher
+from shared.tasks import InProcessDispatcher
 from tests.helpers.functions import serve_function
 
 TOKEN = "emulator-token"
@@ -117,9 +118,7 @@ def main() -> None:
                 max_attempts=settings.retry_max_attempts,
             )
             engine = Engine(settings, database, client, dispatcher)
-            set_engine(engine)
-            set_hubspot_client(client)
-            set_dispatcher(dispatcher)
+            set_engine(engine)  # the engine outbound_sync, served in-process, uses
             bans = seed(emu, database, args.customers)
             with database.transaction() as tx:
                 ids = [

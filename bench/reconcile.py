@@ -53,7 +53,7 @@ from shared.db import Database
 from shared.db.connection import embedded_database_url, url_connector
 from shared.db.migrate import upgrade
 from shared.db.repositories._json import to_json
-from shared.engine import Engine, set_engine
+from shared.engine import Engine
 from shared.hubspot import HubSpotClient
 from shared.hubspot.properties import setup_properties
 from shared.reconcile import RunRequest, start_run
@@ -194,9 +194,7 @@ def make_engine(settings: Settings, database: Database) -> Engine:
     """An engine on ``database`` with an in-process task runner."""
     client = HubSpotClient.from_settings(settings, database)
     dispatcher = InProcessDispatcher(base=0.1, cap=1.0, max_attempts=5)
-    engine = Engine(settings=settings, database=database, hubspot=client, dispatcher=dispatcher)
-    set_engine(engine)
-    return engine
+    return Engine(settings=settings, database=database, hubspot=client, dispatcher=dispatcher)
 
 
 def seed(emulator: RemoteEmulator, database: Database, count: int) -> list[str]:

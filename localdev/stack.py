@@ -18,7 +18,7 @@ Started with nothing configured it brings up:
 
 The functions read their configuration through ``get_settings()`` like deployed ones,
 so the stack writes its settings into the environment first, then installs one engine
-process-wide (``set_engine`` and friends) that the functions and the CLI share.
+process-wide (``shared.engine.edge.set_engine``) that the functions and the CLI share.
 ``stop()`` undoes all of it, the environment included.
 """
 
@@ -43,7 +43,7 @@ from urllib.parse import urlsplit, urlunsplit
 from werkzeug.serving import WSGIRequestHandler
 
 from shared.config.settings import Settings, get_settings, reset_settings
-from shared.db import Database, set_database
+from shared.db import Database
 from shared.db.connection import embedded_database_url, url_connector
 from shared.db.migrate import upgrade
 from shared.errors import ConfigurationError
@@ -363,10 +363,11 @@ class LocalStack:
         return info
 
     def _install_engine(self, settings: Settings, database_url: str) -> None:
-        from shared.engine import Engine, set_engine
-        from shared.hubspot import HubSpotClient, set_hubspot_client
+        from shared.engine import Engine
+        from shared.engine.edge import set_engine
+        from shared.hubspot import HubSpotClient
         from shared.hubspot.properties import setup_properties
-        from shared.tasks import InProcessDispatcher, set_dispatcher
+        from shared.tasks import InProcessDispatcher
         from shared.tasks.dispatch import dispatcher_from_settings
 
         database = Database(
@@ -375,22 +376,17 @@ class LocalStack:
             description=self.info.database_source if self.info else "local",
         )
         self.database = database
+        self._exit.callback(database.close)
         upgrade(database)
-        set_database(database)
-        self._exit.callback(set_database, None)
 
         client = HubSpotClient.from_settings(settings, database)
         self.hubspot = client
+        self._exit.callback(client.close)
         setup_properties(client)  # WARP's custom company properties, through the API
-        set_hubspot_client(client)
-        self._exit.callback(set_hubspot_client, None)
 
         self.dispatcher = dispatcher_from_settings(settings)
-        set_dispatcher(self.dispatcher)
         if isinstance(self.dispatcher, InProcessDispatcher):
-            self._exit.callback(set_dispatcher, None)  # also stops its thread
-        else:
-            self._exit.callback(_forget_dispatcher)
+            self._exit.callback(self.dispatcher.stop)
         self.engine = Engine(
             settings=settings, database=database, hubspot=client, dispatcher=self.dispatcher
         )
@@ -505,12 +501,6 @@ def _register_task_kinds() -> None:
     """Load the task kinds the flows registered, so the stand-in can run their tasks."""
     if importlib.util.find_spec("shared.tasks.kinds") is not None:
         importlib.import_module("shared.tasks.kinds")
-
-
-def _forget_dispatcher() -> None:
-    from shared.tasks import set_dispatcher
-
-    set_dispatcher(None)
 
 
 def safe_url(url: str) -> str:

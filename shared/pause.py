@@ -168,16 +168,16 @@ def drain(engine: Engine) -> Drained:
         held = tx.fetch(f"DELETE FROM {HELD} RETURNING id, kind, payload")
     if events:
         payload = {"received_before": now.isoformat(), "limit": DRAIN_EVENTS}
-        engine.dispatcher.submit(
+        engine.submit(
             Task("inbound_batch", payload, name=task_name("inbound_batch", "resume", stamp))
         )
     if customers:
-        engine.dispatcher.submit(Task(FLUSH_KIND, {}, name=task_name(FLUSH_KIND, "resume", stamp)))
+        engine.submit(Task(FLUSH_KIND, {}, name=task_name(FLUSH_KIND, "resume", stamp)))
     for row in reversed(queued):  # oldest first
         due = row["scheduled_for"]
         delay = max(0.0, (due - now).total_seconds()) if due is not None else 0.0
         submit_item_task(engine, row, delay_seconds=delay, attempt=f"resume-{stamp}")
     for task in sorted(held, key=lambda r: int(r["id"])):
         name = task_name("held", task["id"], stamp)
-        engine.dispatcher.submit(Task(task["kind"], task["payload"] or {}, name=name))
+        engine.submit(Task(task["kind"], task["payload"] or {}, name=name))
     return Drained(events, customers, len(queued), len(held))

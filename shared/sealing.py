@@ -21,7 +21,6 @@ import binascii
 import json
 import logging
 import os
-import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -76,6 +75,8 @@ class Sealer:
             secret = settings.encryption_key.get_secret_value()
             keys[current] = _decode_key(secret, "ENCRYPTION_KEY")
         columns = frozenset(c.strip() for c in settings.sensitive_columns.split(",") if c.strip())
+        if current is None:
+            log.warning("no ENCRYPTION_KEY: sensitive values withheld from the sync log")
         return cls(keys, current, columns)
 
     def seal(self, value: Any, *, field: str) -> Any:
@@ -146,28 +147,3 @@ _VALUE_KEYS = frozenset({"old", "new", "warp", "hubspot", "value"})
 def is_sealed(value: Any) -> bool:
     """Whether ``value`` is a sealed envelope."""
     return isinstance(value, Mapping) and value.get("sealed") == SEALED and "kid" in value
-
-
-_sealer: Sealer | None = None
-_lock = threading.Lock()
-
-
-def get_sealer() -> Sealer:
-    """The process-wide sealer, built from settings on first use."""
-    global _sealer
-    if _sealer is None:
-        from shared.config import get_settings
-
-        with _lock:
-            if _sealer is None:
-                _sealer = Sealer.from_settings(get_settings())
-                if _sealer.current is None:
-                    log.warning("no ENCRYPTION_KEY: sensitive values withheld from the sync log")
-    return _sealer
-
-
-def set_sealer(sealer: Sealer | None) -> None:
-    """Replace the process-wide sealer (tests, the demo)."""
-    global _sealer
-    with _lock:
-        _sealer = sealer

@@ -117,7 +117,7 @@ def check_settings_at_start(name: str) -> str | None:
     """
     from shared.config import get_settings
     from shared.diagnose import startup_problems
-    from shared.engine.deps import installed_engine
+    from shared.engine.edge import installed_engine
     from shared.observability.context import default_function_name
 
     engine = installed_engine()  # a test or the local stack brought its own settings

@@ -19,7 +19,7 @@ import pg8000.dbapi
 import pytest
 from hypothesis import settings
 
-from shared.db import Database, set_database
+from shared.db import Database
 from shared.db.connection import url_connector
 from shared.db.migrate import upgrade
 
@@ -94,11 +94,9 @@ def database_url(request: pytest.FixtureRequest, create_database: Callable[[str]
 
 @pytest.fixture(scope="module")
 def database(database_url: str) -> Iterator[Database]:
-    """The module's migrated database, also installed as the process-wide one."""
+    """The module's migrated database."""
     db = Database(url_connector(database_url), pool_size=4, description="test")
-    set_database(db)
     yield db
-    set_database(None)
     db.close()
 
 
@@ -152,28 +150,42 @@ def engine_settings(database_url: str, hubspot_url: str, **overrides: Any) -> An
     return load_settings(**values)
 
 
+@contextlib.contextmanager
+def serving(engine: Any) -> Iterator[Any]:
+    """``engine`` as the process-wide one while the block runs, the previous one after.
+
+    The process-wide engine is the adapters' alone: only the function adapters served
+    in-process and the CLI invoked in-process use it. Everything else is handed the
+    engine it works with.
+    """
+    from shared.engine.edge import installed_engine, set_engine
+
+    previous = installed_engine()
+    set_engine(engine)
+    try:
+        yield engine
+    finally:
+        set_engine(previous)
+
+
 @pytest.fixture(scope="module")
 def engine(database: Database, database_url: str, emulator: Any) -> Iterator[Any]:
     """An engine wired to the module's database, the emulator and an in-process task runner.
 
-    Also installed as the process-wide engine, so code that calls ``get_engine()``
-    (function adapters served in-process) uses the same parts.
+    Also the process-wide engine for the module (:func:`serving`), so the function
+    adapters served in-process and the CLI use the same parts.
     """
-    from shared.engine import Engine, set_engine
-    from shared.hubspot import HubSpotClient, set_hubspot_client
+    from shared.engine import Engine
+    from shared.hubspot import HubSpotClient
     from shared.hubspot.properties import setup_properties
-    from shared.tasks import InProcessDispatcher, set_dispatcher
+    from shared.tasks import InProcessDispatcher
 
     settings = engine_settings(database_url, emulator.url)
     client = HubSpotClient.from_settings(settings, database)
     setup_properties(client)  # WARP's custom company properties, through the real API
     dispatcher = InProcessDispatcher(base=0.01, cap=0.05, max_attempts=settings.retry_max_attempts)
     built = Engine(settings=settings, database=database, hubspot=client, dispatcher=dispatcher)
-    set_hubspot_client(client)
-    set_dispatcher(dispatcher)
-    set_engine(built)
-    yield built
-    set_engine(None)
-    set_dispatcher(None)
-    set_hubspot_client(None)
+    with serving(built):
+        yield built
+    dispatcher.stop()
     client.close()

@@ -27,11 +27,11 @@ from shared.db.repositories import (
     sync_log,
     sync_queue,
 )
-from shared.engine import Engine, resolve, set_engine
+from shared.engine import Engine, resolve
 from shared.engine.sync import BOTH_WAYS, sync_customers
 from shared.errors import WarpChangedDuringSync
 from shared.retry import register_runner
-from tests.conftest import engine_settings
+from tests.conftest import engine_settings, serving
 from tests.helpers.customers import acme_customer
 from tests.helpers.functions import FunctionProcess, serve_function
 from tests.helpers.oidc_issuer import OidcIssuer
@@ -68,29 +68,35 @@ def configured(
 ) -> Iterator[Engine]:
     """The process-wide engine with these settings for the duration (restored after)."""
     settings = engine_settings(database_url, emulator.url, **overrides)
-    replaced = dataclasses.replace(engine, settings=settings)
-    set_engine(replaced)
-    try:
+    with serving(dataclasses.replace(engine, settings=settings)) as replaced:
         yield replaced
-    finally:
-        set_engine(engine)
 
 
 @pytest.fixture(scope="module")
-def api(engine: Engine, database_url: str, emulator: Any, issuer: OidcIssuer) -> Iterator[str]:
-    """The sync_api function served in-process; token and OIDC both configured."""
-    with (
-        configured(
-            engine,
-            database_url,
-            emulator,
-            sync_api_token=TOKEN,
-            oidc_audience=AUDIENCE,
-            oidc_allowed_emails=CALLER,
-            google_certs_url=issuer.certs_url,
-        ),
-        serve_function("sync_api") as url,
-    ):
+def served(
+    engine: Engine, database_url: str, emulator: Any, issuer: OidcIssuer
+) -> Iterator[Engine]:
+    """The engine the served sync_api uses: token and OIDC both configured.
+
+    Its mappings are cached apart from ``engine``'s: a test that saves a mapping and
+    syncs uses this one, as the API does.
+    """
+    with configured(
+        engine,
+        database_url,
+        emulator,
+        sync_api_token=TOKEN,
+        oidc_audience=AUDIENCE,
+        oidc_allowed_emails=CALLER,
+        google_certs_url=issuer.certs_url,
+    ) as replaced:
+        yield replaced
+
+
+@pytest.fixture(scope="module")
+def api(served: Engine) -> Iterator[str]:
+    """The sync_api function served in-process, with the ``served`` engine."""
+    with serve_function("sync_api") as url:
         yield url
 
 
@@ -103,7 +109,10 @@ def client(api: str) -> Iterator[httpx.Client]:
 def _in_conflict(
     engine: Engine, emulator: Any, hubspot_name: str = "Acme HubSpot"
 ) -> tuple[str, str]:
-    """A customer whose company_name is MANUAL and differs on both sides: a conflict."""
+    """A customer whose company_name is MANUAL and differs on both sides: a conflict.
+
+    ``engine`` is the one whose mappings the API reads (``served``).
+    """
     customer_id, company_id = acme_customer(engine, emulator, name=hubspot_name)
     with engine.database.transaction() as tx:
         sync_config.save(
@@ -119,17 +128,10 @@ def _in_conflict(
                 }
             },
         )
-    current = _current(engine)
-    current.reload_mappings()
-    (result,) = sync_customers(current, [customer_id], allowed=BOTH_WAYS, triggered_by="test")
+    engine.reload_mappings()
+    (result,) = sync_customers(engine, [customer_id], allowed=BOTH_WAYS, triggered_by="test")
     assert result.status == "conflict", result
     return customer_id, company_id
-
-
-def _current(engine: Engine) -> Engine:
-    from shared.engine import get_engine
-
-    return get_engine()
 
 
 # --- auth -----------------------------------------------------------------------------
@@ -167,14 +169,13 @@ def test_google_identity_token(api: str, issuer: OidcIssuer, engine: Engine, emu
 
 
 def test_metrics_open_or_with_its_own_token(
-    api: str, engine: Engine, database_url: str, emulator: Any
+    served: Engine, api: str, database_url: str, emulator: Any
 ) -> None:
     opened = httpx.get(f"{api}/metrics")
     assert opened.status_code == 200
     assert opened.headers["Content-Type"].startswith("text/plain")
-    current = _current(engine)
     with configured(
-        current, database_url, emulator, sync_api_token=TOKEN, metrics_token="scrape-me"
+        served, database_url, emulator, sync_api_token=TOKEN, metrics_token="scrape-me"
     ):
         assert httpx.get(f"{api}/metrics").status_code == 401
         wrong = httpx.get(f"{api}/metrics", headers=AUTH)
@@ -184,10 +185,9 @@ def test_metrics_open_or_with_its_own_token(
 
 
 def test_no_credentials_configured_refuses_everything(
-    api: str, engine: Engine, database_url: str, emulator: Any
+    served: Engine, api: str, database_url: str, emulator: Any
 ) -> None:
-    current = _current(engine)
-    with configured(current, database_url, emulator):
+    with configured(served, database_url, emulator):
         answer = httpx.get(f"{api}/v1/sync/queue", headers=AUTH)
     assert answer.status_code == 503
     assert "SYNC_API_TOKEN" in answer.json()["error"]
@@ -415,9 +415,9 @@ def test_logs_are_paged_newest_first_and_filtered(
 
 
 def test_conflicts_show_both_values_and_rule(
-    client: httpx.Client, engine: Engine, emulator: Any
+    served: Engine, client: httpx.Client, engine: Engine, emulator: Any
 ) -> None:
-    customer_id, _ = _in_conflict(engine, emulator)
+    customer_id, _ = _in_conflict(served, emulator)
     body = client.get(f"/v1/sync/customers/{customer_id}/conflicts").json()
     (conflict,) = body["conflicts"]
     assert conflict["field"] == "company_name"
@@ -462,6 +462,7 @@ def test_conflicts_show_both_values_and_rule(
     ],
 )
 def test_resolve_conflict(
+    served: Engine,
     client: httpx.Client,
     engine: Engine,
     emulator: Any,
@@ -471,7 +472,7 @@ def test_resolve_conflict(
     hubspot_after: str,
     writes: tuple[bool, bool],
 ) -> None:
-    customer_id, company_id = _in_conflict(engine, emulator)
+    customer_id, company_id = _in_conflict(served, emulator)
     body: dict[str, Any] = {"field_name": "company_name", "resolution": resolution}
     if value is not None:
         body["value"] = value
@@ -502,9 +503,9 @@ def test_resolve_conflict(
 
 
 def test_resolution_does_not_overwrite_a_warp_edit_made_meanwhile(
-    engine: Engine, emulator: Any
+    served: Engine, engine: Engine, emulator: Any
 ) -> None:
-    customer_id, company_id = _in_conflict(engine, emulator)
+    customer_id, company_id = _in_conflict(served, emulator)
 
     def application_edit() -> None:
         with engine.database.transaction() as tx:
@@ -512,7 +513,7 @@ def test_resolution_does_not_overwrite_a_warp_edit_made_meanwhile(
 
     # The resolution reads the row, then HubSpot; WARP's application renames meanwhile.
     with (
-        edit_during_first_call(_current(engine), application_edit) as racing,
+        edit_during_first_call(served, application_edit) as racing,
         pytest.raises(WarpChangedDuringSync) as raised,
     ):
         resolve.resolve_conflict(
@@ -527,8 +528,10 @@ def test_resolution_does_not_overwrite_a_warp_edit_made_meanwhile(
     assert emulator.values("companies", company_id)["name"] == "Acme HubSpot"
 
 
-def test_resolve_refusals(client: httpx.Client, engine: Engine, emulator: Any) -> None:
-    customer_id, company_id = _in_conflict(engine, emulator)
+def test_resolve_refusals(
+    served: Engine, client: httpx.Client, engine: Engine, emulator: Any
+) -> None:
+    customer_id, company_id = _in_conflict(served, emulator)
     url = f"/v1/sync/customers/{customer_id}/resolve-conflict"
     unknown_field = client.post(
         url, json={"field_name": "shoe_size", "resolution": "use_warp_value"}
@@ -577,9 +580,8 @@ def test_a_value_warp_schema_refuses_is_400_in_our_words(
                 }
             },
         )
-    current = _current(engine)
-    current.reload_mappings()
-    (result,) = sync_customers(current, [customer_id], allowed=BOTH_WAYS, triggered_by="test")
+    engine.reload_mappings()
+    (result,) = sync_customers(engine, [customer_id], allowed=BOTH_WAYS, triggered_by="test")
     assert result.status == "conflict", result
     refused = client.post(
         f"/v1/sync/customers/{customer_id}/resolve-conflict",
@@ -595,9 +597,9 @@ def test_a_value_warp_schema_refuses_is_400_in_our_words(
 
 
 def test_oidc_email_is_the_resolver(
-    api: str, issuer: OidcIssuer, engine: Engine, emulator: Any
+    served: Engine, api: str, issuer: OidcIssuer, engine: Engine, emulator: Any
 ) -> None:
-    customer_id, _ = _in_conflict(engine, emulator)
+    customer_id, _ = _in_conflict(served, emulator)
     token = issuer.token(audience=AUDIENCE, email=CALLER)
     answer = httpx.post(
         f"{api}/v1/sync/customers/{customer_id}/resolve-conflict",
@@ -637,7 +639,7 @@ def test_runs_listed_and_read_by_id(client: httpx.Client, engine: Engine, emulat
 
 
 def test_reconcile_one_customer_inline_and_all_as_a_task(
-    client: httpx.Client, engine: Engine, emulator: Any
+    served: Engine, client: httpx.Client, engine: Engine, emulator: Any
 ) -> None:
     customer_id, company_id = acme_customer(engine, emulator, warp_status="TRIAL")
     one = client.post("/v1/sync/reconcile", json={"customer_id": customer_id})
@@ -655,7 +657,7 @@ def test_reconcile_one_customer_inline_and_all_as_a_task(
     assert dry.status_code == 202, dry.text
     run_id = dry.json()["run"]["id"]
     assert dry.json()["run"]["status"] == "RUNNING"
-    assert _current(engine).dispatcher.wait_idle(60)  # type: ignore[attr-defined]
+    assert served.dispatcher.wait_idle(60)  # type: ignore[attr-defined]
     done = client.get(f"/v1/sync/reconciliation-runs/{run_id}").json()
     assert done["status"] == "COMPLETED" and done["dry_run"] is True
     assert done["total_records"] >= 1
@@ -685,7 +687,9 @@ def _queue_item(tx: Any, customer_id: str, payload: dict[str, Any] | None = None
     )
 
 
-def test_queue_listing_and_replay(client: httpx.Client, engine: Engine, emulator: Any) -> None:
+def test_queue_listing_and_replay(
+    served: Engine, client: httpx.Client, engine: Engine, emulator: Any
+) -> None:
     customer_id, _ = acme_customer(engine, emulator)
     with engine.database.transaction() as tx:
         row = _queue_item(tx, customer_id, payload={"customer_id": customer_id})
@@ -700,7 +704,7 @@ def test_queue_listing_and_replay(client: httpx.Client, engine: Engine, emulator
     replay = client.post(f"/v1/sync/queue/{item_id}/replay")
     assert replay.status_code == 202, replay.text
     assert replay.json()["replayed"] is True
-    assert _current(engine).dispatcher.wait_idle(10)  # type: ignore[attr-defined]
+    assert served.dispatcher.wait_idle(10)  # type: ignore[attr-defined]
     assert ran.count(item_id) == 1
     with engine.database.transaction() as tx:
         assert sync_queue.get(tx, item_id)["status"] == "COMPLETED"  # type: ignore[index]
@@ -735,10 +739,10 @@ def _samples(text: str) -> dict[str, float]:
 
 
 def test_metrics_come_from_the_database(
-    client: httpx.Client, engine: Engine, emulator: Any
+    served: Engine, client: httpx.Client, engine: Engine, emulator: Any
 ) -> None:
     before = _samples(client.get("/metrics").text)
-    customer_id, _ = _in_conflict(engine, emulator)
+    customer_id, _ = _in_conflict(served, emulator)
     with engine.database.transaction() as tx:
         _queue_item(tx, customer_id)
         sync_log.record(
@@ -806,7 +810,7 @@ def test_duration_histogram_from_the_sync_log(
 
 
 def test_conflicts_counted_once_and_first_syncs_told_apart(
-    client: httpx.Client, engine: Engine, emulator: Any
+    served: Engine, client: httpx.Client, engine: Engine, emulator: Any
 ) -> None:
     counter = _sample(
         "hubspot_sync_conflicts_total",
@@ -816,10 +820,10 @@ def test_conflicts_counted_once_and_first_syncs_told_apart(
         kind="first_sync",
     )
     before = _samples(client.get("/metrics").text).get(counter, 0)
-    customer_id, _ = _in_conflict(engine, emulator)  # linked with differing names: a backfill
+    customer_id, _ = _in_conflict(served, emulator)  # linked with differing names: a backfill
     assert _samples(client.get("/metrics").text)[counter] == before + 1
     # Syncing again finds the same conflict still open: not a new one.
-    sync_customers(_current(engine), [customer_id], allowed=BOTH_WAYS, triggered_by="test")
+    sync_customers(served, [customer_id], allowed=BOTH_WAYS, triggered_by="test")
     assert _samples(client.get("/metrics").text)[counter] == before + 1
 
 

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 
 from shared.api.routes import ROUTES
-from tests.test_api import AUTH, api, issuer  # noqa: F401  (fixtures: the served API)
+from tests.test_api import AUTH, api, issuer, served  # noqa: F401  (fixtures: the served API)
 
 pytestmark = pytest.mark.integration
 

@@ -25,7 +25,7 @@ import pytest
 from localdev.drain import wait_drained
 from shared.db.connection import url_connector
 from shared.db.repositories import customers, sync_queue
-from shared.engine import Engine, get_engine
+from shared.engine import Engine
 from shared.messages.envelope import encode_push_envelope
 from tests.helpers.db_kill import in_thread, kill_lock_waiter
 from tests.helpers.functions import serve_function
@@ -40,11 +40,17 @@ TOKEN = "db-faults-api-token"
 
 
 @pytest.fixture(scope="module")
-def urls(engine: Engine, database_url: str, emulator: Any) -> Iterator[dict[str, str]]:
-    """Every function but the webhook receiver, served in-process on this engine."""
+def served(engine: Engine, database_url: str, emulator: Any) -> Iterator[Engine]:
+    """The engine the served functions use: ``engine`` with the API's token."""
     engine.hubspot.max_transient_retries = 0
+    with configured(engine, database_url, emulator, sync_api_token=TOKEN) as replaced:
+        yield replaced
+
+
+@pytest.fixture(scope="module")
+def urls(served: Engine) -> Iterator[dict[str, str]]:
+    """Every function but the webhook receiver, served in-process on ``served``."""
     with (
-        configured(engine, database_url, emulator, sync_api_token=TOKEN),
         serve_function("outbound_sync") as outbound,
         serve_function("retry_worker") as worker,
         serve_function("reconciler") as reconciler,
@@ -205,6 +211,7 @@ def _task(url: str, item_id: str, attempt: int) -> httpx.Response:
 
 def test_retry_worker_killed_mid_transaction_schedules_the_retry_and_it_completes(
     engine: Engine,
+    served: Engine,
     emulator: Any,
     database_url: str,
     urls: dict[str, str],
@@ -212,7 +219,7 @@ def test_retry_worker_killed_mid_transaction_schedules_the_retry_and_it_complete
 ) -> None:
     # The scheduled retry is kept, not run at once, so what the failure left is seen.
     tasks = RecordingDispatcher()
-    monkeypatch.setattr(get_engine(), "dispatcher", tasks)  # the served functions' engine
+    monkeypatch.setattr(served, "dispatcher", tasks)
     customer = linked_customer(engine, emulator)
     suspend(engine, customer)
     item_id = _queued_push(engine, customer["id"])

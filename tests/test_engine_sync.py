@@ -101,22 +101,29 @@ def test_many_customers_use_one_read_and_one_write(engine: Engine, emulator: Any
     assert after[UPDATE] - before.get(UPDATE, 0) == 1
 
 
-def test_sensitive_values_sealed_in_the_log(engine: Engine, emulator: Any) -> None:
+def test_sensitive_values_sealed_in_the_log(
+    engine: Engine, emulator: Any, database_url: str
+) -> None:
+    import base64
+    import dataclasses
     import os
 
-    from shared.sealing import Sealer, is_sealed, set_sealer
+    from shared.sealing import is_sealed
+    from tests.conftest import engine_settings
 
-    sealer = Sealer({"k9": os.urandom(32)}, "k9", frozenset({"credit_limit", "contact"}))
-    set_sealer(sealer)
-    try:
-        customer_id, _ = acme_customer(
-            engine, emulator, warp_credit_limit="6100", warp_status="TRIAL"
-        )
-        sync_customers(engine, [customer_id], triggered_by="test")
-        with engine.database.transaction() as tx:
-            (entry,) = sync_log.list_for_customer(tx, customer_id)
-    finally:
-        set_sealer(None)
+    settings = engine_settings(
+        database_url,
+        emulator.url,
+        encryption_key=base64.b64encode(os.urandom(32)).decode(),
+        encryption_key_id="k9",
+        sensitive_columns="credit_limit,contact",
+    )
+    sealing = dataclasses.replace(engine, settings=settings)
+    customer_id, _ = acme_customer(sealing, emulator, warp_credit_limit="6100", warp_status="TRIAL")
+    sync_customers(sealing, [customer_id], triggered_by="test")
+    with engine.database.transaction() as tx:
+        (entry,) = sync_log.list_for_customer(tx, customer_id)
+    sealer = sealing.sealer
     changes = entry["field_changes"]
     assert is_sealed(changes["credit_limit"]["new"]) and "6100" not in str(changes)
     # Money is stored as its decimal string, as the repositories store Decimals in JSON.

@@ -20,7 +20,15 @@ from tests.helpers.customers import acme_customer
 from tests.helpers.functions import serve_function
 from tests.helpers.inbound import change, now_ms
 from tests.helpers.oidc_issuer import OidcIssuer
-from tests.test_api import AUDIENCE, CALLER, _current, _in_conflict, api, client, issuer  # noqa: F401
+from tests.test_api import (  # noqa: F401
+    AUDIENCE,
+    CALLER,
+    _in_conflict,
+    api,
+    client,
+    issuer,
+    served,
+)
 from tests.test_outbound_sync import _change
 from tests.test_webhook_receiver import COMPANY_PATH, deliver
 
@@ -40,16 +48,10 @@ def outbound(api: str) -> Iterator[str]:  # noqa: F811
 
 
 @pytest.fixture(autouse=True)
-def _resumed(client: httpx.Client) -> Iterator[None]:  # noqa: F811
+def _resumed(client: httpx.Client, engine: Engine) -> Iterator[None]:  # noqa: F811
     yield
     client.post("/v1/sync/resume")
-    assert _current_engine().dispatcher.wait_idle(30)  # type: ignore[attr-defined]
-
-
-def _current_engine() -> Engine:
-    from shared.engine import get_engine
-
-    return get_engine()
+    assert engine.dispatcher.wait_idle(30)  # type: ignore[attr-defined]
 
 
 def _ban(engine: Engine, customer_id: str) -> str:
@@ -91,13 +93,14 @@ def _all_pages(client: httpx.Client, state: str) -> list[dict[str, Any]]:  # noq
 
 
 def test_customers_listed_by_state_with_counts_and_what_is_wrong(
+    served: Engine,  # noqa: F811
     client: httpx.Client,  # noqa: F811
     engine: Engine,
     emulator: Any,
 ) -> None:
     well, company_id = acme_customer(engine, emulator)
     unlinked, _ = acme_customer(engine, emulator, link=False)
-    conflicted, _ = _in_conflict(engine, emulator)
+    conflicted, _ = _in_conflict(served, emulator)
     failing, _ = acme_customer(engine, emulator)
     item_id = _failed_item(engine, failing, "HubSpot said no")
     waiting, _ = acme_customer(engine, emulator)
@@ -281,7 +284,7 @@ def test_an_inbound_edit_that_cannot_be_applied_is_a_replayable_queue_failure(
     # Replayed as it is, it fails again: the same row, FAILED, no second row.
     replay = client.post(f"/v1/sync/queue/{item['id']}/replay")
     assert replay.status_code == 202, replay.text
-    assert _current(engine).dispatcher.wait_idle(30)  # type: ignore[attr-defined]
+    assert engine.dispatcher.wait_idle(30)  # type: ignore[attr-defined]
     again = client.get("/v1/sync/queue", params={"status": "FAILED", "customer_id": customer_id})
     assert [i["id"] for i in again.json()["items"] if i["kind"] == "inbound_batch"] == [item["id"]]
 
@@ -361,7 +364,7 @@ def test_pause_stores_everything_writes_nothing_and_resume_drains_in_order(
     # A delete writes HubSpot at once and has nowhere to wait: refused for redelivery.
     deleted = _push(outbound, issuer, _change(inbound_id, operation="DELETE"), "paused-del")
     assert deleted.status_code == 503 and "paused" in deleted.json()["error"]
-    assert _current(engine).dispatcher.wait_idle(30)  # type: ignore[attr-defined]
+    assert engine.dispatcher.wait_idle(30)  # type: ignore[attr-defined]
     assert _company_name(engine, inbound_id) == "Acme Telecom"
     assert emulator.values("companies", outbound_company)["name"] == "Acme Telecom"
     with engine.database.transaction() as tx:
@@ -372,7 +375,7 @@ def test_pause_stores_everything_writes_nothing_and_resume_drains_in_order(
     answer = resumed.json()
     assert answer["was_paused"] is True and answer["pause"]["paused"] is False
     assert answer["drained"]["events"] >= 2 and answer["drained"]["customers"] >= 1
-    assert _current(engine).dispatcher.wait_idle(30)  # type: ignore[attr-defined]
+    assert engine.dispatcher.wait_idle(30)  # type: ignore[attr-defined]
     assert _company_name(engine, inbound_id) == "Acme Newer"
     assert emulator.values("companies", outbound_company)["name"] == "Acme From WARP"
     assert "hubspot_sync_paused 0.0" in client.get("/metrics").text
@@ -424,14 +427,14 @@ def test_queued_work_is_held_while_paused_and_run_once_on_resume(
     # A replay while paused queues the row; its task answers without running it.
     replayed = client.post("/v1/sync/queue/replay", json={"customer": customer_id})
     assert [i["id"] for i in replayed.json()["replayed"]] == [item_id]
-    assert _current(engine).dispatcher.wait_idle(30)  # type: ignore[attr-defined]
+    assert engine.dispatcher.wait_idle(30)  # type: ignore[attr-defined]
     assert item_id not in ran
     with engine.database.transaction() as tx:
         assert sync_queue.get(tx, item_id)["status"] == "QUEUED"  # type: ignore[index]
 
     resumed = client.post("/v1/sync/resume").json()
     assert resumed["drained"]["queue_items"] >= 1
-    assert _current(engine).dispatcher.wait_idle(30)  # type: ignore[attr-defined]
+    assert engine.dispatcher.wait_idle(30)  # type: ignore[attr-defined]
     assert ran.count(item_id) == 1
     with engine.database.transaction() as tx:
         assert sync_queue.get(tx, item_id)["status"] == "COMPLETED"  # type: ignore[index]
@@ -448,11 +451,11 @@ def test_a_reconcile_continuation_is_held_while_paused_and_runs_on_resume(
     started = client.post("/v1/sync/reconcile", json={"entity_type": "customer", "dry_run": True})
     assert started.status_code == 202, started.text
     run_id = started.json()["run"]["id"]
-    assert _current(engine).dispatcher.wait_idle(30)  # type: ignore[attr-defined]
+    assert engine.dispatcher.wait_idle(30)  # type: ignore[attr-defined]
     run = client.get(f"/v1/sync/reconciliation-runs/{run_id}").json()
     assert run["status"] == "RUNNING"
 
     resumed = client.post("/v1/sync/resume").json()
     assert resumed["drained"]["held_tasks"] >= 1
-    assert _current(engine).dispatcher.wait_idle(30)  # type: ignore[attr-defined]
+    assert engine.dispatcher.wait_idle(30)  # type: ignore[attr-defined]
     assert client.get(f"/v1/sync/reconciliation-runs/{run_id}").json()["status"] == "COMPLETED"

@@ -20,11 +20,11 @@ import httpx
 import pytest
 
 from localdev.drain import outbound_backlog, wait_drained
-from shared.engine import Engine, set_engine
-from shared.hubspot import HubSpotClient, set_hubspot_client
+from shared.engine import Engine
+from shared.hubspot import HubSpotClient
 from shared.messages.envelope import encode_push_envelope
-from shared.tasks import InProcessDispatcher, set_dispatcher
-from tests.conftest import engine_settings
+from shared.tasks import InProcessDispatcher
+from tests.conftest import engine_settings, serving
 from tests.helpers.functions import serve_function
 from tests.test_db_faults import hubspot_status, suspend
 from tests.test_outbound_sync import _change
@@ -46,14 +46,11 @@ def slow_retries(engine: Engine, database_url: str, emulator: Any) -> Iterator[E
     )
     engine.hubspot.max_transient_retries = 0
     slowed = dataclasses.replace(engine, settings=settings, dispatcher=dispatcher)
-    set_engine(slowed)
-    set_dispatcher(dispatcher)
     try:
-        yield slowed
+        with serving(slowed):
+            yield slowed
     finally:
         dispatcher.stop()
-        set_dispatcher(engine.dispatcher)
-        set_engine(engine)
 
 
 @pytest.fixture(scope="module")
@@ -112,8 +109,14 @@ def _metric(api: str, name: str) -> float:
     return max(values)
 
 
-def _install_budget(engine: Engine, database_url: str, emulator: Any, budget: int) -> Engine:
-    """The engine with a HubSpot client whose shared daily budget is ``budget``."""
+def _set_budget(
+    engine: Engine, database_url: str, emulator: Any, budget: int, monkeypatch: pytest.MonkeyPatch
+) -> HubSpotClient:
+    """Give ``engine`` a HubSpot client whose shared daily budget is ``budget``; the client.
+
+    In place, as a redeploy with another budget would: a task already submitted runs
+    with the engine that submitted it, and must meet the new client too.
+    """
     settings = engine_settings(
         database_url,
         emulator.url,
@@ -123,10 +126,9 @@ def _install_budget(engine: Engine, database_url: str, emulator: Any, budget: in
     )
     client = HubSpotClient.from_settings(settings, engine.database)
     client.max_transient_retries = 0
-    budgeted = dataclasses.replace(engine, settings=settings, hubspot=client)
-    set_hubspot_client(client)
-    set_engine(budgeted)
-    return budgeted
+    monkeypatch.setattr(engine, "settings", settings)
+    monkeypatch.setattr(engine, "hubspot", client)
+    return client
 
 
 def test_daily_budget_exhausted_pauses_with_a_clear_status_and_resumes(
@@ -135,30 +137,30 @@ def test_daily_budget_exhausted_pauses_with_a_clear_status_and_resumes(
     urls: dict[str, str],
     database_url: str,
     caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    dispatcher = slow_retries.dispatcher
+    engine = slow_retries
+    dispatcher = engine.dispatcher
     assert isinstance(dispatcher, InProcessDispatcher)
-    customers = [linked_customer(slow_retries, emulator) for _ in range(3)]
+    customers = [linked_customer(engine, emulator) for _ in range(3)]
     # A budget of one request a day, already spent by the calls above.
-    exhausted = _install_budget(slow_retries, database_url, emulator, budget=1)
+    clients = [_set_budget(engine, database_url, emulator, 1, monkeypatch)]
     try:
         calls_before = sum(emulator.stats()["calls"].values())
         retried_before = dispatcher.retried
         with caplog.at_level(logging.WARNING, logger="warp_hubspot_sync"):
-            send_changes(urls["outbound_sync"], exhausted, customers)
+            send_changes(urls["outbound_sync"], engine, customers)
             wait_for(lambda: dispatcher.retried > retried_before, "the flush to pause")
         assert sum(emulator.stats()["calls"].values()) == calls_before  # paused, not hammering
-        assert outbound_backlog(exhausted)["dirty"] == len(customers)
+        assert outbound_backlog(engine)["dirty"] == len(customers)
         said = " ".join(r.getMessage() + str(getattr(r, "fields", "")) for r in caplog.records)
         assert "daily HubSpot request budget exhausted" in said and "requests resume at" in said
         assert _metric(urls["sync_api"], "hubspot_api_daily_budget_used_ratio") >= 1.0
-        resumed = _install_budget(slow_retries, database_url, emulator, budget=237_500)
-        drain(resumed)
+        clients.append(_set_budget(engine, database_url, emulator, 237_500, monkeypatch))
+        drain(engine)
     finally:
-        set_hubspot_client(slow_retries.hubspot)
-        set_engine(slow_retries)
-        for built in (exhausted, locals().get("resumed")):
-            if built is not None:
-                built.hubspot.close()
+        monkeypatch.undo()  # the engine's own client back before these are closed
+        for client in clients:
+            client.close()
     assert {hubspot_status(emulator, c) for c in customers} == {"SUSPENDED"}
     assert _metric(urls["sync_api"], "hubspot_api_daily_budget_used_ratio") < 1.0

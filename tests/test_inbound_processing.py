@@ -452,7 +452,7 @@ def test_task_and_sweep_pick_up_unprocessed_events(engine: Engine, emulator: Any
     cid, company = new_customer(engine, emulator)
     stored = store_batch(engine.database, parse_batch([change(company, "name", "Via Task")]))
     ids = [s.row_id for s in stored.to_process]
-    assert run_task("inbound_batch", {"event_ids": ids}, 0) is TaskOutcome.DONE
+    assert run_task(engine, "inbound_batch", {"event_ids": ids}, 0) is TaskOutcome.DONE
     assert customer(engine, cid)["company_name"] == "Via Task"
     # The sweep: stored and never processed (a lost task) is found by age.
     stored = store_batch(engine.database, parse_batch([change(company, "name", "Via Sweep")]))
@@ -469,10 +469,10 @@ def test_last_attempt_leaves_a_queue_row_that_goes_on_retrying(
     ids = [s.row_id for s in stored.to_process]
     emulator.set_faults(outage=True)  # the creation needs a HubSpot read: retryable failure
     try:
-        assert run_task("inbound_batch", {"event_ids": ids}, 0) is TaskOutcome.RETRY
+        assert run_task(engine, "inbound_batch", {"event_ids": ids}, 0) is TaskOutcome.RETRY
         last = engine.settings.retry_max_attempts - 1
         # Not FAILED: the events become a queue row retried within RETRY_WINDOW_SECONDS.
-        assert run_task("inbound_batch", {"event_ids": ids}, last) is TaskOutcome.SCHEDULED
+        assert run_task(engine, "inbound_batch", {"event_ids": ids}, last) is TaskOutcome.SCHEDULED
         with engine.database.transaction() as tx:
             (item,) = [
                 r

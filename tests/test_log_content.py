@@ -27,11 +27,11 @@ import httpx
 import pytest
 
 from shared.db import Database
-from shared.engine import Engine, set_engine
+from shared.engine import Engine
 from shared.hubspot.errors import HubSpotError
 from shared.hubspot.signatures import sign_v3
 from shared.observability.logging import build_entry
-from tests.conftest import TEST_CLIENT_SECRET, engine_settings
+from tests.conftest import TEST_CLIENT_SECRET, engine_settings, serving
 from tests.helpers.customers import acme_customer
 from tests.helpers.functions import serve_function
 
@@ -135,13 +135,9 @@ def test_hubspot_and_builtin_messages_stay_out_of_the_log(lines: list[str]) -> N
 @pytest.fixture(scope="module")
 def urls(engine: Engine, database_url: str, emulator: Any) -> Iterator[dict[str, str]]:
     settings = engine_settings(database_url, emulator.url, sync_api_token=TOKEN)
-    set_engine(dataclasses.replace(engine, settings=settings))
     names = ("webhook_receiver", "outbound_sync", "sync_api", "retry_worker", "reconciler")
-    try:
-        with contextlib.ExitStack() as stack:
-            yield {name: stack.enter_context(serve_function(name)) for name in names}
-    finally:
-        set_engine(engine)
+    with serving(dataclasses.replace(engine, settings=settings)), contextlib.ExitStack() as stack:
+        yield {name: stack.enter_context(serve_function(name)) for name in names}
 
 
 def signed_webhook(url: str, body: bytes) -> httpx.Response:

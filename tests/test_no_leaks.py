@@ -28,7 +28,7 @@ from localdev.seed import Book, plan_book, seed_book
 from localdev.stack import LocalStack, StackConfig
 from localdev.story import Scene, StepResult, build_story, run_story
 from shared.observability.logging import build_entry
-from shared.sealing import is_sealed, set_sealer
+from shared.sealing import is_sealed
 from tests.helpers.environment import as_a_user_sets_it
 
 pytestmark = pytest.mark.integration
@@ -61,7 +61,6 @@ def demo(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     log_file = tmp_path_factory.mktemp("demo") / "demo.log"
     key = base64.b64encode(secrets.token_bytes(32)).decode()
     with as_a_user_sets_it(database_url, ENCRYPTION_KEY=key):
-        set_sealer(None)  # rebuilt from the stack's settings, with the key
         root = _Lines()
         logging.getLogger().addHandler(root)
         console_text = io.StringIO()
@@ -86,7 +85,6 @@ def demo(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 yield Demo(stack, book, results, lines, found)
         finally:
             logging.getLogger().removeHandler(root)
-            set_sealer(None)
 
 
 def personal_values(book: Book) -> dict[str, str]:

@@ -30,9 +30,9 @@ import httpx
 import pytest
 
 from shared.db import Database
-from shared.engine import Engine, set_engine
+from shared.engine import Engine
 from shared.hubspot.signatures import sign_v3
-from tests.conftest import TEST_CLIENT_SECRET, engine_settings
+from tests.conftest import TEST_CLIENT_SECRET, engine_settings, serving
 from tests.helpers.customers import acme_customer
 from tests.helpers.functions import serve_function
 
@@ -46,13 +46,9 @@ POISONS = ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"]
 @pytest.fixture(scope="module")
 def urls(engine: Engine, database_url: str, emulator: Any) -> Iterator[dict[str, str]]:
     settings = engine_settings(database_url, emulator.url, sync_api_token=TOKEN)
-    set_engine(dataclasses.replace(engine, settings=settings))
     names = ("outbound_sync", "sync_api", "retry_worker", "webhook_receiver")
-    try:
-        with contextlib.ExitStack() as stack:
-            yield {name: stack.enter_context(serve_function(name)) for name in names}
-    finally:
-        set_engine(engine)
+    with serving(dataclasses.replace(engine, settings=settings)), contextlib.ExitStack() as stack:
+        yield {name: stack.enter_context(serve_function(name)) for name in names}
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from shared.db.repositories import (
     reconciliation_runs,
     sync_config,
 )
-from shared.engine import Engine, set_engine
+from shared.engine import Engine
 from shared.mapping import EntityType
 from shared.reconcile import RunInProgress, RunRequest, recover_stale, start_run
 from shared.reconcile.incremental import changed_in_hubspot, since
@@ -557,7 +557,7 @@ def _world_state(engine: Engine, emulator: Any, made: list[dict[str, str]]) -> d
 
 
 def test_resume_after_crash_matches_an_uninterrupted_run(
-    engine: Engine, new_world: Callable[[], tuple[Engine, Any]]
+    new_world: Callable[[], tuple[Engine, Any]],
 ) -> None:
     count = 350  # four pages of linked customers
     world, world_emulator = new_world()
@@ -565,16 +565,9 @@ def test_resume_after_crash_matches_an_uninterrupted_run(
     crash_world, crash_emulator = new_world()
     crashed = _seed_world(crash_world, crash_emulator, count)
 
-    # Each world's engine is the process-wide one while it runs (it serves its tasks).
-    set_engine(world)
-    try:
-        uninterrupted = start_run(world, RunRequest())
-    finally:
-        set_engine(crash_world)
-    try:
-        resumed = _crash_and_resume(crash_world)
-    finally:
-        set_engine(engine)
+    # Each world's tasks run with the world's engine: the one that submitted them.
+    uninterrupted = start_run(world, RunRequest())
+    resumed = _crash_and_resume(crash_world)
     assert uninterrupted.status == "COMPLETED"
 
     # Same data on both sides, and the same report and counts, as the uninterrupted run.

@@ -23,12 +23,12 @@ import httpx
 import pytest
 
 from shared.db.repositories import sync_queue
-from shared.engine import Engine, set_engine
+from shared.engine import Engine
 from shared.messages.envelope import encode_push_envelope
 from shared.outbound.push import push_customers
 from shared.retry import enqueue_failure
-from shared.tasks import Task, backoff_ceiling, set_dispatcher
-from tests.conftest import engine_settings
+from shared.tasks import Task, backoff_ceiling
+from tests.conftest import engine_settings, serving
 from tests.helpers.functions import serve_function
 from tests.test_db_faults import hubspot_status, suspend
 from tests.test_outbound_sync import _change
@@ -68,7 +68,7 @@ class ClockedTasks:
         self.names: set[str] = set()
         self.seq = itertools.count()
 
-    def submit(self, task: Task) -> bool:
+    def submit(self, task: Task, engine: Engine) -> bool:
         if task.name is not None:
             if task.name in self.names:
                 return False
@@ -96,14 +96,11 @@ def clocked(engine: Engine, database_url: str, emulator: Any) -> Iterator[Engine
     )
     engine.hubspot.max_transient_retries = 0  # the outage is the tasks' to ride out
     built = dataclasses.replace(engine, settings=settings, dispatcher=tasks, clock=clock)
-    set_engine(built)
-    set_dispatcher(tasks)  # type: ignore[arg-type]
-    try:
-        yield built
-    finally:
-        emulator.set_faults(outage=False)
-        set_dispatcher(engine.dispatcher)
-        set_engine(engine)
+    with serving(built):
+        try:
+            yield built
+        finally:
+            emulator.set_faults(outage=False)
 
 
 def _deliver(url: str, due: _Due) -> httpx.Response:
@@ -185,17 +182,13 @@ def test_a_failed_item_is_closed_when_its_customer_syncs_cleanly(
         )
     assert {str(r["status"]) for r in items.values()} == {"FAILED"}
     settings = engine_settings(database_url, emulator.url, sync_api_token="ops-token")
-    set_engine(dataclasses.replace(engine, settings=settings))
-    try:
-        with serve_function("sync_api") as api:
-            answer = httpx.post(
-                f"{api}/v1/sync/customers/{whole['id']}/to-hubspot",
-                headers={"Authorization": "Bearer ops-token"},
-                timeout=30,
-            )
-            assert answer.status_code == 200, answer.text
-    finally:
-        set_engine(engine)
+    with serving(dataclasses.replace(engine, settings=settings)), serve_function("sync_api") as api:
+        answer = httpx.post(
+            f"{api}/v1/sync/customers/{whole['id']}/to-hubspot",
+            headers={"Authorization": "Bearer ops-token"},
+            timeout=30,
+        )
+        assert answer.status_code == 200, answer.text
     # A clean sync of other fields says nothing about the failed one's.
     push_customers(engine, [partial["id"]], triggered_by="test", fields={partial["id"]: ["name"]})
     rows = {str(r["entity_id"]): r for r in _queue(engine, list(items))}

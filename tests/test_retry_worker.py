@@ -31,7 +31,7 @@ class RecordingDispatcher:
     def __init__(self) -> None:
         self.tasks: list[Task] = []
 
-    def submit(self, task: Task) -> bool:
+    def submit(self, task: Task, engine: Engine) -> bool:
         if task.name and any(t.name == task.name for t in self.tasks):
             return False
         self.tasks.append(task)
@@ -132,7 +132,7 @@ def test_failure_is_queued_with_a_named_task_at_the_backoff(
     assert 0 <= task.delay_seconds <= engine.settings.retry_base_seconds
     assert item["scheduled_for"] > item["created_at"] or task.delay_seconds == 0
     # Submitting the same attempt again is harmless: the name is taken.
-    assert tasks.submit(Task(task.kind, task.payload, name=task.name)) is False
+    assert tasks.submit(Task(task.kind, task.payload, name=task.name), engine) is False
 
 
 @pytest.mark.parametrize("fault", ["outage", "500", "timeout"])

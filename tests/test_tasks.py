@@ -6,12 +6,13 @@ import itertools
 import random
 import threading
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from shared.engine import Engine
 from shared.tasks import (
     InProcessDispatcher,
     Task,
@@ -55,7 +56,7 @@ _lock = threading.Lock()
 _fail_first: dict[str, int] = {}
 
 
-def record_handler(payload: Mapping[str, Any], attempt: int) -> TaskOutcome:
+def record_handler(engine: Engine, payload: Mapping[str, Any], attempt: int) -> TaskOutcome:
     key = str(payload["key"])
     with _lock:
         _calls.append((key, attempt))
@@ -66,9 +67,12 @@ def record_handler(payload: Mapping[str, Any], attempt: int) -> TaskOutcome:
     return TaskOutcome.DONE
 
 
-def crashing_handler(payload: Mapping[str, Any], attempt: int) -> TaskOutcome:
+def crashing_handler(engine: Engine, payload: Mapping[str, Any], attempt: int) -> TaskOutcome:
     raise RuntimeError("boom")
 
+
+# The stand-in hands its tasks the submitter's engine; these handlers use none.
+NO_ENGINE = cast(Engine, None)
 
 register("test.record", "tests.test_tasks:record_handler")
 register("test.crash", "tests.test_tasks:crashing_handler")
@@ -84,22 +88,22 @@ def stand_in() -> Iterator[InProcessDispatcher]:
 
 
 def test_runs_in_schedule_order(stand_in: InProcessDispatcher) -> None:
-    stand_in.submit(Task("test.record", {"key": "late"}, delay_seconds=0.05))
-    stand_in.submit(Task("test.record", {"key": "early"}))
+    stand_in.submit(Task("test.record", {"key": "late"}, delay_seconds=0.05), NO_ENGINE)
+    stand_in.submit(Task("test.record", {"key": "early"}), NO_ENGINE)
     assert stand_in.wait_idle(5)
     assert [k for k, _ in _calls] == ["early", "late"]
 
 
 def test_duplicate_names_run_once(stand_in: InProcessDispatcher) -> None:
-    assert stand_in.submit(Task("test.record", {"key": "a"}, name="same"))
-    assert not stand_in.submit(Task("test.record", {"key": "a"}, name="same"))
+    assert stand_in.submit(Task("test.record", {"key": "a"}, name="same"), NO_ENGINE)
+    assert not stand_in.submit(Task("test.record", {"key": "a"}, name="same"), NO_ENGINE)
     assert stand_in.wait_idle(5)
     assert _calls == [("a", 0)]
 
 
 def test_retry_until_done_counts_attempts(stand_in: InProcessDispatcher) -> None:
     _fail_first["flaky"] = 2
-    stand_in.submit(Task("test.record", {"key": "flaky"}))
+    stand_in.submit(Task("test.record", {"key": "flaky"}), NO_ENGINE)
     assert stand_in.wait_idle(5)
     assert _calls == [("flaky", 0), ("flaky", 1), ("flaky", 2)]
     assert (stand_in.completed, stand_in.retried, stand_in.failed) == (1, 2, 0)
@@ -107,27 +111,27 @@ def test_retry_until_done_counts_attempts(stand_in: InProcessDispatcher) -> None
 
 def test_gives_up_after_max_attempts(stand_in: InProcessDispatcher) -> None:
     _fail_first["hopeless"] = 100
-    stand_in.submit(Task("test.record", {"key": "hopeless"}))
+    stand_in.submit(Task("test.record", {"key": "hopeless"}), NO_ENGINE)
     assert stand_in.wait_idle(5)
     assert [a for _, a in _calls] == [0, 1, 2, 3]
     assert stand_in.failed == 1
 
 
 def test_crash_is_retried_like_a_500(stand_in: InProcessDispatcher) -> None:
-    stand_in.submit(Task("test.crash", {}))
+    stand_in.submit(Task("test.crash", {}), NO_ENGINE)
     assert stand_in.wait_idle(5)
     assert (stand_in.retried, stand_in.failed) == (3, 1)
 
 
 def test_unknown_kind_is_permanent() -> None:
     with pytest.raises(UnknownTaskKind) as info:
-        run_task("no.such.kind", {}, 0)
+        run_task(NO_ENGINE, "no.such.kind", {}, 0)
     assert not info.value.retryable
 
 
 def test_tasks_due_beyond_the_horizon_do_not_keep_it_busy(stand_in: InProcessDispatcher) -> None:
-    stand_in.submit(Task("test.record", {"key": "later"}, delay_seconds=300))
-    stand_in.submit(Task("test.record", {"key": "now"}))
+    stand_in.submit(Task("test.record", {"key": "later"}, delay_seconds=300), NO_ENGINE)
+    stand_in.submit(Task("test.record", {"key": "now"}), NO_ENGINE)
     assert stand_in.wait_idle(5, horizon=60)
     assert _calls == [("now", 0)]
     assert stand_in.pending(horizon=60) == 0 and stand_in.pending(horizon=600) == 1

@@ -22,8 +22,9 @@ import pytest
 
 from shared.db import Database
 from shared.db.connection import url_connector
-from shared.engine import Engine, set_engine
+from shared.engine import Engine
 from shared.inbound.gate import SourceGate, source_of
+from tests.conftest import serving
 from tests.helpers.functions import serve_function
 from tests.helpers.inbound import change
 from tests.test_inbound_processing import customer, new_customer
@@ -104,9 +105,8 @@ def gated(engine: Engine, small_pool: Database) -> Iterator[Engine]:
         }
     )
     flood_engine = dataclasses.replace(engine, settings=settings, database=small_pool)
-    set_engine(flood_engine)
-    yield flood_engine
-    set_engine(engine)
+    with serving(flood_engine):
+        yield flood_engine
 
 
 @pytest.fixture(scope="module")

@@ -19,12 +19,12 @@ from hubspot.utils.signature import Signature
 
 from shared.api.metrics import read_snapshot
 from shared.db.connection import url_connector
-from shared.engine import Engine, set_engine
+from shared.engine import Engine
 from shared.engine.sync import TO_HUBSPOT, sync_customers
 from shared.inbound.process import process_pending
 from shared.inbound.queries import count_echoes
 from shared.tasks import InProcessDispatcher, Task
-from tests.conftest import TEST_ACCESS_TOKEN, TEST_APP_ID, TEST_CLIENT_SECRET
+from tests.conftest import TEST_ACCESS_TOKEN, TEST_APP_ID, TEST_CLIENT_SECRET, serving
 from tests.helpers.db_kill import in_thread, kill_lock_waiter
 from tests.helpers.functions import FunctionProcess, serve_function
 from tests.test_inbound_processing import change, customer, new_customer
@@ -324,11 +324,8 @@ def test_time_budget_spent_hands_the_batch_to_one_task(
     hurried = dataclasses.replace(engine)
     hurried.settings = engine.settings.model_copy(update={"webhook_time_budget_seconds": 1e-6})
     hurried.mappings = engine.mappings
-    set_engine(hurried)
-    try:
+    with serving(hurried):
         response = deliver(receiver, COMPANY_PATH, [change(company, "name", "Deferred")])
-    finally:
-        set_engine(engine)
     assert response.status_code == 200
     assert response.json()["handed_off"] == 1 and response.json()["processed"] == 0
     assert engine.dispatcher.wait_idle(20)  # type: ignore[attr-defined]
@@ -369,7 +366,7 @@ class _LostTasks:
     def __init__(self) -> None:
         self.tasks: list[Task] = []
 
-    def submit(self, task: Task) -> bool:
+    def submit(self, task: Task, engine: Engine) -> bool:
         self.tasks.append(task)
         return True
 
@@ -398,19 +395,15 @@ def test_events_whose_task_was_lost_are_applied_once_by_the_next_scheduled_sweep
     hurried = dataclasses.replace(engine, dispatcher=lost)
     hurried.settings = engine.settings.model_copy(update={"webhook_time_budget_seconds": 1e-6})
     hurried.mappings = engine.mappings
-    set_engine(hurried)
-    try:
+    with serving(hurried):
         response = deliver(receiver, COMPANY_PATH, events)
-    finally:
-        set_engine(engine)
     assert response.status_code == 200 and response.json()["handed_off"] == 2, response.text
     assert len(lost.tasks) == 1 and _events_processed(engine, company) == [False, False]
 
     def sweep(clock_ahead: timedelta) -> httpx.Response:
         later = dataclasses.replace(engine, clock=lambda: datetime.now(UTC) + clock_ahead)
         later.mappings = engine.mappings
-        set_engine(later)
-        try:
+        with serving(later):
             schedule = datetime.now(UTC).isoformat()  # a new trigger each time
             return httpx.post(
                 reconciler,
@@ -418,8 +411,6 @@ def test_events_whose_task_was_lost_are_applied_once_by_the_next_scheduled_sweep
                 headers={"X-CloudScheduler-ScheduleTime": schedule},
                 timeout=60,
             )
-        finally:
-            set_engine(engine)
 
     assert process_pending(engine).processed == 0  # within the grace period: left to its task
     with serve_function("reconciler") as reconciler:

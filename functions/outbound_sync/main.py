@@ -17,7 +17,7 @@ with cold_start():
     import functions_framework
 
     from shared.auth import authorize_internal_caller
-    from shared.engine import get_engine
+    from shared.engine.edge import get_engine
     from shared.outbound import receive
     from shared.web import error_response, http_function, json_response, read_body
 

@@ -25,7 +25,7 @@ with cold_start():
     import functions_framework
 
     from shared.auth import authorize_internal_caller
-    from shared.engine import get_engine
+    from shared.engine.edge import get_engine
     from shared.engine.gauges import emit_gauges
     from shared.inbound.process import process_pending
     from shared.pause import SyncPaused

@@ -16,7 +16,7 @@ with cold_start():
     import functions_framework
 
     from shared.auth import authorize_internal_caller
-    from shared.engine import get_engine
+    from shared.engine.edge import get_engine
     from shared.engine.gauges import emit_gauges
     from shared.retry import handle_task
     from shared.web import error_response, http_function, json_response, read_json
@@ -31,11 +31,12 @@ def retry_worker(request: flask.Request) -> flask.Response:
     """Run one task."""
     if request.method != "POST":
         return error_response(405, "Cloud Tasks calls with POST")
-    authorize_internal_caller(request.headers, get_engine().settings)
+    engine = get_engine()
+    authorize_internal_caller(request.headers, engine.settings)
     body = read_json(request)
     attempt = _attempt(request.headers.get("X-CloudTasks-TaskRetryCount"))
-    status, answer = handle_task(body, attempt)
-    emit_gauges(get_engine())
+    status, answer = handle_task(engine, body, attempt)
+    emit_gauges(engine)
     return json_response(answer, status)
 
 

@@ -9,6 +9,7 @@ with cold_start():
     import functions_framework
 
     from shared.api.routes import MAX_BODY_BYTES, dispatch
+    from shared.engine.edge import get_engine
     from shared.web import http_function
 
 
@@ -16,4 +17,4 @@ with cold_start():
 @http_function("sync_api", max_body_bytes=MAX_BODY_BYTES)
 def sync_api(request: flask.Request) -> flask.Response:
     """Answer one management API request (auth, routing and validation in ``dispatch``)."""
-    return dispatch(request)
+    return dispatch(request, get_engine)

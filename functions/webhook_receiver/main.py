@@ -21,7 +21,7 @@ with cold_start():
     import flask
     import functions_framework
 
-    from shared.engine import get_engine
+    from shared.engine.edge import get_engine
     from shared.inbound.gate import get_gate, source_of
     from shared.inbound.verify import SignatureRejected, raw_target
     from shared.inbound.webhook import (

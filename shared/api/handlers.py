@@ -26,7 +26,6 @@ from shared.errors import SyncError
 from shared.links import linked_id
 from shared.mapping import EntityType
 from shared.outbound.linking import link_customers
-from shared.sealing import get_sealer
 from shared.untrusted_time import parse_time
 
 TRIGGERED_BY = "api"  # hubspot_sync_log.triggered_by of syncs started through the API
@@ -242,7 +241,7 @@ def customer_logs(call: Call) -> Reply:
         )
     more = len(rows) > query.limit
     rows = rows[: query.limit]
-    sealer = get_sealer()
+    sealer = call.engine.sealer
     items = [
         models.LogEntry.model_validate(
             {**row, "field_changes": sealer.open_changes(row.get("field_changes") or {})}

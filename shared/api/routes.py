@@ -33,7 +33,7 @@ from shared.api.auth import (
     authenticate_metrics,
 )
 from shared.api.context import ApiError, Call, Reply
-from shared.engine import get_engine
+from shared.engine import Engine
 from shared.observability import bind
 from shared.web import BadRequest, error_response, json_response, read_json
 
@@ -401,10 +401,16 @@ ROUTES: tuple[Route, ...] = (
 # --- the router -----------------------------------------------------------------------
 
 
-def dispatch(request: flask.Request, routes: tuple[Route, ...] = ROUTES) -> flask.Response:
-    """Answer one request from the route table."""
+def dispatch(
+    request: flask.Request, engine: Callable[[], Engine], routes: tuple[Route, ...] = ROUTES
+) -> flask.Response:
+    """Answer one request from the route table with the adapter's engine.
+
+    ``engine`` is called once a route matched: a request for no route is answered
+    without one, as an engine whose settings are incomplete cannot be built.
+    """
     try:
-        return _dispatch(request, routes)
+        return _dispatch(request, engine, routes)
     except ApiError as exc:
         details: dict[str, Any] = {}
         if exc.field is not None:
@@ -422,7 +428,9 @@ def dispatch(request: flask.Request, routes: tuple[Route, ...] = ROUTES) -> flas
         return error_response(503, str(exc), retryable=False)
 
 
-def _dispatch(request: flask.Request, routes: tuple[Route, ...]) -> flask.Response:
+def _dispatch(
+    request: flask.Request, engine_of: Callable[[], Engine], routes: tuple[Route, ...]
+) -> flask.Response:
     parts = tuple(request.path.rstrip("/").strip("/").split("/"))
     candidates = [(route, params) for route in routes if (params := route.match(parts)) is not None]
     if not candidates:
@@ -435,7 +443,7 @@ def _dispatch(request: flask.Request, routes: tuple[Route, ...]) -> flask.Respon
         )
     route, raw_params = found
     headers = dict(request.headers)
-    engine = get_engine()
+    engine = engine_of()
     if route.auth == "page":
         caller = Caller("open")
     elif route.auth == "metrics":

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
-from shared.db import Database, get_database
+from shared.db import Database
 from shared.db.migrate import applied_versions, available_migrations, upgrade
+from shared.engine.edge import get_database
 
 
 @click.group()

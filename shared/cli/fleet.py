@@ -33,7 +33,7 @@ _OUTPUT = click.option(
 
 def _database() -> Any:
     # The database alone: listing and pausing must work when HubSpot is what is broken.
-    from shared.db import get_database
+    from shared.engine.edge import get_database
 
     return get_database()
 
@@ -201,7 +201,7 @@ def pause(reason: str | None) -> None:
 def resume() -> None:
     """Clear the pause and hand on, in order, everything that waited."""
     from shared import pause as switch
-    from shared.engine import get_engine
+    from shared.engine.edge import get_engine
 
     engine = get_engine()  # the drain hands work to tasks: the full settings are needed
     was_paused, drained = switch.resume(engine, by=_operator())

@@ -7,7 +7,7 @@ import time
 import click
 
 from shared.diagnose import explain_line
-from shared.hubspot import get_hubspot_client
+from shared.engine.edge import get_engine
 from shared.hubspot.errors import HubSpotError
 
 
@@ -31,7 +31,7 @@ def setup_properties_command() -> None:
     for variable, scopes in needs.items():
         click.echo(f"scopes   {variable}: {' '.join(scopes)}")
     try:
-        report = setup_properties(get_hubspot_client())
+        report = setup_properties(get_engine().hubspot)
     except HubSpotError as exc:
         if exc.category == "MISSING_SCOPES":  # which token lacks what: the lines above
             raise click.ClickException(
@@ -54,7 +54,7 @@ def setup_properties_command() -> None:
 @hubspot.command("check")
 def check_command() -> None:
     """Call HubSpot once and print reachability and the rate-limit headers."""
-    client = get_hubspot_client()
+    client = get_engine().hubspot
     started = time.monotonic()
     try:
         client.companies.list_page(limit=1)

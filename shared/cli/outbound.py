@@ -19,7 +19,7 @@ def sweep_command() -> None:
     Prints the sweep's report as JSON; exits 1 when its flush failed (the customers
     stay dirty for the next sweep).
     """
-    from shared.engine import get_engine
+    from shared.engine.edge import get_engine
     from shared.outbound.sweep import sweep
 
     report = sweep(get_engine())

@@ -69,7 +69,7 @@ def reconcile(
     output: str,
 ) -> None:
     """Compare every linked customer with HubSpot, repair drift per rule, print the report."""
-    from shared.engine import get_engine
+    from shared.engine.edge import get_engine
     from shared.reconcile import InvalidRunRequest, RunInProgress, RunRequest, start_run
 
     records: list[dict[str, Any]] = []

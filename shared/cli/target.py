@@ -10,10 +10,9 @@ uses, and stops with one line when that database holds none of the sync tables.
 from __future__ import annotations
 
 from shared.config import get_settings
-from shared.db import get_database
-from shared.db.connection import database_built
 from shared.db.migrate import applied_versions
 from shared.diagnose import database_setting, embedded_data_dir
+from shared.engine.edge import database_built, get_database
 from shared.errors import ConfigurationError
 
 FIX = (

@@ -426,33 +426,3 @@ def database_from_settings(settings: Settings) -> Database:
             "(DATABASE_URL and INSTANCE_CONNECTION_NAME are not set)"
         )
     return Database(connect, pool_size=settings.db_pool_size, description=description)
-
-
-_database: Database | None = None
-_database_lock = threading.Lock()
-
-
-def get_database() -> Database:
-    """The process-wide database, built on first use from ``get_settings()``."""
-    global _database
-    if _database is None:
-        from shared.config import get_settings
-
-        with _database_lock:
-            if _database is None:
-                _database = database_from_settings(get_settings())
-    return _database
-
-
-def database_built() -> bool:
-    """Whether the process-wide database exists already (built, or installed by a test)."""
-    return _database is not None
-
-
-def set_database(database: Database | None) -> None:
-    """Replace the process-wide database (tests, the demo's in-process stack)."""
-    global _database
-    with _database_lock:
-        if _database is not None and _database is not database:
-            _database.close()
-        _database = database

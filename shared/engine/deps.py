@@ -1,9 +1,7 @@
 """What the engine works with, gathered in one place so every flow gets the same parts.
 
-Function adapters, the CLI and the tests all call engine functions with an
-:class:`Engine`; ``get_engine()`` builds the process-wide one lazily from
-settings (database pool, HubSpot client, task dispatcher, mapping cache), so a
-warm function instance reuses them across invocations.
+Every flow takes an :class:`Engine` as a parameter: the adapters hand in the
+process-wide one (``shared/engine/edge.py``), tests build their own.
 """
 
 from __future__ import annotations
@@ -13,6 +11,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -20,7 +19,8 @@ from shared.config.settings import Settings
 from shared.db import Database
 from shared.db.repositories import sync_config
 from shared.mapping import EntityType, MappingProvider, MappingSet
-from shared.tasks.dispatch import Dispatcher
+from shared.sealing import Sealer
+from shared.tasks.dispatch import Dispatcher, Task
 
 if TYPE_CHECKING:
     from shared.hubspot import HubSpotClient
@@ -35,7 +35,7 @@ def _utcnow() -> datetime:
 
 @dataclass
 class Engine:
-    """The parts a sync flow needs. Build with :func:`get_engine` or directly in tests."""
+    """The parts a sync flow needs, handed to it by its caller (see the module docstring)."""
 
     settings: Settings
     database: Database
@@ -64,6 +64,21 @@ class Engine:
             self._config_owners = None
         self.mappings = MappingProvider(self._load_config_rows, ttl_seconds=MAPPING_TTL_SECONDS)
 
+    @cached_property
+    def sealer(self) -> Sealer:
+        """Seals the sync log's sensitive values, with the keys the settings name.
+
+        Built on first use: cryptography loads only in a process that seals or opens.
+        """
+        return Sealer.from_settings(self.settings)
+
+    def submit(self, task: Task) -> bool:
+        """Hand ``task`` to the dispatcher; False when a task of that name exists already.
+
+        The in-process stand-in runs it with this engine, as retry_worker runs it with its own.
+        """
+        return self.dispatcher.submit(task, self)
+
     def now(self) -> datetime:
         """The engine's clock (tests and the demo may move it)."""
         return self.clock()
@@ -88,39 +103,3 @@ class Engine:
         with self._config_lock:
             self._config_owners = (now + MAPPING_TTL_SECONDS, owners)
         return owners
-
-
-_engine: Engine | None = None
-_lock = threading.Lock()
-
-
-def get_engine() -> Engine:
-    """The process-wide engine, built on first use from the environment."""
-    global _engine
-    if _engine is None:
-        from shared.config import get_settings
-        from shared.db import get_database
-        from shared.hubspot import get_hubspot_client
-        from shared.tasks import get_dispatcher
-
-        with _lock:
-            if _engine is None:
-                _engine = Engine(
-                    settings=get_settings(),
-                    database=get_database(),
-                    hubspot=get_hubspot_client(),
-                    dispatcher=get_dispatcher(),
-                )
-    return _engine
-
-
-def installed_engine() -> Engine | None:
-    """The process-wide engine if one exists (built or installed), without building one."""
-    return _engine
-
-
-def set_engine(engine: Engine | None) -> None:
-    """Replace the process-wide engine (tests, the demo's in-process stack)."""
-    global _engine
-    with _lock:
-        _engine = engine

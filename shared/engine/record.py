@@ -17,7 +17,7 @@ from shared.db.repositories import customers, field_state, sync_log
 from shared.engine.plan import FieldResult, Plan
 from shared.mapping import Direction, EntityType, MappingSet
 from shared.observability import Conflict, log_operation
-from shared.sealing import Sealer, get_sealer
+from shared.sealing import Sealer
 
 
 def states_by_field(
@@ -257,7 +257,7 @@ def commit_plans(
     triggered_by_user: str | None = None,
     started_at: datetime | None = None,
     record_noop: bool = False,
-    sealer: Sealer | None = None,
+    sealer: Sealer,
 ) -> Committed:
     """Write WARP's columns, the field states and the sync-log rows of these plans.
 
@@ -304,7 +304,6 @@ def commit_plans(
         )
     if rows:
         field_state.upsert_many(tx, rows)
-    sealer = sealer or get_sealer()
     entries = [
         _log_entry(
             item,

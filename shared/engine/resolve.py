@@ -33,7 +33,7 @@ from shared.hubspot.models import HubSpotObject, parse_datetime
 from shared.links import linked_id
 from shared.mapping import Direction, EntityType, FieldMapping, MappingError
 from shared.observability import log_operation
-from shared.sealing import get_sealer
+from shared.sealing import Sealer
 
 log = logging.getLogger("warp_hubspot_sync.engine.resolve")
 
@@ -278,6 +278,7 @@ def resolve_conflict(
             status="SUCCESS",
             fields_synced=[field_name] if (wrote_hubspot or wrote_warp) else [],
             field_changes=_sealed(
+                engine.sealer,
                 mapping,
                 {"old": {"warp": warp_now, "hubspot": hub_now}, "new": hub_value},
                 source=resolution.value,
@@ -387,9 +388,10 @@ def _check_column(tx: Session, mapping: FieldMapping, column: str, value: Any) -
         )
 
 
-def _sealed(mapping: FieldMapping, change: dict[str, Any], *, source: str) -> dict[str, Any]:
+def _sealed(
+    sealer: Sealer, mapping: FieldMapping, change: dict[str, Any], *, source: str
+) -> dict[str, Any]:
     """The log's ``field_changes`` for one field, its values sealed if the field is sensitive."""
-    sealer = get_sealer()
     sensitive = frozenset({mapping.name} if mapping.warp_column in sealer.sensitive_columns else ())
     return sealer.seal_changes({mapping.name: {**change, "source": source}}, sensitive)
 

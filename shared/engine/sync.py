@@ -422,6 +422,7 @@ def _carry_out(
         triggered_by_user=triggered_by_user,
         started_at=started,
         record_noop=record_noop,
+        sealer=engine.sealer,
     )
     for item, log_id in zip(to_commit, committed.log_ids, strict=True):
         if log_id:

@@ -8,7 +8,7 @@ transport, retry policy) and may change shape freely.
 from shared.hubspot._associations import primary_association_type
 from shared.hubspot._objects import ObjectsApi, PendingBatch
 from shared.hubspot._search import SEARCH_PAGE_MAX
-from shared.hubspot.client import HubSpotClient, get_hubspot_client, set_hubspot_client
+from shared.hubspot.client import HubSpotClient
 from shared.hubspot.errors import HubSpotError
 from shared.hubspot.models import BatchResult, HubSpotObject, SearchPage
 from shared.hubspot.ratelimit import SharedRateLimiter
@@ -23,7 +23,5 @@ __all__ = [
     "PendingBatch",
     "SearchPage",
     "SharedRateLimiter",
-    "get_hubspot_client",
     "primary_association_type",
-    "set_hubspot_client",
 ]

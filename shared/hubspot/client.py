@@ -247,29 +247,3 @@ def _run_now(call: Callable[[], T]) -> Future[T]:
     except Exception as exc:  # delivered by result(), as from a pool thread
         future.set_exception(exc)
     return future
-
-
-_client: HubSpotClient | None = None
-_client_lock = threading.Lock()
-
-
-def get_hubspot_client() -> HubSpotClient:
-    """The process-wide client (one connection pool), built on first use from settings."""
-    global _client
-    if _client is None:
-        from shared.config import get_settings
-        from shared.db import get_database
-
-        with _client_lock:
-            if _client is None:
-                _client = HubSpotClient.from_settings(get_settings(), get_database())
-    return _client
-
-
-def set_hubspot_client(client: HubSpotClient | None) -> None:
-    """Replace the process-wide client (tests, the demo's in-process stack)."""
-    global _client
-    with _client_lock:
-        if _client is not None and _client is not client:
-            _client.close()
-        _client = client

@@ -1,6 +1,6 @@
 """Idempotency records: claim a key, complete it, or forget it (the Powertools persistence layer).
 
->>> persistence = PostgresPersistence(get_database())
+>>> persistence = PostgresPersistence(engine.database)
 >>> claim = persistence.claim("pubsub:" + message_id, payload_hash(payload), ...)
 
 A claim marks the key IN_PROGRESS for a lease; completing it stores a JSON record

@@ -258,6 +258,7 @@ class _Context:
             operation="UPDATE",
             triggered_by=TRIGGERED_BY,
             started_at=self.now,
+            sealer=self.engine.sealer,
         )
         self.changed = committed.changed
         left_out = set(committed.changed)

@@ -38,7 +38,7 @@ import pg8000.exceptions
 
 from shared import pause
 from shared.db.repositories import webhook_events
-from shared.engine.deps import Engine, get_engine
+from shared.engine.deps import Engine
 from shared.engine.record import log_plan
 from shared.errors import Retry, SyncError, retry_verdict
 from shared.inbound import failures as failures_table
@@ -292,9 +292,8 @@ def task_payload(row_ids: Sequence[str]) -> dict[str, Any]:
     return {"event_ids": [str(i) for i in row_ids]}
 
 
-def run_inbound_batch(payload: InboundBatchPayload, attempt: int) -> TaskOutcome:
+def run_inbound_batch(engine: Engine, payload: InboundBatchPayload, attempt: int) -> TaskOutcome:
     """Task handler of kind ``inbound_batch`` (registered in shared/tasks/kinds.py)."""
-    engine = get_engine()
     if payload.event_ids is not None:
         report = process_ids(engine, [str(i) for i in payload.event_ids])
     else:

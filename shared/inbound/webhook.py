@@ -170,7 +170,7 @@ def _hand_off(engine: Engine, row_ids: list[str], delivery: Delivery, *, delay: 
         name=task_name(KIND, stamp, *sorted(row_ids)),
     )
     try:
-        engine.dispatcher.submit(task)
+        engine.submit(task)
     except Exception as exc:
         log.error(
             "could not hand stored events to a task; HubSpot will redeliver",

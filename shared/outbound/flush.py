@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 from shared.db import Row
 from shared.db.repositories import outbound_dirty
-from shared.engine.deps import Engine, get_engine
+from shared.engine.deps import Engine
 from shared.errors import DatabaseUnavailableError, Retry, retry_verdict
 from shared.observability.redaction import describe_error
 from shared.outbound.fields import fields_from_stored
@@ -67,9 +67,8 @@ class FlushReport:
     gave_up: bool = False
 
 
-def run_flush_task(payload: FlushPayload, attempt: int) -> TaskOutcome:
+def run_flush_task(engine: Engine, payload: FlushPayload, attempt: int) -> TaskOutcome:
     """Task handler of ``outbound_flush``."""
-    engine = get_engine()
     report = flush(engine, attempt=attempt)
     if payload.trailing and payload.bucket is not None:
         window_flushed(engine, payload.bucket)  # the next window may lead again
@@ -102,7 +101,7 @@ def flush(
     if len(rows) >= limit:
         report.more = True
         ids = sorted(str(r["customer_id"]) for r in rows)
-        engine.dispatcher.submit(Task(FLUSH_KIND, {}, name=task_name(FLUSH_KIND, "after", *ids)))
+        engine.submit(Task(FLUSH_KIND, {}, name=task_name(FLUSH_KIND, "after", *ids)))
     try:
         work = _batch_work(engine, rows)
     except Exception:
@@ -221,7 +220,7 @@ def _check_after_lease(engine: Engine) -> None:
     run out. One per lease period is enough, so the name deduplicates it.
     """
     period = int(time.time() // LEASE_SECONDS)
-    engine.dispatcher.submit(
+    engine.submit(
         Task(
             FLUSH_KIND,
             {},

@@ -232,7 +232,7 @@ def schedule_flush(engine: Engine) -> bool:
     """
     delay = engine.settings.coalesce_delay_seconds
     if delay <= 0:
-        return engine.dispatcher.submit(Task(FLUSH_KIND, {}))
+        return engine.submit(Task(FLUSH_KIND, {}))
     now = time.time()
     bucket = math.floor(now / delay)
     persistence = PostgresPersistence(engine.database)
@@ -242,7 +242,7 @@ def schedule_flush(engine: Engine) -> bool:
     )
     if first.claimed and not _flush_outstanding(persistence, delay, bucket - 1):
         # The claim makes it one per window: the task needs no name.
-        return engine.dispatcher.submit(Task(FLUSH_KIND, {"bucket": bucket}))
+        return engine.submit(Task(FLUSH_KIND, {"bucket": bucket}))
     # The window's own flush, recorded until it has run (see _flush_outstanding).
     persistence.claim(
         _window_key("window", delay, bucket), None, expires_after=lifetime, lease=lifetime
@@ -255,7 +255,7 @@ def schedule_flush(engine: Engine) -> bool:
         delay_seconds=due - now,
         name=task_name(FLUSH_KIND, delay, bucket),
     )
-    return engine.dispatcher.submit(task)
+    return engine.submit(task)
 
 
 def window_flushed(engine: Engine, bucket: int) -> None:

@@ -33,7 +33,7 @@ from typing import Any
 
 from shared.capture.watch import CHANGES, ERRORS
 from shared.db import Session
-from shared.engine.deps import Engine, get_engine
+from shared.engine.deps import Engine
 from shared.engine.sync import lock_customers
 from shared.errors import SyncError
 from shared.inbound.process import process_pending
@@ -78,9 +78,9 @@ class SweepReport:
         return asdict(self)
 
 
-def run_sweep_task(payload: SweepPayload, attempt: int) -> TaskOutcome:
+def run_sweep_task(engine: Engine, payload: SweepPayload, attempt: int) -> TaskOutcome:
     """Task handler of ``outbound_sweep`` (the scheduler's call to ``retry_worker``)."""
-    sweep(get_engine())
+    sweep(engine)
     return TaskOutcome.DONE
 
 

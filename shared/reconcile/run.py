@@ -511,7 +511,7 @@ def _continue_later(
 ) -> None:
     payload = {"run_id": run_id, "seq": seq, "failures": failures}
     name = task_name("reconcile", run_id, seq, failures, nonce)
-    engine.dispatcher.submit(Task(TASK_KIND, payload, delay_seconds=delay, name=name))
+    engine.submit(Task(TASK_KIND, payload, delay_seconds=delay, name=name))
     with engine.database.transaction() as tx:
         reconciliation_runs.heartbeat(tx, run_id)
 
@@ -572,11 +572,8 @@ def _fail(engine: Engine, run_id: str, message: str) -> Row:
 # --- continuing and recovering --------------------------------------------------------
 
 
-def continue_run(payload: ReconcileContinuePayload, attempt: int) -> TaskOutcome:
+def continue_run(engine: Engine, payload: ReconcileContinuePayload, attempt: int) -> TaskOutcome:
     """Task handler of ``reconcile_continue``: work on the run for one more time budget."""
-    from shared.engine import get_engine
-
-    engine = get_engine()
     run_id = str(payload.run_id)
     with engine.database.transaction() as tx:
         row = reconciliation_runs.get(tx, run_id)

@@ -88,7 +88,7 @@ def submit_item_task(engine: Engine, row: Row, *, delay_seconds: float, attempt:
     name = task_name(QUEUE_TASK_KIND, item_id, attempt)
     task = Task(QUEUE_TASK_KIND, {"id": item_id}, delay_seconds=delay_seconds, name=name)
     try:
-        engine.dispatcher.submit(task)
+        engine.submit(task)
     except Exception as exc:
         log.exception(
             "could not create the retry task; the queue row is FAILED",

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.db import Row
 from shared.db.repositories import sync_queue
-from shared.engine.deps import Engine, get_engine
+from shared.engine.deps import Engine
 from shared.errors import Retry, first_problem, retry_verdict
 from shared.observability.redaction import describe_error
 from shared.retry.items import submit_item_task
@@ -56,9 +56,9 @@ def _resolve(kind: str | None) -> Runner:
     return runner
 
 
-def run_queue_task(payload: QueueItemPayload, attempt: int) -> TaskOutcome:
+def run_queue_task(engine: Engine, payload: QueueItemPayload, attempt: int) -> TaskOutcome:
     """Task handler of ``queue_item``: process the row ``payload.id``."""
-    return process_item(get_engine(), str(payload.id), attempt)
+    return process_item(engine, str(payload.id), attempt)
 
 
 def process_item(engine: Engine, item_id: str, attempt: int = 0) -> TaskOutcome:
@@ -130,7 +130,7 @@ class TaskBody(BaseModel):
     payload: dict[str, Any] = Field(default_factory=dict)
 
 
-def handle_task(body: Any, attempt: int) -> tuple[int, dict[str, Any]]:
+def handle_task(engine: Engine, body: Any, attempt: int) -> tuple[int, dict[str, Any]]:
     """Run a task body as ``retry_worker`` received it: (HTTP status, JSON answer).
 
     200 for DONE, SCHEDULED and FAILED (a FAILED row is the dead letter, a SCHEDULED
@@ -146,7 +146,7 @@ def handle_task(body: Any, attempt: int) -> tuple[int, dict[str, Any]]:
         return _refused(f"task body: {first_problem(exc)}", attempt)
     kind = task.kind
     try:
-        outcome = run_task(kind, task.payload, attempt)
+        outcome = run_task(engine, kind, task.payload, attempt)
     except InvalidTaskPayload as exc:
         return _refused(str(exc), attempt)
     except Exception as exc:

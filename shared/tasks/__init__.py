@@ -12,8 +12,6 @@ from shared.tasks.dispatch import (
     Dispatcher,
     InProcessDispatcher,
     Task,
-    get_dispatcher,
-    set_dispatcher,
 )
 from shared.tasks.registry import TaskOutcome, register, run_task
 
@@ -25,10 +23,8 @@ __all__ = [
     "TaskOutcome",
     "backoff_ceiling",
     "backoff_delay",
-    "get_dispatcher",
     "register",
     "retry_delay_within",
     "run_task",
-    "set_dispatcher",
     "task_name",
 ]

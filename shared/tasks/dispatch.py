@@ -11,12 +11,15 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.config.settings import Settings
 from shared.errors import Retry, retry_verdict
 from shared.tasks.backoff import backoff_delay
 from shared.tasks.registry import TaskOutcome, run_task
+
+if TYPE_CHECKING:
+    from shared.engine.deps import Engine
 
 log = logging.getLogger("warp_hubspot_sync.tasks")
 
@@ -36,9 +39,13 @@ class Task:
 
 
 class Dispatcher(Protocol):
-    """Accepts tasks. ``submit`` returns False when a task of that name already exists."""
+    """Accepts tasks. ``submit`` returns False when a task of that name already exists.
 
-    def submit(self, task: Task) -> bool: ...
+    ``engine`` is the submitter's: the in-process stand-in runs the task with it, as
+    the retry worker would with its own; Cloud Tasks has no use for it.
+    """
+
+    def submit(self, task: Task, engine: Engine) -> bool: ...
 
 
 @dataclass(order=True)
@@ -46,6 +53,7 @@ class _Scheduled:
     due: float
     seq: int
     task: Task = field(compare=False)
+    engine: Engine = field(compare=False)
     attempt: int = field(compare=False, default=0)
 
 
@@ -75,14 +83,15 @@ class InProcessDispatcher:
         self._thread = threading.Thread(target=self._loop, name="task-stand-in", daemon=True)
         self._thread.start()
 
-    def submit(self, task: Task) -> bool:
-        """Schedule ``task``; False when one of the same name was submitted before."""
+    def submit(self, task: Task, engine: Engine) -> bool:
+        """Schedule ``task`` to run with ``engine``; False when one of the same name was
+        submitted before."""
         with self._cond:
             if task.name is not None:
                 if task.name in self._names:
                     return False
                 self._names.add(task.name)
-            self._push(task, task.delay_seconds, attempt=0)
+            self._push(task, engine, task.delay_seconds, attempt=0)
             return True
 
     def pending(self, horizon: float = 60.0) -> int:
@@ -125,9 +134,9 @@ class InProcessDispatcher:
             self._cond.notify_all()
         self._thread.join(timeout=5)
 
-    def _push(self, task: Task, delay: float, attempt: int) -> None:
+    def _push(self, task: Task, engine: Engine, delay: float, attempt: int) -> None:
         due = time.monotonic() + max(0.0, delay) * self._time_scale
-        heapq.heappush(self._heap, _Scheduled(due, next(self._seq), task, attempt))
+        heapq.heappush(self._heap, _Scheduled(due, next(self._seq), task, engine, attempt))
         self._cond.notify_all()
 
     def _loop(self) -> None:
@@ -148,7 +157,7 @@ class InProcessDispatcher:
                 if outcome is TaskOutcome.RETRY and item.attempt + 1 < self._max_attempts:
                     self.retried += 1
                     delay = backoff_delay(item.attempt + 1, base=self._base, cap=self._cap)
-                    self._push(item.task, delay, item.attempt + 1)
+                    self._push(item.task, item.engine, delay, item.attempt + 1)
                 elif outcome is TaskOutcome.SCHEDULED:
                     self.retried += 1  # the next attempt is a task of its own, already submitted
                 elif outcome is TaskOutcome.DONE:
@@ -160,7 +169,7 @@ class InProcessDispatcher:
     @staticmethod
     def _run(item: _Scheduled) -> TaskOutcome:
         try:
-            return run_task(item.task.kind, item.task.payload, item.attempt)
+            return run_task(item.engine, item.task.kind, item.task.payload, item.attempt)
         except Exception as exc:  # a crash (a bug) is retried, as a 500 is by Cloud Tasks
             retryable = retry_verdict(exc) is not Retry.NEVER
             log.exception(
@@ -183,7 +192,7 @@ class CloudTasksDispatcher:
         self._client: Any = None
         self._lock = threading.Lock()
 
-    def submit(self, task: Task) -> bool:
+    def submit(self, task: Task, engine: Engine) -> bool:
         """Create the task; False when a task of that name exists already."""
         from google.api_core import exceptions as gexc
 
@@ -239,10 +248,6 @@ class CloudTasksDispatcher:
             return self._client
 
 
-_dispatcher: Dispatcher | None = None
-_dispatcher_lock = threading.Lock()
-
-
 def dispatcher_from_settings(settings: Settings) -> Dispatcher:
     """Cloud Tasks when ``TASKS_QUEUE`` is set, the in-process stand-in otherwise."""
     if settings.tasks_queue:
@@ -252,25 +257,3 @@ def dispatcher_from_settings(settings: Settings) -> Dispatcher:
         cap=settings.retry_cap_seconds,
         max_attempts=settings.retry_max_attempts,
     )
-
-
-def get_dispatcher() -> Dispatcher:
-    """The process-wide dispatcher, built on first use."""
-    global _dispatcher
-    if _dispatcher is None:
-        from shared.config import get_settings
-
-        with _dispatcher_lock:
-            if _dispatcher is None:
-                _dispatcher = dispatcher_from_settings(get_settings())
-    return _dispatcher
-
-
-def set_dispatcher(dispatcher: Dispatcher | None) -> None:
-    """Replace the process-wide dispatcher (tests, the demo)."""
-    global _dispatcher
-    with _dispatcher_lock:
-        old = _dispatcher
-        _dispatcher = dispatcher
-    if isinstance(old, InProcessDispatcher) and old is not dispatcher:
-        old.stop()

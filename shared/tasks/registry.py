@@ -12,11 +12,14 @@ import importlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
 from shared.errors import SyncError, first_problem
+
+if TYPE_CHECKING:
+    from shared.engine.deps import Engine
 
 log = logging.getLogger("warp_hubspot_sync.tasks")
 
@@ -32,9 +35,11 @@ class TaskOutcome(enum.StrEnum):
     SCHEDULED = "SCHEDULED"
 
 
-# A handler takes (payload, attempt) with attempt 0-based, as Cloud Tasks counts it
-# in X-CloudTasks-TaskRetryCount; the payload is the kind's model when it has one.
-Handler = Callable[[Any, int], TaskOutcome]
+# A handler takes (engine, payload, attempt): the engine its caller built (retry_worker's,
+# or the one that submitted the task to the in-process stand-in), attempt 0-based as
+# Cloud Tasks counts it in X-CloudTasks-TaskRetryCount, the payload as the kind's model
+# when it has one.
+Handler = Callable[["Engine", Any, int], TaskOutcome]
 
 
 @dataclass(frozen=True)
@@ -90,25 +95,24 @@ def validate_payload(kind: str, payload: Mapping[str, Any]) -> Any:
         raise InvalidTaskPayload(f"{kind} payload: {first_problem(exc)}") from None
 
 
-def run_task(kind: str, payload: Mapping[str, Any], attempt: int) -> TaskOutcome:
+def run_task(engine: Engine, kind: str, payload: Mapping[str, Any], attempt: int) -> TaskOutcome:
     """Validate the payload and run the task; an unknown kind or a bad payload is permanent.
 
     While the sync is paused a task of a writing kind is not run: it is kept, answers
     DONE, and the resume submits it again (``shared/pause.py``).
     """
     validated = validate_payload(kind, payload)
-    if _registration(kind).writes and _held(kind, payload):
+    if _registration(kind).writes and _held(engine, kind, payload):
         return TaskOutcome.DONE
-    return resolve(kind)(validated, attempt)
+    return resolve(kind)(engine, validated, attempt)
 
 
-def _held(kind: str, payload: Mapping[str, Any]) -> bool:
+def _held(engine: Engine, kind: str, payload: Mapping[str, Any]) -> bool:
     """Keep the task for the resume when the sync is paused (``shared/pause.py``)."""
     # Imported here: the registry is loaded by every function before any engine exists.
-    from shared.engine import get_engine
     from shared.pause import hold
 
-    if not hold(get_engine(), kind, payload):
+    if not hold(engine, kind, payload):
         return False
     log.info("sync paused: task held until resume", extra={"fields": {"kind": kind}})
     return True

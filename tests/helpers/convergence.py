@@ -379,7 +379,7 @@ def _expire_leases(stack: LocalStack) -> None:
             return outbound_dirty.pending_count(tx)
 
     if retrying(run):
-        stack.dispatcher.submit(Task(FLUSH_KIND, {}))
+        stack.require_engine().submit(Task(FLUSH_KIND, {}))
 
 
 def backlog(stack: LocalStack) -> dict[str, Any]:
