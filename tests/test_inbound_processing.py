@@ -21,6 +21,7 @@ from shared.db.connection import url_connector
 from shared.db.repositories import customers, field_state, sync_log, sync_queue
 from shared.engine import Engine
 from shared.engine.sync import TO_HUBSPOT, sync_customers
+from shared.inbound import apply
 from shared.inbound.events import parse_batch
 from shared.inbound.process import (
     process_events,
@@ -133,6 +134,41 @@ def test_warp_edit_committed_while_a_chunk_applies_is_kept_and_its_events_retrie
     assert report.counts["applied"] == 1 and len(report.retry) == 1
     (pending,) = stored_rows(engine, raced_company)
     assert not pending["processed"] and "changed in WARP" in pending["processing_error"]
+
+
+def test_a_chunk_that_waited_for_the_customer_is_recorded_after_the_one_it_waited_for(
+    engine: Engine, emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two deliveries of one customer at once; the newer edit's reaches the lock second.
+
+    Found by tests/test_webhook_delivery.py under load: a chunk that read the clock,
+    then waited for a connection or the customer's lock while another chunk applied an
+    older edit, logged its newer edit as the earlier one ("Round 2" last, WARP on Round 9).
+    """
+    cid, company = new_customer(engine, emulator)
+    at = now_ms()
+    older = store_batch(engine.database, parse_batch([change(company, "name", "Older", at=at)]))
+    newer = store_batch(engine.database, parse_batch([change(company, "name", "Newer", at=at + 1)]))
+    start, ticks = datetime.now(UTC), iter(range(1_000))
+    monkeypatch.setattr(engine, "clock", lambda: start + timedelta(seconds=next(ticks)))
+    take_locks = apply.lock_customers
+
+    def the_older_chunk_applies_first(tx: Any, ids: Any) -> None:
+        monkeypatch.setattr(apply, "lock_customers", take_locks)
+        other = threading.Thread(target=process_events, args=(engine, older.to_process))
+        other.start()  # another request's worker, on its own connection
+        other.join(30)
+        take_locks(tx, ids)
+
+    monkeypatch.setattr(apply, "lock_customers", the_older_chunk_applies_first)
+    report = process_events(engine, newer.to_process)
+    assert report.counts["applied"] == 1
+    assert customer(engine, cid)["company_name"] == "Newer"
+    entries = logs(engine, cid)  # newest first, as the API lists them
+    assert [e["field_changes"]["company_name"]["new"] for e in entries] == ["Newer", "Older"]
+    with engine.database.transaction() as tx:
+        state = field_state.get(tx, "customer", cid, "company_name")
+    assert state is not None and state["last_synced_at"] == entries[0]["completed_at"]
 
 
 def test_echoes_of_our_writes_are_ignored_and_counted(engine: Engine, emulator: Any) -> None:

@@ -118,12 +118,15 @@ def apply_chunk(
     prepared = _prepare(engine, ordered, app_id)
     result = ChunkResult(failed=dict(prepared.failed))
     work = [s for s in ordered if s.row_id not in prepared.failed]
-    now = engine.now()
     with engine.database.transaction() as tx:
         if lock_timeout_ms is not None:
             # SET cannot take a parameter; the value is an int computed here.
             tx.execute(f"SET LOCAL lock_timeout = '{max(1, int(lock_timeout_ms))}ms'")
         lock_customers(tx, prepared.customer_ids)
+        # The time of the chunk's writes (field states, sync log) is read under the locks:
+        # read before, a chunk that then waited for a connection or a lock was stamped
+        # before the chunk it waited for, and the log showed the older edit as the latest.
+        now = engine.now()
         pending = webhook_events.lock_unprocessed(tx, [s.row_id for s in work])
         work = [s for s in work if s.row_id in pending]
         ctx = _Context(engine, tx, now, customers.get_many(tx, sorted(prepared.customer_ids)))
