@@ -175,9 +175,10 @@ def _sync_chunk(
     record_noop: bool,
     on_chunk: ChunkHook | None,
 ) -> list[CustomerSync]:
-    started = engine.now()
     with engine.database.transaction() as tx:
         lock_customers(tx, chunk)
+        # After the locks: a sync that waited for another is logged as starting after it.
+        started = engine.now()
         mappings = {(cid, et): engine.mapping_for(cid, et) for cid in chunk for et in ENTITIES}
         # What a sync reads of a row: the mapped columns, the links and WARP's row time
         # (reconciliation: 10,000 rows in 0.18 s instead of 0.31 s for every column).
