@@ -3,7 +3,7 @@
 # gcloud-tasks-emulator pins protobuf<5 and google-cloud-tasks<3, which clash with the
 # project's google-cloud libraries, so it never goes into .venv. Idempotent: an
 # existing environment with the emulator is left alone. Used by
-# tests/test_cloud_tasks_emulator.py (which skips, naming this script, without it).
+# tests/tasks/test_cloud_tasks_emulator.py (which skips, naming this script, without it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

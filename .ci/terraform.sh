@@ -7,7 +7,7 @@
 #   v6.13.0            the oldest whose service-account emails are known at plan time
 #   v6.13.0, emails=0  provider 6.0-6.12, where they are not (for_each keys must not use them)
 # each with the oldest and the newest Terraform CI can install, then
-# tests/test_terraform.py with terraform present, so its plan tests run instead of
+# tests/deploy/test_terraform.py with terraform present, so its plan tests run instead of
 # skipping. Any error, or any warning, fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -81,7 +81,7 @@ for venv in "$OLDEST" "$NEWEST"; do
                 plan -input=false -var-file="$PWD/$vars" -var "package_dir=$PACKAGE"
         done
     done
-    echo "== $tf: tests/test_terraform.py (with terraform and the offline tool)"
+    echo "== $tf: tests/deploy/test_terraform.py (with terraform and the offline tool)"
     TF_OFFLINE_TOOL="$TOOL" TF_OFFLINE_REQUIRED=1 \
-        .venv/bin/python -m pytest tests/test_terraform.py -q -p no:cacheprovider
+        .venv/bin/python -m pytest tests/deploy/test_terraform.py -q -p no:cacheprovider
 done

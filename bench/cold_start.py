@@ -13,7 +13,7 @@ The issue's goal, every function ≤ 1.5x the bare ``import functions_framework`
 below what the packages every function needs cost by themselves (the floor row). What
 our code decides is the rest: packages that only some paths use (gRPC clients, the
 Cloud SQL connector, cryptography, prometheus_client) are imported only there - the
-last column, asserted by tests/test_packaging.py - and the ms above the floor.
+last column, asserted by tests/deploy/test_packaging.py - and the ms above the floor.
 
     .venv/bin/python bench/cold_start.py [--runs 7]
 """

@@ -86,7 +86,7 @@ class RemoteEmulator:
         options += ["--search-rate", str(search_rate), "--daily-limit", "100000000"]
         options += ["--access-token", TOKEN]
         # No search lag: this measures calls and speed; what lag does to an incremental
-        # run is tested (tests/test_reconcile.py), and a lagging index would hide changes.
+        # run is tested (tests/engine/test_reconcile.py), and a lagging index would hide changes.
         options += ["--search-delay-ms", "0"]
         self.process = subprocess.Popen(
             [*command, *options], stdout=subprocess.PIPE, text=True, cwd=ROOT

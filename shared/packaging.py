@@ -36,7 +36,7 @@ DISTRIBUTION = "warp-hubspot-sync"
 MANIFEST = "manifest.json"
 # Packages a staged function may import only on the paths that use them, never at
 # start: gRPC clients (Cloud Tasks, Pub/Sub), the Cloud SQL connector, the sealing
-# cipher, the Prometheus renderer (tests/test_packaging.py, bench/cold_start.py).
+# cipher, the Prometheus renderer (tests/deploy/test_packaging.py, bench/cold_start.py).
 LOADED_WHERE_USED = (
     "grpc",
     "google.cloud.tasks",

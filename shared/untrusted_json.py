@@ -1,8 +1,8 @@
 """Reading JSON that arrived from outside: strict, bounded, and storable in PostgreSQL (pure).
 
 ``json.loads`` alone accepts documents the rest of the flow cannot handle, and each
-of those used to end as a 500 (found by tests/test_fuzz_webhook.py and
-tests/test_fuzz_pubsub.py):
+of those used to end as a 500 (found by tests/inbound/test_fuzz_webhook.py and
+tests/outbound/test_fuzz_pubsub.py):
 
 - nesting deep enough to exhaust the parser's recursion (``RecursionError``);
 - integers longer than Python's conversion limit (a ``ValueError`` that is not a

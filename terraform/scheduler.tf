@@ -6,7 +6,7 @@
 # X-CloudScheduler-ScheduleTime, which the reconciler uses as its run key, so a retry
 # after a lost response resumes or skips instead of starting a second run.
 locals {
-  # The reconciler refuses unknown keys; tests/test_terraform.py parses this body with
+  # The reconciler refuses unknown keys; tests/deploy/test_terraform.py parses this body with
   # the reconciler's own RunRequest. "Scheduler" as the trigger comes from the
   # X-CloudScheduler-ScheduleTime header, not from the body.
   nightly_reconcile_body = { run_type = "FULL", entity_type = "customer" }

@@ -143,7 +143,7 @@ def engine_settings(database_url: str, hubspot_url: str, **overrides: Any) -> An
         "retry_cap_seconds": 0.05,
         "coalesce_delay_seconds": 0.05,
         # Fuzz tests send thousands of bad signatures from one address; the webhook's
-        # rate limit has its own tests (tests/test_webhook_flood.py).
+        # rate limit has its own tests (tests/inbound/test_webhook_flood.py).
         "webhook_source_failure_limit": 1_000_000,
     }
     values.update(overrides)

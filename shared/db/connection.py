@@ -20,7 +20,7 @@ connection there; locally functions-framework runs threads.
 one it already holds (the mapping configuration loaded while an inbound apply holds
 its transaction) takes a connection without waiting for a slot: when every slot is
 held by a thread waiting for a second one, waiting would last forever (found by
-tests/test_webhook_delivery.py: 10 deliveries at once against ``DB_POOL_SIZE=4``
+tests/inbound/test_webhook_delivery.py: 10 deliveries at once against ``DB_POOL_SIZE=4``
 hung the receiver). Nesting is one level deep, so a process opens at most twice
 ``pool_size`` connections, and keeps at most ``pool_size`` idle.
 """
@@ -242,7 +242,7 @@ class Database:
                     # The idle connections are as old as this one and most likely died
                     # with it (server restart, failover, network cut): drop them too, so
                     # the caller's retry reconnects instead of meeting the next dead one
-                    # (found by tests/test_db_faults.py: one 503 per pooled connection).
+                    # (found by tests/db/test_db_faults.py: one 503 per pooled connection).
                     self.close()
                     raise DatabaseUnavailableError(f"database connection lost: {exc}") from exc
                 if session.broken is not None or not self._rolled_back(connection):

@@ -4,7 +4,7 @@ A warm function instance reuses one engine (database pool, HubSpot client, task
 dispatcher, mapping cache) across invocations, so the adapters — ``functions/*/main.py``,
 the CLI (``shared/cli/``) and ``shared/web.py``'s start-up check — take it from
 here. Every flow receives the engine as a parameter instead: nothing below the
-adapters reads this module (``tests/test_engine_edge.py`` holds it to that).
+adapters reads this module (``tests/deploy/test_engine_edge.py`` holds it to that).
 
 The engine is built on first use, so a function's cold start pays for nothing it
 does not call. Before that, :func:`get_database` gives the database alone: the

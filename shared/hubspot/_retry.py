@@ -3,7 +3,7 @@
 :func:`decide` says whether a failed HubSpot call is tried again (after how many
 seconds) or raised for the caller (Cloud Tasks) to retry later; :func:`pause_for_429`
 says what a 429 pauses in the shared limiter. The jitter of the backoff is an input,
-so both are tested directly (tests/test_hubspot_retry.py) and the request loop in
+so both are tested directly (tests/hubspot/test_hubspot_retry.py) and the request loop in
 :mod:`shared.hubspot.client` only carries them out.
 """
 

@@ -52,7 +52,7 @@ _GENERIC_OBJECT_TYPES = {"0-1": "contact", "0-2": "company"}
 
 # Bounds of the columns the event is stored in (BIGINT ids, INTEGER attempt, a
 # timestamp in shared/untrusted_time.py's range): beyond them a valid-looking event
-# used to fail at INSERT as a 500 instead of a 400 (found by tests/test_fuzz_webhook.py).
+# used to fail at INSERT as a 500 instead of a 400 (found by tests/inbound/test_fuzz_webhook.py).
 Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
 # HubSpot sends at most 100 events a request (docs/hubspot.md, "Webhook batch size"); a
 # bigger batch is not HubSpot's, and would only stretch one delivery's transaction.

@@ -84,7 +84,7 @@ class FunctionProcess:
             stderr=subprocess.STDOUT,
         )
         # Read the output as it comes: a full pipe (64 KiB of log lines) blocked the
-        # function's logging, and with it every request (tests/test_webhook_delivery.py).
+        # function's logging, and with it every request (tests/inbound/test_webhook_delivery.py).
         self._output: list[bytes] = []
         self._reader = threading.Thread(target=self._drain, name=f"fn-{name}-out", daemon=True)
         self._reader.start()
