@@ -296,9 +296,12 @@ def _decide(
         hub_changed = not same_form(
             mapping.canonical_hubspot, state.hubspot_value, hubspot.value, hub_form
         )
-    if hub_changed and holds_pending_write(mapping, state, hub_form):
-        # We wrote this value and died before recording it: HubSpot did not change.
-        hub_changed = False
+    if holds_pending_write(mapping, state, hub_form):
+        # HubSpot holds a value we wrote and never recorded (the flow died first): not a
+        # HubSpot edit. WARP's value, when it differs, changed after that write: a webhook
+        # may have brought in a HubSpot edit our write then overwrote (HubSpot has no
+        # conditional write), and WARP's value carries it back.
+        hub_changed, warp_changed = False, True
     if state is not None and not state.recorded:
         state = None  # only a write-ahead record: no baseline for the rules below
 

@@ -68,8 +68,15 @@ def state_rows(
     customer_id: str,
     previous: Mapping[str, FieldState],
     now: datetime,
+    read_hubspot: bool = True,
 ) -> list[dict[str, Any]]:
-    """The ``hubspot_field_state`` rows to upsert for ``plan``."""
+    """The ``hubspot_field_state`` rows to upsert for ``plan``.
+
+    ``read_hubspot``: the plan was made from HubSpot's current values (a read), which
+    settle any write-ahead value of a field (:func:`shared.conflicts.lost_write`). A
+    webhook's plan was not, and leaves it: a write that landed and was never recorded
+    is still known as ours afterwards.
+    """
     rows = []
     for name, state in plan.states.items():
         mapping = mappings.fields[name]
@@ -91,10 +98,9 @@ def state_rows(
             "sync_direction": mapping.direction.value,
             "conflict_resolution": mapping.rule.value,
             "is_in_conflict": state.is_in_conflict,
-            # Recorded now: any write-ahead record of this field is settled.
-            "hubspot_pending_value": None,
-            "hubspot_pending_at": None,
         }
+        if read_hubspot:  # recorded from HubSpot's value: any write-ahead record is settled
+            row["hubspot_pending_value"] = row["hubspot_pending_at"] = None
         if state.is_in_conflict and not (before and before.is_in_conflict):
             row["conflict_detected_at"] = now
         if before and before.is_in_conflict and not state.is_in_conflict:
@@ -258,6 +264,7 @@ def commit_plans(
     started_at: datetime | None = None,
     record_noop: bool = False,
     sealer: Sealer,
+    read_hubspot: bool = True,
 ) -> Committed:
     """Write WARP's columns, the field states and the sync-log rows of these plans.
 
@@ -273,6 +280,7 @@ def commit_plans(
     WARP's application takes none of the sync's locks: a customer whose written
     columns it changed since ``read`` is left out whole (``Committed.changed``), so
     its edit is never undone and no state claims a value WARP does not hold.
+    ``read_hubspot``: see :func:`state_rows` (False for a webhook's plans).
     """
     warp_updates: dict[str, dict[str, Any]] = {}
     warp_read: dict[str, dict[str, Any]] = {}
@@ -300,6 +308,7 @@ def commit_plans(
                 customer_id=item.customer_id,
                 previous=item.previous,
                 now=now,
+                read_hubspot=read_hubspot,
             )
         )
     if rows:

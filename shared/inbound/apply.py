@@ -262,6 +262,7 @@ class _Context:
             triggered_by=TRIGGERED_BY,
             started_at=self.now,
             sealer=self.engine.sealer,
+            read_hubspot=False,  # planned from the events, not from HubSpot's values
         )
         self.changed = committed.changed
         left_out = set(committed.changed)

@@ -16,6 +16,7 @@ from shared.engine.sync import BOTH_WAYS, FROM_HUBSPOT, TO_HUBSPOT, sync_custome
 from shared.mapping import EntityType
 from tests.helpers.customers import acme_customer
 from tests.helpers.db_kill import kill_open_transactions
+from tests.helpers.inbound import change, process
 from tests.helpers.races import after_first_write, edit_during_first_call
 
 pytestmark = pytest.mark.integration
@@ -166,6 +167,55 @@ def test_a_write_whose_record_was_lost_is_still_known_as_ours(
             if s["field_name"] == "credit_limit"
         ]
     assert state["hubspot_pending_value"] is None  # settled by the recorded sync
+
+
+def test_a_hubspot_edit_our_unrecorded_write_overwrote_is_written_back(
+    engine: Engine, emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """credit_limit is BIDIRECTIONAL with HUBSPOT_WINS. A sync reads HubSpot, a person
+    edits the field there, our write (WARP's older edit) lands over theirs, and the sync
+    dies before recording it. The person's webhook brings their edit into WARP; the next
+    sync must write it back to HubSpot, not take our unrecorded write for a HubSpot edit
+    and put it over WARP (test_convergence found it: the webhook's record had erased our
+    write-ahead value, and the write then passed for the newest HubSpot edit)."""
+    import shared.engine.sync as sync_module
+    from shared.errors import DatabaseUnavailableError
+
+    customer_id, company_id = acme_customer(engine, emulator)
+    sync_customers(engine, [customer_id], triggered_by="test")  # records the state
+    with engine.database.transaction() as tx:
+        customers.update_columns(tx, customer_id, {"credit_limit": Decimal("5100")})
+    write_hubspot = sync_module._write_hubspot
+
+    def person_edits_first(*args: Any, **kwargs: Any) -> Any:
+        emulator.ui_change("companies", company_id, {"warp_credit_limit": "5300"})
+        return write_hubspot(*args, **kwargs)
+
+    def connection_lost(*args: Any, **kwargs: Any) -> Any:
+        raise DatabaseUnavailableError("connection lost while recording")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(sync_module, "_write_hubspot", person_edits_first)
+        patch.setattr(sync_module, "commit_plans", connection_lost)
+        with pytest.raises(DatabaseUnavailableError):
+            sync_customers(engine, [customer_id], triggered_by="test")
+    assert emulator.values("companies", company_id)["warp_credit_limit"] == "5100"  # ours
+    (edit, *_) = [
+        h
+        for h in emulator.snapshot("companies", company_id)["propertiesWithHistory"][
+            "warp_credit_limit"
+        ]
+        if h["value"] == "5300"
+    ]
+    at = int(datetime.fromisoformat(edit["timestamp"]).timestamp() * 1000)
+    process(engine, change(company_id, "warp_credit_limit", "5300", at=at))
+    with engine.database.transaction() as tx:
+        assert customers.get(tx, customer_id)["credit_limit"] == Decimal("5300")  # type: ignore[index]
+
+    sync_customers(engine, [customer_id], triggered_by="test")
+    assert emulator.values("companies", company_id)["warp_credit_limit"] == "5300"
+    with engine.database.transaction() as tx:
+        assert customers.get(tx, customer_id)["credit_limit"] == Decimal("5300")  # type: ignore[index]
 
 
 def test_warp_edit_committed_during_a_sync_is_not_overwritten(
