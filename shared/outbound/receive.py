@@ -6,9 +6,10 @@ flush is asked for: at once for the first change of a moment, else a short while
 later under a name shared by every message of that moment, so a lone change
 arrives at once and a burst becomes a few batch writes (:func:`schedule_flush`).
 The delivery is acknowledged once the dirty mark and the message's record are
-committed and the flush task exists: that is the hand-off. The message id is claimed
-before; a failed hand-off (answered 503) forgets it, so the redelivery runs again,
-while a redelivery of a completed message is answered as a duplicate.
+committed: that is the hand-off. The message id is claimed before; a failed hand-off
+(answered 503) forgets it, so the redelivery runs again, while a redelivery of a
+completed message is answered as a duplicate. A flush that cannot be asked for after
+the hand-off is logged; the sweep's flush of overdue customers pushes the change.
 
 A message that cannot be read is recorded (log line, and its idempotency record
 when its id is known) and acknowledged: redelivering the same bytes cannot help.
@@ -35,6 +36,7 @@ from shared.idempotency import AlreadyInProgress, PostgresPersistence, Status, p
 from shared.links import linked_id
 from shared.mapping import EntityType, MappingSet
 from shared.messages import MalformedMessage, MessageDelivery, Operation, parse_delivery
+from shared.observability.redaction import describe_error
 from shared.outbound.deletes import close_deleted_customer
 from shared.outbound.fields import outbound_fields, stored_fields
 from shared.tasks import Task, task_name
@@ -101,12 +103,23 @@ def receive(engine: Engine, body: bytes, headers: Mapping[str, str]) -> Receipt:
     persistence.complete(key, record, expires_after=REMEMBER_FOR)
     if receipt.outcome == "accepted":
         # After the record: the flush may run at once, and it reads who sent the message
-        # from it. A failed hand-off forgets the message, so its redelivery runs again.
+        # from it. The change is handed off already (its dirty mark is committed): when
+        # no flush can be asked for now, the sweep's flush of overdue customers pushes
+        # it within a minute, and a redelivery would only be a duplicate.
         try:
             schedule_flush(engine)
-        except BaseException:
-            persistence.delete(key)
-            raise
+        except Exception as exc:
+            log.warning(
+                "change message handled, but no flush could be scheduled; the sweep "
+                "pushes the customer",
+                extra={
+                    "fields": {
+                        "message_id": delivery.message_id,
+                        "customer_id": receipt.customer_id,
+                        "error": describe_error(exc),
+                    }
+                },
+            )
     log.info(
         "change message handled",
         extra={

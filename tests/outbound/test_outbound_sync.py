@@ -7,6 +7,7 @@ app, waits until the outbound backlog has drained, and checks HubSpot and WARP.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import math
 import time
@@ -34,6 +35,7 @@ from shared.engine.sync import FROM_HUBSPOT, sync_customers
 from shared.idempotency import AlreadyInProgress, PostgresPersistence
 from shared.messages import ChangeMessage
 from shared.messages.envelope import encode_push_envelope
+from shared.outbound.flush import flush
 from shared.outbound.receive import KEY_PREFIX, receive
 from tests.helpers import inbound
 from tests.helpers.functions import serve_function
@@ -204,6 +206,33 @@ def test_message_another_instance_holds_is_refused_for_redelivery(
             {"id": cid},
         )
     assert pending == 0  # nothing handed over
+
+
+def test_a_flush_that_cannot_be_asked_for_leaves_the_change_dirty_for_the_sweep(
+    engine: Engine, emulator: Any
+) -> None:
+    """The change is handed off once its dirty mark is committed: a task queue that is
+    down afterwards is logged, and the sweep's flush of overdue customers pushes it."""
+
+    class TasksDown:
+        def submit(self, *args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("Cloud Tasks unavailable")
+
+    cid = _customer(engine, emulator)
+    down = dataclasses.replace(engine, dispatcher=TasksDown())
+    body = encode_push_envelope(_change(cid, "status"), uuid.uuid4().hex)
+    assert receive(down, body, {"Content-Type": "application/json"}).outcome == "accepted"
+    assert receive(down, body, {"Content-Type": "application/json"}).outcome == "duplicate"
+    with engine.database.transaction() as tx:
+        assert outbound_dirty.pending_count(tx) >= 1
+    flush(engine)  # what the sweep runs for customers whose own flush never came
+    with engine.database.transaction() as tx:
+        still = tx.fetch_value(
+            "SELECT count(*) FROM accounts.hubspot_outbound_dirty "
+            "WHERE customer_id = CAST(:id AS uuid)",
+            {"id": cid},
+        )
+    assert still == 0
 
 
 def test_poison_messages_are_acknowledged_and_recorded(engine: Engine, url: str) -> None:
