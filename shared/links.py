@@ -47,14 +47,15 @@ class MergeLink:
     old_id: str
     new_id: str
     keep: bool  # True: linked to new_id; False: another customer has it, unlinked for review
+    owner: str  # the customer new_id is linked to once this is carried out
 
-    def why(self, entity_type: EntityType, owner: str | None) -> str:
+    def why(self, entity_type: EntityType) -> str:
         """The sync log's reason for this change."""
         name = entity_type.object_name
         if self.keep:
             return f"merged {name} {self.old_id} into {self.new_id}"
         return (
-            f"{name} {self.old_id} was merged into {self.new_id}, which customer {owner} "
+            f"{name} {self.old_id} was merged into {self.new_id}, which customer {self.owner} "
             "is linked to; unlinked, needs review"
         )
 
@@ -71,7 +72,8 @@ def decide_merge_links(
         keep = owner is None or owner == customer_id
         if keep:
             owner = customer_id
-        decided.append(MergeLink(customer_id, old_id, new_id, keep))
+        assert owner is not None  # set above when it was None
+        decided.append(MergeLink(customer_id, old_id, new_id, keep, owner))
     return decided
 
 

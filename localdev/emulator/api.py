@@ -541,11 +541,12 @@ class CrmApi:
             type_ids = {int(t.get("associationTypeId", 0)) for t in types}
             match = [t for (f, t) in ASSOCIATION_TYPE_IDS if f == object_type]
             to_type = match[0] if match else ""
-            allowed = {ASSOCIATION_TYPE_IDS.get((object_type, to_type)), 1, 2}
+            primary = set(PRIMARY_TYPE_IDS.values())
+            allowed = {ASSOCIATION_TYPE_IDS.get((object_type, to_type)), *primary}
             record = self.store.get(to_type, int(to_id)) if to_type and to_id.isdigit() else None
             if record is None or not type_ids or not type_ids <= allowed:
                 raise validation(f"Invalid association to {to_id!r} with types {sorted(type_ids)}")
-            targets.append((record, bool(type_ids & {1, 2})))
+            targets.append((record, bool(type_ids & primary)))
         return targets
 
     @staticmethod

@@ -24,7 +24,7 @@ from shared.mapping import MappingSet
 Pending = Sequence[tuple[Sequence[str], datetime]]
 
 
-def pending_changes(tx: Session, customer_ids: Iterable[str]) -> dict[str, Pending]:
+def pending_changes(tx: Session, customer_ids: Iterable[str]) -> Mapping[str, Pending]:
     """The captured, not yet swept INSERTs and UPDATEs of these customers, newest per set
     of names; by customer id. Empty when capture is off (the table stays empty)."""
     ids = sorted({str(i) for i in customer_ids})
@@ -38,7 +38,7 @@ def pending_changes(tx: Session, customer_ids: Iterable[str]) -> dict[str, Pendi
         {"ids": ids},
     ):
         found.setdefault(row["id"], []).append((row["changed_fields"] or [], row["at"]))
-    return dict(found)
+    return found
 
 
 def field_times(pending: Pending, mappings: MappingSet) -> Mapping[str, datetime]:

@@ -363,10 +363,10 @@ def _plan_rows(
                 merges[(cid, et)] = (record.id, carries_customer(record, row, et))
             previous = states_by_field(
                 state_rows.get((cid, et.value), []),
-                field_times(captured[cid], mappings[(cid, et)]) if cid in captured else None,
+                field_times(captured[cid], sets[et]) if cid in captured else None,
             )
             plan = plan_sync(
-                mappings[(cid, et)],
+                sets[et],
                 warp_snapshot(row, previous, modified_at=warp_times.get(cid)),
                 hubspot_snapshot(record, et),
                 previous,
@@ -432,10 +432,6 @@ def _carry_out(
     for link, et in moves:
         if link.customer_id in left_out and link.keep:
             continue  # planned again on a fresh read, or retried: the link moves then
-        owner = next(
-            (m.customer_id for m, e in moves if e is et and m.new_id == link.new_id and m.keep),
-            None,
-        )
         set_link(
             tx,
             customer_id=link.customer_id,
@@ -443,7 +439,7 @@ def _carry_out(
             object_id=link.new_id if link.keep else None,
             old_id=link.old_id,
             operation=operation,
-            why=link.why(et, owner),
+            why=link.why(et),
             now=now,
             triggered_by=triggered_by,
             review=not link.keep,
@@ -454,7 +450,7 @@ def _carry_out(
             outcome[link.customer_id].missing.append(et)
     merges.clear()
     if Action.WRITE_HUBSPOT in allowed:
-        _supersede_failed(tx, plans, fields, failed | set(committed.changed), started=started)
+        _supersede_failed(tx, plans, fields, left_out, started=started)
     return committed.changed
 
 
@@ -527,7 +523,7 @@ def _read(
     history: bool = False,
 ) -> PendingBatch:
     """Start reading these rows' ``entity_type`` records; ``history``: with the
-    LATEST_WINS properties' history too."""
+    history of the properties whose decisions need it (``history_properties``)."""
     ids = ids_to_read(rows, entity_type)
     if not ids:
         return PendingBatch([], [])

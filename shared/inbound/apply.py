@@ -242,7 +242,7 @@ class _Context:
                 if value:
                     self.links.setdefault((et, value), cid)
         self.state_rows: dict[tuple[str, str], list[list[Any]]] = defaultdict(list)
-        self.captured: dict[str, Pending] = {}
+        self.captured: Mapping[str, Pending] = {}
         self.commits: list[PlanCommit] = []
         self.planned_events: dict[str, list[str]] = defaultdict(list)
         # Per customer, the HubSpot change time of every field an event was judged for.
@@ -304,9 +304,11 @@ class _Context:
                 for r in item.plan.changed
                 if r.action is Action.WRITE_WARP
             }
+            if not written:
+                continue
             for et in EntityType:
                 others = self.engine.mapping_for(item.customer_id, et)
-                if written and et is not item.entity_type and item.mappings.feeds(others):
+                if et is not item.entity_type and item.mappings.feeds(others):
                     feeding.append((item.customer_id, others, written))
         if not feeding:
             return False
@@ -315,7 +317,9 @@ class _Context:
 
         derived: dict[str, set[str]] = defaultdict(set)
         for cid, others, written in feeding:
-            derived[cid] |= outbound_fields([others], written) or set()  # None: nothing written
+            names = outbound_fields([others], written)
+            assert names is not None  # None stands for "every field": written is never empty
+            derived[cid] |= names
         for cid, names in derived.items():
             if names:
                 outbound_dirty.mark(self.tx, cid, stored_fields(names))

@@ -16,8 +16,9 @@ Failures never stop the other events:
 The task (kind ``inbound_batch``, :func:`run_inbound_batch`) processes the events
 its payload names (``{"event_ids": [...]}``) or every unprocessed event received
 before a time (``{"received_before": iso}``). While events stay unprocessed it
-asks to be retried; after the last attempt it leaves a FAILED
-``hubspot_sync_queue`` row naming them (visible in the API's queue, replayable).
+asks to be retried; after the last attempt it leaves a QUEUED ``hubspot_sync_queue``
+row naming them, retried within the retry window and FAILED after it (visible in the
+API's queue, replayable).
 :func:`process_pending` is the sweep: the reconciler function runs it before every
 run (nightly from Scheduler), and any later scheduled sweep may call it too, so
 events whose task was lost (the in-process stand-in died with its process, a

@@ -258,22 +258,18 @@ def merge(event: WebhookEvent, links: Links) -> LinkDecision:
         for i in (event.primary_object_id, *(event.merged_object_ids or ()), event.object_id)
         if i is not None and str(i) != survivor
     )
-    owner = links.get((et, survivor))
     claims = [(old, cid) for old in old_ids if (cid := links.get((et, old))) is not None]
-    changes = []
-    for link in decide_merge_links(survivor, owner, claims):
-        changes.append(
-            LinkChange(
-                link.customer_id,
-                et,
-                survivor if link.keep else None,
-                "UPDATE",
-                link.why(et, owner),
-                review=not link.keep,
-            )
+    changes = [
+        LinkChange(
+            link.customer_id,
+            et,
+            survivor if link.keep else None,
+            "UPDATE",
+            link.why(et),
+            review=not link.keep,
         )
-        if link.keep:
-            owner = link.customer_id
+        for link in decide_merge_links(survivor, links.get((et, survivor)), claims)
+    ]
     if not changes:
         return Outcome(Category.NO_CUSTOMER, "no customer is linked to the merged records"), []
     moved = sum(1 for c in changes if not c.review)

@@ -78,7 +78,6 @@ class VerifiedDelivery:
     """A delivery whose size and signature passed (only :func:`verify_delivery` makes one)."""
 
     delivery: Delivery
-    version: str
 
 
 def verify_delivery(settings: Settings, delivery: Delivery) -> VerifiedDelivery:
@@ -89,7 +88,7 @@ def verify_delivery(settings: Settings, delivery: Delivery) -> VerifiedDelivery:
     limit = settings.webhook_max_body_bytes
     if len(delivery.body) > limit:
         raise DeliveryRejected(f"body larger than {limit} bytes", status=413)
-    version = check_signature(
+    check_signature(
         settings,
         method=delivery.method,
         uri=signed_uri(settings, delivery.target, delivery.host_url),
@@ -97,7 +96,7 @@ def verify_delivery(settings: Settings, delivery: Delivery) -> VerifiedDelivery:
         body=delivery.body,
         now_ms=int(time.time() * 1000),
     )
-    return VerifiedDelivery(delivery, version)
+    return VerifiedDelivery(delivery)
 
 
 def handle_delivery(engine: Engine, verified: VerifiedDelivery) -> dict[str, Any]:

@@ -11,10 +11,11 @@ Taken rows are leased, not deleted, until the push is recorded, so a flush that
 dies mid-way loses nothing (another flush takes them when the lease ends). A
 failure of a whole call (HubSpot down, rate limit beyond the client's wait)
 releases the customers back to the dirty set and raises, so the flush task is
-retried with backoff; on its last attempt they become FAILED queue rows instead,
-visible and replayable. The outbound flow may also carry a HubSpot value to WARP
-when a field's rule says HubSpot wins (``allowed`` is both ways), so every flush
-leaves both sides and the field states consistent.
+retried with backoff; on its last attempt they become queue rows instead, retried
+within the retry window and FAILED after it, visible and replayable. The outbound
+flow may also carry a HubSpot value to WARP when a field's rule says HubSpot wins
+(``allowed`` is both ways), so every flush leaves both sides and the field states
+consistent.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ A :class:`Checkpoint` is stored as JSON in ``hubspot_reconciliation_runs.checkpo
 and committed with every page. It is parsed and written only at that edge
 (:meth:`Checkpoint.of`, :meth:`Checkpoint.to_json`); the keys are the ones runs
 have always stored, so a run checkpointed before this model resumes with it
-(keys it no longer needs, like the old ``failures``, are ignored). The SQL that
+(keys it no longer needs, like the old ``failures``, are ignored; an INCREMENTAL run
+stored with one HubSpot phase per object type is read as the one HUBSPOT phase). The SQL that
 guards a save reads ``seq`` straight from the JSON (:func:`queries.save_checkpoint`).
 """
 
@@ -67,7 +68,7 @@ class Checkpoint:
     def of(cls, row: Mapping[str, Any] | None) -> Checkpoint:
         """The checkpoint of a run row (a new one when it has none)."""
         stored = (row or {}).get("checkpoint")
-        return _ADAPTER.validate_python(stored or {})
+        return _ADAPTER.validate_python(_one_hubspot_phase(stored or {}))
 
     def to_json(self) -> dict[str, Any]:
         """The JSON stored in the run row."""
@@ -76,3 +77,30 @@ class Checkpoint:
 
 
 _ADAPTER = TypeAdapter(Checkpoint)
+# INCREMENTAL runs stored before issue 20 searched HubSpot in one phase per object type.
+_PER_OBJECT_PHASES = ("companies", "contacts")
+
+
+def _one_hubspot_phase(stored: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A checkpoint stored with per-object HubSpot phases (``warp``, ``companies``,
+    ``contacts``), as the one HUBSPOT phase with a cursor per object type; others as
+    they are. The object type being searched keeps its cursor; those before it are done."""
+    phases = list(stored.get("phases") or ())
+    if not any(p in _PER_OBJECT_PHASES for p in phases):
+        return stored
+    index = int(stored.get("phase_index", 0))
+    current = phases[index] if index < len(phases) else None
+    kept = [p for p in phases if p not in _PER_OBJECT_PHASES]
+    first = phases.index(_PER_OBJECT_PHASES[0]) if _PER_OBJECT_PHASES[0] in phases else len(kept)
+    kept.insert(first, Phase.HUBSPOT.value)
+    upgraded = {**stored, "phases": kept}
+    if current in _PER_OBJECT_PHASES:
+        at = _PER_OBJECT_PHASES.index(current)
+        upgraded["phase_index"] = first
+        upgraded["after"] = {
+            name: {"after": stored.get("after") if n == at else None, "done": n < at}
+            for n, name in enumerate(_PER_OBJECT_PHASES)
+        }
+    elif index > first:
+        upgraded["phase_index"] = index - (len(phases) - len(kept))
+    return upgraded

@@ -42,7 +42,6 @@ def enqueue_failure(
     settings = engine.settings
     message = _describe(error)
     delay = backoff_delay(1, base=settings.retry_base_seconds, cap=settings.retry_cap_seconds)
-    again = retryable
     now = engine.now()
     with engine.database.transaction() as tx:
         row = sync_queue.enqueue(
@@ -57,12 +56,12 @@ def enqueue_failure(
             max_retries=settings.retry_max_attempts,
             created_at=now,
         )
-        retry_at = now + timedelta(seconds=delay) if again else None
+        retry_at = now + timedelta(seconds=delay) if retryable else None
         failed = sync_queue.fail(tx, str(row["id"]), message, retry_at=retry_at)
         assert failed is not None
         row = failed
     log.warning(
-        "work queued for retry" if again else "work failed permanently",
+        "work queued for retry" if retryable else "work failed permanently",
         extra={
             "fields": {
                 "queue_id": str(row["id"]),
@@ -73,7 +72,7 @@ def enqueue_failure(
             }
         },
     )
-    if again:
+    if retryable:
         return submit_item_task(engine, row, delay_seconds=delay, attempt=1)
     return row
 
@@ -108,7 +107,8 @@ def submit_item_task(engine: Engine, row: Row, *, delay_seconds: float, attempt:
 def replay(engine: Engine, item_id: str) -> Row | None:
     """Run a FAILED or CANCELLED row again now (the API's ``POST /queue/{id}/replay``).
 
-    Returns the row, QUEUED with its retries reset and a new task, or None when
+    Returns the row, QUEUED with its retry count reset and a new task (its retry window
+    still runs from when it was first queued), or None when
     the row does not exist or is not FAILED or CANCELLED.
     """
     with engine.database.transaction() as tx:

@@ -4,8 +4,8 @@
 the in-process stand-in) and :func:`handle_task` runs it through the task
 registry. A ``queue_item`` task names a ``hubspot_sync_queue`` row; its runner is
 picked by the row's ``kind`` (``outbound``, or whatever another flow registers
-with :func:`register_runner`). A runner raises on failure; ``retryable`` on the
-exception decides between another attempt and FAILED.
+with :func:`register_runner`). A runner raises on failure; ``shared.errors.retry_verdict``
+decides between another attempt and FAILED.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def process_item(engine: Engine, item_id: str, attempt: int = 0) -> TaskOutcome:
     ``attempt`` is Cloud Tasks' retry count (0 on the task's first delivery). A row
     that is missing, finished or held by a live worker is DONE: nothing to do. A
     retryable failure schedules the next attempt (capped backoff) while
-    ``RETRY_WINDOW_SECONDS`` since the row was queued last; after that, or on a
+    ``RETRY_WINDOW_SECONDS`` since the row was first queued (``created_at``); after that, or on a
     permanent failure, the row is FAILED.
     """
     with engine.database.transaction() as tx:

@@ -79,3 +79,19 @@ def test_a_run_without_a_checkpoint_has_nothing_left_to_do() -> None:
 def test_the_phase_is_none_once_every_phase_is_done() -> None:
     done = Checkpoint.of({"checkpoint": {**STORED_FULL, "phase_index": 2}})
     assert done.phase is None
+
+
+def test_an_incremental_run_stored_with_one_phase_per_object_type_resumes() -> None:
+    """As the last landed release stored INCREMENTAL runs: warp, companies, contacts."""
+    old = {**STORED_INCREMENTAL, "phases": ["warp", "companies", "contacts"]}
+    in_contacts = Checkpoint.of({"checkpoint": {**old, "phase_index": 2, "after": "3307"}})
+    assert in_contacts.phases == (Phase.WARP, Phase.HUBSPOT)
+    assert in_contacts.phase is Phase.HUBSPOT
+    assert in_contacts.after == {
+        "companies": HubSpotCursor(None, done=True),
+        "contacts": HubSpotCursor("3307", done=False),
+    }
+    in_warp = Checkpoint.of({"checkpoint": {**old, "phase_index": 0, "after": "c-9"}})
+    assert (in_warp.phase, in_warp.after) == (Phase.WARP, "c-9")
+    finished = Checkpoint.of({"checkpoint": {**old, "phase_index": 3, "after": None}})
+    assert finished.phase is None

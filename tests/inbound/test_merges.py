@@ -68,8 +68,8 @@ def live_companies_with_ban(emulator: Any, ban: str) -> list[int]:
 def test_the_owner_or_the_first_claim_keeps_a_merged_record() -> None:
     claims = [("1", "c-primary"), ("2", "c-other")]
     assert decide_merge_links("9", None, claims) == [
-        MergeLink("c-primary", "1", "9", keep=True),
-        MergeLink("c-other", "2", "9", keep=False),
+        MergeLink("c-primary", "1", "9", keep=True, owner="c-primary"),
+        MergeLink("c-other", "2", "9", keep=False, owner="c-primary"),
     ]
     # A customer already linked to the new record keeps it; every claimant is flagged.
     assert [m.keep for m in decide_merge_links("9", "c-owner", claims)] == [False, False]
